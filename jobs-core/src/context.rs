@@ -1,0 +1,209 @@
+//! What a running handler knows about its delivery, and what it can reach.
+
+use std::any::{Any, TypeId, type_name};
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+
+use crate::envelope::{Envelope, Headers};
+use crate::job_error::JobError;
+use crate::producer::Producer;
+
+/// The context of one handler run: the delivery's attempt, id and headers, a producer for
+/// follow-up jobs, and the worker's shared state.
+///
+/// A job fn takes it as its optional second argument:
+///
+/// ```
+/// use jobs_core::{JobContext, JobError};
+///
+/// struct Storage { bucket: String }
+///
+/// async fn handle(ctx: &JobContext) -> Result<(), JobError> {
+///     let storage = ctx.state::<Storage>()?; // fatal if the worker has no `Storage`
+///     println!("attempt {} into {}", ctx.attempt(), storage.bucket);
+///     Ok(())
+/// }
+/// ```
+#[derive(Clone)]
+pub struct JobContext {
+    shared: Arc<Shared>,
+    envelope: Arc<Envelope>,
+    attempt: u32,
+    redelivered: bool,
+}
+
+/// What every context of one worker shares.
+#[derive(Debug)]
+struct Shared {
+    producer: Producer,
+    state: State,
+}
+
+impl JobContext {
+    /// A context builder, for calling a job fn directly in a test.
+    #[must_use]
+    pub fn builder(producer: Producer) -> JobContextBuilder {
+        JobContextBuilder {
+            producer,
+            state: State::new(),
+            envelope: Envelope::default(),
+            attempt: 1,
+        }
+    }
+
+    pub(crate) fn new(shared: &ContextShared, envelope: Arc<Envelope>, attempt: u32, redelivered: bool) -> Self {
+        Self {
+            shared: Arc::clone(&shared.0),
+            envelope,
+            attempt,
+            redelivered,
+        }
+    }
+
+    /// Which attempt this is: 1 for the first, 2 for the first retry, and so on.
+    #[must_use]
+    pub fn attempt(&self) -> u32 {
+        self.attempt
+    }
+
+    /// The message id, kept across retries.
+    #[must_use]
+    pub fn message_id(&self) -> Option<&str> {
+        self.envelope.properties.message_id.as_deref()
+    }
+
+    /// The message's headers.
+    #[must_use]
+    pub fn headers(&self) -> &Headers {
+        &self.envelope.properties.headers
+    }
+
+    /// Whether the broker delivered this message before without an ack (a worker died or shut
+    /// down holding it).
+    #[must_use]
+    pub fn redelivered(&self) -> bool {
+        self.redelivered
+    }
+
+    /// A producer, for follow-up jobs.
+    #[must_use]
+    pub fn producer(&self) -> &Producer {
+        &self.shared.producer
+    }
+
+    /// The worker's shared value of type `T`.
+    ///
+    /// # Errors
+    ///
+    /// A fatal [`JobError`] when the worker was given no `T`: retrying cannot fix a missing
+    /// piece of configuration.
+    pub fn state<T: Send + Sync + 'static>(&self) -> Result<&T, JobError> {
+        self.shared
+            .state
+            .get::<T>()
+            .ok_or_else(|| JobError::fatal(format!("the worker has no state of type `{}`", type_name::<T>())))
+    }
+}
+
+impl AsRef<Producer> for JobContext {
+    fn as_ref(&self) -> &Producer {
+        self.producer()
+    }
+}
+
+impl fmt::Debug for JobContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JobContext")
+            .field("message_id", &self.message_id())
+            .field("attempt", &self.attempt)
+            .field("redelivered", &self.redelivered)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The part of every context that one engine shares: built once, cloned per delivery.
+#[derive(Clone, Debug)]
+pub(crate) struct ContextShared(Arc<Shared>);
+
+impl ContextShared {
+    pub(crate) fn new(producer: Producer, state: State) -> Self {
+        Self(Arc::new(Shared { producer, state }))
+    }
+}
+
+/// Builds a [`JobContext`] for calling a job fn directly.
+#[derive(Debug)]
+pub struct JobContextBuilder {
+    producer: Producer,
+    state: State,
+    envelope: Envelope,
+    attempt: u32,
+}
+
+impl JobContextBuilder {
+    /// Sets the attempt number (default 1).
+    #[must_use]
+    pub fn attempt(mut self, attempt: u32) -> Self {
+        self.attempt = attempt;
+        self
+    }
+
+    /// Sets the message id.
+    #[must_use]
+    pub fn message_id(mut self, id: impl Into<String>) -> Self {
+        self.envelope.properties.message_id = Some(id.into());
+        self
+    }
+
+    /// Adds a header.
+    #[must_use]
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<crate::HeaderValue>) -> Self {
+        self.envelope.properties.headers.insert(name.into(), value);
+        self
+    }
+
+    /// Adds a shared value, reachable with [`JobContext::state`].
+    #[must_use]
+    pub fn state<T: Send + Sync + 'static>(mut self, value: T) -> Self {
+        self.state.insert(value);
+        self
+    }
+
+    /// The context.
+    #[must_use]
+    pub fn build(self) -> JobContext {
+        let shared = ContextShared::new(self.producer, self.state);
+        JobContext::new(&shared, Arc::new(self.envelope), self.attempt, false)
+    }
+}
+
+/// Values shared by every handler of a worker, one per type: database pools, clients,
+/// configuration.
+#[derive(Default)]
+pub struct State(HashMap<TypeId, Arc<dyn Any + Send + Sync>>);
+
+impl State {
+    /// No values.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds `value`, replacing any value of the same type.
+    pub fn insert<T: Send + Sync + 'static>(&mut self, value: T) {
+        self.0.insert(TypeId::of::<T>(), Arc::new(value));
+    }
+
+    /// The value of type `T`.
+    #[must_use]
+    pub fn get<T: Send + Sync + 'static>(&self) -> Option<&T> {
+        self.0.get(&TypeId::of::<T>()).and_then(|value| value.downcast_ref())
+    }
+}
+
+impl fmt::Debug for State {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("State").field("values", &self.0.len()).finish()
+    }
+}

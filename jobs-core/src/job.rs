@@ -1,0 +1,199 @@
+//! A job's definition: its handler and where its messages travel.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::backoff::Backoff;
+use crate::__private::Handler;
+
+/// A job, as `#[job]` declares it: a name, a handler, and where its messages travel.
+///
+/// Every `#[job]` fn gets one, as the `JOB` static of the module generated beside it
+/// (`transfer_to_oss::JOB`). Options a job leaves unset take the worker's
+/// [`JobDefaults`](crate::JobDefaults).
+pub struct Job {
+    pub(crate) name: &'static str,
+    pub(crate) exchange: &'static str,
+    pub(crate) kind: ExchangeKind,
+    pub(crate) routing_key: &'static str,
+    pub(crate) binding: &'static str,
+    pub(crate) headers: Option<HeaderBinding>,
+    pub(crate) queue: &'static str,
+    pub(crate) message_type: &'static str,
+    pub(crate) options: JobOptions,
+    pub(crate) handler: Handler,
+}
+
+impl Job {
+    /// The job name, carried in each message's `type` property.
+    #[must_use]
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// The exchange its producer publishes to and its queue is bound to.
+    #[must_use]
+    pub fn exchange(&self) -> &'static str {
+        self.exchange
+    }
+
+    /// The exchange's type.
+    #[must_use]
+    pub fn kind(&self) -> ExchangeKind {
+        self.kind
+    }
+
+    /// The routing key its producer publishes with.
+    #[must_use]
+    pub fn routing_key(&self) -> &'static str {
+        self.routing_key
+    }
+
+    /// The binding key of its queue (a pattern on topic exchanges).
+    #[must_use]
+    pub fn binding(&self) -> &'static str {
+        self.binding
+    }
+
+    /// The header match of its binding, on a headers exchange.
+    #[must_use]
+    pub fn header_binding(&self) -> Option<&HeaderBinding> {
+        self.headers.as_ref()
+    }
+
+    /// Its work queue.
+    #[must_use]
+    pub fn queue(&self) -> &'static str {
+        self.queue
+    }
+
+    /// The Rust type of its protobuf message.
+    #[must_use]
+    pub fn message_type(&self) -> &'static str {
+        self.message_type
+    }
+
+    /// The options its attribute sets; unset ones take the worker's defaults.
+    #[must_use]
+    pub fn options(&self) -> &JobOptions {
+        &self.options
+    }
+}
+
+impl fmt::Debug for Job {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Job")
+            .field("name", &self.name)
+            .field("exchange", &self.exchange)
+            .field("kind", &self.kind)
+            .field("routing_key", &self.routing_key)
+            .field("binding", &self.binding)
+            .field("headers", &self.headers)
+            .field("queue", &self.queue)
+            .field("message_type", &self.message_type)
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The options a `#[job]` attribute may set; `None` means "the worker's default".
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct JobOptions {
+    /// Retries after the first attempt.
+    pub retries: Option<u32>,
+    /// Delays between attempts.
+    pub backoff: Option<Backoff>,
+    /// Handler deadline per attempt.
+    pub timeout: Option<Duration>,
+    /// Deliveries one worker handles at once (its prefetch).
+    pub concurrency: Option<u16>,
+    /// The work queue's type.
+    pub queue_type: Option<QueueType>,
+}
+
+/// The four AMQP exchange types.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ExchangeKind {
+    /// Routes on an exact routing key.
+    Direct,
+    /// Routes on a routing-key pattern: `*` is one word, `#` zero or more.
+    Topic,
+    /// Routes to every bound queue.
+    Fanout,
+    /// Routes on header values (`x-match` all or any).
+    Headers,
+}
+
+impl ExchangeKind {
+    /// The AMQP name: `direct`, `topic`, `fanout` or `headers`.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Direct => "direct",
+            Self::Topic => "topic",
+            Self::Fanout => "fanout",
+            Self::Headers => "headers",
+        }
+    }
+}
+
+impl fmt::Display for ExchangeKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The type of a work queue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum QueueType {
+    /// Replicated, with a delivery limit and at-least-once dead-lettering.
+    Quorum,
+    /// A classic queue.
+    Classic,
+}
+
+impl QueueType {
+    /// The `x-queue-type` value.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Quorum => "quorum",
+            Self::Classic => "classic",
+        }
+    }
+}
+
+impl fmt::Display for QueueType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A binding on a headers exchange: header values, and whether all or any must match.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HeaderBinding {
+    /// Whether every pair must match, or one is enough.
+    pub matching: HeaderMatch,
+    /// The header names and values to match.
+    pub values: &'static [(&'static str, &'static str)],
+}
+
+/// The `x-match` of a headers binding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum HeaderMatch {
+    /// Every header must match.
+    All,
+    /// One header is enough.
+    Any,
+}
+
+impl HeaderMatch {
+    /// The `x-match` value.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::All => "all",
+            Self::Any => "any",
+        }
+    }
+}

@@ -1,0 +1,121 @@
+//! Used by the code `#[job]` generates. Not public API: anything here may change in any release.
+
+use std::future::Future;
+
+use bytes::Bytes;
+
+pub use crate::backoff::Backoff;
+pub use crate::job::{ExchangeKind, HeaderBinding, HeaderMatch, Job, JobOptions, QueueType};
+pub use crate::registry::Registration;
+pub use ::bytes;
+pub use ::core;
+pub use ::inventory;
+
+use crate::context::JobContext;
+use crate::job_error::JobError;
+use crate::transport::BoxFuture;
+
+/// The future of one handler run.
+pub type HandlerFuture = BoxFuture<'static, Result<(), JobError>>;
+
+/// What a job's generated handler returns: the running handler, or why the body did not decode.
+pub type HandleResult = Result<HandlerFuture, prost::DecodeError>;
+
+/// A job's type-erased handler: decodes the body and starts the user's fn.
+pub type Handler = fn(Bytes, JobContext) -> HandleResult;
+
+/// Every field of a [`Job`], for `#[job]` to fill in a `static`.
+#[allow(missing_debug_implementations)]
+pub struct JobParts {
+    pub name: &'static str,
+    pub exchange: &'static str,
+    pub kind: ExchangeKind,
+    pub routing_key: &'static str,
+    pub binding: &'static str,
+    pub headers: Option<HeaderBinding>,
+    pub queue: &'static str,
+    pub message_type: &'static str,
+    pub options: JobOptions,
+    pub handler: Handler,
+}
+
+/// Builds a [`Job`] in a `static`.
+#[must_use]
+pub const fn job(parts: JobParts) -> Job {
+    let JobParts {
+        name,
+        exchange,
+        kind,
+        routing_key,
+        binding,
+        headers,
+        queue,
+        message_type,
+        options,
+        handler,
+    } = parts;
+    Job {
+        name,
+        exchange,
+        kind,
+        routing_key,
+        binding,
+        headers,
+        queue,
+        message_type,
+        options,
+        handler,
+    }
+}
+
+/// A protobuf message a job can carry.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a protobuf message",
+    label = "a `#[job]` argument must be a prost message",
+    note = "derive it with `#[derive(Clone, PartialEq, prost::Message)]`, or generate it with prost-build"
+)]
+pub trait JobMessage: prost::Message + Default + Send + 'static {}
+
+impl<T: prost::Message + Default + Send + 'static> JobMessage for T {}
+
+/// A handler's return value.
+#[diagnostic::on_unimplemented(
+    message = "`#[job]` functions must return `Result<(), E>`, not `{Self}`",
+    label = "expected `Result<(), JobError>`",
+    note = "`E` may be `jobs_core::JobError` or any `std::error::Error + Send + Sync + 'static`"
+)]
+pub trait IntoJobResult {
+    /// Converts into the engine's view of a handler's outcome.
+    fn into_job_result(self) -> Result<(), JobError>;
+}
+
+impl<E: Into<JobError>> IntoJobResult for Result<(), E> {
+    fn into_job_result(self) -> Result<(), JobError> {
+        self.map_err(Into::into)
+    }
+}
+
+/// Checks at compile time that a job's argument is a protobuf message.
+pub const fn require_message<M: JobMessage>() {}
+
+/// Checks at compile time that a job returns `Result<(), E>`.
+pub const fn require_result<R: IntoJobResult>() {}
+
+/// Decodes the body and starts the handler.
+///
+/// A job fn without a context argument is wrapped in a closure that drops it.
+///
+/// # Errors
+///
+/// The decode error when the body is not an `M`.
+pub fn handle<M, F, Fut>(body: Bytes, ctx: JobContext, handler: F) -> HandleResult
+where
+    M: JobMessage,
+    F: FnOnce(M, JobContext) -> Fut,
+    Fut: Future + Send + 'static,
+    Fut::Output: IntoJobResult,
+{
+    let message = M::decode(body)?;
+    let running = handler(message, ctx);
+    Ok(Box::pin(async move { running.await.into_job_result() }))
+}

@@ -1,0 +1,259 @@
+//! Publishing jobs: typed, protobuf-encoded, confirmed by the broker.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+
+use crate::envelope::{CONTENT_TYPE, Envelope, HeaderValue, Headers, Properties, header};
+use crate::error::{Error, Result};
+use crate::job::Job;
+use crate::transport::{Publish, Transport};
+
+/// Publishes jobs over a transport. Cheap to clone; clones share the transport.
+///
+/// Each `#[job]` module has typed functions that use it: `my_job::enqueue(&producer, msg)`
+/// and `my_job::with(msg)…enqueue(&producer)`.
+#[derive(Clone)]
+pub struct Producer {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    transport: Arc<dyn Transport>,
+    options: ProducerOptions,
+}
+
+/// Limits a [`Producer`] holds its publishes to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProducerOptions {
+    /// The largest encoded job accepted; larger ones are refused before publishing.
+    /// Default 4 MiB.
+    pub max_message_size: usize,
+    /// How long to wait for the broker's confirm. Default 30 s.
+    pub confirm_timeout: Duration,
+}
+
+impl Default for ProducerOptions {
+    fn default() -> Self {
+        Self {
+            max_message_size: 4 * 1024 * 1024,
+            confirm_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+impl Producer {
+    /// A producer over `transport` with the default options.
+    #[must_use]
+    pub fn new(transport: Arc<dyn Transport>) -> Self {
+        Self::with_options(transport, ProducerOptions::default())
+    }
+
+    /// A producer over `transport` with `options`.
+    #[must_use]
+    pub fn with_options(transport: Arc<dyn Transport>, options: ProducerOptions) -> Self {
+        Self {
+            inner: Arc::new(Inner { transport, options }),
+        }
+    }
+
+    /// The transport it publishes over.
+    #[must_use]
+    pub fn transport(&self) -> &Arc<dyn Transport> {
+        &self.inner.transport
+    }
+
+    /// Its options.
+    #[must_use]
+    pub fn options(&self) -> &ProducerOptions {
+        &self.inner.options
+    }
+
+    /// Publishes a prepared message and waits for the broker's confirm.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Timeout`] when no confirm comes within the confirm timeout, and whatever the
+    /// transport reports: unroutable, nacked, connection errors.
+    pub async fn publish(&self, publish: Publish) -> Result<()> {
+        let after = self.inner.options.confirm_timeout;
+        match tokio::time::timeout(after, self.inner.transport.publish(publish)).await {
+            Ok(result) => result,
+            Err(_) => Err(Error::Timeout { after }),
+        }
+    }
+}
+
+impl AsRef<Producer> for Producer {
+    fn as_ref(&self) -> &Producer {
+        self
+    }
+}
+
+impl fmt::Debug for Producer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Producer")
+            .field("transport", &self.inner.transport)
+            .field("options", &self.inner.options)
+            .finish()
+    }
+}
+
+/// The id of an enqueued job: its `message_id`, kept across retries.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct MessageId(String);
+
+impl MessageId {
+    /// A new unique id: a UUID v7, so ids sort by creation time.
+    #[must_use]
+    pub fn generate() -> Self {
+        Self(uuid::Uuid::now_v7().to_string())
+    }
+
+    /// The id as text.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for MessageId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<MessageId> for String {
+    fn from(id: MessageId) -> Self {
+        id.0
+    }
+}
+
+/// One job on its way to the broker, with per-call options. Made by `my_job::with(msg)`.
+///
+/// ```
+/// # use jobs_core::{job, JobError, testing::TestApp};
+/// # #[derive(Clone, PartialEq, prost::Message)]
+/// # pub struct Ping { #[prost(string, tag = "1")] pub text: String }
+/// # #[job(exchange = "docs.enqueue", routing_key = "ping")]
+/// # async fn ping(_: Ping) -> Result<(), JobError> { Ok(()) }
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> jobs_core::Result<()> {
+/// # let app = TestApp::builder().job(&ping::JOB).build()?;
+/// let id = ping::with(Ping { text: "hi".into() })
+///     .header("tenant", "acme")
+///     .message_id("ping-1")
+///     .enqueue(&app)
+///     .await?;
+/// assert_eq!(id.as_str(), "ping-1");
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug)]
+#[must_use = "an `Enqueue` does nothing until `.enqueue(&producer)` is awaited"]
+pub struct Enqueue<M> {
+    job: &'static Job,
+    message: M,
+    message_id: Option<String>,
+    routing_key: Option<Cow<'static, str>>,
+    headers: Headers,
+}
+
+impl<M: prost::Message> Enqueue<M> {
+    /// `message` for `job`, with no per-call options yet.
+    pub fn new(job: &'static Job, message: M) -> Self {
+        Self {
+            job,
+            message,
+            message_id: None,
+            routing_key: None,
+            headers: Headers::new(),
+        }
+    }
+
+    /// Adds a header.
+    pub fn header(mut self, name: impl Into<Cow<'static, str>>, value: impl Into<HeaderValue>) -> Self {
+        self.headers.insert(name, value);
+        self
+    }
+
+    /// Sets the message id (default: a new UUID v7), for example to make enqueues idempotent.
+    pub fn message_id(mut self, id: impl Into<String>) -> Self {
+        self.message_id = Some(id.into());
+        self
+    }
+
+    /// Publishes with this routing key instead of the job's.
+    pub fn routing_key(mut self, key: impl Into<Cow<'static, str>>) -> Self {
+        self.routing_key = Some(key.into());
+        self
+    }
+
+    /// Encodes and publishes the job, and waits for the broker's confirm.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::TooLarge`] before publishing anything when the encoded job is over the
+    /// producer's limit; [`Error::Unroutable`] when no queue is bound for it; and the errors
+    /// of [`Producer::publish`].
+    pub async fn enqueue(self, producer: &impl AsRef<Producer>) -> Result<MessageId> {
+        let producer = producer.as_ref();
+        let (id, publish) = self.into_publish(producer.options().max_message_size)?;
+        producer.publish(publish).await?;
+        Ok(id)
+    }
+
+    fn into_publish(self, max_message_size: usize) -> Result<(MessageId, Publish)> {
+        let size = self.message.encoded_len();
+        if size > max_message_size {
+            return Err(Error::TooLarge {
+                size,
+                limit: max_message_size,
+            });
+        }
+        let mut body = Vec::with_capacity(size);
+        self.message
+            .encode(&mut body)
+            .map_err(|_| Error::TooLarge { size, limit: max_message_size })?;
+
+        let job = self.job;
+        let id = self.message_id.map_or_else(MessageId::generate, MessageId);
+        let mut headers = Headers::new();
+        headers.insert(header::ATTEMPT, 1i64);
+        if let Some(binding) = job.header_binding() {
+            for (name, value) in binding.values {
+                headers.insert(*name, *value);
+            }
+        }
+        for (name, value) in self.headers {
+            headers.insert(name, value);
+        }
+        let properties = Properties {
+            content_type: Some(Cow::Borrowed(CONTENT_TYPE)),
+            kind: Some(Cow::Borrowed(job.name())),
+            message_id: Some(id.0.clone()),
+            timestamp: Some(unix_now()),
+            persistent: true,
+            headers,
+            ..Properties::default()
+        };
+        let publish = Publish {
+            exchange: Cow::Borrowed(job.exchange()),
+            routing_key: self.routing_key.unwrap_or(Cow::Borrowed(job.routing_key())),
+            mandatory: true,
+            envelope: Envelope {
+                properties,
+                body: Bytes::from(body),
+            },
+        };
+        Ok((id, publish))
+    }
+}
+
+/// Seconds since the Unix epoch.
+pub(crate) fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}

@@ -1,0 +1,177 @@
+//! A job's options resolved against the worker's defaults.
+//!
+//! Precedence: worker defaults < the `#[job]` attribute < the per-call builder (where an option
+//! applies per call).
+
+use std::time::Duration;
+
+use crate::backoff::Backoff;
+use crate::job::{Job, QueueType};
+
+/// The worker's defaults for options a `#[job]` attribute leaves unset.
+#[derive(Clone, Debug, PartialEq)]
+pub struct JobDefaults {
+    /// Retries after the first attempt. Default 5.
+    pub retries: u32,
+    /// Delays between attempts. Default 1 s doubling, capped at 5 minutes.
+    pub backoff: Backoff,
+    /// Handler deadline. Default 5 minutes, under RabbitMQ's 30-minute consumer timeout.
+    pub timeout: Duration,
+    /// Deliveries handled at once per job (the prefetch). Default 32.
+    pub concurrency: u16,
+    /// Work queue type. Default quorum.
+    pub queue_type: QueueType,
+    /// `x-delivery-limit` of quorum work queues. Default 10.
+    ///
+    /// It backs up the worker's own attempt count against a job that kills its worker every
+    /// time. RabbitMQ 3.10 counts every return toward it, including requeues at shutdown, so
+    /// keep it well above the number of attempts.
+    pub delivery_limit: u32,
+}
+
+impl Default for JobDefaults {
+    fn default() -> Self {
+        Self {
+            retries: 5,
+            backoff: Backoff::default(),
+            timeout: Duration::from_secs(300),
+            concurrency: 32,
+            queue_type: QueueType::Quorum,
+            delivery_limit: 10,
+        }
+    }
+}
+
+/// A job with every option decided: what the topology and the engine run from.
+#[derive(Clone, Debug)]
+pub struct JobSettings {
+    job: &'static Job,
+    retries: u32,
+    retry_delays: Vec<Duration>,
+    retry_queues: Vec<String>,
+    error_queue: String,
+    timeout: Duration,
+    concurrency: u16,
+    queue_type: QueueType,
+    delivery_limit: u32,
+}
+
+impl JobSettings {
+    /// Resolves `job`'s options against `defaults`.
+    #[must_use]
+    pub fn resolve(job: &'static Job, defaults: &JobDefaults) -> Self {
+        let options = job.options();
+        let retries = options.retries.unwrap_or(defaults.retries);
+        let backoff = options.backoff.as_ref().unwrap_or(&defaults.backoff);
+        let retry_delays = backoff.levels(retries);
+        let retry_queues = (1..=retry_delays.len())
+            .map(|level| retry_queue_name(job.queue(), level))
+            .collect();
+        Self {
+            job,
+            retries,
+            retry_delays,
+            retry_queues,
+            error_queue: error_queue_name(job.queue()),
+            timeout: options.timeout.unwrap_or(defaults.timeout),
+            concurrency: options.concurrency.unwrap_or(defaults.concurrency).max(1),
+            queue_type: options.queue_type.unwrap_or(defaults.queue_type),
+            delivery_limit: defaults.delivery_limit,
+        }
+    }
+
+    /// The job.
+    #[must_use]
+    pub fn job(&self) -> &'static Job {
+        self.job
+    }
+
+    /// Retries after the first attempt.
+    #[must_use]
+    pub fn retries(&self) -> u32 {
+        self.retries
+    }
+
+    /// The attempts a job gets in all: the first and its retries.
+    #[must_use]
+    pub fn max_attempts(&self) -> u32 {
+        self.retries.saturating_add(1)
+    }
+
+    /// The delay of each retry queue, `Q.retry.1` first.
+    #[must_use]
+    pub fn retry_delays(&self) -> &[Duration] {
+        &self.retry_delays
+    }
+
+    /// The retry queues, `Q.retry.1` first.
+    #[must_use]
+    pub fn retry_queues(&self) -> &[String] {
+        &self.retry_queues
+    }
+
+    /// The error queue, `Q.err`.
+    #[must_use]
+    pub fn error_queue(&self) -> &str {
+        &self.error_queue
+    }
+
+    /// The handler deadline.
+    #[must_use]
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// Deliveries handled at once: the consumer's prefetch.
+    #[must_use]
+    pub fn concurrency(&self) -> u16 {
+        self.concurrency
+    }
+
+    /// Overrides the concurrency, as a worker's configuration may.
+    #[must_use]
+    pub fn with_concurrency(mut self, concurrency: u16) -> Self {
+        self.concurrency = concurrency.max(1);
+        self
+    }
+
+    /// The work queue's type.
+    #[must_use]
+    pub fn queue_type(&self) -> QueueType {
+        self.queue_type
+    }
+
+    /// `x-delivery-limit` of a quorum work queue.
+    #[must_use]
+    pub fn delivery_limit(&self) -> u32 {
+        self.delivery_limit
+    }
+
+    /// The retry queue for the retry after failed attempt `attempt`, and its delay.
+    ///
+    /// `requested` is a handler's [`JobError::retry_after`](crate::JobError::retry_after):
+    /// the shortest level that waits at least that long, or the longest level.
+    /// `None` when the job has no retry queues.
+    #[must_use]
+    pub fn retry_level(&self, attempt: u32, requested: Option<Duration>) -> Option<(&str, Duration)> {
+        let last = self.retry_delays.len().checked_sub(1)?;
+        let by_attempt = (attempt.max(1) as usize - 1).min(last);
+        let level = match requested {
+            Some(delay) => self.retry_delays.iter().position(|&d| d >= delay).unwrap_or(last),
+            None => by_attempt,
+        };
+        Some((&self.retry_queues[level], self.retry_delays[level]))
+    }
+}
+
+/// `Q.retry.N`.
+#[must_use]
+pub(crate) fn retry_queue_name(queue: &str, level: usize) -> String {
+    format!("{queue}.retry.{level}")
+}
+
+/// `Q.err`.
+#[must_use]
+pub(crate) fn error_queue_name(queue: &str) -> String {
+    format!("{queue}.err")
+}

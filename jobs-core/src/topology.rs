@@ -1,0 +1,188 @@
+//! What the broker holds for a set of jobs: exchanges, queues, their arguments and bindings.
+//!
+//! For a job with queue `Q` on exchange `E`:
+//!
+//! * `E`: a durable exchange of the job's kind;
+//! * `Q`: the durable work queue, bound to `E` with the job's binding. A quorum `Q` has
+//!   `x-delivery-limit` and dead-letters (at least once) to `Q.err`, so a message that crashes
+//!   its worker every time ends in the error queue rather than in a loop;
+//! * `Q.retry.N`: one delay queue per backoff step, with `x-message-ttl` = that step and
+//!   dead-lettering back to `Q` through the default exchange. A queue holds one delay, so no
+//!   message waits behind a longer one, and no broker plugin is needed;
+//! * `Q.err`: the durable error queue.
+
+use std::collections::HashMap;
+
+use crate::envelope::{HeaderValue, Headers};
+use crate::error::{Error, Result};
+use crate::job::{ExchangeKind, QueueType};
+use crate::settings::JobSettings;
+
+/// Queue argument names.
+pub mod argument {
+    /// `quorum` or `classic`.
+    pub const QUEUE_TYPE: &str = "x-queue-type";
+    /// Milliseconds a message may wait in the queue before it is dead-lettered.
+    pub const MESSAGE_TTL: &str = "x-message-ttl";
+    /// The exchange dead-lettered messages go to (`""`: the default exchange).
+    pub const DEAD_LETTER_EXCHANGE: &str = "x-dead-letter-exchange";
+    /// The routing key dead-lettered messages go with.
+    pub const DEAD_LETTER_ROUTING_KEY: &str = "x-dead-letter-routing-key";
+    /// `at-least-once` (quorum queues): dead-lettering survives a crash.
+    pub const DEAD_LETTER_STRATEGY: &str = "x-dead-letter-strategy";
+    /// `reject-publish`: required by at-least-once dead-lettering.
+    pub const OVERFLOW: &str = "x-overflow";
+    /// Deliveries after which a quorum queue dead-letters a message.
+    pub const DELIVERY_LIMIT: &str = "x-delivery-limit";
+    /// `all` or `any`, on a headers binding.
+    pub const MATCH: &str = "x-match";
+}
+
+/// The declarations for a set of jobs, in the order a broker needs them.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Topology {
+    /// Exchanges, each once.
+    pub exchanges: Vec<ExchangeSpec>,
+    /// Queues, each once.
+    pub queues: Vec<QueueSpec>,
+    /// Bindings of work queues to exchanges.
+    pub bindings: Vec<BindingSpec>,
+}
+
+/// A durable exchange.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExchangeSpec {
+    /// Its name.
+    pub name: String,
+    /// Its type.
+    pub kind: ExchangeKind,
+}
+
+/// A durable queue and its arguments.
+#[derive(Clone, Debug, PartialEq)]
+pub struct QueueSpec {
+    /// Its name.
+    pub name: String,
+    /// Its `x-` arguments (see [`argument`]).
+    pub arguments: Headers,
+}
+
+/// A binding of a queue to an exchange.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BindingSpec {
+    /// The queue.
+    pub queue: String,
+    /// The exchange.
+    pub exchange: String,
+    /// The binding key (a pattern on topic exchanges; ignored by fanout and headers).
+    pub routing_key: String,
+    /// Binding arguments: `x-match` and header values on headers exchanges.
+    pub arguments: Headers,
+}
+
+impl Topology {
+    /// The topology that serves `jobs`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Topology`] when two jobs give one exchange different types, share a queue, or
+    /// share a name.
+    pub fn for_jobs<'a>(jobs: impl IntoIterator<Item = &'a JobSettings>) -> Result<Self> {
+        let mut topology = Self::default();
+        let mut exchange_owner: HashMap<&str, (&str, ExchangeKind)> = HashMap::new();
+        let mut queue_owner: HashMap<&str, &str> = HashMap::new();
+        let mut name_owner: HashMap<&str, &str> = HashMap::new();
+        for settings in jobs {
+            let job = settings.job();
+            if let Some(other) = name_owner.insert(job.name(), job.queue()) {
+                return Err(Error::Topology(format!(
+                    "two jobs are named `{}` (queues `{other}` and `{}`)",
+                    job.name(),
+                    job.queue()
+                )));
+            }
+            if let Some(other) = queue_owner.insert(job.queue(), job.name()) {
+                return Err(Error::Topology(format!(
+                    "jobs `{other}` and `{}` both use queue `{}`",
+                    job.name(),
+                    job.queue()
+                )));
+            }
+            match exchange_owner.get(job.exchange()) {
+                Some(&(other, kind)) if kind != job.kind() => {
+                    return Err(Error::Topology(format!(
+                        "exchange `{}` is `{kind}` for job `{other}` but `{}` for job `{}`",
+                        job.exchange(),
+                        job.kind(),
+                        job.name()
+                    )));
+                }
+                Some(_) => {}
+                None => {
+                    exchange_owner.insert(job.exchange(), (job.name(), job.kind()));
+                    topology.exchanges.push(ExchangeSpec {
+                        name: job.exchange().to_owned(),
+                        kind: job.kind(),
+                    });
+                }
+            }
+            topology.add_job_queues(settings);
+        }
+        Ok(topology)
+    }
+
+    fn add_job_queues(&mut self, settings: &JobSettings) {
+        let job = settings.job();
+        let queue_type = settings.queue_type();
+        let quorum = queue_type == QueueType::Quorum;
+        let typed = || Headers::from_iter([(argument::QUEUE_TYPE, queue_type.as_str())]);
+
+        let mut work = typed();
+        work.insert(argument::DEAD_LETTER_EXCHANGE, "");
+        work.insert(argument::DEAD_LETTER_ROUTING_KEY, settings.error_queue());
+        if quorum {
+            work.insert(argument::DELIVERY_LIMIT, i64::from(settings.delivery_limit()));
+            work.insert(argument::DEAD_LETTER_STRATEGY, "at-least-once");
+            work.insert(argument::OVERFLOW, "reject-publish");
+        }
+        self.queues.push(QueueSpec {
+            name: job.queue().to_owned(),
+            arguments: work,
+        });
+
+        for (name, delay) in settings.retry_queues().iter().zip(settings.retry_delays()) {
+            let mut retry = typed();
+            let ttl = i64::try_from(delay.as_millis()).unwrap_or(i64::MAX);
+            retry.insert(argument::MESSAGE_TTL, ttl);
+            retry.insert(argument::DEAD_LETTER_EXCHANGE, "");
+            retry.insert(argument::DEAD_LETTER_ROUTING_KEY, job.queue());
+            if quorum {
+                retry.insert(argument::DEAD_LETTER_STRATEGY, "at-least-once");
+                retry.insert(argument::OVERFLOW, "reject-publish");
+            }
+            self.queues.push(QueueSpec {
+                name: name.clone(),
+                arguments: retry,
+            });
+        }
+
+        self.queues.push(QueueSpec {
+            name: settings.error_queue().to_owned(),
+            arguments: typed(),
+        });
+
+        let mut arguments = Headers::new();
+        if let Some(binding) = job.header_binding() {
+            arguments.insert(argument::MATCH, binding.matching.as_str());
+            for (name, value) in binding.values {
+                arguments.insert(*name, HeaderValue::from(*value));
+            }
+        }
+        self.bindings.push(BindingSpec {
+            queue: job.queue().to_owned(),
+            exchange: job.exchange().to_owned(),
+            routing_key: job.binding().to_owned(),
+            arguments,
+        });
+    }
+}

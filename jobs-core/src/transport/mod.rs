@@ -1,0 +1,141 @@
+//! The broker interface the producer and the worker engine run over.
+//!
+//! Two implementations: [`MemoryTransport`](memory::MemoryTransport), an in-process broker that
+//! is always compiled, and the AMQP transport on lapin. The engine's dispatch and settle logic is
+//! written once against [`Transport`], so a test on the in-memory broker runs the same retry and
+//! error-queue code that production runs.
+
+pub mod memory;
+
+use std::borrow::Cow;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+
+use futures_core::Stream;
+
+use crate::envelope::Envelope;
+use crate::error::Result;
+use crate::topology::Topology;
+
+/// A boxed, sendable future.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// The deliveries of one consumer, in delivery-tag order. It ends when the consumer is
+/// cancelled or its channel closes.
+pub type DeliveryStream = Pin<Box<dyn Stream<Item = Delivery> + Send>>;
+
+/// A message broker: declares topology, publishes with confirms, and consumes with acks.
+pub trait Transport: Send + Sync + fmt::Debug + 'static {
+    /// Declares the topology, or with [`Declare::Passive`] only checks that it exists as
+    /// declared. Declaring twice is a no-op.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::QueueMismatch`](crate::Error::QueueMismatch) when a queue exists with other
+    /// arguments, [`Error::Topology`](crate::Error::Topology) when an exchange exists with
+    /// another type, [`Error::NotFound`](crate::Error::NotFound) in passive mode when something
+    /// is missing, and connection errors.
+    fn declare<'a>(&'a self, topology: &'a Topology, mode: Declare) -> BoxFuture<'a, Result<()>>;
+
+    /// Publishes one message and resolves once the broker has confirmed it.
+    ///
+    /// The future owns everything it needs, so callers keep many publishes in flight.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Unroutable`](crate::Error::Unroutable) for a `mandatory` message no queue
+    /// took, [`Error::Nacked`](crate::Error::Nacked), [`Error::NotFound`](crate::Error::NotFound)
+    /// for a missing exchange, and connection errors.
+    fn publish(&self, publish: Publish) -> BoxFuture<'static, Result<()>>;
+
+    /// Starts a consumer on `queue` with at most `prefetch` unsettled deliveries.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotFound`](crate::Error::NotFound) for a missing queue, and connection errors.
+    fn consume<'a>(&'a self, queue: &'a str, prefetch: u16) -> BoxFuture<'a, Result<Consumer>>;
+}
+
+/// Whether [`Transport::declare`] creates the topology or only checks it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Declare {
+    /// Create what is missing; fail on what differs.
+    Create,
+    /// Create nothing; fail on what is missing or differs.
+    Passive,
+}
+
+/// One message to publish.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Publish {
+    /// The exchange; `""` is the default exchange, which routes to the queue named by the key.
+    pub exchange: Cow<'static, str>,
+    /// The routing key.
+    pub routing_key: Cow<'static, str>,
+    /// Whether an unroutable message comes back as an error rather than being dropped.
+    pub mandatory: bool,
+    /// The message.
+    pub envelope: Envelope,
+}
+
+/// A consumer: its deliveries and the handle that settles them.
+pub struct Consumer {
+    /// The deliveries.
+    pub deliveries: DeliveryStream,
+    /// Acks, nacks and rejects deliveries of this consumer.
+    pub settler: Box<dyn Settle>,
+}
+
+impl fmt::Debug for Consumer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Consumer").field("settler", &self.settler).finish_non_exhaustive()
+    }
+}
+
+/// Settles the deliveries of one consumer.
+pub trait Settle: Send + Sync + fmt::Debug {
+    /// Sends one settlement to the broker. It does not wait for the broker to act on it.
+    ///
+    /// # Errors
+    ///
+    /// A connection error when the consumer's channel is gone: the broker then redelivers
+    /// whatever was unsettled.
+    fn settle(&self, settlement: Settlement) -> BoxFuture<'_, Result<()>>;
+}
+
+/// A message delivered to a consumer.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Delivery {
+    /// The consumer's tag for this delivery: 1, 2, 3… in delivery order.
+    pub tag: u64,
+    /// Whether the broker delivered this message before and it was not acked.
+    pub redelivered: bool,
+    /// The exchange it was published (or dead-lettered) to.
+    pub exchange: Cow<'static, str>,
+    /// The routing key it was published (or dead-lettered) with.
+    pub routing_key: Cow<'static, str>,
+    /// The message.
+    pub envelope: Envelope,
+}
+
+/// What to tell the broker about a delivery.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Settlement {
+    /// Done with it; with `multiple`, with every earlier unsettled tag too.
+    Ack {
+        /// The delivery tag.
+        tag: u64,
+        /// Whether every earlier unsettled tag is acked as well.
+        multiple: bool,
+    },
+    /// Not done; with `requeue` the broker delivers it again, otherwise it dead-letters it.
+    Nack {
+        /// The delivery tag.
+        tag: u64,
+        /// Whether every earlier unsettled tag is nacked as well.
+        multiple: bool,
+        /// Whether the broker keeps the message for another delivery.
+        requeue: bool,
+    },
+}
