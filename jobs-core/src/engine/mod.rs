@@ -1,1 +1,260 @@
-//! placeholder
+//! The worker engine: serves jobs over any [`Transport`].
+//!
+//! For each job it keeps one consumer attached to the job's queue, with the job's concurrency
+//! as its prefetch, and runs each delivery as a task: decode, run the handler with its deadline
+//! and panic capture, then settle by DESIGN's rules:
+//!
+//! | outcome | what the engine does, in order |
+//! | --- | --- |
+//! | success | ack |
+//! | retryable failure, attempts left | publish to `Q.retry.N` with attempt + 1, await the confirm, ack |
+//! | fatal failure, attempts exhausted | publish to `Q.err` with failure headers, await the confirm, ack |
+//! | undecodable body, unknown job name, body over the size limit | publish to `Q.err` on the first delivery, ack |
+//! | handler panic | a failure like any other; the worker keeps running |
+//! | the retry or error publish fails | nack with requeue: the broker delivers it again |
+//!
+//! Acks are not awaited by handlers: they go through a settle pipeline per consumer that
+//! coalesces contiguous delivery tags into one `multiple` ack.
+
+mod consumer;
+mod dispatch;
+mod events;
+mod failure;
+mod settle;
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+pub use events::{Event, EventKind, Observer};
+
+use self::dispatch::JobRuntime;
+use crate::context::{ContextShared, State};
+use crate::error::Result;
+use crate::job::Job;
+use crate::producer::{Producer, ProducerOptions};
+use crate::settings::{JobDefaults, JobSettings};
+use crate::topology::Topology;
+use crate::transport::{Declare, Transport};
+
+/// A running engine. Stop it with [`Engine::shutdown`]; dropping it stops its consumers at
+/// once, and the broker redelivers whatever they held.
+pub struct Engine {
+    producer: Producer,
+    jobs: Vec<JobSettings>,
+    stop: watch::Sender<Option<Instant>>,
+    consumers: Vec<(Arc<AtomicBool>, JoinHandle<()>)>,
+}
+
+impl Engine {
+    /// An engine builder over `transport`.
+    #[must_use]
+    pub fn builder(transport: Arc<dyn Transport>) -> EngineBuilder {
+        EngineBuilder {
+            transport,
+            jobs: None,
+            defaults: JobDefaults::default(),
+            concurrency: None,
+            state: State::new(),
+            observers: Vec::new(),
+            producer_options: ProducerOptions::default(),
+            declare: Declare::Create,
+        }
+    }
+
+    /// The producer the engine publishes retries with; handlers get it in their context.
+    #[must_use]
+    pub fn producer(&self) -> &Producer {
+        &self.producer
+    }
+
+    /// The jobs it serves, with their resolved settings.
+    #[must_use]
+    pub fn jobs(&self) -> &[JobSettings] {
+        &self.jobs
+    }
+
+    /// Whether every job's consumer is attached.
+    #[must_use]
+    pub fn is_ready(&self) -> bool {
+        self.consumers.iter().all(|(ready, _)| ready.load(Ordering::Acquire))
+    }
+
+    /// Stops taking deliveries, lets running handlers finish until `timeout`, then requeues
+    /// what is left and returns.
+    pub async fn shutdown(mut self, timeout: Duration) {
+        self.stop.send_replace(Some(Instant::now() + timeout));
+        for (_, task) in std::mem::take(&mut self.consumers) {
+            if let Err(err) = task.await {
+                tracing::error!(error = %err, "consumer task failed");
+            }
+        }
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        self.stop.send_replace(Some(Instant::now()));
+    }
+}
+
+impl AsRef<Producer> for Engine {
+    fn as_ref(&self) -> &Producer {
+        &self.producer
+    }
+}
+
+impl fmt::Debug for Engine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Engine")
+            .field("jobs", &self.jobs.iter().map(|s| s.job().name()).collect::<Vec<_>>())
+            .field("ready", &self.is_ready())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Configures and starts an [`Engine`].
+#[must_use]
+pub struct EngineBuilder {
+    transport: Arc<dyn Transport>,
+    jobs: Option<Vec<&'static Job>>,
+    defaults: JobDefaults,
+    concurrency: Option<u16>,
+    state: State,
+    observers: Vec<Arc<dyn Observer>>,
+    producer_options: ProducerOptions,
+    declare: Declare,
+}
+
+impl EngineBuilder {
+    /// Serves `job`. Without any `job` or `jobs` call, the engine serves every job linked into
+    /// the binary.
+    pub fn job(mut self, job: &'static Job) -> Self {
+        self.jobs.get_or_insert_with(Vec::new).push(job);
+        self
+    }
+
+    /// Serves `jobs`.
+    pub fn jobs(mut self, jobs: impl IntoIterator<Item = &'static Job>) -> Self {
+        self.jobs.get_or_insert_with(Vec::new).extend(jobs);
+        self
+    }
+
+    /// Defaults for the options jobs leave unset.
+    pub fn defaults(mut self, defaults: JobDefaults) -> Self {
+        self.defaults = defaults;
+        self
+    }
+
+    /// Overrides every job's concurrency (its consumer's prefetch).
+    pub fn concurrency(mut self, concurrency: u16) -> Self {
+        self.concurrency = Some(concurrency);
+        self
+    }
+
+    /// Adds a value handlers reach with [`JobContext::state`](crate::JobContext::state).
+    pub fn state<T: Send + Sync + 'static>(mut self, value: T) -> Self {
+        self.state.insert(value);
+        self
+    }
+
+    /// Adds an observer of every job event.
+    pub fn observer(mut self, observer: Arc<dyn Observer>) -> Self {
+        self.observers.push(observer);
+        self
+    }
+
+    /// The size limit and confirm timeout of the engine's producer; the size limit also
+    /// bounds the bodies the engine accepts.
+    pub fn producer_options(mut self, options: ProducerOptions) -> Self {
+        self.producer_options = options;
+        self
+    }
+
+    /// Whether to create the topology or only check it (for a broker user that may not
+    /// configure). Default: create.
+    pub fn declare(mut self, mode: Declare) -> Self {
+        self.declare = mode;
+        self
+    }
+
+    /// The jobs to serve, with their options resolved.
+    #[must_use]
+    pub fn settings(&self) -> Vec<JobSettings> {
+        let jobs = self.jobs.clone().unwrap_or_else(crate::registry::registered);
+        jobs.into_iter()
+            .map(|job| {
+                let settings = JobSettings::resolve(job, &self.defaults);
+                match self.concurrency {
+                    Some(concurrency) => settings.with_concurrency(concurrency),
+                    None => settings,
+                }
+            })
+            .collect()
+    }
+
+    /// Declares (or checks) the topology and attaches a consumer for every job.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Topology`](crate::Error::Topology) when the jobs disagree about the topology, and whatever the
+    /// transport's [`declare`](Transport::declare) reports.
+    pub async fn start(self) -> Result<Engine> {
+        let jobs = self.settings();
+        let topology = Topology::for_jobs(&jobs)?;
+        self.transport.declare(&topology, self.declare).await?;
+
+        let producer = Producer::with_options(Arc::clone(&self.transport), self.producer_options.clone());
+        let context = ContextShared::new(producer.clone(), self.state);
+        let observers: Arc<[Arc<dyn Observer>]> = self.observers.into();
+        let host: Arc<str> = gethostname::gethostname().to_string_lossy().into();
+        let (stop, stop_rx) = watch::channel(None);
+        let consumers = jobs
+            .iter()
+            .map(|settings| {
+                let runtime = Arc::new(JobRuntime {
+                    settings: settings.clone(),
+                    producer: producer.clone(),
+                    context: context.clone(),
+                    observers: Arc::clone(&observers),
+                    host: Arc::clone(&host),
+                    max_message_size: self.producer_options.max_message_size,
+                });
+                let ready = Arc::new(AtomicBool::new(false));
+                let task = tokio::spawn(consumer::supervise(
+                    Arc::clone(&self.transport),
+                    runtime,
+                    stop_rx.clone(),
+                    Arc::clone(&ready),
+                ));
+                (ready, task)
+            })
+            .collect();
+        Ok(Engine {
+            producer,
+            jobs,
+            stop,
+            consumers,
+        })
+    }
+}
+
+impl fmt::Debug for EngineBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EngineBuilder")
+            .field("transport", &self.transport)
+            .field("jobs", &self.jobs)
+            .field("defaults", &self.defaults)
+            .field("concurrency", &self.concurrency)
+            .field("observers", &self.observers.len())
+            .field("producer_options", &self.producer_options)
+            .field("declare", &self.declare)
+            .finish_non_exhaustive()
+    }
+}
+

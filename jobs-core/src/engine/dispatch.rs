@@ -1,0 +1,221 @@
+//! One delivery, start to finish: classify, decode, run with a deadline and panic capture,
+//! decide retry or error queue, and make that outcome durable before it is acked.
+
+use std::any::Any;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+
+use futures_util::FutureExt;
+use tokio::time::Instant;
+
+use super::events::{Event, EventKind, Observer};
+use super::failure::{self, Failure, Origin};
+use super::settle::Verdict;
+use crate::context::{ContextShared, JobContext};
+use crate::envelope::Envelope;
+use crate::job_error::{FailureKind, error_chain};
+use crate::producer::Producer;
+use crate::settings::JobSettings;
+use crate::transport::Delivery;
+
+/// What every delivery of one job needs; shared by its handler tasks.
+pub(crate) struct JobRuntime {
+    pub(crate) settings: JobSettings,
+    pub(crate) producer: Producer,
+    pub(crate) context: ContextShared,
+    pub(crate) observers: Arc<[Arc<dyn Observer>]>,
+    pub(crate) host: Arc<str>,
+    pub(crate) max_message_size: usize,
+}
+
+impl JobRuntime {
+    fn emit(&self, message_id: Option<&str>, attempt: u32, kind: EventKind<'_>) {
+        if self.observers.is_empty() {
+            return;
+        }
+        let event = Event {
+            job: self.settings.job(),
+            message_id,
+            attempt,
+            kind,
+        };
+        for observer in self.observers.iter() {
+            observer.on_event(&event);
+        }
+    }
+}
+
+/// Handles one delivery and says how to settle it.
+pub(crate) async fn process(runtime: &JobRuntime, delivery: Delivery) -> Verdict {
+    let Delivery {
+        redelivered,
+        exchange,
+        routing_key,
+        envelope,
+        ..
+    } = delivery;
+    let origin = Origin::of(&envelope, &exchange, &routing_key);
+    match run(runtime, envelope, redelivered, origin).await {
+        Ok(()) => Verdict::Ack,
+        Err(NotDurable {
+            attempt,
+            message_id,
+            error,
+        }) => {
+            let error = error_chain(&error);
+            tracing::warn!(job = runtime.settings.job().name(), error = %error, "outcome not durable; requeueing");
+            runtime.emit(message_id.as_deref(), attempt, EventKind::Requeued { error: &error });
+            Verdict::Requeue
+        }
+    }
+}
+
+/// The retry or error-queue publish that would have made an outcome durable failed.
+struct NotDurable {
+    attempt: u32,
+    message_id: Option<String>,
+    error: crate::Error,
+}
+
+/// Runs the delivery to a durable outcome.
+async fn run(
+    runtime: &JobRuntime,
+    envelope: Envelope,
+    redelivered: bool,
+    origin: Origin,
+) -> Result<(), NotDurable> {
+    let job = runtime.settings.job();
+    let size = envelope.body.len();
+    if size > runtime.max_message_size {
+        let failure = Failure::new(
+            FailureKind::TooLarge,
+            format!("body of {size} bytes is over the {}-byte limit", runtime.max_message_size),
+        );
+        return dead_letter(runtime, envelope, 0, &failure, origin).await;
+    }
+    if let Some(name) = envelope.properties.kind.as_deref()
+        && name != job.name()
+    {
+        let failure = Failure::new(
+            FailureKind::UnknownJob,
+            format!("queue `{}` serves job `{}`, not `{name}`", job.queue(), job.name()),
+        );
+        return dead_letter(runtime, envelope, 0, &failure, origin).await;
+    }
+    let attempt = match envelope.attempt() {
+        Ok(attempt) => attempt,
+        Err(err) => {
+            let failure = Failure::new(FailureKind::Decode, err.to_string());
+            return dead_letter(runtime, envelope, 0, &failure, origin).await;
+        }
+    };
+
+    let envelope = Arc::new(envelope);
+    let context = JobContext::new(&runtime.context, Arc::clone(&envelope), attempt, redelivered);
+    let message_id = envelope.properties.message_id.as_deref();
+    let running = match (job.handler)(envelope.body.clone(), context) {
+        Ok(running) => running,
+        Err(err) => {
+            let failure = Failure::new(
+                FailureKind::Decode,
+                format!("body is not a valid `{}`: {err}", job.message_type()),
+            );
+            let envelope = Arc::unwrap_or_clone(envelope);
+            return dead_letter(runtime, envelope, attempt, &failure, origin).await;
+        }
+    };
+
+    runtime.emit(message_id, attempt, EventKind::Started);
+    let started = Instant::now();
+    let timeout = runtime.settings.timeout();
+    let result = tokio::time::timeout(timeout, AssertUnwindSafe(running).catch_unwind()).await;
+    let elapsed = started.elapsed();
+    let failure = match result {
+        Ok(Ok(Ok(()))) => {
+            runtime.emit(message_id, attempt, EventKind::Succeeded { elapsed });
+            return Ok(());
+        }
+        Ok(Ok(Err(err))) => Failure {
+            kind: if err.is_fatal() { FailureKind::Fatal } else { FailureKind::Handler },
+            error: err.chain(),
+            retry_after: err.retry_delay(),
+        },
+        Ok(Err(panic)) => Failure::new(FailureKind::Panic, panic_message(&*panic)),
+        Err(_) => Failure::new(FailureKind::Timeout, format!("handler ran past its {timeout:?} deadline")),
+    };
+
+    let settings = &runtime.settings;
+    let retry = (failure.kind.is_retryable() && attempt <= settings.retries())
+        .then(|| settings.retry_level(attempt, failure.retry_after))
+        .flatten();
+    let message_id = message_id.map(str::to_owned);
+    let envelope = Arc::unwrap_or_clone(envelope);
+    let Some((queue, delay)) = retry else {
+        return dead_letter(runtime, envelope, attempt, &failure, origin).await;
+    };
+    let publish = failure::retry(envelope, queue, attempt + 1, origin);
+    if let Err(error) = runtime.producer.publish(publish).await {
+        return Err(NotDurable {
+            attempt,
+            message_id,
+            error,
+        });
+    }
+    let kind = EventKind::Retried {
+        elapsed,
+        kind: failure.kind,
+        error: &failure.error,
+        delay,
+    };
+    runtime.emit(message_id.as_deref(), attempt, kind);
+    Ok(())
+}
+
+async fn dead_letter(
+    runtime: &JobRuntime,
+    envelope: Envelope,
+    attempt: u32,
+    failure: &Failure,
+    origin: Origin,
+) -> Result<(), NotDurable> {
+    let settings = &runtime.settings;
+    let message_id = envelope.properties.message_id.clone();
+    let publish = failure::dead_letter(
+        envelope,
+        settings.error_queue(),
+        settings.job().queue(),
+        failure,
+        origin,
+        &runtime.host,
+    );
+    if let Err(error) = runtime.producer.publish(publish).await {
+        return Err(NotDurable {
+            attempt,
+            message_id,
+            error,
+        });
+    }
+    tracing::warn!(
+        job = settings.job().name(),
+        message_id = message_id.as_deref().unwrap_or(""),
+        attempt,
+        kind = failure.kind.as_str(),
+        error = %failure.error,
+        "job moved to the error queue"
+    );
+    let kind = EventKind::DeadLettered {
+        kind: failure.kind,
+        error: &failure.error,
+    };
+    runtime.emit(message_id.as_deref(), attempt, kind);
+    Ok(())
+}
+
+fn panic_message(panic: &(dyn Any + Send)) -> String {
+    let text = panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("a non-string payload");
+    format!("handler panicked: {text}")
+}

@@ -1,0 +1,63 @@
+//! What the engine reports about each job it runs: the hook behind test assertions, logs and
+//! metrics.
+
+use std::time::Duration;
+
+use crate::job::Job;
+use crate::job_error::FailureKind;
+
+/// Receives the engine's [`Event`]s. Called in line on the hot path: keep it cheap.
+pub trait Observer: Send + Sync + 'static {
+    /// Called once per event.
+    fn on_event(&self, event: &Event<'_>);
+}
+
+/// Something that happened to one delivery of a job.
+#[derive(Clone, Copy, Debug)]
+pub struct Event<'a> {
+    /// The job.
+    pub job: &'static Job,
+    /// The message id, when the message has one.
+    pub message_id: Option<&'a str>,
+    /// The attempt, from 1 (0 when the envelope's attempt header was unreadable).
+    pub attempt: u32,
+    /// What happened.
+    pub kind: EventKind<'a>,
+}
+
+/// What happened to a delivery.
+#[derive(Clone, Copy, Debug)]
+#[non_exhaustive]
+pub enum EventKind<'a> {
+    /// The handler started.
+    Started,
+    /// The handler succeeded.
+    Succeeded {
+        /// How long it ran.
+        elapsed: Duration,
+    },
+    /// The attempt failed and the job waits in a retry queue.
+    Retried {
+        /// How long it ran.
+        elapsed: Duration,
+        /// Why it failed.
+        kind: FailureKind,
+        /// The error chain.
+        error: &'a str,
+        /// How long it waits before the next attempt.
+        delay: Duration,
+    },
+    /// The job went to the error queue.
+    DeadLettered {
+        /// Why.
+        kind: FailureKind,
+        /// The error chain.
+        error: &'a str,
+    },
+    /// The outcome could not be made durable (the retry or error-queue publish failed), so the
+    /// delivery went back to its queue for another try.
+    Requeued {
+        /// Why the publish failed.
+        error: &'a str,
+    },
+}

@@ -1,0 +1,157 @@
+//! The settle pipeline: handlers report outcomes here, and acks go to the broker in batches.
+//!
+//! Handlers finish out of order. Delivery tags are consecutive per consumer, so the lowest
+//! unsettled tag (the floor) tells which run of tags is fully acked: that run goes out as one
+//! `multiple = true` ack. Tags that finish above a gap are acked one by one at the end of each
+//! batch, so one slow handler never holds back the acks (and the prefetch credit) of the others.
+
+use std::collections::BTreeSet;
+
+use tokio::sync::mpsc;
+
+use crate::transport::{Settle, Settlement};
+
+/// How a handler's delivery ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// Its outcome is durable: ack.
+    Ack,
+    /// Its outcome could not be made durable: give it back to the broker.
+    Requeue,
+}
+
+/// Settles outcomes until every sender is gone, then hands the settler back.
+pub(crate) async fn run(
+    settler: Box<dyn Settle>,
+    mut outcomes: mpsc::UnboundedReceiver<(u64, Verdict)>,
+) -> Box<dyn Settle> {
+    let mut batch = Vec::new();
+    let mut acks = Acks::default();
+    while outcomes.recv_many(&mut batch, 1024).await > 0 {
+        for settlement in acks.settle(&batch) {
+            if let Err(err) = settler.settle(settlement).await {
+                // The channel is gone: the broker redelivers whatever was unsettled.
+                tracing::debug!(error = %err, "settling failed");
+            }
+        }
+        batch.clear();
+    }
+    settler
+}
+
+/// Requeues every unsettled delivery up to `last_delivered`, for a shutdown past its deadline.
+pub(crate) async fn requeue_rest(settler: &dyn Settle, last_delivered: u64) {
+    if last_delivered == 0 {
+        return;
+    }
+    let nack = Settlement::Nack {
+        tag: last_delivered,
+        multiple: true,
+        requeue: true,
+    };
+    if let Err(err) = settler.settle(nack).await {
+        tracing::debug!(error = %err, "requeueing at shutdown failed");
+    }
+}
+
+/// The bookkeeping that turns out-of-order outcomes into as few settlements as possible.
+#[derive(Debug, Default)]
+struct Acks {
+    /// Every tag up to here is settled.
+    floor: u64,
+    /// Settled tags above a gap.
+    above: BTreeSet<u64>,
+}
+
+impl Acks {
+    fn settle(&mut self, batch: &[(u64, Verdict)]) -> Vec<Settlement> {
+        let mut out = Vec::new();
+        // Requeues first: a later `multiple` ack must not be the one that settles them.
+        for &(tag, verdict) in batch {
+            if verdict == Verdict::Requeue {
+                out.push(Settlement::Nack {
+                    tag,
+                    multiple: false,
+                    requeue: true,
+                });
+            }
+        }
+        let mut fresh = Vec::new();
+        for &(tag, verdict) in batch {
+            if tag > self.floor && self.above.insert(tag) && verdict == Verdict::Ack {
+                fresh.push(tag);
+            }
+        }
+        let before = self.floor;
+        while self.above.remove(&(self.floor + 1)) {
+            self.floor += 1;
+        }
+        if self.floor > before && fresh.iter().any(|&tag| tag <= self.floor) {
+            out.push(Settlement::Ack {
+                tag: self.floor,
+                multiple: true,
+            });
+        }
+        out.extend(
+            fresh
+                .into_iter()
+                .filter(|&tag| tag > self.floor)
+                .map(|tag| Settlement::Ack { tag, multiple: false }),
+        );
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn acks(list: &[u64]) -> Vec<(u64, Verdict)> {
+        list.iter().map(|&tag| (tag, Verdict::Ack)).collect()
+    }
+
+    #[test]
+    fn a_contiguous_run_is_one_multiple_ack() {
+        let mut state = Acks::default();
+        assert_eq!(state.settle(&acks(&[2, 1, 3])), [Settlement::Ack { tag: 3, multiple: true }]);
+    }
+
+    #[test]
+    fn tags_above_a_gap_are_acked_alone_and_not_again() {
+        let mut state = Acks::default();
+        assert_eq!(
+            state.settle(&acks(&[1, 3, 4])),
+            [
+                Settlement::Ack { tag: 1, multiple: true },
+                Settlement::Ack { tag: 3, multiple: false },
+                Settlement::Ack { tag: 4, multiple: false },
+            ]
+        );
+        // The gap fills: the floor moves past 3 and 4, and only 2 needed acking.
+        assert_eq!(state.settle(&acks(&[2])), [Settlement::Ack { tag: 4, multiple: true }]);
+        assert_eq!(state.settle(&acks(&[5])), [Settlement::Ack { tag: 5, multiple: true }]);
+    }
+
+    #[test]
+    fn requeues_go_first_and_are_never_covered_by_a_multiple_ack() {
+        let mut state = Acks::default();
+        let batch = [(1, Verdict::Ack), (2, Verdict::Requeue), (3, Verdict::Ack)];
+        assert_eq!(
+            state.settle(&batch),
+            [
+                Settlement::Nack { tag: 2, multiple: false, requeue: true },
+                Settlement::Ack { tag: 3, multiple: true },
+            ]
+        );
+    }
+
+    #[test]
+    fn a_requeue_alone_sends_no_ack() {
+        let mut state = Acks::default();
+        assert_eq!(
+            state.settle(&[(1, Verdict::Requeue)]),
+            [Settlement::Nack { tag: 1, multiple: false, requeue: true }]
+        );
+        assert_eq!(state.settle(&acks(&[2])), [Settlement::Ack { tag: 2, multiple: true }]);
+    }
+}
