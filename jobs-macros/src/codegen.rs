@@ -41,20 +41,25 @@ pub(crate) fn generate(spec: &JobSpec<'_>) -> TokenStream {
     // Spanned on the user's fn name, so that a handler whose future is not `Send` is reported
     // there rather than on the attribute.
     let target = quote_spanned!(ident.span()=> super::#ident);
+    // An explicit `M` and a `_` for the future put the handler's bound failures on the user's
+    // message and return types.
+    let future = quote_spanned!(output.span()=> _);
     let call = if spec.with_context {
-        quote!(#rt::handle(body, ctx, #target))
+        quote!(#rt::handle::<#msg, _, #future>(body, ctx, #target))
     } else {
         // Bound first: a fn used as a value is not flagged by `clippy::unused_async`, which
         // `#[job]` fns without an `.await` would otherwise trip although they must be async.
         quote! {
             let job = #target;
-            #rt::handle(body, ctx, move |message: #msg, _: #krate::JobContext| job(message))
+            #rt::handle::<#msg, _, #future>(body, ctx, move |message: #msg, _: #krate::JobContext| job(message))
         }
     };
     // A bound failure is reported on the user's types, not on `#[job]`.
     let assert_message = quote_spanned!(msg.span()=> #rt::require_message::<#msg>(););
     let assert_output = quote_spanned!(output.span()=> #rt::require_result::<#output>(););
 
+    let new_enqueue = quote_spanned!(msg.span()=> #krate::Enqueue::<#msg>::new(&JOB, message));
+    let send = quote_spanned!(msg.span()=> with(message).enqueue(producer).await);
     let message_type = compact(msg);
     let docs = Docs {
         module: format!(
@@ -102,6 +107,12 @@ pub(crate) fn generate(spec: &JobSpec<'_>) -> TokenStream {
             #[allow(unused_imports, clippy::wildcard_imports)]
             use super::*;
 
+            // First, so that these errors, which say what is wrong, come before any other.
+            const _: () = {
+                #assert_message
+                #assert_output
+            };
+
             #[doc = #job_doc]
             #item_vis static JOB: #rt::Job = #rt::job(#rt::JobParts {
                 name: #name,
@@ -127,7 +138,7 @@ pub(crate) fn generate(spec: &JobSpec<'_>) -> TokenStream {
             #[doc = #with_doc]
             #[allow(dead_code)]
             #item_vis fn with(message: #msg) -> #krate::Enqueue<#msg> {
-                #krate::Enqueue::new(&JOB, message)
+                #new_enqueue
             }
 
             #[doc = #enqueue_doc]
@@ -136,7 +147,7 @@ pub(crate) fn generate(spec: &JobSpec<'_>) -> TokenStream {
                 producer: &impl ::core::convert::AsRef<#krate::Producer>,
                 message: #msg,
             ) -> #krate::Result<#krate::MessageId> {
-                with(message).enqueue(producer).await
+                #send
             }
 
             // `super::` keeps the call right when the fn is named like an item of this module
@@ -148,10 +159,6 @@ pub(crate) fn generate(spec: &JobSpec<'_>) -> TokenStream {
 
             #rt::inventory::submit! { #rt::Registration::new(&JOB) }
 
-            const _: () = {
-                #assert_message
-                #assert_output
-            };
         }
     }
 }
