@@ -122,7 +122,7 @@ pub(crate) fn generate(spec: &JobSpec<'_>) -> TokenStream {
                 binding: #binding,
                 headers: #headers,
                 queue: #queue,
-                message_type: ::core::stringify!(#msg),
+                message_type: #message_type,
                 options: #options,
                 handler: #handle,
             });
@@ -307,4 +307,17 @@ fn compact(ty: &Type) -> String {
         })
         .map(|(_, c)| *c)
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn types_read_as_written() {
+        let ty: Type = syn::parse_quote!(crate::messages::Deep<Vec<u8>, [u8; 4]>);
+        assert_eq!(compact(&ty), "crate::messages::Deep<Vec<u8>,[u8;4]>");
+        let ty: Type = syn::parse_quote!(Box<dyn Send>);
+        assert_eq!(compact(&ty), "Box<dyn Send>");
+    }
 }

@@ -424,6 +424,7 @@ mod tests {
             out.contains(":: jobs_core :: __private :: require_message :: < Ping > ()"),
             "{out}"
         );
+        assert!(out.contains("message_type : \"Ping\""), "{out}");
         let absolute = out
             .match_indices("jobs_core")
             .all(|(at, _)| out[..at].ends_with(":: "));

@@ -48,6 +48,21 @@ pub mod more {
     }
 }
 
+/// A message private to this module, with a private job.
+#[derive(Clone, PartialEq, prost::Message)]
+struct Secret {
+    #[prost(bytes = "vec", tag = "1")]
+    data: Vec<u8>,
+}
+
+/// A private job with a private message.
+#[job(exchange = "ops", routing_key = "secret")]
+async fn secret(secret: Secret) -> Result<(), JobError> {
+    let _ = secret.data;
+    Ok(())
+}
+
 fn main() {
+    let _ = secret::with(Secret::default());
     let _ = more::crate_job::QUEUE;
 }

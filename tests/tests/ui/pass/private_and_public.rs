@@ -20,6 +20,25 @@ pub async fn public_ping(ping: Ping) -> Result<(), JobError> {
     Ok(())
 }
 
+mod messages {
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Deep {
+        #[prost(int32, tag = "1")]
+        pub depth: i32,
+    }
+}
+
+#[job(exchange = "ops", routing_key = "deep")]
+async fn deep(deep: messages::Deep, _: jobs_core::JobContext) -> Result<(), JobError> {
+    let _ = deep.depth;
+    Ok(())
+}
+
+#[job(exchange = "ops", routing_key = "absolute")]
+async fn absolute(_: crate::messages::Deep) -> Result<(), JobError> {
+    Ok(())
+}
+
 mod nested {
     use super::Ping;
 
@@ -39,6 +58,8 @@ mod nested {
 
 fn main() {
     assert_eq!(private_ping::QUEUE, "ops.private_ping");
+    assert_eq!(deep::JOB.message_type(), "messages::Deep");
+    assert_eq!(absolute::JOB.message_type(), "crate::messages::Deep");
     assert_eq!(public_ping::JOB.routing_key(), "pong");
     assert_eq!(nested::nested_ping::ERROR_QUEUE, "ops.nested_ping.err");
     assert_eq!(nested::super_ping::JOB.name(), "super_ping");
