@@ -1,1 +1,193 @@
-//! placeholder
+//! An in-process broker with RabbitMQ's semantics, on tokio's clock.
+//!
+//! [`MemoryTransport`] is not a mock: it is a second implementation of the broker behaviour the
+//! worker engine relies on, so a unit test of a job runs the real retry and error-queue code.
+//! Time comes from tokio, so under `#[tokio::test(start_paused = true)]` retry delays (queue
+//! TTLs) pass instantly and deterministically.
+//!
+//! # What it emulates, and what it does not
+//!
+//! | area | emulated | not emulated |
+//! | --- | --- | --- |
+//! | exchanges | `direct` (exact key); `topic` (`*` one word, `#` zero or more); `fanout`; `headers` (`x-match` `all` (default) or `any`, also `all-with-x`/`any-with-x`; binding arguments starting with `x-` ignored; a void value asks for presence); the default exchange `""`, routing to the queue named by the key; one copy per queue however many bindings match | exchange-to-exchange bindings, alternate exchanges, CC/BCC headers, deletion |
+//! | declaration | idempotent; an exchange of another type is [`Error::Topology`] naming both; a queue with other arguments is [`Error::QueueMismatch`] (`none` for a missing side); passive mode creates nothing and reports what is missing as [`Error::NotFound`] | RabbitMQ's passive declare checks only existence, this one also types and arguments; neither can check bindings passively. Server-named, exclusive and auto-delete queues |
+//! | publish | confirmed at once (the returned future is ready); a `mandatory` message no queue takes is [`Error::Unroutable`]; a missing exchange is [`Error::NotFound`]; bodies are shared, not copied, between queues | negative confirms, flow control, memory and disk alarms |
+//! | consume | push delivery to consumers with prefetch credit (0 is unlimited), round-robin among a queue's consumers; tags 1, 2, 3… per consumer, each consumer on its own channel | several consumers on one channel, the consumer timeout |
+//! | settle | ack and nack, `multiple` (tag 0 with `multiple` is everything); nack with requeue returns the message to its place at the head, `redelivered`; without, dead-letters it (`rejected`); an unknown tag is [`Error::Broker`] and closes the channel as RabbitMQ's `PRECONDITION_FAILED` does | |
+//! | cancel, close, disconnect | dropping the stream cancels (unacked deliveries stay settleable); dropping stream and settler closes the channel and returns its unacked messages, `redelivered`; [`MemoryTransport::disconnect`] closes every channel | persistence and broker crashes |
+//! | quorum queues | `x-delivery-limit`: every return (requeue, channel close, disconnect) counts, later deliveries carry `x-delivery-count`, and a return past the limit dead-letters (`delivery_limit`) | replication; `x-dead-letter-strategy` and `x-overflow` are accepted and change nothing without crashes or a length limit |
+//! | TTL | `x-message-ttl`: messages expire that long after entering the queue, head first, and dead-letter (`expired`); an expired message is never delivered | per-message TTL (`expiration`), `x-expires` |
+//! | dead-lettering | to `x-dead-letter-exchange` (`""` allowed) with `x-dead-letter-routing-key` or the message's own key, keeping properties and body; `x-first-death-reason`, `-queue` and `-exchange` set once; dropped without a dead-letter exchange, when it routes nowhere, or in a cycle with no rejection (as RabbitMQ does) | the `x-death` history array and `x-last-death-*` headers |
+//! | limits | | `x-max-length`, `x-max-length-bytes`, `x-max-priority`: refused at declaration rather than silently ignored, as are `x-expires`, `x-single-active-consumer` and stream queues |
+//!
+//! # Quiescence
+//!
+//! [`MemoryTransport::until_idle`] waits until no delivery is unacked, no queue with a consumer
+//! holds a ready message and no queue with a TTL holds a message at all. On a paused clock,
+//! tokio then advances time to the next expiry by itself.
+
+mod broker;
+mod consumer;
+mod dead_letter;
+mod declare;
+mod expiry;
+mod idle;
+mod queue;
+mod routing;
+
+use std::sync::Arc;
+
+use self::broker::Shared;
+use crate::envelope::Envelope;
+#[cfg(doc)]
+use crate::error::Error;
+use crate::error::Result;
+use crate::topology::Topology;
+use crate::transport::{BoxFuture, Consumer, Declare, Publish, Transport};
+
+/// An in-process broker with RabbitMQ's semantics; see the [module docs](self) for what it
+/// emulates and what it does not.
+///
+/// Clones share one broker.
+///
+/// # Examples
+///
+/// ```
+/// use jobs_core::transport::memory::MemoryTransport;
+/// use jobs_core::transport::{Declare, Publish, Transport};
+/// use jobs_core::topology::{QueueSpec, Topology};
+/// use jobs_core::{Envelope, Headers};
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() -> jobs_core::Result<()> {
+/// let broker = MemoryTransport::new();
+/// let topology = Topology {
+///     queues: vec![QueueSpec { name: "work".into(), arguments: Headers::new() }],
+///     ..Topology::default()
+/// };
+/// broker.declare(&topology, Declare::Create).await?;
+/// let publish = Publish {
+///     exchange: "".into(), // the default exchange routes to the queue named by the key
+///     routing_key: "work".into(),
+///     mandatory: true,
+///     envelope: Envelope::default(),
+/// };
+/// broker.publish(publish).await?;
+/// assert_eq!(broker.queue_len("work"), Some(1));
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone, Debug)]
+pub struct MemoryTransport {
+    shared: Arc<Shared>,
+}
+
+impl MemoryTransport {
+    /// An empty broker: only the default exchange exists.
+    #[must_use]
+    pub fn new() -> Self {
+        Self {
+            shared: Shared::new(false),
+        }
+    }
+
+    /// An empty broker that also keeps a log of every successful publish; see
+    /// [`MemoryTransport::published`].
+    #[must_use]
+    pub fn recording() -> Self {
+        Self {
+            shared: Shared::new(true),
+        }
+    }
+
+    /// Every successful publish so far, in order; empty unless the broker was made with
+    /// [`MemoryTransport::recording`]. Dead-lettering by the broker is not a publish.
+    #[must_use]
+    pub fn published(&self) -> Vec<Publish> {
+        self.shared.lock().log.clone().unwrap_or_default()
+    }
+
+    /// Resolves once the broker is quiescent: no unacked delivery, no ready message in a
+    /// queue with a consumer, and no message in a queue with a message TTL.
+    ///
+    /// It waits for a signal rather than polling, so on a paused clock tokio advances time to
+    /// the next expiry when everything else is waiting.
+    pub async fn until_idle(&self) {
+        self.shared.idle.wait(|| self.is_idle()).await;
+    }
+
+    /// Whether the broker is quiescent now; see [`MemoryTransport::until_idle`].
+    #[must_use]
+    pub fn is_idle(&self) -> bool {
+        self.shared.lock().is_idle()
+    }
+
+    /// The ready messages of `queue`, head first (unacked ones are not included); empty when
+    /// there is no such queue.
+    #[must_use]
+    pub fn messages(&self, queue: &str) -> Vec<Envelope> {
+        let broker = self.shared.lock();
+        broker.queue_id(queue).map_or_else(Vec::new, |id| {
+            broker.queues[id]
+                .ready
+                .iter()
+                .map(|m| m.envelope.clone())
+                .collect()
+        })
+    }
+
+    /// How many messages of `queue` are ready; `None` when there is no such queue.
+    #[must_use]
+    pub fn queue_len(&self, queue: &str) -> Option<usize> {
+        let broker = self.shared.lock();
+        broker
+            .queue_id(queue)
+            .map(|id| broker.queues[id].ready.len())
+    }
+
+    /// How many deliveries from `queue` are unsettled; 0 when there is no such queue.
+    #[must_use]
+    pub fn unacked(&self, queue: &str) -> usize {
+        let broker = self.shared.lock();
+        broker
+            .queue_id(queue)
+            .map_or(0, |id| broker.queues[id].unacked)
+    }
+
+    /// Acts like a lost connection: every consumer's stream ends and its unacked messages go
+    /// back to their queues, `redelivered` and counted toward a quorum queue's delivery limit.
+    /// Settling on the old consumers fails with [`Error::Connection`]; new consumers and
+    /// publishes work as before.
+    pub fn disconnect(&self) {
+        self.shared.lock().disconnect();
+    }
+}
+
+impl Default for MemoryTransport {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Transport for MemoryTransport {
+    fn declare<'a>(&'a self, topology: &'a Topology, mode: Declare) -> BoxFuture<'a, Result<()>> {
+        let outcome = self.shared.lock().declare(topology, mode);
+        Box::pin(std::future::ready(outcome))
+    }
+
+    /// Routes and enqueues the message before returning: the confirm is immediate, and the
+    /// returned future is already resolved.
+    fn publish(&self, publish: Publish) -> BoxFuture<'static, Result<()>> {
+        let outcome = self.shared.lock().publish(publish);
+        Box::pin(std::future::ready(outcome))
+    }
+
+    fn consume<'a>(&'a self, queue: &'a str, prefetch: u16) -> BoxFuture<'a, Result<Consumer>> {
+        let outcome = self
+            .shared
+            .lock()
+            .consume(queue, prefetch)
+            .map(|attached| attached.into_consumer(Arc::clone(&self.shared)));
+        Box::pin(std::future::ready(outcome))
+    }
+}

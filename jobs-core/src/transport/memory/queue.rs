@@ -1,0 +1,217 @@
+//! A queue: its parsed arguments, its ready messages and its consumers.
+
+use std::borrow::Cow;
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use super::consumer::ConsumerState;
+use super::dead_letter::Death;
+use crate::envelope::{Envelope, HeaderValue, Headers};
+use crate::error::{Error, Result};
+use crate::topology::argument;
+
+/// Index of a queue in the broker; queues are never deleted, so it stays valid.
+pub(super) type QueueId = usize;
+
+/// A message held by a queue, ready or delivered and not yet settled.
+#[derive(Clone, Debug)]
+pub(super) struct Message {
+    /// The exchange it was published (or dead-lettered) to.
+    pub(super) exchange: Cow<'static, str>,
+    /// The routing key it was published (or dead-lettered) with.
+    pub(super) routing_key: Cow<'static, str>,
+    pub(super) envelope: Envelope,
+    /// Its place in its queue: ready messages are always in `seq` order, so a returned message
+    /// goes back where it was, and expiry order is queue order.
+    pub(super) seq: u64,
+    /// Whether it was delivered before and returned unacked.
+    pub(super) redelivered: bool,
+    /// How many times it came back unacked: a quorum queue's delivery count.
+    pub(super) returns: u32,
+    /// When it expires, in a queue with a message TTL.
+    pub(super) expires_at: Option<Instant>,
+    /// Where it was dead-lettered before, newest last: RabbitMQ keeps this in `x-death`, which
+    /// is not emulated, but its cycle detection is.
+    pub(super) deaths: Vec<Death>,
+}
+
+impl Message {
+    /// A message as published: never delivered, never dead-lettered.
+    pub(super) fn new(
+        exchange: Cow<'static, str>,
+        routing_key: Cow<'static, str>,
+        envelope: Envelope,
+    ) -> Self {
+        Self {
+            exchange,
+            routing_key,
+            envelope,
+            seq: 0,
+            redelivered: false,
+            returns: 0,
+            expires_at: None,
+            deaths: Vec::new(),
+        }
+    }
+}
+
+/// Where a queue dead-letters to.
+#[derive(Debug)]
+pub(super) struct DeadLetterTarget {
+    /// `x-dead-letter-exchange`; `""` is the default exchange.
+    pub(super) exchange: String,
+    /// `x-dead-letter-routing-key`; `None` keeps the message's own key.
+    pub(super) routing_key: Option<String>,
+}
+
+/// The arguments of a queue the broker acts on, parsed once at declare time.
+#[derive(Debug, Default)]
+pub(super) struct QueueArgs {
+    /// `x-queue-type = quorum`: delivery counts and the delivery limit apply.
+    pub(super) quorum: bool,
+    /// `x-message-ttl`.
+    pub(super) ttl: Option<Duration>,
+    /// `x-dead-letter-exchange` and `x-dead-letter-routing-key`.
+    pub(super) dead_letter: Option<DeadLetterTarget>,
+    /// `x-delivery-limit`, on quorum queues only.
+    pub(super) delivery_limit: Option<u32>,
+}
+
+/// Arguments that change what a queue does and that this broker does not emulate: declaring
+/// them is an error rather than a silent difference from RabbitMQ.
+const UNSUPPORTED: [&str; 5] = [
+    "x-max-length",
+    "x-max-length-bytes",
+    "x-expires",
+    "x-max-priority",
+    "x-single-active-consumer",
+];
+
+impl QueueArgs {
+    /// Parses the arguments of queue `queue`.
+    pub(super) fn parse(queue: &str, arguments: &Headers) -> Result<Self> {
+        let invalid = |name: &str, value: &HeaderValue| {
+            Error::Topology(format!("queue `{queue}` has an invalid {name} = {value}"))
+        };
+        let unsupported = |name: &str| {
+            Error::Topology(format!(
+                "queue `{queue}`: the in-memory broker does not emulate {name}"
+            ))
+        };
+        let mut args = Self::default();
+        let mut delivery_limit = None;
+        let mut dead_letter_key = None;
+        for (name, value) in arguments.iter() {
+            match name {
+                argument::QUEUE_TYPE => match value.as_str() {
+                    Some("quorum") => args.quorum = true,
+                    Some("classic") => args.quorum = false,
+                    Some("stream") => return Err(unsupported(name)),
+                    _ => return Err(invalid(name, value)),
+                },
+                argument::MESSAGE_TTL => {
+                    let ms = value.as_i64().and_then(|n| u64::try_from(n).ok());
+                    args.ttl = Some(Duration::from_millis(
+                        ms.ok_or_else(|| invalid(name, value))?,
+                    ));
+                }
+                argument::DEAD_LETTER_EXCHANGE => {
+                    let exchange = value.as_str().ok_or_else(|| invalid(name, value))?;
+                    args.dead_letter = Some(DeadLetterTarget {
+                        exchange: exchange.to_owned(),
+                        routing_key: None,
+                    });
+                }
+                argument::DEAD_LETTER_ROUTING_KEY => {
+                    dead_letter_key = Some(
+                        value
+                            .as_str()
+                            .ok_or_else(|| invalid(name, value))?
+                            .to_owned(),
+                    );
+                }
+                argument::DELIVERY_LIMIT => {
+                    let limit = value.as_i64().and_then(|n| u32::try_from(n).ok());
+                    delivery_limit = Some(limit.ok_or_else(|| invalid(name, value))?);
+                }
+                _ if UNSUPPORTED.contains(&name) => return Err(unsupported(name)),
+                _ => {}
+            }
+        }
+        if let Some(target) = &mut args.dead_letter {
+            target.routing_key = dead_letter_key;
+        }
+        // RabbitMQ 3.10 classic queues ignore the argument; only quorum queues count deliveries.
+        if args.quorum {
+            args.delivery_limit = delivery_limit;
+        }
+        Ok(args)
+    }
+}
+
+/// A durable queue.
+#[derive(Debug)]
+pub(super) struct Queue {
+    pub(super) name: String,
+    /// The arguments as declared, to compare with later declarations.
+    pub(super) arguments: Headers,
+    pub(super) args: QueueArgs,
+    /// Ready messages, head first, in `seq` order.
+    pub(super) ready: VecDeque<Message>,
+    /// The `seq` of the next message to enter.
+    pub(super) next_seq: u64,
+    /// Consumers, in attach order; cancelled ones stay while they hold unacked messages.
+    pub(super) consumers: Vec<ConsumerState>,
+    /// Where round-robin delivery looks for the next consumer.
+    pub(super) cursor: usize,
+    /// Consumers that still take deliveries.
+    pub(super) active_consumers: usize,
+    /// Messages delivered and not settled, over every consumer.
+    pub(super) unacked: usize,
+    /// Whether the queue counted as busy at the last [`Queue::is_busy`] check.
+    pub(super) busy: bool,
+    /// Wakes the queue's expiry timer while one runs (TTL queues only).
+    pub(super) timer: Option<Arc<Notify>>,
+}
+
+impl Queue {
+    pub(super) fn new(name: String, arguments: Headers, args: QueueArgs) -> Self {
+        Self {
+            name,
+            arguments,
+            args,
+            ready: VecDeque::new(),
+            next_seq: 0,
+            consumers: Vec::new(),
+            cursor: 0,
+            active_consumers: 0,
+            unacked: 0,
+            busy: false,
+            timer: None,
+        }
+    }
+
+    /// Whether something will still happen here: a delivery to settle, a ready message a
+    /// consumer will get, or a message that will expire.
+    pub(super) fn is_busy(&self) -> bool {
+        self.unacked > 0
+            || (!self.ready.is_empty() && (self.active_consumers > 0 || self.args.ttl.is_some()))
+    }
+
+    /// The position of consumer `id`.
+    pub(super) fn consumer(&self, id: u64) -> Option<usize> {
+        self.consumers.iter().position(|c| c.id == id)
+    }
+
+    /// The next consumer in round-robin order that takes a delivery now.
+    pub(super) fn next_with_credit(&self) -> Option<usize> {
+        let count = self.consumers.len();
+        (0..count)
+            .map(|offset| (self.cursor + offset) % count)
+            .find(|&i| self.consumers[i].has_credit())
+    }
+}
