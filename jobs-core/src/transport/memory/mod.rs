@@ -35,6 +35,9 @@ mod idle;
 mod queue;
 mod routing;
 
+#[cfg(test)]
+mod tests;
+
 use std::sync::Arc;
 
 use self::broker::Shared;

@@ -1,0 +1,178 @@
+//! Declaration is idempotent, reports conflicts by name, and passive mode creates nothing.
+
+use super::*;
+use crate::error::Error;
+
+fn passive(broker: &MemoryTransport, topology: &Topology) -> crate::Result<()> {
+    broker
+        .declare(topology, Declare::Passive)
+        .now_or_never()
+        .expect("declare is immediate")
+}
+
+fn retry_queue() -> QueueSpec {
+    queue(
+        "q.retry.1",
+        &[
+            ("x-message-ttl", 1000i64.into()),
+            ("x-dead-letter-exchange", "".into()),
+        ],
+    )
+}
+
+fn full() -> Topology {
+    Topology {
+        exchanges: vec![exchange("ex", ExchangeKind::Direct)],
+        queues: vec![queue("q", &[]), retry_queue()],
+        bindings: vec![binding("q", "ex", "k")],
+    }
+}
+
+#[tokio::test]
+async fn declaring_twice_changes_nothing() {
+    let broker = broker_with(&full());
+    declare(&broker, &full()).unwrap();
+    publish(&broker, publish_to("ex", "k", message("m"))).unwrap();
+    assert_eq!(broker.queue_len("q"), Some(1), "the binding exists once");
+    assert_eq!(broker.queue_len("q.retry.1"), Some(0));
+}
+
+#[tokio::test]
+async fn an_exchange_of_another_type_is_a_conflict_naming_both() {
+    let broker = broker_with(&full());
+    let topic = Topology {
+        exchanges: vec![exchange("ex", ExchangeKind::Topic)],
+        ..Topology::default()
+    };
+    let err = declare(&broker, &topic).unwrap_err();
+    assert!(
+        matches!(&err, Error::Topology(m) if m == "exchange `ex` exists as `direct`, declared as `topic`"),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_queue_with_other_arguments_is_a_mismatch_naming_both_values() {
+    let broker = broker_with(&full());
+    let other_ttl = Topology {
+        queues: vec![queue(
+            "q.retry.1",
+            &[
+                ("x-message-ttl", 5000i64.into()),
+                ("x-dead-letter-exchange", "".into()),
+            ],
+        )],
+        ..Topology::default()
+    };
+    let err = declare(&broker, &other_ttl).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "queue `q.retry.1` exists with x-message-ttl = 1000, but the job declares x-message-ttl = 5000"
+    );
+
+    let added = Topology {
+        queues: vec![queue("q", &[("x-queue-type", "quorum".into())])],
+        ..Topology::default()
+    };
+    let err = declare(&broker, &added).unwrap_err();
+    assert!(
+        matches!(&err, Error::QueueMismatch { queue, argument, existing, declared }
+            if queue == "q" && argument == "x-queue-type" && existing == "none" && declared == "\"quorum\""),
+        "{err:?}"
+    );
+
+    let missing = Topology {
+        queues: vec![queue("q.retry.1", &[("x-message-ttl", 1000i64.into())])],
+        ..Topology::default()
+    };
+    let err = declare(&broker, &missing).unwrap_err();
+    assert!(
+        matches!(&err, Error::QueueMismatch { argument, existing, declared, .. }
+            if argument == "x-dead-letter-exchange" && existing == "\"\"" && declared == "none"),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn passive_declaration_creates_nothing_and_reports_what_is_missing() {
+    let broker = MemoryTransport::new();
+    let err = passive(&broker, &full()).unwrap_err();
+    assert!(
+        matches!(&err, Error::NotFound { what: "exchange", name } if name == "ex"),
+        "{err:?}"
+    );
+    let err = passive(
+        &broker,
+        &Topology {
+            queues: vec![queue("q", &[])],
+            ..Topology::default()
+        },
+    )
+    .unwrap_err();
+    assert!(
+        matches!(&err, Error::NotFound { what: "queue", name } if name == "q"),
+        "{err:?}"
+    );
+    assert_eq!(broker.queue_len("q"), None, "nothing was created");
+
+    declare(&broker, &full()).unwrap();
+    passive(&broker, &full()).unwrap();
+    let mut other = full();
+    other.queues[1] = queue("q.retry.1", &[]);
+    let err = passive(&broker, &other).unwrap_err();
+    assert!(matches!(err, Error::QueueMismatch { .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn a_binding_needs_its_queue_and_exchange() {
+    let broker = MemoryTransport::new();
+    let mut topology = full();
+    topology.bindings = vec![binding("q", "missing", "k")];
+    let err = declare(&broker, &topology).unwrap_err();
+    assert!(
+        matches!(&err, Error::NotFound { what: "exchange", name } if name == "missing"),
+        "{err:?}"
+    );
+    topology.bindings = vec![binding("missing", "ex", "k")];
+    let err = declare(&broker, &topology).unwrap_err();
+    assert!(
+        matches!(&err, Error::NotFound { what: "queue", name } if name == "missing"),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn arguments_the_broker_does_not_emulate_are_refused() {
+    let broker = MemoryTransport::new();
+    let capped = Topology {
+        queues: vec![queue("q", &[("x-max-length", 10i64.into())])],
+        ..Topology::default()
+    };
+    let err = declare(&broker, &capped).unwrap_err();
+    assert!(
+        matches!(&err, Error::Topology(m) if m.contains("x-max-length")),
+        "{err:?}"
+    );
+    let bad_ttl = Topology {
+        queues: vec![queue("q", &[("x-message-ttl", (-1i64).into())])],
+        ..Topology::default()
+    };
+    assert!(matches!(
+        declare(&broker, &bad_ttl),
+        Err(Error::Topology(_))
+    ));
+}
+
+#[tokio::test]
+async fn consuming_from_a_missing_queue_is_not_found() {
+    let broker = MemoryTransport::new();
+    let err = broker
+        .consume("nope", 1)
+        .now_or_never()
+        .unwrap()
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::NotFound { what: "queue", name } if name == "nope"),
+        "{err:?}"
+    );
+}
