@@ -50,7 +50,11 @@ impl Backoff {
         let retries = retries as usize;
         match self {
             Self::Steps(steps) => steps.iter().copied().take(retries).collect(),
-            Self::Exponential { initial, factor, max } => {
+            Self::Exponential {
+                initial,
+                factor,
+                max,
+            } => {
                 let mut levels = Vec::new();
                 let mut delay = (*initial).min(*max);
                 while levels.len() < retries {

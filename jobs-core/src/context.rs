@@ -52,7 +52,12 @@ impl JobContext {
         }
     }
 
-    pub(crate) fn new(shared: &ContextShared, envelope: Arc<Envelope>, attempt: u32, redelivered: bool) -> Self {
+    pub(crate) fn new(
+        shared: &ContextShared,
+        envelope: Arc<Envelope>,
+        attempt: u32,
+        redelivered: bool,
+    ) -> Self {
         Self {
             shared: Arc::clone(&shared.0),
             envelope,
@@ -99,10 +104,12 @@ impl JobContext {
     /// A fatal [`JobError`] when the worker was given no `T`: retrying cannot fix a missing
     /// piece of configuration.
     pub fn state<T: Send + Sync + 'static>(&self) -> Result<&T, JobError> {
-        self.shared
-            .state
-            .get::<T>()
-            .ok_or_else(|| JobError::fatal(format!("the worker has no state of type `{}`", type_name::<T>())))
+        self.shared.state.get::<T>().ok_or_else(|| {
+            JobError::fatal(format!(
+                "the worker has no state of type `{}`",
+                type_name::<T>()
+            ))
+        })
     }
 }
 
@@ -198,12 +205,16 @@ impl State {
     /// The value of type `T`.
     #[must_use]
     pub fn get<T: Send + Sync + 'static>(&self) -> Option<&T> {
-        self.0.get(&TypeId::of::<T>()).and_then(|value| value.downcast_ref())
+        self.0
+            .get(&TypeId::of::<T>())
+            .and_then(|value| value.downcast_ref())
     }
 }
 
 impl fmt::Debug for State {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("State").field("values", &self.0.len()).finish()
+        f.debug_struct("State")
+            .field("values", &self.0.len())
+            .finish()
     }
 }

@@ -32,7 +32,15 @@ pub mod header {
     /// Error queue: the host of the worker that gave up on the job.
     pub const HOST: &str = "x-jobs-host";
     /// The headers that mark a message as failed; replay strips them.
-    pub const FAILURE: [&str; 7] = [ERROR, ERROR_KIND, FAILED_AT, QUEUE, EXCHANGE, ROUTING_KEY, HOST];
+    pub const FAILURE: [&str; 7] = [
+        ERROR,
+        ERROR_KIND,
+        FAILED_AT,
+        QUEUE,
+        EXCHANGE,
+        ROUTING_KEY,
+        HOST,
+    ];
 }
 
 /// A message as it travels: properties and a body.
@@ -142,7 +150,10 @@ impl fmt::Display for HeaderValue {
             Self::Float(x) => write!(f, "{x}"),
             Self::Bool(b) => write!(f, "{b}"),
             Self::Timestamp(t) => write!(f, "{t}"),
-            Self::Array(values) => f.debug_list().entries(values.iter().map(ToString::to_string)).finish(),
+            Self::Array(values) => f
+                .debug_list()
+                .entries(values.iter().map(ToString::to_string))
+                .finish(),
             Self::Table(table) => f
                 .debug_map()
                 .entries(table.iter().map(|(k, v)| (k, v.to_string())))
@@ -278,18 +289,36 @@ mod tests {
     #[test]
     fn attempt_header_must_be_a_positive_integer() {
         assert_eq!(with_attempt(HeaderValue::Int(3)).attempt(), Ok(3));
-        assert_eq!(with_attempt(HeaderValue::Int(0)).attempt(), Err(InvalidAttempt));
-        assert_eq!(with_attempt(HeaderValue::Int(-2)).attempt(), Err(InvalidAttempt));
+        assert_eq!(
+            with_attempt(HeaderValue::Int(0)).attempt(),
+            Err(InvalidAttempt)
+        );
+        assert_eq!(
+            with_attempt(HeaderValue::Int(-2)).attempt(),
+            Err(InvalidAttempt)
+        );
         assert_eq!(with_attempt("2".into()).attempt(), Err(InvalidAttempt));
-        assert_eq!(with_attempt(HeaderValue::Int(i64::MAX)).attempt(), Err(InvalidAttempt));
+        assert_eq!(
+            with_attempt(HeaderValue::Int(i64::MAX)).attempt(),
+            Err(InvalidAttempt)
+        );
     }
 
     #[test]
     fn insert_replaces_and_keeps_order() {
         let mut headers: Headers = [("a", 1i64), ("b", 2)].into_iter().collect();
         headers.insert("a", 3i64);
-        let entries: Vec<_> = headers.iter().map(|(k, v)| (k.to_owned(), v.clone())).collect();
-        assert_eq!(entries, [("a".to_owned(), HeaderValue::Int(3)), ("b".to_owned(), HeaderValue::Int(2))]);
+        let entries: Vec<_> = headers
+            .iter()
+            .map(|(k, v)| (k.to_owned(), v.clone()))
+            .collect();
+        assert_eq!(
+            entries,
+            [
+                ("a".to_owned(), HeaderValue::Int(3)),
+                ("b".to_owned(), HeaderValue::Int(2))
+            ]
+        );
         assert_eq!(headers.remove("a"), Some(HeaderValue::Int(3)));
         assert_eq!(headers.len(), 1);
     }

@@ -92,7 +92,10 @@ impl Error {
     /// Whether the failure is worth retrying later: the broker was unreachable or slow.
     #[must_use]
     pub fn is_transient(&self) -> bool {
-        matches!(self, Self::Connection(_) | Self::Timeout { .. } | Self::Nacked { .. })
+        matches!(
+            self,
+            Self::Connection(_) | Self::Timeout { .. } | Self::Nacked { .. }
+        )
     }
 
     /// Whether the message was returned because no queue is bound for it.

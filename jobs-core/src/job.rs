@@ -3,8 +3,8 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::backoff::Backoff;
 use crate::__private::Handler;
+use crate::backoff::Backoff;
 
 /// A job, as `#[job]` declares it: a name, a handler, and where its messages travel.
 ///

@@ -220,7 +220,16 @@ mod tests {
 
     #[test]
     fn failure_kinds_round_trip_through_their_names() {
-        for name in ["handler", "fatal", "timeout", "panic", "decode", "unknown-job", "too-large", "delivery-limit"] {
+        for name in [
+            "handler",
+            "fatal",
+            "timeout",
+            "panic",
+            "decode",
+            "unknown-job",
+            "too-large",
+            "delivery-limit",
+        ] {
             assert_eq!(name.parse::<FailureKind>().unwrap().as_str(), name);
         }
         assert!("oops".parse::<FailureKind>().is_err());

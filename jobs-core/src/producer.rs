@@ -175,7 +175,11 @@ impl<M: prost::Message> Enqueue<M> {
     }
 
     /// Adds a header.
-    pub fn header(mut self, name: impl Into<Cow<'static, str>>, value: impl Into<HeaderValue>) -> Self {
+    pub fn header(
+        mut self,
+        name: impl Into<Cow<'static, str>>,
+        value: impl Into<HeaderValue>,
+    ) -> Self {
         self.headers.insert(name, value);
         self
     }
@@ -217,7 +221,10 @@ impl<M: prost::Message> Enqueue<M> {
         let mut body = Vec::with_capacity(size);
         self.message
             .encode(&mut body)
-            .map_err(|_| Error::TooLarge { size, limit: max_message_size })?;
+            .map_err(|_| Error::TooLarge {
+                size,
+                limit: max_message_size,
+            })?;
 
         let job = self.job;
         let id = self.message_id.map_or_else(MessageId::generate, MessageId);
@@ -255,5 +262,7 @@ impl<M: prost::Message> Enqueue<M> {
 
 /// Seconds since the Unix epoch.
 pub(crate) fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }

@@ -19,7 +19,10 @@ inventory::collect!(Registration);
 /// Every job linked into this binary, by name.
 #[must_use]
 pub fn registered() -> Vec<&'static Job> {
-    let mut jobs: Vec<&'static Job> = inventory::iter::<Registration>.into_iter().map(|r| r.0).collect();
+    let mut jobs: Vec<&'static Job> = inventory::iter::<Registration>
+        .into_iter()
+        .map(|r| r.0)
+        .collect();
     jobs.sort_by_key(|job| job.name());
     jobs
 }

@@ -153,11 +153,19 @@ impl JobSettings {
     /// the shortest level that waits at least that long, or the longest level.
     /// `None` when the job has no retry queues.
     #[must_use]
-    pub fn retry_level(&self, attempt: u32, requested: Option<Duration>) -> Option<(&str, Duration)> {
+    pub fn retry_level(
+        &self,
+        attempt: u32,
+        requested: Option<Duration>,
+    ) -> Option<(&str, Duration)> {
         let last = self.retry_delays.len().checked_sub(1)?;
         let by_attempt = (attempt.max(1) as usize - 1).min(last);
         let level = match requested {
-            Some(delay) => self.retry_delays.iter().position(|&d| d >= delay).unwrap_or(last),
+            Some(delay) => self
+                .retry_delays
+                .iter()
+                .position(|&d| d >= delay)
+                .unwrap_or(last),
             None => by_attempt,
         };
         Some((&self.retry_queues[level], self.retry_delays[level]))

@@ -1,1 +1,361 @@
-//! placeholder
+//! Unit-testing jobs without a broker: the real engine on the in-memory transport.
+//!
+//! [`TestApp`] runs the same dispatch, retry and error-queue code as production, over
+//! [`MemoryTransport`]. Under `#[tokio::test(start_paused = true)]` time is virtual: retry
+//! delays and handler deadlines pass instantly and deterministically, and
+//! [`TestApp::run_until_idle`] returns once nothing is left to happen.
+//!
+//! ```
+//! use jobs_core::{job, testing::{Outcome, TestApp}, FailureKind, JobError};
+//!
+//! #[derive(Clone, PartialEq, prost::Message)]
+//! pub struct TransferFile {
+//!     #[prost(string, tag = "1")] pub path: String,
+//!     #[prost(uint64, tag = "2")] pub size: u64,
+//! }
+//!
+//! #[job(exchange = "uploadserver.trans", routing_key = "oss", queue = "uploadserver.trans.oss")]
+//! async fn transfer_to_oss(file: TransferFile) -> Result<(), JobError> {
+//!     if file.size == 0 {
+//!         return Err(JobError::fatal("empty file"));
+//!     }
+//!     Ok(())
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() {
+//! let app = TestApp::builder().job(&transfer_to_oss::JOB).build().unwrap();
+//! transfer_to_oss::enqueue(&app, TransferFile { path: "a".into(), size: 0 }).await.unwrap();
+//! app.run_until_idle().await;
+//!
+//! let failed = app.dead_letters(transfer_to_oss::QUEUE);
+//! assert_eq!(failed.len(), 1);
+//! assert_eq!(failed[0].kind(), Some(FailureKind::Fatal));
+//! assert_eq!(failed[0].error(), Some("empty file"));
+//! # }
+//! ```
+
+use std::fmt;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use futures_util::FutureExt;
+use tokio::time::Instant;
+
+use crate::context::JobContext;
+use crate::dead_letter::DeadLetter;
+use crate::engine::{Engine, EngineBuilder, Event, EventKind, Observer};
+use crate::error::{Error, Result};
+use crate::job::Job;
+use crate::job_error::FailureKind;
+use crate::producer::Producer;
+use crate::settings::{JobDefaults, error_queue_name};
+use crate::transport::Publish;
+use crate::transport::memory::MemoryTransport;
+
+/// The engine on an in-memory broker, with a record of everything that happened.
+pub struct TestApp {
+    transport: MemoryTransport,
+    engine: Engine,
+    log: Arc<EventLog>,
+}
+
+impl TestApp {
+    /// Serves every job linked into the test binary.
+    ///
+    /// # Panics
+    ///
+    /// When the registered jobs disagree about the topology (two jobs giving one exchange
+    /// different types, or sharing a queue); use [`TestApp::builder`] to pick jobs.
+    #[must_use]
+    pub fn new() -> Self {
+        match Self::builder().build() {
+            Ok(app) => app,
+            Err(err) => panic!("cannot serve the registered jobs: {err}"),
+        }
+    }
+
+    /// A builder, to pick jobs, state and defaults.
+    #[must_use]
+    pub fn builder() -> TestAppBuilder {
+        let transport = MemoryTransport::recording();
+        TestAppBuilder {
+            engine: Engine::builder(Arc::new(transport.clone())),
+            transport,
+        }
+    }
+
+    /// Waits until every job has run to its end: handled, waiting in no retry queue, and no
+    /// delivery in flight. On a paused clock, retry delays pass instantly.
+    pub async fn run_until_idle(&self) {
+        self.transport.until_idle().await;
+    }
+
+    /// The producer; `my_job::enqueue(&app, msg)` uses it through `AsRef`.
+    #[must_use]
+    pub fn producer(&self) -> &Producer {
+        self.engine.producer()
+    }
+
+    /// The in-memory broker, to inspect queues or publish raw messages.
+    #[must_use]
+    pub fn transport(&self) -> &MemoryTransport {
+        &self.transport
+    }
+
+    /// The running engine.
+    #[must_use]
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// A context for calling a job fn directly, sharing this app's producer.
+    #[must_use]
+    pub fn context(&self) -> JobContext {
+        JobContext::builder(self.producer().clone()).build()
+    }
+
+    /// The messages in the error queue of work queue `queue`, oldest first.
+    #[must_use]
+    pub fn dead_letters(&self, queue: &str) -> Vec<DeadLetter> {
+        self.transport
+            .messages(&error_queue_name(queue))
+            .into_iter()
+            .map(DeadLetter::new)
+            .collect()
+    }
+
+    /// What producers published for `job` (retries and error-queue moves excluded).
+    #[must_use]
+    pub fn enqueued(&self, job: &Job) -> Vec<Publish> {
+        self.transport
+            .published()
+            .into_iter()
+            .filter(|p| {
+                p.exchange == job.exchange()
+                    && p.envelope.properties.kind.as_deref() == Some(job.name())
+            })
+            .collect()
+    }
+
+    /// Every event so far, in order.
+    #[must_use]
+    pub fn events(&self) -> Vec<Recorded> {
+        self.log.lock().clone()
+    }
+
+    /// The events of one message, in order.
+    #[must_use]
+    pub fn events_of(&self, message_id: &str) -> Vec<Recorded> {
+        self.log
+            .lock()
+            .iter()
+            .filter(|e| e.message_id.as_deref() == Some(message_id))
+            .cloned()
+            .collect()
+    }
+
+    /// How many handler runs of `job` ended this way.
+    #[must_use]
+    pub fn count(&self, job: &Job, outcome: fn(&Outcome) -> bool) -> usize {
+        self.log
+            .lock()
+            .iter()
+            .filter(|e| e.job == job.name() && outcome(&e.outcome))
+            .count()
+    }
+
+    /// How many runs of `job` succeeded.
+    #[must_use]
+    pub fn succeeded(&self, job: &Job) -> usize {
+        self.count(job, |o| matches!(o, Outcome::Succeeded))
+    }
+
+    /// How many failed attempts of `job` were scheduled for a retry.
+    #[must_use]
+    pub fn retried(&self, job: &Job) -> usize {
+        self.count(job, |o| matches!(o, Outcome::Retried { .. }))
+    }
+
+    /// How many messages of `job` went to its error queue.
+    #[must_use]
+    pub fn dead_lettered(&self, job: &Job) -> usize {
+        self.count(job, |o| matches!(o, Outcome::DeadLettered { .. }))
+    }
+}
+
+impl Default for TestApp {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl AsRef<Producer> for TestApp {
+    fn as_ref(&self) -> &Producer {
+        self.producer()
+    }
+}
+
+impl fmt::Debug for TestApp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TestApp")
+            .field("engine", &self.engine)
+            .field("events", &self.log.lock().len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Configures a [`TestApp`].
+#[derive(Debug)]
+#[must_use]
+pub struct TestAppBuilder {
+    transport: MemoryTransport,
+    engine: EngineBuilder,
+}
+
+impl TestAppBuilder {
+    /// Serves `job`; without any `job` call, every registered job.
+    pub fn job(mut self, job: &'static Job) -> Self {
+        self.engine = self.engine.job(job);
+        self
+    }
+
+    /// Adds a value handlers reach with [`JobContext::state`].
+    pub fn state<T: Send + Sync + 'static>(mut self, value: T) -> Self {
+        self.engine = self.engine.state(value);
+        self
+    }
+
+    /// Defaults for the options jobs leave unset.
+    pub fn defaults(mut self, defaults: JobDefaults) -> Self {
+        self.engine = self.engine.defaults(defaults);
+        self
+    }
+
+    /// Adds an observer of every job event, besides the app's own record.
+    pub fn observer(mut self, observer: Arc<dyn Observer>) -> Self {
+        self.engine = self.engine.observer(observer);
+        self
+    }
+
+    /// Declares the jobs' topology and starts the engine.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Topology`] when the jobs disagree about the topology.
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime.
+    pub fn build(self) -> Result<TestApp> {
+        let log = Arc::new(EventLog::new());
+        let starting = self
+            .engine
+            .observer(Arc::clone(&log) as Arc<dyn Observer>)
+            .start();
+        // Every step of starting on the in-memory broker completes at once; this keeps
+        // `TestApp::new` a plain constructor.
+        let engine = starting
+            .now_or_never()
+            .ok_or_else(|| Error::Broker("the in-memory broker did not start at once".into()))??;
+        Ok(TestApp {
+            transport: self.transport,
+            engine,
+            log,
+        })
+    }
+}
+
+/// One event in a [`TestApp`]'s record.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Recorded {
+    /// Virtual time since the app started.
+    pub at: Duration,
+    /// The job's name.
+    pub job: &'static str,
+    /// The message id.
+    pub message_id: Option<String>,
+    /// The attempt.
+    pub attempt: u32,
+    /// What happened.
+    pub outcome: Outcome,
+}
+
+/// What happened, in a [`Recorded`] event.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum Outcome {
+    /// The handler started.
+    Started,
+    /// The handler succeeded.
+    Succeeded,
+    /// The attempt failed; the job waits `delay` in a retry queue.
+    Retried {
+        /// Why.
+        kind: FailureKind,
+        /// The error chain.
+        error: String,
+        /// The wait before the next attempt.
+        delay: Duration,
+    },
+    /// The job went to the error queue.
+    DeadLettered {
+        /// Why.
+        kind: FailureKind,
+        /// The error chain.
+        error: String,
+    },
+    /// The outcome could not be published; the delivery went back to its queue.
+    Requeued {
+        /// Why.
+        error: String,
+    },
+}
+
+struct EventLog {
+    started: Instant,
+    events: Mutex<Vec<Recorded>>,
+}
+
+impl EventLog {
+    fn new() -> Self {
+        Self {
+            started: Instant::now(),
+            events: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Recorded>> {
+        self.events.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Observer for EventLog {
+    fn on_event(&self, event: &Event<'_>) {
+        let outcome = match event.kind {
+            EventKind::Started => Outcome::Started,
+            EventKind::Succeeded { .. } => Outcome::Succeeded,
+            EventKind::Retried {
+                kind, error, delay, ..
+            } => Outcome::Retried {
+                kind,
+                error: error.to_owned(),
+                delay,
+            },
+            EventKind::DeadLettered { kind, error } => Outcome::DeadLettered {
+                kind,
+                error: error.to_owned(),
+            },
+            EventKind::Requeued { error } => Outcome::Requeued {
+                error: error.to_owned(),
+            },
+        };
+        self.lock().push(Recorded {
+            at: self.started.elapsed(),
+            job: event.job.name(),
+            message_id: event.message_id.map(str::to_owned),
+            attempt: event.attempt,
+            outcome,
+        });
+    }
+}

@@ -141,7 +141,10 @@ impl Topology {
         work.insert(argument::DEAD_LETTER_EXCHANGE, "");
         work.insert(argument::DEAD_LETTER_ROUTING_KEY, settings.error_queue());
         if quorum {
-            work.insert(argument::DELIVERY_LIMIT, i64::from(settings.delivery_limit()));
+            work.insert(
+                argument::DELIVERY_LIMIT,
+                i64::from(settings.delivery_limit()),
+            );
             work.insert(argument::DEAD_LETTER_STRATEGY, "at-least-once");
             work.insert(argument::OVERFLOW, "reject-publish");
         }

@@ -20,21 +20,28 @@ pub(crate) type StopSignal = watch::Receiver<Option<Instant>>;
 /// The longest wait between two attempts to attach a consumer.
 const MAX_ATTACH_BACKOFF: Duration = Duration::from_secs(30);
 
-/// Keeps a consumer attached to the job's queue until the stop signal.
+/// Serves `first`, the consumer the engine attached at start, then keeps a consumer attached to
+/// the job's queue until the stop signal.
 pub(crate) async fn supervise(
     transport: Arc<dyn Transport>,
     runtime: Arc<JobRuntime>,
+    first: Consumer,
     mut stop: StopSignal,
     ready: Arc<AtomicBool>,
 ) {
     let queue = runtime.settings.job().queue();
     let prefetch = runtime.settings.concurrency();
     let mut backoff = Duration::from_millis(100);
+    let mut attached = Some(first);
     loop {
         if stop.borrow().is_some() {
             return;
         }
-        match transport.consume(queue, prefetch).await {
+        let consumer = match attached.take() {
+            Some(consumer) => Ok(consumer),
+            None => transport.consume(queue, prefetch).await,
+        };
+        match consumer {
             Ok(consumer) => {
                 backoff = Duration::from_millis(100);
                 ready.store(true, Ordering::Release);
@@ -126,7 +133,10 @@ async fn serve(consumer: Consumer, runtime: &Arc<JobRuntime>, stop: &mut StopSig
     .await
     .is_ok();
     if !drained {
-        tracing::warn!(queue = runtime.settings.job().queue(), "shutdown deadline passed; requeueing unfinished jobs");
+        tracing::warn!(
+            queue = runtime.settings.job().queue(),
+            "shutdown deadline passed; requeueing unfinished jobs"
+        );
         handlers.shutdown().await;
     }
     if let Ok(settler) = settling.await

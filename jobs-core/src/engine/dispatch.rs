@@ -26,6 +26,10 @@ pub(crate) struct JobRuntime {
     pub(crate) observers: Arc<[Arc<dyn Observer>]>,
     pub(crate) host: Arc<str>,
     pub(crate) max_message_size: usize,
+    /// The job names a message on this queue may carry: this job's, and those of the other
+    /// known jobs on its exchange, whose messages reach this queue too on a fanout, topic or
+    /// headers exchange.
+    pub(crate) accepted_names: Box<[&'static str]>,
 }
 
 impl JobRuntime {
@@ -64,7 +68,11 @@ pub(crate) async fn process(runtime: &JobRuntime, delivery: Delivery) -> Verdict
         }) => {
             let error = error_chain(&error);
             tracing::warn!(job = runtime.settings.job().name(), error = %error, "outcome not durable; requeueing");
-            runtime.emit(message_id.as_deref(), attempt, EventKind::Requeued { error: &error });
+            runtime.emit(
+                message_id.as_deref(),
+                attempt,
+                EventKind::Requeued { error: &error },
+            );
             Verdict::Requeue
         }
     }
@@ -89,16 +97,24 @@ async fn run(
     if size > runtime.max_message_size {
         let failure = Failure::new(
             FailureKind::TooLarge,
-            format!("body of {size} bytes is over the {}-byte limit", runtime.max_message_size),
+            format!(
+                "body of {size} bytes is over the {}-byte limit",
+                runtime.max_message_size
+            ),
         );
         return dead_letter(runtime, envelope, 0, &failure, origin).await;
     }
     if let Some(name) = envelope.properties.kind.as_deref()
-        && name != job.name()
+        && !runtime.accepted_names.contains(&name)
     {
         let failure = Failure::new(
             FailureKind::UnknownJob,
-            format!("queue `{}` serves job `{}`, not `{name}`", job.queue(), job.name()),
+            format!(
+                "queue `{}` serves job `{}`, and no known job named `{name}` publishes to exchange `{}`",
+                job.queue(),
+                job.name(),
+                job.exchange()
+            ),
         );
         return dead_letter(runtime, envelope, 0, &failure, origin).await;
     }
@@ -111,7 +127,12 @@ async fn run(
     };
 
     let envelope = Arc::new(envelope);
-    let context = JobContext::new(&runtime.context, Arc::clone(&envelope), attempt, redelivered);
+    let context = JobContext::new(
+        &runtime.context,
+        Arc::clone(&envelope),
+        attempt,
+        redelivered,
+    );
     let message_id = envelope.properties.message_id.as_deref();
     let running = match (job.handler)(envelope.body.clone(), context) {
         Ok(running) => running,
@@ -136,12 +157,19 @@ async fn run(
             return Ok(());
         }
         Ok(Ok(Err(err))) => Failure {
-            kind: if err.is_fatal() { FailureKind::Fatal } else { FailureKind::Handler },
+            kind: if err.is_fatal() {
+                FailureKind::Fatal
+            } else {
+                FailureKind::Handler
+            },
             error: err.chain(),
             retry_after: err.retry_delay(),
         },
         Ok(Err(panic)) => Failure::new(FailureKind::Panic, panic_message(&*panic)),
-        Err(_) => Failure::new(FailureKind::Timeout, format!("handler ran past its {timeout:?} deadline")),
+        Err(_) => Failure::new(
+            FailureKind::Timeout,
+            format!("handler ran past its {timeout:?} deadline"),
+        ),
     };
 
     let settings = &runtime.settings;

@@ -42,7 +42,10 @@ pub(crate) struct Origin {
 impl Origin {
     pub(crate) fn of(envelope: &Envelope, exchange: &str, routing_key: &str) -> Self {
         let headers = &envelope.properties.headers;
-        match (headers.get_str(header::EXCHANGE), headers.get_str(header::ROUTING_KEY)) {
+        match (
+            headers.get_str(header::EXCHANGE),
+            headers.get_str(header::ROUTING_KEY),
+        ) {
             (Some(exchange), Some(routing_key)) => Self {
                 exchange: exchange.to_owned(),
                 routing_key: routing_key.to_owned(),
@@ -56,7 +59,12 @@ impl Origin {
 }
 
 /// The message for the next attempt, published to `retry_queue` through the default exchange.
-pub(crate) fn retry(mut envelope: Envelope, retry_queue: &str, next_attempt: u32, origin: Origin) -> Publish {
+pub(crate) fn retry(
+    mut envelope: Envelope,
+    retry_queue: &str,
+    next_attempt: u32,
+    origin: Origin,
+) -> Publish {
     let headers = &mut envelope.properties.headers;
     headers.insert(header::ATTEMPT, next_attempt);
     headers.insert(header::EXCHANGE, origin.exchange);
@@ -74,9 +82,15 @@ pub(crate) fn dead_letter(
     host: &str,
 ) -> Publish {
     let headers = &mut envelope.properties.headers;
-    headers.insert(header::ERROR, truncate(&failure.error, MAX_ERROR_LEN).to_owned());
+    headers.insert(
+        header::ERROR,
+        truncate(&failure.error, MAX_ERROR_LEN).to_owned(),
+    );
     headers.insert(header::ERROR_KIND, failure.kind.as_str());
-    headers.insert(header::FAILED_AT, i64::try_from(unix_now()).unwrap_or(i64::MAX));
+    headers.insert(
+        header::FAILED_AT,
+        i64::try_from(unix_now()).unwrap_or(i64::MAX),
+    );
     headers.insert(header::QUEUE, work_queue);
     headers.insert(header::EXCHANGE, origin.exchange);
     headers.insert(header::ROUTING_KEY, origin.routing_key);
@@ -121,9 +135,18 @@ mod tests {
     fn origin_prefers_the_recorded_first_hop() {
         let mut envelope = Envelope::default();
         assert_eq!(Origin::of(&envelope, "uploads", "oss").exchange, "uploads");
-        envelope.properties.headers.insert(header::EXCHANGE, "uploads");
-        envelope.properties.headers.insert(header::ROUTING_KEY, "oss");
+        envelope
+            .properties
+            .headers
+            .insert(header::EXCHANGE, "uploads");
+        envelope
+            .properties
+            .headers
+            .insert(header::ROUTING_KEY, "oss");
         let origin = Origin::of(&envelope, "", "uploads.oss");
-        assert_eq!((origin.exchange.as_str(), origin.routing_key.as_str()), ("uploads", "oss"));
+        assert_eq!(
+            (origin.exchange.as_str(), origin.routing_key.as_str()),
+            ("uploads", "oss")
+        );
     }
 }

@@ -82,7 +82,9 @@ impl Engine {
     /// Whether every job's consumer is attached.
     #[must_use]
     pub fn is_ready(&self) -> bool {
-        self.consumers.iter().all(|(ready, _)| ready.load(Ordering::Acquire))
+        self.consumers
+            .iter()
+            .all(|(ready, _)| ready.load(Ordering::Acquire))
     }
 
     /// Stops taking deliveries, lets running handlers finish until `timeout`, then requeues
@@ -112,7 +114,10 @@ impl AsRef<Producer> for Engine {
 impl fmt::Debug for Engine {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Engine")
-            .field("jobs", &self.jobs.iter().map(|s| s.job().name()).collect::<Vec<_>>())
+            .field(
+                "jobs",
+                &self.jobs.iter().map(|s| s.job().name()).collect::<Vec<_>>(),
+            )
             .field("ready", &self.is_ready())
             .finish_non_exhaustive()
     }
@@ -186,7 +191,10 @@ impl EngineBuilder {
     /// The jobs to serve, with their options resolved.
     #[must_use]
     pub fn settings(&self) -> Vec<JobSettings> {
-        let jobs = self.jobs.clone().unwrap_or_else(crate::registry::registered);
+        let jobs = self
+            .jobs
+            .clone()
+            .unwrap_or_else(crate::registry::registered);
         jobs.into_iter()
             .map(|job| {
                 let settings = JobSettings::resolve(job, &self.defaults);
@@ -198,43 +206,62 @@ impl EngineBuilder {
             .collect()
     }
 
-    /// Declares (or checks) the topology and attaches a consumer for every job.
+    /// Declares (or checks) the topology and attaches a consumer for every job; when it
+    /// returns, every consumer is attached.
     ///
     /// # Errors
     ///
-    /// [`Error::Topology`](crate::Error::Topology) when the jobs disagree about the topology, and whatever the
-    /// transport's [`declare`](Transport::declare) reports.
+    /// [`Error::Topology`](crate::Error::Topology) when the jobs disagree about the topology,
+    /// and whatever the transport's [`declare`](Transport::declare) and
+    /// [`consume`](Transport::consume) report.
     pub async fn start(self) -> Result<Engine> {
         let jobs = self.settings();
         let topology = Topology::for_jobs(&jobs)?;
         self.transport.declare(&topology, self.declare).await?;
 
-        let producer = Producer::with_options(Arc::clone(&self.transport), self.producer_options.clone());
+        let producer =
+            Producer::with_options(Arc::clone(&self.transport), self.producer_options.clone());
         let context = ContextShared::new(producer.clone(), self.state);
         let observers: Arc<[Arc<dyn Observer>]> = self.observers.into();
         let host: Arc<str> = gethostname::gethostname().to_string_lossy().into();
         let (stop, stop_rx) = watch::channel(None);
-        let consumers = jobs
-            .iter()
-            .map(|settings| {
-                let runtime = Arc::new(JobRuntime {
-                    settings: settings.clone(),
-                    producer: producer.clone(),
-                    context: context.clone(),
-                    observers: Arc::clone(&observers),
-                    host: Arc::clone(&host),
-                    max_message_size: self.producer_options.max_message_size,
-                });
-                let ready = Arc::new(AtomicBool::new(false));
-                let task = tokio::spawn(consumer::supervise(
-                    Arc::clone(&self.transport),
-                    runtime,
-                    stop_rx.clone(),
-                    Arc::clone(&ready),
-                ));
-                (ready, task)
-            })
+        let known: Vec<&'static Job> = crate::registry::registered()
+            .into_iter()
+            .chain(jobs.iter().map(JobSettings::job))
             .collect();
+        let mut consumers = Vec::with_capacity(jobs.len());
+        for settings in &jobs {
+            let job = settings.job();
+            let mut accepted_names = vec![job.name()];
+            for other in &known {
+                if other.exchange() == job.exchange() && !accepted_names.contains(&other.name()) {
+                    accepted_names.push(other.name());
+                }
+            }
+            // Attached before `start` returns, so a job enqueued right after is delivered.
+            let first = self
+                .transport
+                .consume(settings.job().queue(), settings.concurrency())
+                .await?;
+            let runtime = Arc::new(JobRuntime {
+                settings: settings.clone(),
+                producer: producer.clone(),
+                context: context.clone(),
+                observers: Arc::clone(&observers),
+                host: Arc::clone(&host),
+                max_message_size: self.producer_options.max_message_size,
+                accepted_names: accepted_names.into(),
+            });
+            let ready = Arc::new(AtomicBool::new(true));
+            let task = tokio::spawn(consumer::supervise(
+                Arc::clone(&self.transport),
+                runtime,
+                first,
+                stop_rx.clone(),
+                Arc::clone(&ready),
+            ));
+            consumers.push((ready, task));
+        }
         Ok(Engine {
             producer,
             jobs,
@@ -257,4 +284,3 @@ impl fmt::Debug for EngineBuilder {
             .finish_non_exhaustive()
     }
 }
-

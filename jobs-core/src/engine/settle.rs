@@ -82,13 +82,15 @@ impl Acks {
                 fresh.push(tag);
             }
         }
-        let before = self.floor;
         while self.above.remove(&(self.floor + 1)) {
             self.floor += 1;
         }
-        if self.floor > before && fresh.iter().any(|&tag| tag <= self.floor) {
+        // A `multiple` ack must name a tag the broker still holds unacked: the highest tag
+        // acked in this batch at or below the floor. It also settles every earlier fresh ack;
+        // tags settled alone before are no longer unacked, so it does not touch them.
+        if let Some(&tag) = fresh.iter().filter(|&&tag| tag <= self.floor).max() {
             out.push(Settlement::Ack {
-                tag: self.floor,
+                tag,
                 multiple: true,
             });
         }
@@ -96,7 +98,10 @@ impl Acks {
             fresh
                 .into_iter()
                 .filter(|&tag| tag > self.floor)
-                .map(|tag| Settlement::Ack { tag, multiple: false }),
+                .map(|tag| Settlement::Ack {
+                    tag,
+                    multiple: false,
+                }),
         );
         out
     }
@@ -113,7 +118,13 @@ mod tests {
     #[test]
     fn a_contiguous_run_is_one_multiple_ack() {
         let mut state = Acks::default();
-        assert_eq!(state.settle(&acks(&[2, 1, 3])), [Settlement::Ack { tag: 3, multiple: true }]);
+        assert_eq!(
+            state.settle(&acks(&[2, 1, 3])),
+            [Settlement::Ack {
+                tag: 3,
+                multiple: true
+            }]
+        );
     }
 
     #[test]
@@ -122,14 +133,35 @@ mod tests {
         assert_eq!(
             state.settle(&acks(&[1, 3, 4])),
             [
-                Settlement::Ack { tag: 1, multiple: true },
-                Settlement::Ack { tag: 3, multiple: false },
-                Settlement::Ack { tag: 4, multiple: false },
+                Settlement::Ack {
+                    tag: 1,
+                    multiple: true
+                },
+                Settlement::Ack {
+                    tag: 3,
+                    multiple: false
+                },
+                Settlement::Ack {
+                    tag: 4,
+                    multiple: false
+                },
             ]
         );
-        // The gap fills: the floor moves past 3 and 4, and only 2 needed acking.
-        assert_eq!(state.settle(&acks(&[2])), [Settlement::Ack { tag: 4, multiple: true }]);
-        assert_eq!(state.settle(&acks(&[5])), [Settlement::Ack { tag: 5, multiple: true }]);
+        // The gap fills: the floor moves past 3 and 4, and only 2 still needs acking.
+        assert_eq!(
+            state.settle(&acks(&[2])),
+            [Settlement::Ack {
+                tag: 2,
+                multiple: true
+            }]
+        );
+        assert_eq!(
+            state.settle(&acks(&[5])),
+            [Settlement::Ack {
+                tag: 5,
+                multiple: true
+            }]
+        );
     }
 
     #[test]
@@ -139,9 +171,33 @@ mod tests {
         assert_eq!(
             state.settle(&batch),
             [
-                Settlement::Nack { tag: 2, multiple: false, requeue: true },
-                Settlement::Ack { tag: 3, multiple: true },
+                Settlement::Nack {
+                    tag: 2,
+                    multiple: false,
+                    requeue: true
+                },
+                Settlement::Ack {
+                    tag: 3,
+                    multiple: true
+                },
             ]
+        );
+        let mut state = Acks::default();
+        let batch = [(1, Verdict::Ack), (2, Verdict::Requeue)];
+        assert_eq!(
+            state.settle(&batch),
+            [
+                Settlement::Nack {
+                    tag: 2,
+                    multiple: false,
+                    requeue: true
+                },
+                Settlement::Ack {
+                    tag: 1,
+                    multiple: true
+                },
+            ],
+            "never a multiple ack of the nacked tag"
         );
     }
 
@@ -150,8 +206,18 @@ mod tests {
         let mut state = Acks::default();
         assert_eq!(
             state.settle(&[(1, Verdict::Requeue)]),
-            [Settlement::Nack { tag: 1, multiple: false, requeue: true }]
+            [Settlement::Nack {
+                tag: 1,
+                multiple: false,
+                requeue: true
+            }]
         );
-        assert_eq!(state.settle(&acks(&[2])), [Settlement::Ack { tag: 2, multiple: true }]);
+        assert_eq!(
+            state.settle(&acks(&[2])),
+            [Settlement::Ack {
+                tag: 2,
+                multiple: true
+            }]
+        );
     }
 }

@@ -89,7 +89,9 @@ pub struct Consumer {
 
 impl fmt::Debug for Consumer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Consumer").field("settler", &self.settler).finish_non_exhaustive()
+        f.debug_struct("Consumer")
+            .field("settler", &self.settler)
+            .finish_non_exhaustive()
     }
 }
 

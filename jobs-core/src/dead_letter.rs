@@ -1,0 +1,196 @@
+//! Messages in an error queue: the original job plus the failure headers, ready to replay.
+
+use std::borrow::Cow;
+
+use crate::envelope::{Envelope, header};
+use crate::job_error::FailureKind;
+use crate::transport::Publish;
+
+/// A message from an error queue (`Q.err`), read through its failure headers.
+///
+/// Messages the broker dead-lettered itself (a quorum queue's delivery limit) carry RabbitMQ's
+/// `x-first-death-reason` instead of the framework's headers; [`DeadLetter::kind`] reads both.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DeadLetter {
+    envelope: Envelope,
+}
+
+impl DeadLetter {
+    /// Reads `envelope` as an error-queue message.
+    #[must_use]
+    pub fn new(envelope: Envelope) -> Self {
+        Self { envelope }
+    }
+
+    /// The message as it sits in the error queue.
+    #[must_use]
+    pub fn envelope(&self) -> &Envelope {
+        &self.envelope
+    }
+
+    /// Why the job failed, or `None` when no header says.
+    #[must_use]
+    pub fn kind(&self) -> Option<FailureKind> {
+        let headers = &self.envelope.properties.headers;
+        if let Some(kind) = headers.get_str(header::ERROR_KIND) {
+            return kind.parse().ok();
+        }
+        (headers.get_str("x-first-death-reason") == Some("delivery_limit"))
+            .then_some(FailureKind::DeliveryLimit)
+    }
+
+    /// The error chain (`x-jobs-error`).
+    #[must_use]
+    pub fn error(&self) -> Option<&str> {
+        self.header(header::ERROR)
+    }
+
+    /// The attempt that failed last.
+    #[must_use]
+    pub fn attempt(&self) -> Option<u32> {
+        self.envelope.attempt().ok()
+    }
+
+    /// The message id.
+    #[must_use]
+    pub fn message_id(&self) -> Option<&str> {
+        self.envelope.properties.message_id.as_deref()
+    }
+
+    /// The job name (the `type` property).
+    #[must_use]
+    pub fn job(&self) -> Option<&str> {
+        self.envelope.properties.kind.as_deref()
+    }
+
+    /// The work queue the job failed on (`x-jobs-queue`).
+    #[must_use]
+    pub fn queue(&self) -> Option<&str> {
+        self.header(header::QUEUE)
+    }
+
+    /// The exchange the job was first published to (`x-jobs-exchange`).
+    #[must_use]
+    pub fn exchange(&self) -> Option<&str> {
+        self.header(header::EXCHANGE)
+    }
+
+    /// The routing key the job was first published with (`x-jobs-routing-key`).
+    #[must_use]
+    pub fn routing_key(&self) -> Option<&str> {
+        self.header(header::ROUTING_KEY)
+    }
+
+    /// The worker's host (`x-jobs-host`).
+    #[must_use]
+    pub fn host(&self) -> Option<&str> {
+        self.header(header::HOST)
+    }
+
+    /// When the job failed, in Unix seconds (`x-jobs-failed-at`).
+    #[must_use]
+    pub fn failed_at(&self) -> Option<i64> {
+        self.envelope
+            .properties
+            .headers
+            .get(header::FAILED_AT)?
+            .as_i64()
+    }
+
+    /// Decodes the job's message.
+    ///
+    /// # Errors
+    ///
+    /// The decode error when the body is not an `M` (as for a `decode` failure).
+    pub fn decode<M: prost::Message + Default>(&self) -> Result<M, prost::DecodeError> {
+        M::decode(self.envelope.body.clone())
+    }
+
+    /// The publish that replays the job: the original message to its original exchange and
+    /// routing key, without the failure headers, with a fresh attempt count. `None` when the
+    /// message does not say where it came from.
+    #[must_use]
+    pub fn replay(&self) -> Option<Publish> {
+        let exchange = self.exchange()?.to_owned();
+        let routing_key = self.routing_key()?.to_owned();
+        let mut envelope = self.envelope.clone();
+        let headers = &mut envelope.properties.headers;
+        for name in header::FAILURE {
+            headers.remove(name);
+        }
+        headers.insert(header::ATTEMPT, 1i64);
+        Some(Publish {
+            exchange: Cow::Owned(exchange),
+            routing_key: Cow::Owned(routing_key),
+            mandatory: true,
+            envelope,
+        })
+    }
+
+    fn header(&self, name: &str) -> Option<&str> {
+        self.envelope.properties.headers.get_str(name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failed() -> Envelope {
+        let mut envelope = Envelope::default();
+        let headers = &mut envelope.properties.headers;
+        headers.insert(header::ATTEMPT, 6i64);
+        headers.insert(header::ERROR, "disk full");
+        headers.insert(header::ERROR_KIND, "handler");
+        headers.insert(header::FAILED_AT, 1_700_000_000i64);
+        headers.insert(header::QUEUE, "uploads.oss");
+        headers.insert(header::EXCHANGE, "uploads");
+        headers.insert(header::ROUTING_KEY, "oss");
+        headers.insert(header::HOST, "worker-1");
+        headers.insert("tenant", "acme");
+        envelope
+    }
+
+    #[test]
+    fn reads_the_failure_headers() {
+        let letter = DeadLetter::new(failed());
+        assert_eq!(letter.kind(), Some(FailureKind::Handler));
+        assert_eq!(letter.error(), Some("disk full"));
+        assert_eq!(letter.attempt(), Some(6));
+        assert_eq!(letter.failed_at(), Some(1_700_000_000));
+        assert_eq!(
+            (letter.queue(), letter.host()),
+            (Some("uploads.oss"), Some("worker-1"))
+        );
+    }
+
+    #[test]
+    fn replay_strips_failure_headers_and_restarts_the_count() {
+        let publish = DeadLetter::new(failed()).replay().unwrap();
+        assert_eq!(
+            (&*publish.exchange, &*publish.routing_key),
+            ("uploads", "oss")
+        );
+        let headers = &publish.envelope.properties.headers;
+        assert!(
+            header::FAILURE
+                .iter()
+                .all(|name| headers.get(name).is_none())
+        );
+        assert_eq!(publish.envelope.attempt(), Ok(1));
+        assert_eq!(headers.get_str("tenant"), Some("acme"));
+    }
+
+    #[test]
+    fn the_broker_delivery_limit_is_a_kind_too() {
+        let mut envelope = Envelope::default();
+        envelope
+            .properties
+            .headers
+            .insert("x-first-death-reason", "delivery_limit");
+        assert_eq!(
+            DeadLetter::new(envelope).kind(),
+            Some(FailureKind::DeliveryLimit)
+        );
+    }
+}

@@ -1,0 +1,371 @@
+//! The outcomes of DESIGN §5 on the in-memory broker, on virtual time.
+
+use std::time::Duration;
+
+use jobs_core::envelope::header;
+use jobs_core::testing::{Outcome, Recorded, TestApp};
+use jobs_core::transport::Publish;
+use jobs_core::{Envelope, Error, FailureKind, HeaderValue, JobContext, JobError, job};
+
+/// What the test job should do.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Work {
+    /// `ok`, `flaky`, `always`, `fatal`, `hang`, `panic`.
+    #[prost(string, tag = "1")]
+    pub mode: String,
+    /// For `flaky`: how many attempts fail before one succeeds.
+    #[prost(uint32, tag = "2")]
+    pub failures: u32,
+}
+
+fn work(mode: &str) -> Work {
+    Work {
+        mode: mode.to_owned(),
+        failures: 0,
+    }
+}
+
+#[job(
+    exchange = "tests.outcomes",
+    routing_key = "work",
+    retries = 3,
+    backoff = "exp(1s, x2, 5m)",
+    timeout = "10s"
+)]
+async fn run_work(work: Work, ctx: JobContext) -> Result<(), JobError> {
+    match work.mode.as_str() {
+        "flaky" if ctx.attempt() <= work.failures => {
+            Err(JobError::retry(format!("attempt {} failed", ctx.attempt())))
+        }
+        "always" => Err(std::io::Error::other("storage unavailable").into()),
+        "fatal" => Err(JobError::fatal("invalid input")),
+        "hang" => {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            Ok(())
+        }
+        "panic" => panic!("handler bug"),
+        _ => Ok(()),
+    }
+}
+
+fn app() -> TestApp {
+    TestApp::builder().job(&run_work::JOB).build().unwrap()
+}
+
+fn started_at(events: &[Recorded]) -> Vec<Duration> {
+    events
+        .iter()
+        .filter(|e| e.outcome == Outcome::Started)
+        .map(|e| e.at)
+        .collect()
+}
+
+fn gaps(times: &[Duration]) -> Vec<Duration> {
+    times.windows(2).map(|w| w[1] - w[0]).collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_successful_job_is_handled_once_and_acked() {
+    let app = app();
+    let id = run_work::enqueue(&app, work("ok")).await.unwrap();
+    app.run_until_idle().await;
+
+    let outcomes: Vec<_> = app
+        .events_of(id.as_str())
+        .into_iter()
+        .map(|e| (e.attempt, e.outcome))
+        .collect();
+    assert_eq!(outcomes, [(1, Outcome::Started), (1, Outcome::Succeeded)]);
+    assert_eq!(app.transport().queue_len(run_work::QUEUE), Some(0));
+    assert_eq!(app.transport().unacked(run_work::QUEUE), 0);
+    assert!(app.dead_letters(run_work::QUEUE).is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failure_is_retried_with_the_configured_backoff_then_succeeds() {
+    let app = app();
+    let flaky = Work {
+        mode: "flaky".into(),
+        failures: 2,
+    };
+    let id = run_work::enqueue(&app, flaky).await.unwrap();
+    app.run_until_idle().await;
+
+    let events = app.events_of(id.as_str());
+    assert_eq!(
+        gaps(&started_at(&events)),
+        [Duration::from_secs(1), Duration::from_secs(2)]
+    );
+    let retries: Vec<_> = events
+        .iter()
+        .filter_map(|e| match &e.outcome {
+            Outcome::Retried { delay, .. } => Some((e.attempt, *delay)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        retries,
+        [(1, Duration::from_secs(1)), (2, Duration::from_secs(2))]
+    );
+    assert_eq!(
+        events.last().map(|e| (e.attempt, &e.outcome)),
+        Some((3, &Outcome::Succeeded))
+    );
+    assert!(app.dead_letters(run_work::QUEUE).is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn exhausted_retries_land_in_the_error_queue_with_every_failure_header() {
+    let app = app();
+    let id = run_work::enqueue(&app, work("always")).await.unwrap();
+    app.run_until_idle().await;
+
+    let events = app.events_of(id.as_str());
+    let starts = started_at(&events);
+    assert_eq!(starts.len(), 4, "the first attempt and 3 retries");
+    assert_eq!(gaps(&starts), [1, 2, 4].map(Duration::from_secs));
+
+    let letters = app.dead_letters(run_work::QUEUE);
+    assert_eq!(letters.len(), 1);
+    let letter = &letters[0];
+    assert_eq!(letter.kind(), Some(FailureKind::Handler));
+    assert_eq!(letter.error(), Some("storage unavailable"));
+    assert_eq!(letter.attempt(), Some(4));
+    assert_eq!(letter.message_id(), Some(id.as_str()));
+    assert_eq!(letter.job(), Some("run_work"));
+    assert_eq!(letter.queue(), Some(run_work::QUEUE));
+    assert_eq!(letter.exchange(), Some("tests.outcomes"));
+    assert_eq!(letter.routing_key(), Some("work"));
+    assert!(letter.host().is_some_and(|h| !h.is_empty()));
+    assert!(letter.failed_at().is_some_and(|t| t > 1_600_000_000));
+    assert_eq!(letter.decode::<Work>().unwrap(), work("always"));
+    assert_eq!(run_work::ERROR_QUEUE, format!("{}.err", run_work::QUEUE));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_fatal_error_goes_straight_to_the_error_queue() {
+    let app = app();
+    let id = run_work::enqueue(&app, work("fatal")).await.unwrap();
+    app.run_until_idle().await;
+
+    assert_eq!(started_at(&app.events_of(id.as_str())).len(), 1);
+    let letters = app.dead_letters(run_work::QUEUE);
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0].kind(), Some(FailureKind::Fatal));
+    assert_eq!(letters[0].error(), Some("invalid input"));
+    assert_eq!(letters[0].attempt(), Some(1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_handler_past_its_deadline_fails_as_timeout() {
+    let app = app();
+    let id = run_work::enqueue(&app, work("hang")).await.unwrap();
+    app.run_until_idle().await;
+
+    let events = app.events_of(id.as_str());
+    let first_retry = events
+        .iter()
+        .find(|e| matches!(e.outcome, Outcome::Retried { .. }))
+        .unwrap();
+    assert_eq!(
+        first_retry.at,
+        Duration::from_secs(10),
+        "the 10 s deadline, on virtual time"
+    );
+    assert!(matches!(
+        first_retry.outcome,
+        Outcome::Retried {
+            kind: FailureKind::Timeout,
+            ..
+        }
+    ));
+    let letters = app.dead_letters(run_work::QUEUE);
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0].kind(), Some(FailureKind::Timeout));
+    assert_eq!(letters[0].attempt(), Some(4));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_panic_is_a_failure_and_the_worker_keeps_serving() {
+    let app = app();
+    let panicking = run_work::enqueue(&app, work("panic")).await.unwrap();
+    let fine: Vec<_> = futures_ok(&app, 5).await;
+    app.run_until_idle().await;
+
+    let letters = app.dead_letters(run_work::QUEUE);
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0].message_id(), Some(panicking.as_str()));
+    assert_eq!(letters[0].kind(), Some(FailureKind::Panic));
+    assert!(letters[0].error().unwrap().contains("handler bug"));
+    for id in fine {
+        let last = app.events_of(id.as_str()).pop().unwrap();
+        assert_eq!(last.outcome, Outcome::Succeeded);
+    }
+    // And after the panics, new jobs still run.
+    let later = run_work::enqueue(&app, work("ok")).await.unwrap();
+    app.run_until_idle().await;
+    assert_eq!(
+        app.events_of(later.as_str()).pop().unwrap().outcome,
+        Outcome::Succeeded
+    );
+}
+
+async fn futures_ok(app: &TestApp, n: usize) -> Vec<jobs_core::MessageId> {
+    let mut ids = Vec::new();
+    for _ in 0..n {
+        ids.push(run_work::enqueue(app, work("ok")).await.unwrap());
+    }
+    ids
+}
+
+/// A message as another producer might publish it, bypassing the typed producer.
+fn raw(kind: Option<&'static str>, body: Vec<u8>, attempt: Option<HeaderValue>) -> Publish {
+    let mut envelope = Envelope::default();
+    envelope.properties.kind = kind.map(Into::into);
+    envelope.properties.message_id = Some("raw-1".into());
+    envelope.properties.persistent = true;
+    if let Some(attempt) = attempt {
+        envelope.properties.headers.insert(header::ATTEMPT, attempt);
+    }
+    envelope.body = body.into();
+    Publish {
+        exchange: "tests.outcomes".into(),
+        routing_key: "work".into(),
+        mandatory: true,
+        envelope,
+    }
+}
+
+async fn publish_raw(app: &TestApp, publish: Publish) -> jobs_core::DeadLetter {
+    app.producer().publish(publish).await.unwrap();
+    app.run_until_idle().await;
+    let mut letters = app.dead_letters(run_work::QUEUE);
+    assert_eq!(letters.len(), 1, "exactly one error-queue message");
+    let outcomes: Vec<_> = app.events().into_iter().map(|e| e.outcome).collect();
+    assert!(
+        matches!(outcomes.as_slice(), [Outcome::DeadLettered { .. }]),
+        "the handler never ran and nothing was retried: {outcomes:?}"
+    );
+    letters.remove(0)
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_undecodable_body_goes_to_the_error_queue_on_the_first_delivery() {
+    let app = app();
+    // Field 1 announced as a 100-byte string, with 3 bytes behind it.
+    let letter = publish_raw(
+        &app,
+        raw(Some("run_work"), vec![0x0a, 100, b'a', b'b', b'c'], None),
+    )
+    .await;
+    assert_eq!(letter.kind(), Some(FailureKind::Decode));
+    assert!(
+        letter.error().unwrap().contains("Work"),
+        "{:?}",
+        letter.error()
+    );
+    assert_eq!(letter.exchange(), Some("tests.outcomes"));
+    assert_eq!(
+        letter.envelope().body.as_ref(),
+        [0x0a, 100, b'a', b'b', b'c']
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_unknown_job_name_goes_to_the_error_queue_on_the_first_delivery() {
+    let app = app();
+    let letter = publish_raw(&app, raw(Some("not_a_job"), Vec::new(), None)).await;
+    assert_eq!(letter.kind(), Some(FailureKind::UnknownJob));
+    assert!(letter.error().unwrap().contains("not_a_job"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_malformed_attempt_header_goes_to_the_error_queue() {
+    let app = app();
+    let letter = publish_raw(&app, raw(None, Vec::new(), Some(HeaderValue::from("two")))).await;
+    assert_eq!(letter.kind(), Some(FailureKind::Decode));
+    assert!(letter.error().unwrap().contains("x-jobs-attempt"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_body_over_the_size_limit_goes_to_the_error_queue() {
+    let app = app();
+    let limit = app.producer().options().max_message_size;
+    let letter = publish_raw(&app, raw(Some("run_work"), vec![0; limit + 1], None)).await;
+    assert_eq!(letter.kind(), Some(FailureKind::TooLarge));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_message_without_a_type_is_the_queue_s_job() {
+    let app = app();
+    let body = prost::Message::encode_to_vec(&work("ok"));
+    app.producer().publish(raw(None, body, None)).await.unwrap();
+    app.run_until_idle().await;
+    assert_eq!(app.succeeded(&run_work::JOB), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_unroutable_enqueue_is_an_error() {
+    let app = app();
+    let err = run_work::with(work("ok"))
+        .routing_key("nowhere")
+        .enqueue(&app)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Unroutable { exchange, routing_key } if exchange == "tests.outcomes" && routing_key == "nowhere"),
+        "{err:?}"
+    );
+    assert!(app.enqueued(&run_work::JOB).is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_job_over_the_size_limit_is_refused_before_publishing() {
+    let app = app();
+    let limit = app.producer().options().max_message_size;
+    let huge = Work {
+        mode: "x".repeat(limit),
+        failures: 0,
+    };
+    let err = run_work::enqueue(&app, huge).await.unwrap_err();
+    assert!(
+        matches!(err, Error::TooLarge { limit: l, .. } if l == limit),
+        "{err:?}"
+    );
+    assert!(
+        app.transport().published().is_empty(),
+        "nothing reached the broker"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn enqueue_carries_the_wire_contract() {
+    let app = app();
+    let id = run_work::with(work("ok"))
+        .header("tenant", "acme")
+        .message_id("order-7")
+        .enqueue(&app)
+        .await
+        .unwrap();
+    assert_eq!(id.as_str(), "order-7");
+    let sent = app.enqueued(&run_work::JOB).pop().unwrap();
+    let props = &sent.envelope.properties;
+    assert_eq!(
+        props.content_type.as_deref(),
+        Some("application/x-protobuf")
+    );
+    assert_eq!(props.kind.as_deref(), Some("run_work"));
+    assert_eq!(props.message_id.as_deref(), Some("order-7"));
+    assert!(props.persistent);
+    assert!(props.timestamp.is_some_and(|t| t > 1_600_000_000));
+    assert_eq!(
+        props.headers.get(header::ATTEMPT),
+        Some(&HeaderValue::Int(1))
+    );
+    assert_eq!(props.headers.get_str("tenant"), Some("acme"));
+    assert_eq!(
+        sent.envelope.body,
+        prost::Message::encode_to_vec(&work("ok"))
+    );
+    assert!(sent.mandatory);
+}
