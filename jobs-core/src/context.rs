@@ -15,15 +15,31 @@ use crate::producer::Producer;
 /// A job fn takes it as its optional second argument:
 ///
 /// ```
-/// use jobs_core::{JobContext, JobError};
+/// use jobs_core::{job, testing::TestApp, JobContext, JobError};
+///
+/// #[derive(Clone, PartialEq, prost::Message)]
+/// pub struct Ping {}
 ///
 /// struct Storage { bucket: String }
 ///
-/// async fn handle(ctx: &JobContext) -> Result<(), JobError> {
+/// #[job(exchange = "docs.context", routing_key = "ping")]
+/// async fn ping(_: Ping, ctx: JobContext) -> Result<(), JobError> {
 ///     let storage = ctx.state::<Storage>()?; // fatal if the worker has no `Storage`
-///     println!("attempt {} into {}", ctx.attempt(), storage.bucket);
+///     println!("attempt {} of {:?} into {}", ctx.attempt(), ctx.message_id(), storage.bucket);
 ///     Ok(())
 /// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> jobs_core::Result<()> {
+/// let app = TestApp::builder()
+///     .job(&ping::JOB)
+///     .state(Storage { bucket: "uploads".into() })
+///     .build()?;
+/// ping::enqueue(&app, Ping {}).await?;
+/// app.run_until_idle().await;
+/// assert_eq!(app.succeeded(&ping::JOB), 1);
+/// # Ok(())
+/// # }
 /// ```
 #[derive(Clone)]
 pub struct JobContext {

@@ -197,3 +197,16 @@ impl HeaderMatch {
         }
     }
 }
+
+/// A protobuf message a job can carry: any prost message.
+///
+/// Derive it with `#[derive(Clone, PartialEq, prost::Message)]` or generate it with
+/// prost-build; the blanket implementation does the rest.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a protobuf message",
+    label = "a `#[job]` argument must be a prost message",
+    note = "derive it with `#[derive(Clone, PartialEq, prost::Message)]`, or generate it with prost-build"
+)]
+pub trait JobMessage: prost::Message + Default + Send + 'static {}
+
+impl<T: prost::Message + Default + Send + 'static> JobMessage for T {}

@@ -100,7 +100,7 @@ pub use context::{JobContext, JobContextBuilder, State};
 pub use dead_letter::DeadLetter;
 pub use envelope::{Envelope, HeaderValue, Headers};
 pub use error::{BoxError, Error, Result};
-pub use job::{ExchangeKind, HeaderBinding, HeaderMatch, Job, JobOptions, QueueType};
+pub use job::{ExchangeKind, HeaderBinding, HeaderMatch, Job, JobMessage, JobOptions, QueueType};
 pub use job_error::{FailureKind, JobError};
 pub use producer::{Enqueue, MessageId, Producer, ProducerOptions};
 pub use settings::{JobDefaults, JobSettings};

@@ -5,7 +5,9 @@ use std::future::Future;
 use bytes::Bytes;
 
 pub use crate::backoff::Backoff;
-pub use crate::job::{ExchangeKind, HeaderBinding, HeaderMatch, Job, JobOptions, QueueType};
+pub use crate::job::{
+    ExchangeKind, HeaderBinding, HeaderMatch, Job, JobMessage, JobOptions, QueueType,
+};
 pub use crate::registry::Registration;
 pub use ::bytes;
 pub use ::core;
@@ -67,16 +69,6 @@ pub const fn job(parts: JobParts) -> Job {
         handler,
     }
 }
-
-/// A protobuf message a job can carry.
-#[diagnostic::on_unimplemented(
-    message = "`{Self}` is not a protobuf message",
-    label = "a `#[job]` argument must be a prost message",
-    note = "derive it with `#[derive(Clone, PartialEq, prost::Message)]`, or generate it with prost-build"
-)]
-pub trait JobMessage: prost::Message + Default + Send + 'static {}
-
-impl<T: prost::Message + Default + Send + 'static> JobMessage for T {}
 
 /// A handler's return value.
 #[diagnostic::on_unimplemented(

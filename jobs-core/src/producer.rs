@@ -9,7 +9,7 @@ use bytes::Bytes;
 
 use crate::envelope::{CONTENT_TYPE, Envelope, HeaderValue, Headers, Properties, header};
 use crate::error::{Error, Result};
-use crate::job::Job;
+use crate::job::{Job, JobMessage};
 use crate::transport::{Publish, Transport};
 
 /// Publishes jobs over a transport. Cheap to clone; clones share the transport.
@@ -162,7 +162,7 @@ pub struct Enqueue<M> {
     headers: Headers,
 }
 
-impl<M: prost::Message> Enqueue<M> {
+impl<M: JobMessage> Enqueue<M> {
     /// `message` for `job`, with no per-call options yet.
     pub fn new(job: &'static Job, message: M) -> Self {
         Self {

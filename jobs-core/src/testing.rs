@@ -6,7 +6,7 @@
 //! [`TestApp::run_until_idle`] returns once nothing is left to happen.
 //!
 //! ```
-//! use jobs_core::{job, testing::{Outcome, TestApp}, FailureKind, JobError};
+//! use jobs_core::{job, testing::TestApp, FailureKind, JobError};
 //!
 //! #[derive(Clone, PartialEq, prost::Message)]
 //! pub struct TransferFile {
@@ -76,7 +76,6 @@ impl TestApp {
     }
 
     /// A builder, to pick jobs, state and defaults.
-    #[must_use]
     pub fn builder() -> TestAppBuilder {
         let transport = MemoryTransport::recording();
         TestAppBuilder {

@@ -53,7 +53,6 @@ pub struct Engine {
 
 impl Engine {
     /// An engine builder over `transport`.
-    #[must_use]
     pub fn builder(transport: Arc<dyn Transport>) -> EngineBuilder {
         EngineBuilder {
             transport,
