@@ -53,6 +53,7 @@ fn main() -> jobs_core::Result<()> {
     let mut args = std::env::args().skip(1).filter(|a| a != "--bench");
     let jobs: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(100_000);
     let runs: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(5);
+    // Two workers, as on the reference 2-core machine.
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_time()

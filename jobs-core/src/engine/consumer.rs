@@ -100,12 +100,14 @@ async fn serve(consumer: Consumer, runtime: &Arc<JobRuntime>, stop: &mut StopSig
                     last_tag = delivery.tag;
                     let runtime = Arc::clone(runtime);
                     let outcomes = outcomes.clone();
-                    handlers.spawn(async move {
+                    // Boxed: the task is moved on spawn and overwritten when reaped, and these
+                    // copies of a large future cost more than one allocation.
+                    handlers.spawn(Box::pin(async move {
                         let tag = delivery.tag;
                         let verdict = dispatch::process(&runtime, delivery).await;
                         // The receiver outlives every handler task.
                         let _ = outcomes.send((tag, verdict));
-                    });
+                    }));
                 }
                 None => break Ended::Stream,
             },

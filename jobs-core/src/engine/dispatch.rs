@@ -102,7 +102,7 @@ async fn run(
                 runtime.max_message_size
             ),
         );
-        return dead_letter(runtime, envelope, 0, &failure, origin).await;
+        return Box::pin(dead_letter(runtime, envelope, 0, &failure, origin)).await;
     }
     if let Some(name) = envelope.properties.kind.as_deref()
         && !runtime.accepted_names.contains(&name)
@@ -116,13 +116,13 @@ async fn run(
                 job.exchange()
             ),
         );
-        return dead_letter(runtime, envelope, 0, &failure, origin).await;
+        return Box::pin(dead_letter(runtime, envelope, 0, &failure, origin)).await;
     }
     let attempt = match envelope.attempt() {
         Ok(attempt) => attempt,
         Err(err) => {
             let failure = Failure::new(FailureKind::Decode, err.to_string());
-            return dead_letter(runtime, envelope, 0, &failure, origin).await;
+            return Box::pin(dead_letter(runtime, envelope, 0, &failure, origin)).await;
         }
     };
 
@@ -142,7 +142,7 @@ async fn run(
                 format!("body is not a valid `{}`: {err}", job.message_type()),
             );
             let envelope = Arc::unwrap_or_clone(envelope);
-            return dead_letter(runtime, envelope, attempt, &failure, origin).await;
+            return Box::pin(dead_letter(runtime, envelope, attempt, &failure, origin)).await;
         }
     };
 
@@ -179,10 +179,11 @@ async fn run(
     let message_id = message_id.map(str::to_owned);
     let envelope = Arc::unwrap_or_clone(envelope);
     let Some((queue, delay)) = retry else {
-        return dead_letter(runtime, envelope, attempt, &failure, origin).await;
+        return Box::pin(dead_letter(runtime, envelope, attempt, &failure, origin)).await;
     };
     let publish = failure::retry(envelope, queue, attempt + 1, origin);
-    if let Err(error) = runtime.producer.publish(publish).await {
+    // Boxed, as in `dead_letter`: a rare path must not grow every delivery's task.
+    if let Err(error) = Box::pin(runtime.producer.publish(publish)).await {
         return Err(NotDurable {
             attempt,
             message_id,
@@ -216,7 +217,9 @@ async fn dead_letter(
         origin,
         &runtime.host,
     );
-    if let Err(error) = runtime.producer.publish(publish).await {
+    // Boxed: the publish future (with its confirm timer) would otherwise make every
+    // delivery's task, which is moved on spawn, several times larger.
+    if let Err(error) = Box::pin(runtime.producer.publish(publish)).await {
         return Err(NotDurable {
             attempt,
             message_id,

@@ -182,7 +182,12 @@ impl Transport for MemoryTransport {
     /// returned future is already resolved.
     fn publish(&self, publish: Publish) -> BoxFuture<'static, Result<()>> {
         let outcome = self.shared.lock().publish(publish);
-        Box::pin(std::future::ready(outcome))
+        Box::pin(async move {
+            // A socket write yields now and then; so does this, or a tight enqueue loop would
+            // starve the consumers on its runtime and pile every job into the queue first.
+            tokio::task::coop::consume_budget().await;
+            outcome
+        })
     }
 
     fn consume<'a>(&'a self, queue: &'a str, prefetch: u16) -> BoxFuture<'a, Result<Consumer>> {
