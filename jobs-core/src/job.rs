@@ -3,7 +3,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::__private::Handler;
+use crate::__private::JobParts;
 use crate::backoff::Backoff;
 
 /// A job, as `#[job]` declares it: a name, a handler, and where its messages travel.
@@ -11,87 +11,76 @@ use crate::backoff::Backoff;
 /// Every `#[job]` fn gets one, as the `JOB` static of the module generated beside it
 /// (`transfer_to_oss::JOB`). Options a job leaves unset take the worker's
 /// [`JobDefaults`](crate::JobDefaults).
-pub struct Job {
-    pub(crate) name: &'static str,
-    pub(crate) exchange: &'static str,
-    pub(crate) kind: ExchangeKind,
-    pub(crate) routing_key: &'static str,
-    pub(crate) binding: &'static str,
-    pub(crate) headers: Option<HeaderBinding>,
-    pub(crate) queue: &'static str,
-    pub(crate) message_type: &'static str,
-    pub(crate) options: JobOptions,
-    pub(crate) handler: Handler,
-}
+pub struct Job(pub(crate) JobParts);
 
 impl Job {
     /// The job name, carried in each message's `type` property.
     #[must_use]
     pub fn name(&self) -> &'static str {
-        self.name
+        self.0.name
     }
 
     /// The exchange its producer publishes to and its queue is bound to.
     #[must_use]
     pub fn exchange(&self) -> &'static str {
-        self.exchange
+        self.0.exchange
     }
 
     /// The exchange's type.
     #[must_use]
     pub fn kind(&self) -> ExchangeKind {
-        self.kind
+        self.0.kind
     }
 
     /// The routing key its producer publishes with.
     #[must_use]
     pub fn routing_key(&self) -> &'static str {
-        self.routing_key
+        self.0.routing_key
     }
 
     /// The binding key of its queue (a pattern on topic exchanges).
     #[must_use]
     pub fn binding(&self) -> &'static str {
-        self.binding
+        self.0.binding
     }
 
     /// The header match of its binding, on a headers exchange.
     #[must_use]
     pub fn header_binding(&self) -> Option<&HeaderBinding> {
-        self.headers.as_ref()
+        self.0.headers.as_ref()
     }
 
     /// Its work queue.
     #[must_use]
     pub fn queue(&self) -> &'static str {
-        self.queue
+        self.0.queue
     }
 
     /// The Rust type of its protobuf message.
     #[must_use]
     pub fn message_type(&self) -> &'static str {
-        self.message_type
+        self.0.message_type
     }
 
     /// The options its attribute sets; unset ones take the worker's defaults.
     #[must_use]
     pub fn options(&self) -> &JobOptions {
-        &self.options
+        &self.0.options
     }
 }
 
 impl fmt::Debug for Job {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Job")
-            .field("name", &self.name)
-            .field("exchange", &self.exchange)
-            .field("kind", &self.kind)
-            .field("routing_key", &self.routing_key)
-            .field("binding", &self.binding)
-            .field("headers", &self.headers)
-            .field("queue", &self.queue)
-            .field("message_type", &self.message_type)
-            .field("options", &self.options)
+            .field("name", &self.0.name)
+            .field("exchange", &self.0.exchange)
+            .field("kind", &self.0.kind)
+            .field("routing_key", &self.0.routing_key)
+            .field("binding", &self.0.binding)
+            .field("headers", &self.0.headers)
+            .field("queue", &self.0.queue)
+            .field("message_type", &self.0.message_type)
+            .field("options", &self.0.options)
             .finish_non_exhaustive()
     }
 }

@@ -44,30 +44,7 @@ pub struct JobParts {
 /// Builds a [`Job`] in a `static`.
 #[must_use]
 pub const fn job(parts: JobParts) -> Job {
-    let JobParts {
-        name,
-        exchange,
-        kind,
-        routing_key,
-        binding,
-        headers,
-        queue,
-        message_type,
-        options,
-        handler,
-    } = parts;
-    Job {
-        name,
-        exchange,
-        kind,
-        routing_key,
-        binding,
-        headers,
-        queue,
-        message_type,
-        options,
-        handler,
-    }
+    Job(parts)
 }
 
 /// A handler's return value.

@@ -134,7 +134,7 @@ async fn run(
         redelivered,
     );
     let message_id = envelope.properties.message_id.as_deref();
-    let running = match (job.handler)(envelope.body.clone(), context) {
+    let running = match (job.0.handler)(envelope.body.clone(), context) {
         Ok(running) => running,
         Err(err) => {
             let failure = Failure::new(
