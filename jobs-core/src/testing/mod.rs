@@ -36,28 +36,28 @@
 //! ```
 
 use std::fmt;
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
-
-use futures_util::FutureExt;
-use tokio::time::Instant;
+use std::sync::Arc;
 
 use crate::context::JobContext;
 use crate::dead_letter::DeadLetter;
-use crate::engine::{Engine, EngineBuilder, Event, EventKind, Observer};
+use futures_util::FutureExt;
+
+mod recorder;
+
+use crate::engine::{Engine, EngineBuilder, Observer};
 use crate::error::{Error, Result};
 use crate::job::Job;
-use crate::job_error::FailureKind;
 use crate::producer::Producer;
 use crate::settings::{JobDefaults, error_queue_name};
 use crate::transport::Publish;
 use crate::transport::memory::MemoryTransport;
+pub use recorder::{Outcome, Recorded, Recorder, TimedOut};
 
 /// The engine on an in-memory broker, with a record of everything that happened.
 pub struct TestApp {
     transport: MemoryTransport,
     engine: Engine,
-    log: Arc<EventLog>,
+    log: Arc<Recorder>,
 }
 
 impl TestApp {
@@ -137,49 +137,42 @@ impl TestApp {
             .collect()
     }
 
+    /// The record of every event so far.
+    #[must_use]
+    pub fn recorder(&self) -> &Recorder {
+        &self.log
+    }
+
     /// Every event so far, in order.
     #[must_use]
     pub fn events(&self) -> Vec<Recorded> {
-        self.log.lock().clone()
+        self.log.events()
     }
 
     /// The events of one message, in order.
     #[must_use]
     pub fn events_of(&self, message_id: &str) -> Vec<Recorded> {
-        self.log
-            .lock()
-            .iter()
-            .filter(|e| e.message_id.as_deref() == Some(message_id))
-            .cloned()
-            .collect()
-    }
-
-    /// How many handler runs of `job` ended this way.
-    #[must_use]
-    pub fn count(&self, job: &Job, outcome: fn(&Outcome) -> bool) -> usize {
-        self.log
-            .lock()
-            .iter()
-            .filter(|e| e.job == job.name() && outcome(&e.outcome))
-            .count()
+        self.log.events_of(message_id)
     }
 
     /// How many runs of `job` succeeded.
     #[must_use]
     pub fn succeeded(&self, job: &Job) -> usize {
-        self.count(job, |o| matches!(o, Outcome::Succeeded))
+        self.log.count(job, |o| matches!(o, Outcome::Succeeded))
     }
 
     /// How many failed attempts of `job` were scheduled for a retry.
     #[must_use]
     pub fn retried(&self, job: &Job) -> usize {
-        self.count(job, |o| matches!(o, Outcome::Retried { .. }))
+        self.log
+            .count(job, |o| matches!(o, Outcome::Retried { .. }))
     }
 
     /// How many messages of `job` went to its error queue.
     #[must_use]
     pub fn dead_lettered(&self, job: &Job) -> usize {
-        self.count(job, |o| matches!(o, Outcome::DeadLettered { .. }))
+        self.log
+            .count(job, |o| matches!(o, Outcome::DeadLettered { .. }))
     }
 }
 
@@ -199,7 +192,7 @@ impl fmt::Debug for TestApp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TestApp")
             .field("engine", &self.engine)
-            .field("events", &self.log.lock().len())
+            .field("events", &self.log.events().len())
             .finish_non_exhaustive()
     }
 }
@@ -247,7 +240,7 @@ impl TestAppBuilder {
     ///
     /// Outside a tokio runtime.
     pub fn build(self) -> Result<TestApp> {
-        let log = Arc::new(EventLog::new());
+        let log = Arc::new(Recorder::new());
         let starting = self
             .engine
             .observer(Arc::clone(&log) as Arc<dyn Observer>)
@@ -262,99 +255,5 @@ impl TestAppBuilder {
             engine,
             log,
         })
-    }
-}
-
-/// One event in a [`TestApp`]'s record.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Recorded {
-    /// Virtual time since the app started.
-    pub at: Duration,
-    /// The job's name.
-    pub job: &'static str,
-    /// The message id.
-    pub message_id: Option<String>,
-    /// The attempt.
-    pub attempt: u32,
-    /// What happened.
-    pub outcome: Outcome,
-}
-
-/// What happened, in a [`Recorded`] event.
-#[derive(Clone, Debug, PartialEq)]
-#[non_exhaustive]
-pub enum Outcome {
-    /// The handler started.
-    Started,
-    /// The handler succeeded.
-    Succeeded,
-    /// The attempt failed; the job waits `delay` in a retry queue.
-    Retried {
-        /// Why.
-        kind: FailureKind,
-        /// The error chain.
-        error: String,
-        /// The wait before the next attempt.
-        delay: Duration,
-    },
-    /// The job went to the error queue.
-    DeadLettered {
-        /// Why.
-        kind: FailureKind,
-        /// The error chain.
-        error: String,
-    },
-    /// The outcome could not be published; the delivery went back to its queue.
-    Requeued {
-        /// Why.
-        error: String,
-    },
-}
-
-struct EventLog {
-    started: Instant,
-    events: Mutex<Vec<Recorded>>,
-}
-
-impl EventLog {
-    fn new() -> Self {
-        Self {
-            started: Instant::now(),
-            events: Mutex::new(Vec::new()),
-        }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Recorded>> {
-        self.events.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-}
-
-impl Observer for EventLog {
-    fn on_event(&self, event: &Event<'_>) {
-        let outcome = match event.kind {
-            EventKind::Started => Outcome::Started,
-            EventKind::Succeeded { .. } => Outcome::Succeeded,
-            EventKind::Retried {
-                kind, error, delay, ..
-            } => Outcome::Retried {
-                kind,
-                error: error.to_owned(),
-                delay,
-            },
-            EventKind::DeadLettered { kind, error } => Outcome::DeadLettered {
-                kind,
-                error: error.to_owned(),
-            },
-            EventKind::Requeued { error } => Outcome::Requeued {
-                error: error.to_owned(),
-            },
-        };
-        self.lock().push(Recorded {
-            at: self.started.elapsed(),
-            job: event.job.name(),
-            message_id: event.message_id.map(str::to_owned),
-            attempt: event.attempt,
-            outcome,
-        });
     }
 }
