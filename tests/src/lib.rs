@@ -1,1 +1,3 @@
-//! Shared helpers for the integration tests.
+//! Shared helpers for the integration tests: the outcome scenarios every transport must pass.
+
+pub mod scenarios;

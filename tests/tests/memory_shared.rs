@@ -1,0 +1,33 @@
+//! The shared outcome scenarios on the in-memory broker, on virtual time.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use jobs_core::transport::memory::MemoryTransport;
+use jobs_tests::scenarios::{self, Suite};
+
+async fn suite() -> Suite {
+    Suite::start(Arc::new(MemoryTransport::new()), Duration::ZERO).await
+}
+
+macro_rules! on_memory {
+    ($($scenario:ident),* $(,)?) => {$(
+        #[tokio::test(start_paused = true)]
+        async fn $scenario() {
+            scenarios::$scenario(&suite().await).await;
+        }
+    )*};
+}
+
+on_memory!(
+    success,
+    retried_then_succeeds,
+    exhausted_into_the_error_queue,
+    fatal_goes_straight_to_the_error_queue,
+    timeout_is_a_retryable_failure,
+    panic_is_a_failure_and_the_worker_goes_on,
+    undecodable_body_is_dead_lettered_at_once,
+    unknown_job_is_dead_lettered_at_once,
+    unroutable_enqueue_fails,
+    too_large_is_refused,
+);
