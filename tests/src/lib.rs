@@ -1,3 +1,6 @@
-//! Shared helpers for the integration tests: the outcome scenarios every transport must pass.
+//! Shared helpers for the integration tests: the outcome scenarios every transport must pass,
+//! and the broker of the `amqp_*` tests.
 
+pub mod broker;
+pub mod routing;
 pub mod scenarios;
