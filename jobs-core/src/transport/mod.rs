@@ -5,6 +5,9 @@
 //! written once against [`Transport`], so a test on the in-memory broker runs the same retry and
 //! error-queue code that production runs.
 
+#[cfg(feature = "amqp")]
+#[cfg_attr(docsrs, doc(cfg(feature = "amqp")))]
+pub mod amqp;
 pub mod memory;
 
 use std::borrow::Cow;

@@ -1,0 +1,154 @@
+//! One broker connection, opened again on demand after it is lost.
+//!
+//! lapin's auto-recovery is off on purpose: it would replay a consumer on a new channel under
+//! the same stream, with delivery tags starting again at 1, and the engine's settle pipeline
+//! would never ack those. Instead a lost connection ends every consumer stream on it, and the
+//! next call that needs the connection opens a new one; the engine's supervisor re-attaches its
+//! consumers through [`Transport::consume`](crate::transport::Transport::consume).
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use lapin::types::LongString;
+use lapin::{Channel, Connection, ConnectionProperties};
+use tokio::sync::Mutex;
+
+use super::errors::{self, Subject};
+use crate::error::{Error, Result};
+
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// A named connection that reconnects lazily, one attempt at a time, backing off after failures.
+pub(super) struct Link {
+    url: String,
+    name: String,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    connection: Option<Arc<Connection>>,
+    /// After a failed attempt: when the next may start, and the wait after that one fails.
+    retry: Option<(Instant, Duration)>,
+}
+
+impl Link {
+    pub(super) fn new(url: String, name: String) -> Self {
+        Self {
+            url,
+            name,
+            state: Mutex::new(State::default()),
+        }
+    }
+
+    /// The open connection, or a new one when it was lost.
+    ///
+    /// Callers queue on the lock while one of them connects, so a lost connection causes one
+    /// reconnect, not one per caller. Within the backoff after a failed attempt, calls fail at
+    /// once instead of hammering the broker.
+    pub(super) async fn connection(&self) -> Result<Arc<Connection>> {
+        let mut state = self.state.lock().await;
+        if let Some(connection) = &state.connection {
+            if connection.status().connected() {
+                return Ok(Arc::clone(connection));
+            }
+            state.connection = None;
+        }
+        if let Some((at, _)) = state.retry
+            && Instant::now() < at
+        {
+            return Err(Error::Connection(
+                format!(
+                    "reconnecting to {} is backed off after a failed attempt",
+                    redact(&self.url)
+                )
+                .into(),
+            ));
+        }
+        let properties = ConnectionProperties::default()
+            .with_connection_name(LongString::from(self.name.as_bytes()));
+        match Connection::connect(&self.url, properties).await {
+            Ok(connection) => {
+                let connection = Arc::new(connection);
+                state.connection = Some(Arc::clone(&connection));
+                state.retry = None;
+                Ok(connection)
+            }
+            Err(err) => {
+                let wait = state.retry.map_or(FIRST_BACKOFF, |(_, wait)| wait);
+                state.retry = Some((Instant::now() + wait, (wait * 2).min(MAX_BACKOFF)));
+                tracing::warn!(url = %redact(&self.url), connection = %self.name, error = %err, retry_in = ?wait, "could not connect to the broker");
+                Err(errors::map(err, Subject::Other))
+            }
+        }
+    }
+
+    /// A new channel on the connection.
+    pub(super) async fn channel(&self) -> Result<Channel> {
+        let connection = self.connection().await?;
+        connection
+            .create_channel()
+            .await
+            .map_err(|err| errors::map(err, Subject::Other))
+    }
+
+    /// Closes the connection, if it is open; the next call reconnects.
+    pub(super) async fn close(&self) {
+        let connection = self.state.lock().await.connection.take();
+        if let Some(connection) = connection
+            && let Err(err) = connection
+                .close(200, "closed by the application".into())
+                .await
+        {
+            tracing::debug!(connection = %self.name, error = %err, "closing the broker connection failed");
+        }
+    }
+
+    pub(super) fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl fmt::Debug for Link {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Link")
+            .field("url", &redact(&self.url))
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The URL with its password replaced by `**`: `amqp://user:**@host/vhost`.
+pub(crate) fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(authority_end);
+    let Some((userinfo, host)) = authority.rsplit_once('@') else {
+        return url.to_owned();
+    };
+    match userinfo.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:**@{host}{path}"),
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(
+            redact("amqp://guest:s3cr@t@127.0.0.1:5672/%2f"),
+            "amqp://guest:**@127.0.0.1:5672/%2f"
+        );
+        assert_eq!(redact("amqps://user:pw@host"), "amqps://user:**@host");
+        assert_eq!(redact("amqp://host:5672/%2f"), "amqp://host:5672/%2f");
+        assert_eq!(redact("amqp://user@host/"), "amqp://user@host/");
+        assert_eq!(redact("not a url"), "not a url");
+    }
+}

@@ -1,0 +1,119 @@
+//! A consumer's delivery stream and its settler.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use futures_core::Stream;
+use lapin::Channel;
+use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions};
+use lapin::types::{FieldTable, ShortString};
+
+use super::connection::Link;
+use super::convert;
+use super::errors::{self, Subject};
+use crate::error::Result;
+use crate::transport::{BoxFuture, Consumer, Delivery, Settle, Settlement};
+
+pub(super) async fn consume(link: &Link, queue: &str, prefetch: u16) -> Result<Consumer> {
+    let name = convert::short("queue", queue)?;
+    let channel = link.channel().await?;
+    let failed = |err| errors::map(err, Subject::Queue(queue));
+    channel
+        .basic_qos(prefetch, BasicQosOptions::default())
+        .await
+        .map_err(failed)?;
+    let consumer = channel
+        .basic_consume(
+            name,
+            ShortString::default(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .map_err(failed)?;
+    Ok(Consumer {
+        deliveries: Box::pin(Deliveries {
+            consumer: Some(consumer),
+        }),
+        settler: Box::new(Settler { channel }),
+    })
+}
+
+/// Yields deliveries until the consumer is cancelled or its channel or connection is lost.
+///
+/// The first error ends the stream for good: without auto-recovery lapin never delivers on this
+/// consumer again, and a new consumer would number its deliveries from 1 again.
+struct Deliveries {
+    consumer: Option<lapin::Consumer>,
+}
+
+impl Stream for Deliveries {
+    type Item = Delivery;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Delivery>> {
+        let Some(consumer) = self.consumer.as_mut() else {
+            return Poll::Ready(None);
+        };
+        match Pin::new(consumer).poll_next(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Some(Ok(delivery))) => Poll::Ready(Some(Delivery {
+                tag: delivery.delivery_tag,
+                redelivered: delivery.redelivered,
+                exchange: Cow::Owned(delivery.exchange.as_str().to_owned()),
+                routing_key: Cow::Owned(delivery.routing_key.as_str().to_owned()),
+                envelope: convert::envelope_from_amqp(&delivery.properties, delivery.data),
+            })),
+            Poll::Ready(Some(Err(err))) => {
+                let queue = self.consumer.take().map(|c| c.queue());
+                tracing::warn!(?queue, error = %err, "consumer lost its channel");
+                Poll::Ready(None)
+            }
+            Poll::Ready(None) => {
+                self.consumer = None;
+                Poll::Ready(None)
+            }
+        }
+    }
+}
+
+/// Acks and nacks on the consumer's channel.
+///
+/// Dropping the stream cancels the consumer (lapin does that); deliveries already received stay
+/// settleable here. Dropping the last clone of the channel closes it, and the broker requeues
+/// whatever is still unsettled.
+struct Settler {
+    channel: Channel,
+}
+
+impl fmt::Debug for Settler {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Settler")
+            .field("channel", &self.channel.id())
+            .finish()
+    }
+}
+
+impl Settle for Settler {
+    fn settle(&self, settlement: Settlement) -> BoxFuture<'_, Result<()>> {
+        Box::pin(async move {
+            let channel = &self.channel;
+            let sent = match settlement {
+                Settlement::Ack { tag, multiple } => {
+                    channel.basic_ack(tag, BasicAckOptions { multiple }).await
+                }
+                Settlement::Nack {
+                    tag,
+                    multiple,
+                    requeue,
+                } => {
+                    channel
+                        .basic_nack(tag, BasicNackOptions { multiple, requeue })
+                        .await
+                }
+            };
+            sent.map_err(|err| errors::map(err, Subject::Other))
+        })
+    }
+}

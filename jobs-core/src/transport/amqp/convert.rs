@@ -1,0 +1,216 @@
+//! Envelopes, properties and header tables to and from lapin's types.
+//!
+//! Every [`HeaderValue`] survives the trip out and back, with two caveats of AMQP itself: a
+//! field table is keyed, so headers come back sorted by name rather than in insertion order, and
+//! [`HeaderValue::Bytes`] travels as a long string, so bytes that happen to be UTF-8 come back as
+//! [`HeaderValue::String`]. Narrower integers, floats, short strings, byte arrays and decimals
+//! published by other clients arrive as the nearest [`HeaderValue`].
+
+use std::borrow::Cow;
+
+use bytes::Bytes;
+use lapin::BasicProperties;
+use lapin::types::{AMQPValue, FieldArray, FieldTable, LongString, ShortString};
+
+use crate::envelope::{Envelope, HeaderValue, Headers, Properties};
+use crate::error::{Error, Result};
+
+const PERSISTENT: u8 = 2;
+
+/// A name the broker limits to 255 bytes: an exchange, queue, routing key or header name.
+pub(super) fn short(what: &str, value: &str) -> Result<ShortString> {
+    ShortString::try_new(value).map_err(|_| {
+        Error::Broker(format!(
+            "{what} `{value}` is {} bytes, over AMQP's 255-byte limit",
+            value.len()
+        ))
+    })
+}
+
+pub(super) fn properties_to_amqp(properties: &Properties) -> Result<BasicProperties> {
+    let mut out = BasicProperties::default();
+    if let Some(content_type) = &properties.content_type {
+        out = out.with_content_type(short("content type", content_type)?);
+    }
+    if let Some(kind) = &properties.kind {
+        out = out.with_type(short("type", kind)?);
+    }
+    if let Some(id) = &properties.message_id {
+        out = out.with_message_id(short("message id", id)?);
+    }
+    if let Some(id) = &properties.correlation_id {
+        out = out.with_correlation_id(short("correlation id", id)?);
+    }
+    if let Some(reply_to) = &properties.reply_to {
+        out = out.with_reply_to(short("reply-to", reply_to)?);
+    }
+    if let Some(timestamp) = properties.timestamp {
+        out = out.with_timestamp(timestamp);
+    }
+    if properties.persistent {
+        out = out.with_delivery_mode(PERSISTENT);
+    }
+    if !properties.headers.is_empty() {
+        out = out.with_headers(headers_to_amqp(&properties.headers)?);
+    }
+    Ok(out)
+}
+
+pub(super) fn envelope_from_amqp(properties: &BasicProperties, body: Vec<u8>) -> Envelope {
+    let text = |s: &Option<ShortString>| s.as_ref().map(|s| s.as_str().to_owned());
+    Envelope {
+        properties: Properties {
+            content_type: text(properties.content_type()).map(Cow::Owned),
+            kind: text(properties.kind()).map(Cow::Owned),
+            message_id: text(properties.message_id()),
+            correlation_id: text(properties.correlation_id()),
+            reply_to: text(properties.reply_to()),
+            timestamp: *properties.timestamp(),
+            persistent: *properties.delivery_mode() == Some(PERSISTENT),
+            headers: properties
+                .headers()
+                .as_ref()
+                .map(headers_from_amqp)
+                .unwrap_or_default(),
+        },
+        body: Bytes::from(body),
+    }
+}
+
+pub(super) fn headers_to_amqp(headers: &Headers) -> Result<FieldTable> {
+    let mut table = FieldTable::default();
+    for (name, value) in headers.iter() {
+        table.insert(short("header name", name)?, value_to_amqp(value)?);
+    }
+    Ok(table)
+}
+
+pub(super) fn headers_from_amqp(table: &FieldTable) -> Headers {
+    table
+        .inner()
+        .iter()
+        .map(|(name, value)| (name.as_str().to_owned(), value_from_amqp(value)))
+        .collect()
+}
+
+fn value_to_amqp(value: &HeaderValue) -> Result<AMQPValue> {
+    Ok(match value {
+        HeaderValue::String(s) => AMQPValue::LongString(LongString::from(s.as_bytes())),
+        HeaderValue::Bytes(b) => AMQPValue::LongString(LongString::from(b.as_slice())),
+        HeaderValue::Int(n) => AMQPValue::LongLongInt(*n),
+        HeaderValue::Float(x) => AMQPValue::Double(*x),
+        HeaderValue::Bool(b) => AMQPValue::Boolean(*b),
+        HeaderValue::Timestamp(t) => AMQPValue::Timestamp(*t),
+        HeaderValue::Array(values) => AMQPValue::FieldArray(FieldArray::from(
+            values
+                .iter()
+                .map(value_to_amqp)
+                .collect::<Result<Vec<_>>>()?,
+        )),
+        HeaderValue::Table(table) => AMQPValue::FieldTable(headers_to_amqp(table)?),
+        HeaderValue::Void => AMQPValue::Void,
+    })
+}
+
+fn value_from_amqp(value: &AMQPValue) -> HeaderValue {
+    match value {
+        AMQPValue::Boolean(b) => HeaderValue::Bool(*b),
+        AMQPValue::ShortShortInt(n) => HeaderValue::Int((*n).into()),
+        AMQPValue::ShortShortUInt(n) => HeaderValue::Int((*n).into()),
+        AMQPValue::ShortInt(n) => HeaderValue::Int((*n).into()),
+        AMQPValue::ShortUInt(n) => HeaderValue::Int((*n).into()),
+        AMQPValue::LongInt(n) => HeaderValue::Int((*n).into()),
+        AMQPValue::LongUInt(n) => HeaderValue::Int((*n).into()),
+        AMQPValue::LongLongInt(n) => HeaderValue::Int(*n),
+        AMQPValue::Float(x) => HeaderValue::Float((*x).into()),
+        AMQPValue::Double(x) => HeaderValue::Float(*x),
+        AMQPValue::DecimalValue(d) => {
+            HeaderValue::Float(f64::from(d.value) / 10f64.powi(i32::from(d.scale)))
+        }
+        AMQPValue::ShortString(s) => HeaderValue::String(s.as_str().to_owned()),
+        AMQPValue::LongString(s) => bytes_or_text(s.as_bytes()),
+        AMQPValue::ByteArray(b) => HeaderValue::Bytes(b.as_slice().to_vec()),
+        AMQPValue::FieldArray(values) => {
+            HeaderValue::Array(values.as_slice().iter().map(value_from_amqp).collect())
+        }
+        AMQPValue::Timestamp(t) => HeaderValue::Timestamp(*t),
+        AMQPValue::FieldTable(table) => HeaderValue::Table(headers_from_amqp(table)),
+        AMQPValue::Void => HeaderValue::Void,
+    }
+}
+
+fn bytes_or_text(bytes: &[u8]) -> HeaderValue {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => HeaderValue::String(text.to_owned()),
+        Err(_) => HeaderValue::Bytes(bytes.to_vec()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn every_kind() -> Headers {
+        let nested: Headers = [("inner", HeaderValue::Int(-7))].into_iter().collect();
+        [
+            ("a-string", HeaderValue::String("text ✓".into())),
+            ("b-bytes", HeaderValue::Bytes(vec![0xff, 0x00, 0xfe])),
+            ("c-int", HeaderValue::Int(i64::MIN)),
+            ("d-float", HeaderValue::Float(1.5)),
+            ("e-bool", HeaderValue::Bool(true)),
+            ("f-timestamp", HeaderValue::Timestamp(1_700_000_000)),
+            (
+                "g-array",
+                HeaderValue::Array(vec![HeaderValue::Int(1), HeaderValue::from("two")]),
+            ),
+            ("h-table", HeaderValue::Table(nested)),
+            ("i-void", HeaderValue::Void),
+        ]
+        .into_iter()
+        .collect()
+    }
+
+    #[test]
+    fn every_header_value_round_trips() {
+        let headers = every_kind();
+        let table = headers_to_amqp(&headers).unwrap();
+        assert_eq!(headers_from_amqp(&table), headers);
+    }
+
+    #[test]
+    fn properties_round_trip() {
+        let properties = Properties {
+            content_type: Some(crate::envelope::CONTENT_TYPE.into()),
+            kind: Some("send_email".into()),
+            message_id: Some("id-1".into()),
+            correlation_id: Some("corr".into()),
+            reply_to: Some("replies".into()),
+            timestamp: Some(42),
+            persistent: true,
+            headers: every_kind(),
+        };
+        let amqp = properties_to_amqp(&properties).unwrap();
+        assert_eq!(*amqp.delivery_mode(), Some(2));
+        let envelope = envelope_from_amqp(&amqp, b"body".to_vec());
+        assert_eq!(envelope.properties, properties);
+        assert_eq!(envelope.body, Bytes::from_static(b"body"));
+    }
+
+    #[test]
+    fn narrow_values_from_other_clients_widen() {
+        let mut table = FieldTable::default();
+        table.insert("n".into(), AMQPValue::ShortInt(-3));
+        table.insert("s".into(), AMQPValue::ShortString("hi".into()));
+        table.insert("x".into(), AMQPValue::ByteArray(vec![1, 2].into()));
+        let headers = headers_from_amqp(&table);
+        assert_eq!(headers.get("n"), Some(&HeaderValue::Int(-3)));
+        assert_eq!(headers.get("s"), Some(&HeaderValue::String("hi".into())));
+        assert_eq!(headers.get("x"), Some(&HeaderValue::Bytes(vec![1, 2])));
+    }
+
+    #[test]
+    fn overlong_names_are_errors_not_panics() {
+        let name = "x".repeat(256);
+        assert!(matches!(short("queue", &name), Err(Error::Broker(_))));
+    }
+}

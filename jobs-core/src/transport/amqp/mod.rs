@@ -1,0 +1,182 @@
+//! The RabbitMQ transport, on lapin.
+//!
+//! [`AmqpTransport`] keeps two connections, as a worker needs: one for publishing, so that a
+//! publish held up by a broker alarm does not stall acks, and one for consuming.
+//!
+//! * **Publish**: one confirm-mode channel shared by all publishes, many in flight at once. A
+//!   returned `mandatory` message is [`Error::Unroutable`], a negative confirm
+//!   [`Error::Nacked`], a missing exchange [`Error::NotFound`]. A channel error fails every
+//!   publish in flight on that channel; those not at fault get [`Error::Connection`], and the
+//!   next publish opens a new channel.
+//! * **Consume**: a channel per consumer, with `basic.qos` = prefetch and manual acks. The
+//!   delivery stream ends when the channel or connection is lost; it is never resumed, since a
+//!   new channel numbers its deliveries from 1 again. Call
+//!   [`consume`](Transport::consume) again for a new consumer.
+//! * **Reconnecting**: lapin's auto-recovery is off. A call that finds its connection lost
+//!   opens a new one, one attempt at a time; after a failed attempt, calls fail with
+//!   [`Error::Connection`] for a backoff that doubles from 100 ms up to 5 s.
+//! * **Declare**: durable exchanges and queues, with the queue arguments; idempotent. A queue
+//!   that exists with other arguments is [`Error::QueueMismatch`], an exchange of another type
+//!   [`Error::Topology`]. [`Declare::Passive`] uses RabbitMQ's passive declare, which checks
+//!   only that exchanges and queues exist, not their types or arguments (the in-memory
+//!   transport checks those too); neither checks bindings.
+//! * **Headers**: a field table is keyed, so headers arrive sorted by name; see
+//!   [`HeaderValue`](crate::HeaderValue) for the value kinds.
+//!
+//! URLs appear in errors and `Debug` output with the password replaced by `**`.
+
+mod connection;
+mod consume;
+mod convert;
+mod declare;
+mod errors;
+mod publish;
+
+use std::fmt;
+use std::sync::Arc;
+
+use self::connection::{Link, redact};
+use self::publish::Publisher;
+#[cfg(doc)]
+use crate::error::Error;
+use crate::error::Result;
+use crate::topology::Topology;
+use crate::transport::{BoxFuture, Consumer, Declare, Publish, Transport};
+
+/// Connection name the broker shows when none is given.
+const DEFAULT_NAME: &str = "jobs";
+
+/// A [`Transport`] on a RabbitMQ broker; see the [module docs](self).
+///
+/// Clones share the connections.
+///
+/// # Examples
+///
+/// ```no_run
+/// use jobs_core::transport::amqp::AmqpTransport;
+///
+/// # async fn run() -> jobs_core::Result<()> {
+/// let transport = AmqpTransport::builder("amqp://guest:guest@127.0.0.1:5672/%2f")
+///     .connection_name("billing-worker")
+///     .connect()
+///     .await?;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct AmqpTransport {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    publisher: Arc<Publisher>,
+    consuming: Link,
+}
+
+/// Options for [`AmqpTransport`]; made by [`AmqpTransport::builder`].
+#[derive(Clone)]
+pub struct AmqpTransportBuilder {
+    url: String,
+    name: String,
+}
+
+impl AmqpTransport {
+    /// Connects to the broker at `url` (`amqp://user:password@host:port/vhost`) with the
+    /// default options.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Connection`] when the broker cannot be reached or refuses the login.
+    pub async fn connect(url: &str) -> Result<Self> {
+        Self::builder(url).connect().await
+    }
+
+    /// Options for a transport on the broker at `url`.
+    #[must_use]
+    pub fn builder(url: impl Into<String>) -> AmqpTransportBuilder {
+        AmqpTransportBuilder {
+            url: url.into(),
+            name: DEFAULT_NAME.to_owned(),
+        }
+    }
+
+    /// Closes both connections. Consumer streams end; a later call reconnects.
+    pub async fn close(&self) {
+        self.inner.publisher.link().close().await;
+        self.inner.consuming.close().await;
+    }
+
+    /// The names the broker shows for the publishing and the consuming connection.
+    #[must_use]
+    pub fn connection_names(&self) -> [&str; 2] {
+        [
+            self.inner.publisher.link().name(),
+            self.inner.consuming.name(),
+        ]
+    }
+}
+
+impl AmqpTransportBuilder {
+    /// The connection name the broker shows (in `rabbitmqctl list_connections` and the
+    /// management UI): `NAME.publish` and `NAME.consume`. Defaults to `jobs`.
+    #[must_use]
+    pub fn connection_name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// Opens both connections.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Connection`] when the broker cannot be reached or refuses the login.
+    pub async fn connect(self) -> Result<AmqpTransport> {
+        let publishing = Link::new(self.url.clone(), format!("{}.publish", self.name));
+        let consuming = Link::new(self.url, format!("{}.consume", self.name));
+        publishing.connection().await?;
+        consuming.connection().await?;
+        Ok(AmqpTransport {
+            inner: Arc::new(Inner {
+                publisher: Arc::new(Publisher::new(publishing)),
+                consuming,
+            }),
+        })
+    }
+}
+
+impl Transport for AmqpTransport {
+    fn declare<'a>(&'a self, topology: &'a Topology, mode: Declare) -> BoxFuture<'a, Result<()>> {
+        Box::pin(declare::declare(
+            self.inner.publisher.link(),
+            topology,
+            mode,
+        ))
+    }
+
+    fn publish(&self, publish: Publish) -> BoxFuture<'static, Result<()>> {
+        Box::pin(publish::publish(Arc::clone(&self.inner.publisher), publish))
+    }
+
+    fn consume<'a>(&'a self, queue: &'a str, prefetch: u16) -> BoxFuture<'a, Result<Consumer>> {
+        Box::pin(consume::consume(&self.inner.consuming, queue, prefetch))
+    }
+}
+
+impl fmt::Debug for AmqpTransport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AmqpTransport")
+            .field("publishing", self.inner.publisher.link())
+            .field("consuming", &self.inner.consuming)
+            .finish()
+    }
+}
+
+impl fmt::Debug for AmqpTransportBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AmqpTransportBuilder")
+            .field("url", &redact(&self.url))
+            .field("name", &self.name)
+            .finish()
+    }
+}

@@ -1,0 +1,1 @@
+//! The AMQP transport against a RabbitMQ broker.
