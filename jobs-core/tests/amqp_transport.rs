@@ -1,1 +1,729 @@
-//! The AMQP transport against a RabbitMQ broker.
+//! The AMQP transport against a RabbitMQ broker: `JOBS_AMQP_URL`, or the local default.
+//!
+//! Each test names its exchanges and queues uniquely and deletes them at the end. Without a
+//! broker the tests skip, unless `JOBS_REQUIRE_BROKER` is set, when they fail.
+
+use std::net::TcpStream;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use futures_util::future::join_all;
+use jobs_core::topology::{BindingSpec, ExchangeSpec, QueueSpec, Topology, argument};
+use jobs_core::transport::amqp::AmqpTransport;
+use jobs_core::transport::{Consumer, Declare, Delivery, Publish, Settlement, Transport};
+use jobs_core::{Envelope, Error, ExchangeKind, HeaderValue, Headers};
+use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
+use lapin::{Connection, ConnectionProperties};
+
+const DEFAULT_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+/// Generous: a bound on a wait that should end at once, not a timing assumption.
+const WAIT: Duration = Duration::from_secs(10);
+/// How long a delivery that must not come gets to show up anyway.
+const QUIET: Duration = Duration::from_millis(300);
+
+fn broker_url() -> Option<String> {
+    let url = std::env::var("JOBS_AMQP_URL").unwrap_or_else(|_| DEFAULT_URL.to_owned());
+    let rest = url.split_once("://").map_or(url.as_str(), |(_, rest)| rest);
+    let authority = rest.split(['/', '?']).next().unwrap_or(rest);
+    let host_port = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    let address = if host_port.contains(':') {
+        host_port.to_owned()
+    } else {
+        format!("{host_port}:5672")
+    };
+    if TcpStream::connect(&address).is_ok() {
+        return Some(url);
+    }
+    let shown = redacted(&url);
+    if std::env::var_os("JOBS_REQUIRE_BROKER").is_some() {
+        panic!("JOBS_REQUIRE_BROKER is set but no RabbitMQ answers at {shown}");
+    }
+    eprintln!("skipped: no RabbitMQ at {shown}");
+    None
+}
+
+fn redacted(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => match rest.rsplit_once('@') {
+            Some((userinfo, host)) => {
+                let user = userinfo.split(':').next().unwrap_or("");
+                format!("{scheme}://{user}:**@{host}")
+            }
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
+}
+
+fn unique(test: &str) -> String {
+    format!("amqp-test.{test}.{}", uuid::Uuid::now_v7())
+}
+
+/// Deletes what a test created, on a connection of its own.
+async fn cleanup(url: &str, queues: &[&str], exchanges: &[&str]) {
+    let connection = Connection::connect(url, ConnectionProperties::default())
+        .await
+        .unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    for queue in queues {
+        channel
+            .queue_delete((*queue).into(), QueueDeleteOptions::default())
+            .await
+            .unwrap();
+    }
+    for exchange in exchanges {
+        channel
+            .exchange_delete((*exchange).into(), ExchangeDeleteOptions::default())
+            .await
+            .unwrap();
+    }
+    let _ = connection.close(200, "cleanup".into()).await;
+}
+
+fn queue(name: &str, arguments: Headers) -> QueueSpec {
+    QueueSpec {
+        name: name.to_owned(),
+        arguments,
+    }
+}
+
+fn classic(name: &str) -> Topology {
+    Topology {
+        queues: vec![queue(
+            name,
+            [(argument::QUEUE_TYPE, "classic")].into_iter().collect(),
+        )],
+        ..Topology::default()
+    }
+}
+
+fn to_queue(name: &str, envelope: Envelope) -> Publish {
+    Publish {
+        exchange: "".into(),
+        routing_key: name.to_owned().into(),
+        mandatory: true,
+        envelope,
+    }
+}
+
+fn with_id(id: &str) -> Envelope {
+    let mut envelope = Envelope::default();
+    envelope.properties.message_id = Some(id.to_owned());
+    envelope
+}
+
+async fn next(consumer: &mut Consumer) -> Delivery {
+    tokio::time::timeout(WAIT, consumer.deliveries.next())
+        .await
+        .expect("no delivery in time")
+        .expect("the delivery stream ended")
+}
+
+async fn nothing_more(consumer: &mut Consumer) {
+    if let Ok(delivery) = tokio::time::timeout(QUIET, consumer.deliveries.next()).await {
+        panic!("unexpected delivery: {delivery:?}");
+    }
+}
+
+fn id(delivery: &Delivery) -> &str {
+    delivery.envelope.properties.message_id.as_deref().unwrap()
+}
+
+#[tokio::test]
+async fn publish_consume_ack_round_trip_keeps_properties_and_headers() {
+    let Some(url) = broker_url() else { return };
+    let transport = AmqpTransport::connect(&url).await.unwrap();
+    let name = unique("round-trip");
+    transport
+        .declare(&classic(&name), Declare::Create)
+        .await
+        .unwrap();
+
+    let nested: Headers = [("inner", HeaderValue::Int(-7))].into_iter().collect();
+    // Sorted by name: a field table comes back in key order.
+    let headers: Headers = [
+        ("a-string", HeaderValue::String("text ✓".into())),
+        ("b-bytes", HeaderValue::Bytes(vec![0xff, 0x00, 0xfe])),
+        ("c-int", HeaderValue::Int(i64::MIN)),
+        ("d-float", HeaderValue::Float(1.5)),
+        ("e-bool", HeaderValue::Bool(true)),
+        ("f-timestamp", HeaderValue::Timestamp(1_700_000_000)),
+        (
+            "g-array",
+            HeaderValue::Array(vec![HeaderValue::Int(1), HeaderValue::from("two")]),
+        ),
+        ("h-table", HeaderValue::Table(nested)),
+        ("i-void", HeaderValue::Void),
+    ]
+    .into_iter()
+    .collect();
+    let mut envelope = with_id("m-1");
+    envelope.properties.content_type = Some(jobs_core::envelope::CONTENT_TYPE.into());
+    envelope.properties.kind = Some("send_email".into());
+    envelope.properties.correlation_id = Some("corr".into());
+    envelope.properties.reply_to = Some("replies".into());
+    envelope.properties.timestamp = Some(1_700_000_001);
+    envelope.properties.persistent = true;
+    envelope.properties.headers = headers;
+    envelope.body = bytes::Bytes::from_static(b"\x08\x96\x01 protobuf");
+    transport
+        .publish(to_queue(&name, envelope.clone()))
+        .await
+        .unwrap();
+
+    let mut consumer = transport.consume(&name, 10).await.unwrap();
+    let delivery = next(&mut consumer).await;
+    assert_eq!(delivery.tag, 1);
+    assert!(!delivery.redelivered);
+    assert_eq!(delivery.exchange, "");
+    assert_eq!(delivery.routing_key, name);
+    assert_eq!(delivery.envelope, envelope);
+    consumer
+        .settler
+        .settle(Settlement::Ack {
+            tag: 1,
+            multiple: false,
+        })
+        .await
+        .unwrap();
+    drop(consumer);
+    cleanup(&url, &[&name], &[]).await;
+}
+
+#[tokio::test]
+async fn an_unroutable_mandatory_message_is_an_error() {
+    let Some(url) = broker_url() else { return };
+    let transport = AmqpTransport::connect(&url).await.unwrap();
+    let exchange = unique("unroutable");
+    let topology = Topology {
+        exchanges: vec![ExchangeSpec {
+            name: exchange.clone(),
+            kind: ExchangeKind::Direct,
+        }],
+        ..Topology::default()
+    };
+    transport.declare(&topology, Declare::Create).await.unwrap();
+    let err = transport
+        .publish(Publish {
+            exchange: exchange.clone().into(),
+            routing_key: "nobody".into(),
+            mandatory: true,
+            envelope: with_id("u"),
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Unroutable { exchange: e, routing_key } if *e == exchange && routing_key == "nobody"),
+        "{err:?}"
+    );
+    let not_mandatory = Publish {
+        exchange: exchange.clone().into(),
+        routing_key: "nobody".into(),
+        mandatory: false,
+        envelope: with_id("u"),
+    };
+    transport.publish(not_mandatory).await.unwrap();
+    cleanup(&url, &[], &[&exchange]).await;
+}
+
+#[tokio::test]
+async fn a_missing_exchange_is_not_found_and_publishing_goes_on() {
+    let Some(url) = broker_url() else { return };
+    let transport = AmqpTransport::connect(&url).await.unwrap();
+    let missing = unique("missing-exchange");
+    let err = transport
+        .publish(Publish {
+            exchange: missing.clone().into(),
+            routing_key: "k".into(),
+            mandatory: true,
+            envelope: with_id("x"),
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::NotFound { what: "exchange", name } if *name == missing),
+        "{err:?}"
+    );
+
+    let name = unique("after-channel-error");
+    transport
+        .declare(&classic(&name), Declare::Create)
+        .await
+        .unwrap();
+    transport
+        .publish(to_queue(&name, with_id("ok")))
+        .await
+        .unwrap();
+    cleanup(&url, &[&name], &[]).await;
+}
+
+#[tokio::test]
+async fn declaring_twice_is_a_no_op_and_bindings_route() {
+    let Some(url) = broker_url() else { return };
+    let transport = AmqpTransport::connect(&url).await.unwrap();
+    let exchange = unique("twice-exchange");
+    let name = unique("twice");
+    let mut topology = classic(&name);
+    topology.exchanges.push(ExchangeSpec {
+        name: exchange.clone(),
+        kind: ExchangeKind::Topic,
+    });
+    topology.bindings.push(BindingSpec {
+        queue: name.clone(),
+        exchange: exchange.clone(),
+        routing_key: "jobs.*".into(),
+        arguments: Headers::new(),
+    });
+    transport.declare(&topology, Declare::Create).await.unwrap();
+    transport.declare(&topology, Declare::Create).await.unwrap();
+    transport
+        .declare(&topology, Declare::Passive)
+        .await
+        .unwrap();
+    transport
+        .publish(Publish {
+            exchange: exchange.clone().into(),
+            routing_key: "jobs.email".into(),
+            mandatory: true,
+            envelope: with_id("routed"),
+        })
+        .await
+        .unwrap();
+    let mut consumer = transport.consume(&name, 1).await.unwrap();
+    let delivery = next(&mut consumer).await;
+    assert_eq!(id(&delivery), "routed");
+    assert_eq!(delivery.exchange, exchange);
+    assert_eq!(delivery.routing_key, "jobs.email");
+    drop(consumer);
+    cleanup(&url, &[&name], &[&exchange]).await;
+}
+
+#[tokio::test]
+async fn a_queue_with_other_arguments_is_a_mismatch() {
+    let Some(url) = broker_url() else { return };
+    let transport = AmqpTransport::connect(&url).await.unwrap();
+    let name = unique("mismatch");
+    transport
+        .declare(&classic(&name), Declare::Create)
+        .await
+        .unwrap();
+    let quorum = Topology {
+        queues: vec![queue(
+            &name,
+            [(argument::QUEUE_TYPE, "quorum")].into_iter().collect(),
+        )],
+        ..Topology::default()
+    };
+    let err = transport
+        .declare(&quorum, Declare::Create)
+        .await
+        .unwrap_err();
+    let Error::QueueMismatch {
+        queue,
+        argument,
+        existing,
+        declared,
+    } = &err
+    else {
+        panic!("{err:?}");
+    };
+    assert_eq!(queue, &name);
+    assert_eq!(argument, "x-queue-type");
+    assert_eq!(existing, "classic");
+    assert_eq!(declared, "quorum");
+    // The failed declaration does not poison the next one.
+    transport
+        .declare(&classic(&name), Declare::Create)
+        .await
+        .unwrap();
+    cleanup(&url, &[&name], &[]).await;
+}
+
+#[tokio::test]
+async fn an_exchange_of_another_kind_is_a_topology_error() {
+    let Some(url) = broker_url() else { return };
+    let transport = AmqpTransport::connect(&url).await.unwrap();
+    let exchange = unique("kind");
+    let of_kind = |kind| Topology {
+        exchanges: vec![ExchangeSpec {
+            name: exchange.clone(),
+            kind,
+        }],
+        ..Topology::default()
+    };
+    transport
+        .declare(&of_kind(ExchangeKind::Direct), Declare::Create)
+        .await
+        .unwrap();
+    let err = transport
+        .declare(&of_kind(ExchangeKind::Topic), Declare::Create)
+        .await
+        .unwrap_err();
+    let Error::Topology(message) = &err else {
+        panic!("{err:?}");
+    };
+    assert!(message.contains(&exchange), "{message}");
+    assert!(
+        message.contains("direct") && message.contains("topic"),
+        "{message}"
+    );
+    cleanup(&url, &[], &[&exchange]).await;
+}
+
+#[tokio::test]
+async fn passive_declare_of_something_missing_is_not_found() {
+    let Some(url) = broker_url() else { return };
+    let transport = AmqpTransport::connect(&url).await.unwrap();
+    let name = unique("passive");
+    let err = transport
+        .declare(&classic(&name), Declare::Passive)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::NotFound { what: "queue", name: n } if *n == name),
+        "{err:?}"
+    );
+    let exchange = unique("passive-exchange");
+    let topology = Topology {
+        exchanges: vec![ExchangeSpec {
+            name: exchange.clone(),
+            kind: ExchangeKind::Fanout,
+        }],
+        ..Topology::default()
+    };
+    let err = transport
+        .declare(&topology, Declare::Passive)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::NotFound { what: "exchange", name: n } if *n == exchange),
+        "{err:?}"
+    );
+    let err = transport.consume(&name, 1).await.unwrap_err();
+    assert!(
+        matches!(err, Error::NotFound { what: "queue", .. }),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn prefetch_bounds_unsettled_deliveries() {
+    let Some(url) = broker_url() else { return };
+    let transport = AmqpTransport::connect(&url).await.unwrap();
+    let name = unique("prefetch");
+    transport
+        .declare(&classic(&name), Declare::Create)
+        .await
+        .unwrap();
+    for n in 1..=5 {
+        transport
+            .publish(to_queue(&name, with_id(&n.to_string())))
+            .await
+            .unwrap();
+    }
+    let mut consumer = transport.consume(&name, 2).await.unwrap();
+    assert_eq!(next(&mut consumer).await.tag, 1);
+    assert_eq!(next(&mut consumer).await.tag, 2);
+    nothing_more(&mut consumer).await;
+    consumer
+        .settler
+        .settle(Settlement::Ack {
+            tag: 2,
+            multiple: true,
+        })
+        .await
+        .unwrap();
+    assert_eq!(next(&mut consumer).await.tag, 3);
+    assert_eq!(next(&mut consumer).await.tag, 4);
+    nothing_more(&mut consumer).await;
+    drop(consumer);
+    cleanup(&url, &[&name], &[]).await;
+}
+
+#[tokio::test]
+async fn nack_with_requeue_redelivers() {
+    let Some(url) = broker_url() else { return };
+    let transport = AmqpTransport::connect(&url).await.unwrap();
+    let name = unique("nack");
+    transport
+        .declare(&classic(&name), Declare::Create)
+        .await
+        .unwrap();
+    transport
+        .publish(to_queue(&name, with_id("again")))
+        .await
+        .unwrap();
+    let mut consumer = transport.consume(&name, 1).await.unwrap();
+    let first = next(&mut consumer).await;
+    assert!(!first.redelivered);
+    consumer
+        .settler
+        .settle(Settlement::Nack {
+            tag: first.tag,
+            multiple: false,
+            requeue: true,
+        })
+        .await
+        .unwrap();
+    let second = next(&mut consumer).await;
+    assert_eq!(id(&second), "again");
+    assert_eq!(second.tag, 2);
+    assert!(second.redelivered);
+    drop(consumer);
+    cleanup(&url, &[&name], &[]).await;
+}
+
+#[tokio::test]
+async fn ack_multiple_settles_every_earlier_tag() {
+    let Some(url) = broker_url() else { return };
+    let transport = AmqpTransport::connect(&url).await.unwrap();
+    let name = unique("ack-multiple");
+    transport
+        .declare(&classic(&name), Declare::Create)
+        .await
+        .unwrap();
+    for n in 1..=3 {
+        transport
+            .publish(to_queue(&name, with_id(&n.to_string())))
+            .await
+            .unwrap();
+    }
+    let mut consumer = transport.consume(&name, 10).await.unwrap();
+    for tag in 1..=3 {
+        assert_eq!(next(&mut consumer).await.tag, tag);
+    }
+    consumer
+        .settler
+        .settle(Settlement::Ack {
+            tag: 3,
+            multiple: true,
+        })
+        .await
+        .unwrap();
+    transport
+        .publish(to_queue(&name, with_id("marker")))
+        .await
+        .unwrap();
+    assert_eq!(id(&next(&mut consumer).await), "marker");
+    // Closing the channel returns what is unacked; had the acks not counted, 1 to 3 would come
+    // back ahead of the marker.
+    drop(consumer);
+    let mut consumer = transport.consume(&name, 10).await.unwrap();
+    let delivery = next(&mut consumer).await;
+    assert_eq!(id(&delivery), "marker");
+    assert!(delivery.redelivered);
+    nothing_more(&mut consumer).await;
+    drop(consumer);
+    cleanup(&url, &[&name], &[]).await;
+}
+
+#[tokio::test]
+async fn quorum_delivery_limit_and_ttl_retry_dead_letter() {
+    let Some(url) = broker_url() else { return };
+    let transport = AmqpTransport::connect(&url).await.unwrap();
+    let work = unique("quorum");
+    let retry = format!("{work}.retry.1");
+    let error = format!("{work}.err");
+    let quorum = |extra: &[(&'static str, HeaderValue)]| {
+        let mut arguments: Headers = [(argument::QUEUE_TYPE, "quorum")].into_iter().collect();
+        for (name, value) in extra {
+            arguments.insert(*name, value.clone());
+        }
+        arguments
+    };
+    let at_least_once = [
+        (argument::DEAD_LETTER_STRATEGY, "at-least-once".into()),
+        (argument::OVERFLOW, "reject-publish".into()),
+    ];
+    let topology = Topology {
+        queues: vec![
+            queue(
+                &work,
+                quorum(
+                    &[
+                        (argument::DEAD_LETTER_EXCHANGE, "".into()),
+                        (argument::DEAD_LETTER_ROUTING_KEY, error.clone().into()),
+                        (argument::DELIVERY_LIMIT, HeaderValue::Int(1)),
+                    ]
+                    .into_iter()
+                    .chain(at_least_once.clone())
+                    .collect::<Vec<_>>(),
+                ),
+            ),
+            queue(
+                &retry,
+                quorum(
+                    &[
+                        (argument::MESSAGE_TTL, HeaderValue::Int(200)),
+                        (argument::DEAD_LETTER_EXCHANGE, "".into()),
+                        (argument::DEAD_LETTER_ROUTING_KEY, work.clone().into()),
+                    ]
+                    .into_iter()
+                    .chain(at_least_once)
+                    .collect::<Vec<_>>(),
+                ),
+            ),
+            queue(&error, quorum(&[])),
+        ],
+        ..Topology::default()
+    };
+    transport.declare(&topology, Declare::Create).await.unwrap();
+    transport.declare(&topology, Declare::Create).await.unwrap();
+
+    // A retry waits out the TTL, then dead-letters back to the work queue.
+    transport
+        .publish(to_queue(&retry, with_id("retried")))
+        .await
+        .unwrap();
+    let mut consumer = transport.consume(&work, 1).await.unwrap();
+    let delivery = next(&mut consumer).await;
+    assert_eq!(id(&delivery), "retried");
+    assert_eq!(delivery.routing_key, work);
+
+    // Returned past the delivery limit, it dead-letters to the error queue.
+    let mut tag = delivery.tag;
+    loop {
+        consumer
+            .settler
+            .settle(Settlement::Nack {
+                tag,
+                multiple: false,
+                requeue: true,
+            })
+            .await
+            .unwrap();
+        match tokio::time::timeout(QUIET, consumer.deliveries.next()).await {
+            Ok(Some(again)) => {
+                assert!(again.redelivered);
+                assert!(again.tag <= 3, "the delivery limit did not stop it");
+                tag = again.tag;
+            }
+            Ok(None) => panic!("the delivery stream ended"),
+            Err(_) => break,
+        }
+    }
+    let mut errors = transport.consume(&error, 1).await.unwrap();
+    assert_eq!(id(&next(&mut errors).await), "retried");
+    drop((consumer, errors));
+    cleanup(&url, &[&work, &retry, &error], &[]).await;
+}
+
+#[tokio::test]
+async fn many_publishes_are_in_flight_at_once() {
+    let Some(url) = broker_url() else { return };
+    let transport = AmqpTransport::connect(&url).await.unwrap();
+    let name = unique("in-flight");
+    transport
+        .declare(&classic(&name), Declare::Create)
+        .await
+        .unwrap();
+    let publishes = (0..1000).map(|n| transport.publish(to_queue(&name, with_id(&n.to_string()))));
+    let results = join_all(publishes).await;
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    cleanup(&url, &[&name], &[]).await;
+}
+
+#[tokio::test]
+async fn debug_output_hides_the_password() {
+    let Some(url) = broker_url() else { return };
+    let transport = AmqpTransport::connect(&url).await.unwrap();
+    let shown = format!("{transport:?}");
+    if let Some(password) = url
+        .split_once("://")
+        .and_then(|(_, rest)| rest.rsplit_once('@'))
+        .and_then(|(userinfo, _)| userinfo.split_once(':'))
+        .map(|(_, password)| password)
+    {
+        assert!(!shown.contains(&format!(":{password}@")), "{shown}");
+    }
+    assert!(shown.contains(":**@") || !url.contains('@'), "{shown}");
+}
+
+/// Closes the broker-side connections whose client-provided name is `name`, with
+/// `rabbitmqctl`; `false` when the tool is not available to this user.
+fn close_connections_named(name: &str) -> bool {
+    let Ok(listed) = std::process::Command::new("rabbitmqctl")
+        .args([
+            "list_connections",
+            "-q",
+            "--no-table-headers",
+            "pid",
+            "client_properties",
+        ])
+        .output()
+    else {
+        return false;
+    };
+    if !listed.status.success() {
+        return false;
+    }
+    let listed = String::from_utf8_lossy(&listed.stdout);
+    // The name is unique per test, so matching it exactly in the properties is enough.
+    let exact = format!("{{\"connection_name\",\"{name}\"}}");
+    let pids: Vec<&str> = listed
+        .lines()
+        .filter(|line| line.contains(&exact))
+        .filter_map(|line| line.split_once('\t'))
+        .map(|(pid, _)| pid.trim())
+        .collect();
+    if pids.is_empty() {
+        eprintln!("no connection named {name} in:\n{listed}");
+        return false;
+    }
+    pids.iter().all(|pid| {
+        std::process::Command::new("rabbitmqctl")
+            .args(["close_connection", pid, "amqp transport test"])
+            .status()
+            .is_ok_and(|status| status.success())
+    })
+}
+
+#[tokio::test]
+async fn a_lost_connection_ends_the_stream_and_consume_reconnects() {
+    let Some(url) = broker_url() else { return };
+    let connection_name = unique("lost");
+    let transport = AmqpTransport::builder(url.clone())
+        .connection_name(connection_name.clone())
+        .connect()
+        .await
+        .unwrap();
+    let name = unique("lost-queue");
+    transport
+        .declare(&classic(&name), Declare::Create)
+        .await
+        .unwrap();
+    let mut consumer = transport.consume(&name, 1).await.unwrap();
+    let consuming = transport.connection_names()[1].to_owned();
+    if !close_connections_named(&consuming) {
+        eprintln!("skipped: rabbitmqctl cannot close connection {consuming}");
+        drop(consumer);
+        cleanup(&url, &[&name], &[]).await;
+        return;
+    }
+    let end = tokio::time::timeout(WAIT, consumer.deliveries.next())
+        .await
+        .expect("the stream did not end");
+    assert_eq!(end, None);
+    assert!(
+        consumer
+            .settler
+            .settle(Settlement::Ack {
+                tag: 1,
+                multiple: false
+            })
+            .await
+            .is_err()
+    );
+
+    let mut consumer = transport.consume(&name, 1).await.unwrap();
+    transport
+        .publish(to_queue(&name, with_id("after")))
+        .await
+        .unwrap();
+    let delivery = next(&mut consumer).await;
+    assert_eq!((id(&delivery), delivery.tag), ("after", 1));
+    drop(consumer);
+    cleanup(&url, &[&name], &[]).await;
+}
