@@ -53,13 +53,17 @@ const DEFAULT_NAME: &str = "jobs";
 /// # Examples
 ///
 /// ```no_run
+/// use jobs_core::topology::Topology;
 /// use jobs_core::transport::amqp::AmqpTransport;
+/// use jobs_core::transport::{Declare, Transport};
 ///
-/// # async fn run() -> jobs_core::Result<()> {
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> jobs_core::Result<()> {
 /// let transport = AmqpTransport::builder("amqp://guest:guest@127.0.0.1:5672/%2f")
 ///     .connection_name("billing-worker")
 ///     .connect()
 ///     .await?;
+/// transport.declare(&Topology::default(), Declare::Passive).await?;
 /// # Ok(())
 /// # }
 /// ```
