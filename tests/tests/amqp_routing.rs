@@ -1,0 +1,24 @@
+//! Each exchange type routes jobs as RabbitMQ documents, on the broker.
+#![cfg(feature = "amqp")]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use jobs_core::transport::amqp::AmqpTransport;
+use jobs_tests::{broker, routing};
+
+/// One test, so the scenarios never share the jobs' queues with another engine.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_exchange_kind_routes_as_rabbitmq_documents() {
+    let Some(url) = broker::url_or_skip() else {
+        return;
+    };
+    let transport = AmqpTransport::connect(&url).await.expect("connected");
+    let routed = routing::Routing::start(Arc::new(transport)).await;
+    routing::direct_routes_on_the_exact_key(&routed).await;
+    routing::topic_patterns_match_one_word_and_zero_or_more(&routed).await;
+    routing::two_jobs_on_a_fanout_exchange_both_receive_one_message(&routed).await;
+    routing::headers_bindings_match_all_or_any(&routed).await;
+    routing::a_headers_message_matching_no_binding_is_unroutable(&routed).await;
+    routed.engine.shutdown(Duration::from_secs(5)).await;
+}

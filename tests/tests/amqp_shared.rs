@@ -1,0 +1,33 @@
+//! The shared outcome scenarios on RabbitMQ: the same outcomes as on the in-memory broker.
+#![cfg(feature = "amqp")]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use jobs_core::transport::amqp::AmqpTransport;
+use jobs_tests::broker;
+use jobs_tests::scenarios::{self, Suite};
+
+/// One test, so the scenarios never share the job's queue with another engine.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shared_scenarios_give_the_same_outcomes_on_rabbitmq() {
+    let Some(url) = broker::url_or_skip() else {
+        return;
+    };
+    let transport = AmqpTransport::connect(&url).await.expect("connected");
+    // The broker expires a retry queue's head on its own timer: allow for it.
+    let suite = Suite::start(Arc::new(transport), Duration::from_secs(1)).await;
+
+    scenarios::success(&suite).await;
+    scenarios::retried_then_succeeds(&suite).await;
+    scenarios::exhausted_into_the_error_queue(&suite).await;
+    scenarios::fatal_goes_straight_to_the_error_queue(&suite).await;
+    scenarios::timeout_is_a_retryable_failure(&suite).await;
+    scenarios::panic_is_a_failure_and_the_worker_goes_on(&suite).await;
+    scenarios::undecodable_body_is_dead_lettered_at_once(&suite).await;
+    scenarios::unknown_job_is_dead_lettered_at_once(&suite).await;
+    scenarios::unroutable_enqueue_fails(&suite).await;
+    scenarios::too_large_is_refused(&suite).await;
+
+    suite.engine.shutdown(Duration::from_secs(5)).await;
+}
