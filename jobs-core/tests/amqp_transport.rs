@@ -3,7 +3,6 @@
 //! Each test names its exchanges and queues uniquely and deletes them at the end. Without a
 //! broker the tests skip, unless `JOBS_REQUIRE_BROKER` is set, when they fail.
 
-use std::net::TcpStream;
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -15,47 +14,10 @@ use jobs_core::{Envelope, Error, ExchangeKind, HeaderValue, Headers};
 use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
 use lapin::{Connection, ConnectionProperties};
 
-const DEFAULT_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 /// Generous: a bound on a wait that should end at once, not a timing assumption.
 const WAIT: Duration = Duration::from_secs(10);
 /// How long a delivery that must not come gets to show up anyway.
 const QUIET: Duration = Duration::from_millis(300);
-
-fn broker_url() -> Option<String> {
-    let url = std::env::var("JOBS_AMQP_URL").unwrap_or_else(|_| DEFAULT_URL.to_owned());
-    let rest = url.split_once("://").map_or(url.as_str(), |(_, rest)| rest);
-    let authority = rest.split(['/', '?']).next().unwrap_or(rest);
-    let host_port = authority
-        .rsplit_once('@')
-        .map_or(authority, |(_, host)| host);
-    let address = if host_port.contains(':') {
-        host_port.to_owned()
-    } else {
-        format!("{host_port}:5672")
-    };
-    if TcpStream::connect(&address).is_ok() {
-        return Some(url);
-    }
-    let shown = redacted(&url);
-    if std::env::var_os("JOBS_REQUIRE_BROKER").is_some() {
-        panic!("JOBS_REQUIRE_BROKER is set but no RabbitMQ answers at {shown}");
-    }
-    eprintln!("skipped: no RabbitMQ at {shown}");
-    None
-}
-
-fn redacted(url: &str) -> String {
-    match url.split_once("://") {
-        Some((scheme, rest)) => match rest.rsplit_once('@') {
-            Some((userinfo, host)) => {
-                let user = userinfo.split(':').next().unwrap_or("");
-                format!("{scheme}://{user}:**@{host}")
-            }
-            None => url.to_owned(),
-        },
-        None => url.to_owned(),
-    }
-}
 
 fn unique(test: &str) -> String {
     format!("amqp-test.{test}.{}", uuid::Uuid::now_v7())
@@ -133,7 +95,9 @@ fn id(delivery: &Delivery) -> &str {
 
 #[tokio::test]
 async fn publish_consume_ack_round_trip_keeps_properties_and_headers() {
-    let Some(url) = broker_url() else { return };
+    let Some(url) = jobs_core::testing::broker_url() else {
+        return;
+    };
     let transport = AmqpTransport::connect(&url).await.unwrap();
     let name = unique("round-trip");
     transport
@@ -194,7 +158,9 @@ async fn publish_consume_ack_round_trip_keeps_properties_and_headers() {
 
 #[tokio::test]
 async fn an_unroutable_mandatory_message_is_an_error() {
-    let Some(url) = broker_url() else { return };
+    let Some(url) = jobs_core::testing::broker_url() else {
+        return;
+    };
     let transport = AmqpTransport::connect(&url).await.unwrap();
     let exchange = unique("unroutable");
     let topology = Topology {
@@ -230,7 +196,9 @@ async fn an_unroutable_mandatory_message_is_an_error() {
 
 #[tokio::test]
 async fn a_missing_exchange_is_not_found_and_publishing_goes_on() {
-    let Some(url) = broker_url() else { return };
+    let Some(url) = jobs_core::testing::broker_url() else {
+        return;
+    };
     let transport = AmqpTransport::connect(&url).await.unwrap();
     let missing = unique("missing-exchange");
     let err = transport
@@ -261,7 +229,9 @@ async fn a_missing_exchange_is_not_found_and_publishing_goes_on() {
 
 #[tokio::test]
 async fn declaring_twice_is_a_no_op_and_bindings_route() {
-    let Some(url) = broker_url() else { return };
+    let Some(url) = jobs_core::testing::broker_url() else {
+        return;
+    };
     let transport = AmqpTransport::connect(&url).await.unwrap();
     let exchange = unique("twice-exchange");
     let name = unique("twice");
@@ -302,7 +272,9 @@ async fn declaring_twice_is_a_no_op_and_bindings_route() {
 
 #[tokio::test]
 async fn a_queue_with_other_arguments_is_a_mismatch() {
-    let Some(url) = broker_url() else { return };
+    let Some(url) = jobs_core::testing::broker_url() else {
+        return;
+    };
     let transport = AmqpTransport::connect(&url).await.unwrap();
     let name = unique("mismatch");
     transport
@@ -343,7 +315,9 @@ async fn a_queue_with_other_arguments_is_a_mismatch() {
 
 #[tokio::test]
 async fn an_exchange_of_another_kind_is_a_topology_error() {
-    let Some(url) = broker_url() else { return };
+    let Some(url) = jobs_core::testing::broker_url() else {
+        return;
+    };
     let transport = AmqpTransport::connect(&url).await.unwrap();
     let exchange = unique("kind");
     let of_kind = |kind| Topology {
@@ -374,7 +348,9 @@ async fn an_exchange_of_another_kind_is_a_topology_error() {
 
 #[tokio::test]
 async fn passive_declare_of_something_missing_is_not_found() {
-    let Some(url) = broker_url() else { return };
+    let Some(url) = jobs_core::testing::broker_url() else {
+        return;
+    };
     let transport = AmqpTransport::connect(&url).await.unwrap();
     let name = unique("passive");
     let err = transport
@@ -410,7 +386,9 @@ async fn passive_declare_of_something_missing_is_not_found() {
 
 #[tokio::test]
 async fn prefetch_bounds_unsettled_deliveries() {
-    let Some(url) = broker_url() else { return };
+    let Some(url) = jobs_core::testing::broker_url() else {
+        return;
+    };
     let transport = AmqpTransport::connect(&url).await.unwrap();
     let name = unique("prefetch");
     transport
@@ -444,7 +422,9 @@ async fn prefetch_bounds_unsettled_deliveries() {
 
 #[tokio::test]
 async fn nack_with_requeue_redelivers() {
-    let Some(url) = broker_url() else { return };
+    let Some(url) = jobs_core::testing::broker_url() else {
+        return;
+    };
     let transport = AmqpTransport::connect(&url).await.unwrap();
     let name = unique("nack");
     transport
@@ -477,7 +457,9 @@ async fn nack_with_requeue_redelivers() {
 
 #[tokio::test]
 async fn ack_multiple_settles_every_earlier_tag() {
-    let Some(url) = broker_url() else { return };
+    let Some(url) = jobs_core::testing::broker_url() else {
+        return;
+    };
     let transport = AmqpTransport::connect(&url).await.unwrap();
     let name = unique("ack-multiple");
     transport
@@ -521,7 +503,9 @@ async fn ack_multiple_settles_every_earlier_tag() {
 
 #[tokio::test]
 async fn quorum_delivery_limit_and_ttl_retry_dead_letter() {
-    let Some(url) = broker_url() else { return };
+    let Some(url) = jobs_core::testing::broker_url() else {
+        return;
+    };
     let transport = AmqpTransport::connect(&url).await.unwrap();
     let work = unique("quorum");
     let retry = format!("{work}.retry.1");
@@ -612,7 +596,9 @@ async fn quorum_delivery_limit_and_ttl_retry_dead_letter() {
 
 #[tokio::test]
 async fn many_publishes_are_in_flight_at_once() {
-    let Some(url) = broker_url() else { return };
+    let Some(url) = jobs_core::testing::broker_url() else {
+        return;
+    };
     let transport = AmqpTransport::connect(&url).await.unwrap();
     let name = unique("in-flight");
     transport
@@ -627,7 +613,9 @@ async fn many_publishes_are_in_flight_at_once() {
 
 #[tokio::test]
 async fn debug_output_hides_the_password() {
-    let Some(url) = broker_url() else { return };
+    let Some(url) = jobs_core::testing::broker_url() else {
+        return;
+    };
     let transport = AmqpTransport::connect(&url).await.unwrap();
     let shown = format!("{transport:?}");
     if let Some(password) = url
@@ -639,91 +627,4 @@ async fn debug_output_hides_the_password() {
         assert!(!shown.contains(&format!(":{password}@")), "{shown}");
     }
     assert!(shown.contains(":**@") || !url.contains('@'), "{shown}");
-}
-
-/// Closes the broker-side connections whose client-provided name is `name`, with
-/// `rabbitmqctl`; `false` when the tool is not available to this user.
-fn close_connections_named(name: &str) -> bool {
-    let Ok(listed) = std::process::Command::new("rabbitmqctl")
-        .args([
-            "list_connections",
-            "-q",
-            "--no-table-headers",
-            "pid",
-            "client_properties",
-        ])
-        .output()
-    else {
-        return false;
-    };
-    if !listed.status.success() {
-        return false;
-    }
-    let listed = String::from_utf8_lossy(&listed.stdout);
-    // The name is unique per test, so matching it exactly in the properties is enough.
-    let exact = format!("{{\"connection_name\",\"{name}\"}}");
-    let pids: Vec<&str> = listed
-        .lines()
-        .filter(|line| line.contains(&exact))
-        .filter_map(|line| line.split_once('\t'))
-        .map(|(pid, _)| pid.trim())
-        .collect();
-    if pids.is_empty() {
-        eprintln!("no connection named {name} in:\n{listed}");
-        return false;
-    }
-    pids.iter().all(|pid| {
-        std::process::Command::new("rabbitmqctl")
-            .args(["close_connection", pid, "amqp transport test"])
-            .status()
-            .is_ok_and(|status| status.success())
-    })
-}
-
-#[tokio::test]
-async fn a_lost_connection_ends_the_stream_and_consume_reconnects() {
-    let Some(url) = broker_url() else { return };
-    let connection_name = unique("lost");
-    let transport = AmqpTransport::builder(url.clone())
-        .connection_name(connection_name.clone())
-        .connect()
-        .await
-        .unwrap();
-    let name = unique("lost-queue");
-    transport
-        .declare(&classic(&name), Declare::Create)
-        .await
-        .unwrap();
-    let mut consumer = transport.consume(&name, 1).await.unwrap();
-    let consuming = transport.connection_names()[1].to_owned();
-    if !close_connections_named(&consuming) {
-        eprintln!("skipped: rabbitmqctl cannot close connection {consuming}");
-        drop(consumer);
-        cleanup(&url, &[&name], &[]).await;
-        return;
-    }
-    let end = tokio::time::timeout(WAIT, consumer.deliveries.next())
-        .await
-        .expect("the stream did not end");
-    assert_eq!(end, None);
-    assert!(
-        consumer
-            .settler
-            .settle(Settlement::Ack {
-                tag: 1,
-                multiple: false
-            })
-            .await
-            .is_err()
-    );
-
-    let mut consumer = transport.consume(&name, 1).await.unwrap();
-    transport
-        .publish(to_queue(&name, with_id("after")))
-        .await
-        .unwrap();
-    let delivery = next(&mut consumer).await;
-    assert_eq!((id(&delivery), delivery.tag), ("after", 1));
-    drop(consumer);
-    cleanup(&url, &[&name], &[]).await;
 }

@@ -1,6 +1,6 @@
 //! The outcome scenarios of DESIGN §5, written once and run on every transport.
 //!
-//! Each scenario takes a [`Suite`]: an engine serving [`shared_work`] on some transport, with a
+//! Each scenario takes a [`Suite`]: an engine serving [`shared_work()`] on some transport, with a
 //! [`Recorder`] of its events. On the in-memory broker under a paused clock, delays are exact;
 //! on RabbitMQ they are checked within [`Suite::tolerance`].
 #![allow(
@@ -67,7 +67,7 @@ pub async fn shared_work(work: Work, ctx: JobContext) -> Result<(), JobError> {
     }
 }
 
-/// An engine serving [`shared_work`] on one transport.
+/// An engine serving [`shared_work()`] on one transport.
 #[derive(Debug)]
 pub struct Suite {
     /// The running engine; enqueue through it.

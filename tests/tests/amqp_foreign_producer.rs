@@ -10,7 +10,6 @@ use jobs_core::engine::Engine;
 use jobs_core::testing::{Outcome, Recorder};
 use jobs_core::transport::amqp::AmqpTransport;
 use jobs_core::{FailureKind, JobContext, JobError, job};
-use jobs_tests::broker;
 
 /// The message, as `tests/foreign/produce.py` describes it to Python's protobuf.
 #[derive(Clone, PartialEq, prost::Message)]
@@ -62,7 +61,7 @@ fn python_ready() -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jobs_published_from_python_are_handled_and_a_bad_body_is_dead_lettered() {
-    let Some(url) = broker::url_or_skip() else {
+    let Some(url) = jobs_core::testing::broker_url() else {
         return;
     };
     if !python_ready() {

@@ -10,7 +10,6 @@ use jobs_core::engine::Engine;
 use jobs_core::testing::{Outcome, Recorder};
 use jobs_core::transport::amqp::AmqpTransport;
 use jobs_core::{JobError, job};
-use jobs_tests::broker;
 
 /// A unit of simulated work.
 #[derive(Clone, PartialEq, prost::Message)]
@@ -53,7 +52,7 @@ fn succeeded(recorder: &Recorder) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_stopped_mid_run_loses_no_confirmed_job() {
-    let Some(url) = broker::url_or_skip() else {
+    let Some(url) = jobs_core::testing::broker_url() else {
         return;
     };
     let recorder = Arc::new(Recorder::new());

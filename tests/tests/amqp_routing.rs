@@ -5,12 +5,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use jobs_core::transport::amqp::AmqpTransport;
-use jobs_tests::{broker, routing};
+use jobs_tests::routing;
 
 /// One test, so the scenarios never share the jobs' queues with another engine.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_exchange_kind_routes_as_rabbitmq_documents() {
-    let Some(url) = broker::url_or_skip() else {
+    let Some(url) = jobs_core::testing::broker_url() else {
         return;
     };
     let transport = AmqpTransport::connect(&url).await.expect("connected");

@@ -5,13 +5,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use jobs_core::transport::amqp::AmqpTransport;
-use jobs_tests::broker;
 use jobs_tests::scenarios::{self, Suite};
 
 /// One test, so the scenarios never share the job's queue with another engine.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_shared_scenarios_give_the_same_outcomes_on_rabbitmq() {
-    let Some(url) = broker::url_or_skip() else {
+    let Some(url) = jobs_core::testing::broker_url() else {
         return;
     };
     let transport = AmqpTransport::connect(&url).await.expect("connected");

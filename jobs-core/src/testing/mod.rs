@@ -38,12 +38,10 @@
 use std::fmt;
 use std::sync::Arc;
 
-use crate::context::JobContext;
-use crate::dead_letter::DeadLetter;
 use futures_util::FutureExt;
 
-mod recorder;
-
+use crate::context::JobContext;
+use crate::dead_letter::DeadLetter;
 use crate::engine::{Engine, EngineBuilder, Observer};
 use crate::error::{Error, Result};
 use crate::job::Job;
@@ -51,6 +49,11 @@ use crate::producer::Producer;
 use crate::settings::{JobDefaults, error_queue_name};
 use crate::transport::Publish;
 use crate::transport::memory::MemoryTransport;
+
+mod broker;
+mod recorder;
+
+pub use broker::{DEFAULT_BROKER_URL, broker_url};
 pub use recorder::{Outcome, Recorded, Recorder, TimedOut};
 
 /// The engine on an in-memory broker, with a record of everything that happened.

@@ -9,6 +9,9 @@
 #[cfg_attr(docsrs, doc(cfg(feature = "amqp")))]
 pub mod amqp;
 pub mod memory;
+mod redact;
+
+pub use redact::redact_url;
 
 use std::borrow::Cow;
 use std::fmt;

@@ -16,6 +16,7 @@ use tokio::sync::Mutex;
 
 use super::errors::{self, Subject};
 use crate::error::{Error, Result};
+use crate::transport::redact_url as redact;
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
@@ -117,38 +118,5 @@ impl fmt::Debug for Link {
             .field("url", &redact(&self.url))
             .field("name", &self.name)
             .finish_non_exhaustive()
-    }
-}
-
-/// The URL with its password replaced by `**`: `amqp://user:**@host/vhost`.
-pub(crate) fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-    let (authority, path) = rest.split_at(authority_end);
-    let Some((userinfo, host)) = authority.rsplit_once('@') else {
-        return url.to_owned();
-    };
-    match userinfo.split_once(':') {
-        Some((user, _)) => format!("{scheme}://{user}:**@{host}{path}"),
-        None => url.to_owned(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::redact;
-
-    #[test]
-    fn passwords_are_redacted() {
-        assert_eq!(
-            redact("amqp://guest:s3cr@t@127.0.0.1:5672/%2f"),
-            "amqp://guest:**@127.0.0.1:5672/%2f"
-        );
-        assert_eq!(redact("amqps://user:pw@host"), "amqps://user:**@host");
-        assert_eq!(redact("amqp://host:5672/%2f"), "amqp://host:5672/%2f");
-        assert_eq!(redact("amqp://user@host/"), "amqp://user@host/");
-        assert_eq!(redact("not a url"), "not a url");
     }
 }

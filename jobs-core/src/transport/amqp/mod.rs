@@ -35,8 +35,9 @@ mod publish;
 use std::fmt;
 use std::sync::Arc;
 
-use self::connection::{Link, redact};
+use self::connection::Link;
 use self::publish::Publisher;
+use super::redact_url as redact;
 #[cfg(doc)]
 use crate::error::Error;
 use crate::error::Result;
