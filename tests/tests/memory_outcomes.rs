@@ -1,16 +1,17 @@
-//! The outcomes of DESIGN §5 on the in-memory broker, on virtual time.
+//! Outcomes on the in-memory broker that need its exact virtual time or its state; the
+//! scenarios every transport shares are in `jobs_tests::scenarios`.
 
 use std::time::Duration;
 
 use jobs_core::envelope::header;
 use jobs_core::testing::{Outcome, Recorded, TestApp};
 use jobs_core::transport::Publish;
-use jobs_core::{Envelope, Error, FailureKind, HeaderValue, JobContext, JobError, job};
+use jobs_core::{Envelope, FailureKind, HeaderValue, JobContext, JobError, job};
 
 /// What the test job should do.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct Work {
-    /// `ok`, `flaky`, `always`, `fatal`, `hang`, `panic`.
+    /// `ok`, `flaky`, `always`, `hang`.
     #[prost(string, tag = "1")]
     pub mode: String,
     /// For `flaky`: how many attempts fail before one succeeds.
@@ -38,12 +39,10 @@ async fn run_work(work: Work, ctx: JobContext) -> Result<(), JobError> {
             Err(JobError::retry(format!("attempt {} failed", ctx.attempt())))
         }
         "always" => Err(std::io::Error::other("storage unavailable").into()),
-        "fatal" => Err(JobError::fatal("invalid input")),
         "hang" => {
             tokio::time::sleep(Duration::from_secs(3600)).await;
             Ok(())
         }
-        "panic" => panic!("handler bug"),
         _ => Ok(()),
     }
 }
@@ -143,20 +142,6 @@ async fn exhausted_retries_land_in_the_error_queue_with_every_failure_header() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_fatal_error_goes_straight_to_the_error_queue() {
-    let app = app();
-    let id = run_work::enqueue(&app, work("fatal")).await.unwrap();
-    app.run_until_idle().await;
-
-    assert_eq!(started_at(&app.events_of(id.as_str())).len(), 1);
-    let letters = app.dead_letters(run_work::QUEUE);
-    assert_eq!(letters.len(), 1);
-    assert_eq!(letters[0].kind(), Some(FailureKind::Fatal));
-    assert_eq!(letters[0].error(), Some("invalid input"));
-    assert_eq!(letters[0].attempt(), Some(1));
-}
-
-#[tokio::test(start_paused = true)]
 async fn a_handler_past_its_deadline_fails_as_timeout() {
     let app = app();
     let id = run_work::enqueue(&app, work("hang")).await.unwrap();
@@ -183,39 +168,6 @@ async fn a_handler_past_its_deadline_fails_as_timeout() {
     assert_eq!(letters.len(), 1);
     assert_eq!(letters[0].kind(), Some(FailureKind::Timeout));
     assert_eq!(letters[0].attempt(), Some(4));
-}
-
-#[tokio::test(start_paused = true)]
-async fn a_panic_is_a_failure_and_the_worker_keeps_serving() {
-    let app = app();
-    let panicking = run_work::enqueue(&app, work("panic")).await.unwrap();
-    let fine: Vec<_> = futures_ok(&app, 5).await;
-    app.run_until_idle().await;
-
-    let letters = app.dead_letters(run_work::QUEUE);
-    assert_eq!(letters.len(), 1);
-    assert_eq!(letters[0].message_id(), Some(panicking.as_str()));
-    assert_eq!(letters[0].kind(), Some(FailureKind::Panic));
-    assert!(letters[0].error().unwrap().contains("handler bug"));
-    for id in fine {
-        let last = app.events_of(id.as_str()).pop().unwrap();
-        assert_eq!(last.outcome, Outcome::Succeeded);
-    }
-    // And after the panics, new jobs still run.
-    let later = run_work::enqueue(&app, work("ok")).await.unwrap();
-    app.run_until_idle().await;
-    assert_eq!(
-        app.events_of(later.as_str()).pop().unwrap().outcome,
-        Outcome::Succeeded
-    );
-}
-
-async fn futures_ok(app: &TestApp, n: usize) -> Vec<jobs_core::MessageId> {
-    let mut ids = Vec::new();
-    for _ in 0..n {
-        ids.push(run_work::enqueue(app, work("ok")).await.unwrap());
-    }
-    ids
 }
 
 /// A message as another producer might publish it, bypassing the typed producer.
@@ -250,36 +202,6 @@ async fn publish_raw(app: &TestApp, publish: Publish) -> jobs_core::DeadLetter {
 }
 
 #[tokio::test(start_paused = true)]
-async fn an_undecodable_body_goes_to_the_error_queue_on_the_first_delivery() {
-    let app = app();
-    // Field 1 announced as a 100-byte string, with 3 bytes behind it.
-    let letter = publish_raw(
-        &app,
-        raw(Some("run_work"), vec![0x0a, 100, b'a', b'b', b'c'], None),
-    )
-    .await;
-    assert_eq!(letter.kind(), Some(FailureKind::Decode));
-    assert!(
-        letter.error().unwrap().contains("Work"),
-        "{:?}",
-        letter.error()
-    );
-    assert_eq!(letter.exchange(), Some("tests.outcomes"));
-    assert_eq!(
-        letter.envelope().body.as_ref(),
-        [0x0a, 100, b'a', b'b', b'c']
-    );
-}
-
-#[tokio::test(start_paused = true)]
-async fn an_unknown_job_name_goes_to_the_error_queue_on_the_first_delivery() {
-    let app = app();
-    let letter = publish_raw(&app, raw(Some("not_a_job"), Vec::new(), None)).await;
-    assert_eq!(letter.kind(), Some(FailureKind::UnknownJob));
-    assert!(letter.error().unwrap().contains("not_a_job"));
-}
-
-#[tokio::test(start_paused = true)]
 async fn a_malformed_attempt_header_goes_to_the_error_queue() {
     let app = app();
     let letter = publish_raw(&app, raw(None, Vec::new(), Some(HeaderValue::from("two")))).await;
@@ -302,40 +224,6 @@ async fn a_message_without_a_type_is_the_queue_s_job() {
     app.producer().publish(raw(None, body, None)).await.unwrap();
     app.run_until_idle().await;
     assert_eq!(app.succeeded(&run_work::JOB), 1);
-}
-
-#[tokio::test(start_paused = true)]
-async fn an_unroutable_enqueue_is_an_error() {
-    let app = app();
-    let err = run_work::with(work("ok"))
-        .routing_key("nowhere")
-        .enqueue(&app)
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(&err, Error::Unroutable { exchange, routing_key } if exchange == "tests.outcomes" && routing_key == "nowhere"),
-        "{err:?}"
-    );
-    assert!(app.enqueued(&run_work::JOB).is_empty());
-}
-
-#[tokio::test(start_paused = true)]
-async fn a_job_over_the_size_limit_is_refused_before_publishing() {
-    let app = app();
-    let limit = app.producer().options().max_message_size;
-    let huge = Work {
-        mode: "x".repeat(limit),
-        failures: 0,
-    };
-    let err = run_work::enqueue(&app, huge).await.unwrap_err();
-    assert!(
-        matches!(err, Error::TooLarge { limit: l, .. } if l == limit),
-        "{err:?}"
-    );
-    assert!(
-        app.transport().published().is_empty(),
-        "nothing reached the broker"
-    );
 }
 
 #[tokio::test(start_paused = true)]

@@ -2,15 +2,21 @@
 //! which copies it to object storage.
 //!
 //! Some transfers succeed, one fails once and is retried, and one is fatal and lands in the
-//! error queue `uploadserver.trans.oss.err`. It runs on the in-memory broker, so it needs no
-//! RabbitMQ: `cargo run -p upload-server`.
+//! error queue `uploadserver.trans.oss.err`.
+//!
+//! `cargo run -p upload-server` runs it on the in-memory broker, with no RabbitMQ. With
+//! `JOBS_AMQP_URL` set (`JOBS_AMQP_URL=amqp://guest:guest@127.0.0.1:5672/%2f cargo run -p
+//! upload-server`) it runs on that RabbitMQ instead: same code, same outcomes.
 #![allow(clippy::print_stdout, reason = "an example that reports what happened")]
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use jobs_core::engine::{Engine, Event, EventKind, Observer};
+use jobs_core::testing::Recorder;
+use jobs_core::transport::amqp::AmqpTransport;
 use jobs_core::transport::memory::MemoryTransport;
+use jobs_core::transport::{Transport, redact_url};
 use jobs_core::{DeadLetter, JobContext, JobError, job};
 
 /// An uploaded file to transfer to object storage.
@@ -75,10 +81,22 @@ impl Observer for Report {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> jobs_core::Result<()> {
-    let broker = MemoryTransport::new();
-    let worker = Engine::builder(Arc::new(broker.clone()))
+    let memory = MemoryTransport::new();
+    let transport: Arc<dyn Transport> = match std::env::var("JOBS_AMQP_URL") {
+        Ok(url) => {
+            println!("on RabbitMQ at {}", redact_url(&url));
+            Arc::new(AmqpTransport::connect(&url).await?)
+        }
+        Err(_) => {
+            println!("on the in-memory broker (set JOBS_AMQP_URL to use RabbitMQ)");
+            Arc::new(memory.clone())
+        }
+    };
+    let recorder = Arc::new(Recorder::new());
+    let worker = Engine::builder(transport)
         .job(&transfer_to_oss::JOB)
         .observer(Arc::new(Report))
+        .observer(Arc::clone(&recorder) as Arc<dyn Observer>)
         .start()
         .await?;
 
@@ -88,22 +106,29 @@ async fn main() -> jobs_core::Result<()> {
         ("backup.tar.flaky", 9_000),
         ("empty.txt", 0),
     ];
+    let mut ids = Vec::new();
     for (path, size) in uploads {
         let file = TransferFile {
             path: path.to_owned(),
             size,
         };
-        let id = transfer_to_oss::with(file)
-            .message_id(path)
-            .enqueue(&worker)
-            .await?;
-        println!("enqueued {id}");
+        let id = transfer_to_oss::enqueue(&worker, file).await?;
+        println!("enqueued {path} as {id}");
+        ids.push(id);
     }
 
-    broker.until_idle().await;
+    for id in &ids {
+        if recorder
+            .finished(id.as_str(), Duration::from_secs(60))
+            .await
+            .is_err()
+        {
+            println!("{id} did not finish within a minute");
+        }
+    }
 
     println!("\nerror queue {}:", transfer_to_oss::ERROR_QUEUE);
-    for letter in broker
+    for letter in memory
         .messages(transfer_to_oss::ERROR_QUEUE)
         .into_iter()
         .map(DeadLetter::new)
@@ -114,6 +139,9 @@ async fn main() -> jobs_core::Result<()> {
             letter.message_id().unwrap_or("-"),
             letter.error().unwrap_or("")
         );
+    }
+    if std::env::var_os("JOBS_AMQP_URL").is_some() {
+        println!("  (on RabbitMQ: the failed job waits in that queue, with its failure headers)");
     }
     worker.shutdown(Duration::from_secs(5)).await;
     Ok(())
