@@ -628,3 +628,113 @@ async fn debug_output_hides_the_password() {
     }
     assert!(shown.contains(":**@") || !url.contains('@'), "{shown}");
 }
+
+#[tokio::test]
+async fn verify_creates_nothing_and_reports_drift_by_argument() {
+    let Some(url) = jobs_core::testing::broker_url() else {
+        return;
+    };
+    let transport = AmqpTransport::connect(&url).await.unwrap();
+    let name = unique("verify");
+    let err = transport
+        .declare(&classic(&name), Declare::Verify)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::NotFound { what: "queue", name: n } if *n == name),
+        "{err:?}"
+    );
+    // Nothing was created: a passive declare still finds nothing.
+    let err = transport
+        .declare(&classic(&name), Declare::Passive)
+        .await
+        .unwrap_err();
+    assert!(matches!(&err, Error::NotFound { .. }), "{err:?}");
+
+    transport
+        .declare(&classic(&name), Declare::Create)
+        .await
+        .unwrap();
+    transport
+        .declare(&classic(&name), Declare::Verify)
+        .await
+        .unwrap();
+    let quorum = Topology {
+        queues: vec![queue(
+            &name,
+            [(argument::QUEUE_TYPE, "quorum")].into_iter().collect(),
+        )],
+        ..Topology::default()
+    };
+    // Passive declare sees no drift; verify does.
+    transport.declare(&quorum, Declare::Passive).await.unwrap();
+    let err = transport
+        .declare(&quorum, Declare::Verify)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::QueueMismatch { queue, argument, existing, declared }
+            if *queue == name && argument == "x-queue-type" && existing == "classic" && declared == "quorum"),
+        "{err:?}"
+    );
+
+    let exchange = unique("verify-exchange");
+    let of_kind = |kind| Topology {
+        exchanges: vec![ExchangeSpec {
+            name: exchange.clone(),
+            kind,
+        }],
+        ..Topology::default()
+    };
+    transport
+        .declare(&of_kind(ExchangeKind::Direct), Declare::Create)
+        .await
+        .unwrap();
+    transport
+        .declare(&of_kind(ExchangeKind::Direct), Declare::Verify)
+        .await
+        .unwrap();
+    let err = transport
+        .declare(&of_kind(ExchangeKind::Topic), Declare::Verify)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Topology(m) if m.contains(&exchange)),
+        "{err:?}"
+    );
+    cleanup(&url, &[&name], &[&exchange]).await;
+}
+
+#[tokio::test]
+async fn message_count_and_purge() {
+    let Some(url) = jobs_core::testing::broker_url() else {
+        return;
+    };
+    let transport = AmqpTransport::connect(&url).await.unwrap();
+    let name = unique("purge");
+    transport
+        .declare(&classic(&name), Declare::Create)
+        .await
+        .unwrap();
+    for i in 0..3 {
+        transport
+            .publish(to_queue(&name, with_id(&format!("m-{i}"))))
+            .await
+            .unwrap();
+    }
+    assert_eq!(transport.message_count(&name).await.unwrap(), 3);
+    assert_eq!(transport.purge(&name).await.unwrap(), 3);
+    assert_eq!(transport.message_count(&name).await.unwrap(), 0);
+    let missing = unique("purge-missing");
+    let err = transport.message_count(&missing).await.unwrap_err();
+    assert!(
+        matches!(err, Error::NotFound { what: "queue", .. }),
+        "{err:?}"
+    );
+    let err = transport.purge(&missing).await.unwrap_err();
+    assert!(
+        matches!(err, Error::NotFound { what: "queue", .. }),
+        "{err:?}"
+    );
+    cleanup(&url, &[&name], &[]).await;
+}

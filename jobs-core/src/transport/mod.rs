@@ -33,15 +33,15 @@ pub type DeliveryStream = Pin<Box<dyn Stream<Item = Delivery> + Send>>;
 
 /// A message broker: declares topology, publishes with confirms, and consumes with acks.
 pub trait Transport: Send + Sync + fmt::Debug + 'static {
-    /// Declares the topology, or with [`Declare::Passive`] only checks that it exists as
-    /// declared. Declaring twice is a no-op.
+    /// Declares the topology, or with [`Declare::Passive`] or [`Declare::Verify`] only checks
+    /// it. Declaring twice is a no-op.
     ///
     /// # Errors
     ///
     /// [`Error::QueueMismatch`](crate::Error::QueueMismatch) when a queue exists with other
     /// arguments, [`Error::Topology`](crate::Error::Topology) when an exchange exists with
-    /// another type, [`Error::NotFound`](crate::Error::NotFound) in passive mode when something
-    /// is missing, and connection errors.
+    /// another type, [`Error::NotFound`](crate::Error::NotFound) in passive and verify mode when
+    /// something is missing, and connection errors.
     fn declare<'a>(&'a self, topology: &'a Topology, mode: Declare) -> BoxFuture<'a, Result<()>>;
 
     /// Publishes one message and resolves once the broker has confirmed it.
@@ -61,6 +61,21 @@ pub trait Transport: Send + Sync + fmt::Debug + 'static {
     ///
     /// [`Error::NotFound`](crate::Error::NotFound) for a missing queue, and connection errors.
     fn consume<'a>(&'a self, queue: &'a str, prefetch: u16) -> BoxFuture<'a, Result<Consumer>>;
+
+    /// How many messages of `queue` are ready for delivery (not counting unacked deliveries).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotFound`](crate::Error::NotFound) for a missing queue, and connection errors.
+    fn message_count<'a>(&'a self, queue: &'a str) -> BoxFuture<'a, Result<u64>>;
+
+    /// Removes every ready message of `queue` and returns how many went. Unacked deliveries
+    /// stay.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotFound`](crate::Error::NotFound) for a missing queue, and connection errors.
+    fn purge<'a>(&'a self, queue: &'a str) -> BoxFuture<'a, Result<u64>>;
 }
 
 /// Whether [`Transport::declare`] creates the topology or only checks it.
@@ -68,8 +83,13 @@ pub trait Transport: Send + Sync + fmt::Debug + 'static {
 pub enum Declare {
     /// Create what is missing; fail on what differs.
     Create,
-    /// Create nothing; fail on what is missing or differs.
+    /// Create nothing; fail on what is missing. RabbitMQ's passive declare checks existence
+    /// only; the in-memory broker checks exchange types and queue arguments too.
     Passive,
+    /// Create nothing; fail on what is missing or differs, on every transport: what exists is
+    /// checked passively, then redeclared as declared, which creates nothing and fails on an
+    /// exchange of another type or a queue with other arguments. Bindings are not checked.
+    Verify,
 }
 
 /// One message to publish.

@@ -1,7 +1,9 @@
-//! Declaring the topology, or checking it passively.
+//! Declaring the topology, checking it passively, or verifying it.
 
 use lapin::ExchangeKind as AmqpExchangeKind;
-use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::options::{
+    ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions, QueuePurgeOptions,
+};
 use lapin::types::FieldTable;
 
 use super::connection::Link;
@@ -16,45 +18,62 @@ use crate::transport::Declare;
 /// failed step never poisons a later call.
 pub(super) async fn declare(link: &Link, topology: &Topology, mode: Declare) -> Result<()> {
     let channel = link.channel().await?;
-    let passive = mode == Declare::Passive;
     for exchange in &topology.exchanges {
         // The default exchange always exists and cannot be declared.
         if exchange.name.is_empty() {
             continue;
         }
-        let options = ExchangeDeclareOptions {
-            passive,
-            durable: true,
-            ..ExchangeDeclareOptions::default()
+        let name = convert::short("exchange", &exchange.name)?;
+        // Verify: RabbitMQ's passive declare checks existence only, so what exists is then
+        // redeclared as declared, which creates nothing and fails on another type.
+        let steps: &[bool] = match mode {
+            Declare::Create => &[false],
+            Declare::Passive => &[true],
+            Declare::Verify => &[true, false],
         };
-        channel
-            .exchange_declare(
-                convert::short("exchange", &exchange.name)?,
-                kind(exchange.kind),
-                options,
-                FieldTable::default(),
-            )
-            .await
-            .map_err(|err| errors::map(err, Subject::Exchange(&exchange.name)))?;
+        for &passive in steps {
+            let options = ExchangeDeclareOptions {
+                passive,
+                durable: true,
+                ..ExchangeDeclareOptions::default()
+            };
+            channel
+                .exchange_declare(
+                    name.clone(),
+                    kind(exchange.kind),
+                    options,
+                    FieldTable::default(),
+                )
+                .await
+                .map_err(|err| errors::map(err, Subject::Exchange(&exchange.name)))?;
+        }
     }
     for queue in &topology.queues {
-        let options = QueueDeclareOptions {
-            passive,
-            durable: true,
-            ..QueueDeclareOptions::default()
+        let name = convert::short("queue", &queue.name)?;
+        let steps: &[bool] = match mode {
+            Declare::Create => &[false],
+            Declare::Passive => &[true],
+            Declare::Verify => &[true, false],
         };
-        let arguments = if passive {
-            FieldTable::default()
-        } else {
-            convert::headers_to_amqp(&queue.arguments)?
-        };
-        channel
-            .queue_declare(convert::short("queue", &queue.name)?, options, arguments)
-            .await
-            .map_err(|err| errors::map(err, Subject::Queue(&queue.name)))?;
+        for &passive in steps {
+            let options = QueueDeclareOptions {
+                passive,
+                durable: true,
+                ..QueueDeclareOptions::default()
+            };
+            let arguments = if passive {
+                FieldTable::default()
+            } else {
+                convert::headers_to_amqp(&queue.arguments)?
+            };
+            channel
+                .queue_declare(name.clone(), options, arguments)
+                .await
+                .map_err(|err| errors::map(err, Subject::Queue(&queue.name)))?;
+        }
     }
     // Bindings cannot be checked passively in AMQP 0-9-1.
-    if !passive {
+    if mode == Declare::Create {
         for binding in &topology.bindings {
             channel
                 .queue_bind(
@@ -72,6 +91,46 @@ pub(super) async fn declare(link: &Link, topology: &Topology, mode: Declare) -> 
         tracing::debug!(connection = link.name(), error = %err, "closing the declaring channel failed");
     }
     Ok(())
+}
+
+/// How many ready messages `queue` holds: a passive declare's message count.
+pub(super) async fn message_count(link: &Link, queue: &str) -> Result<u64> {
+    let channel = link.channel().await?;
+    let options = QueueDeclareOptions {
+        passive: true,
+        durable: true,
+        ..QueueDeclareOptions::default()
+    };
+    let declared = channel
+        .queue_declare(
+            convert::short("queue", queue)?,
+            options,
+            FieldTable::default(),
+        )
+        .await
+        .map_err(|err| errors::map(err, Subject::Queue(queue)))?;
+    close(link, &channel).await;
+    Ok(u64::from(declared.message_count()))
+}
+
+/// Purges `queue`, returning how many messages went.
+pub(super) async fn purge(link: &Link, queue: &str) -> Result<u64> {
+    let channel = link.channel().await?;
+    let purged = channel
+        .queue_purge(
+            convert::short("queue", queue)?,
+            QueuePurgeOptions::default(),
+        )
+        .await
+        .map_err(|err| errors::map(err, Subject::Queue(queue)))?;
+    close(link, &channel).await;
+    Ok(u64::from(purged))
+}
+
+async fn close(link: &Link, channel: &lapin::Channel) {
+    if let Err(err) = channel.close(200, "done".into()).await {
+        tracing::debug!(connection = link.name(), error = %err, "closing a channel failed");
+    }
 }
 
 fn kind(kind: ExchangeKind) -> AmqpExchangeKind {

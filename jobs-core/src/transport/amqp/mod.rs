@@ -19,7 +19,11 @@
 //!   that exists with other arguments is [`Error::QueueMismatch`], an exchange of another type
 //!   [`Error::Topology`]. [`Declare::Passive`] uses RabbitMQ's passive declare, which checks
 //!   only that exchanges and queues exist, not their types or arguments (the in-memory
-//!   transport checks those too); neither checks bindings.
+//!   transport checks those too). [`Declare::Verify`] checks existence passively, then
+//!   redeclares what exists as declared: that creates nothing and fails on drift. Neither
+//!   checks bindings.
+//! * **Message count and purge**: a passive `queue.declare`'s message count (ready messages
+//!   only) and `queue.purge`, each on a short-lived channel of the publishing connection.
 //! * **Headers**: a field table is keyed, so headers arrive sorted by name; see
 //!   [`HeaderValue`](crate::HeaderValue) for the value kinds.
 //!
@@ -165,6 +169,14 @@ impl Transport for AmqpTransport {
 
     fn consume<'a>(&'a self, queue: &'a str, prefetch: u16) -> BoxFuture<'a, Result<Consumer>> {
         Box::pin(consume::consume(&self.inner.consuming, queue, prefetch))
+    }
+
+    fn message_count<'a>(&'a self, queue: &'a str) -> BoxFuture<'a, Result<u64>> {
+        Box::pin(declare::message_count(self.inner.publisher.link(), queue))
+    }
+
+    fn purge<'a>(&'a self, queue: &'a str) -> BoxFuture<'a, Result<u64>> {
+        Box::pin(declare::purge(self.inner.publisher.link(), queue))
     }
 }
 

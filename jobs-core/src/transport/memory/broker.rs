@@ -266,4 +266,17 @@ impl Broker {
             }
         }
     }
+
+    /// Drops every ready message of `queue`; unacked deliveries stay.
+    pub(super) fn purge(&mut self, queue: &str) -> Result<u64> {
+        let id = self.queue_id(queue).ok_or_else(|| Error::NotFound {
+            what: "queue",
+            name: queue.to_owned(),
+        })?;
+        let ready = &mut self.queues[id].ready;
+        let count = ready.len();
+        ready.clear();
+        self.refresh(id);
+        Ok(u64::try_from(count).unwrap_or(u64::MAX))
+    }
 }

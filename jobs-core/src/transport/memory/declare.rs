@@ -1,4 +1,5 @@
-//! Declaring exchanges, queues and bindings, or checking them passively.
+//! Declaring exchanges, queues and bindings, or checking them ([`Declare::Passive`] and
+//! [`Declare::Verify`] act alike here: both compare types and arguments).
 
 use super::broker::Broker;
 use super::queue::{Queue, QueueArgs, QueueId};
@@ -37,7 +38,7 @@ impl Broker {
                 "exchange `{}` exists as `{kind}`, declared as `{}`",
                 spec.name, spec.kind
             ))),
-            None if mode == Declare::Passive => Err(Error::NotFound {
+            None if mode != Declare::Create => Err(Error::NotFound {
                 what: "exchange",
                 name: spec.name.clone(),
             }),
@@ -53,7 +54,7 @@ impl Broker {
         if let Some(id) = self.queue_id(&spec.name) {
             return compare_arguments(&spec.name, &self.queues[id].arguments, &spec.arguments);
         }
-        if mode == Declare::Passive {
+        if mode != Declare::Create {
             return Err(Error::NotFound {
                 what: "queue",
                 name: spec.name.clone(),
@@ -91,7 +92,7 @@ impl Broker {
                 name: spec.exchange.clone(),
             })?;
         // AMQP has no passive bind: a broker cannot be asked whether a binding exists.
-        if mode == Declare::Passive {
+        if mode != Declare::Create {
             return Ok(());
         }
         exchange.bind(queue, &spec.routing_key, &spec.arguments)

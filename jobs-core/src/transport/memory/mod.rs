@@ -10,7 +10,7 @@
 //! | area | emulated | not emulated |
 //! | --- | --- | --- |
 //! | exchanges | `direct` (exact key); `topic` (`*` one word, `#` zero or more); `fanout`; `headers` (`x-match` `all` (default) or `any`, also `all-with-x`/`any-with-x`; binding arguments starting with `x-` ignored; a void value asks for presence); the default exchange `""`, routing to the queue named by the key; one copy per queue however many bindings match | exchange-to-exchange bindings, alternate exchanges, CC/BCC headers, deletion |
-//! | declaration | idempotent; an exchange of another type is [`Error::Topology`] naming both; a queue with other arguments is [`Error::QueueMismatch`] (`none` for a missing side); passive mode creates nothing and reports what is missing as [`Error::NotFound`] | RabbitMQ's passive declare checks only existence, this one also types and arguments; neither can check bindings passively. Server-named, exclusive and auto-delete queues |
+//! | declaration | idempotent; an exchange of another type is [`Error::Topology`] naming both; a queue with other arguments is [`Error::QueueMismatch`] (`none` for a missing side); passive and verify mode create nothing and report what is missing as [`Error::NotFound`]; `message_count` counts ready messages, `purge` drops them | RabbitMQ's passive declare checks only existence, this one also types and arguments (so passive and verify act alike); neither can check bindings passively. Server-named, exclusive and auto-delete queues |
 //! | publish | confirmed at once (the returned future is ready); a `mandatory` message no queue takes is [`Error::Unroutable`]; a missing exchange is [`Error::NotFound`]; bodies are shared, not copied, between queues | negative confirms, flow control, memory and disk alarms |
 //! | consume | push delivery to consumers with prefetch credit (0 is unlimited), round-robin among a queue's consumers; tags 1, 2, 3… per consumer, each consumer on its own channel | several consumers on one channel, the consumer timeout |
 //! | settle | ack and nack, `multiple` (tag 0 with `multiple` is everything); nack with requeue returns the message to its place at the head, `redelivered`; without, dead-letters it (`rejected`); an unknown tag is [`Error::Broker`] and closes the channel as RabbitMQ's `PRECONDITION_FAILED` does | |
@@ -197,5 +197,25 @@ impl Transport for MemoryTransport {
             .consume(queue, prefetch)
             .map(|attached| attached.into_consumer(Arc::clone(&self.shared)));
         Box::pin(std::future::ready(outcome))
+    }
+
+    fn message_count<'a>(&'a self, queue: &'a str) -> BoxFuture<'a, Result<u64>> {
+        let outcome = self.queue_len(queue).map_or_else(
+            || Err(not_found(queue)),
+            |len| Ok(u64::try_from(len).unwrap_or(u64::MAX)),
+        );
+        Box::pin(std::future::ready(outcome))
+    }
+
+    fn purge<'a>(&'a self, queue: &'a str) -> BoxFuture<'a, Result<u64>> {
+        let outcome = self.shared.lock().purge(queue);
+        Box::pin(std::future::ready(outcome))
+    }
+}
+
+fn not_found(queue: &str) -> crate::error::Error {
+    crate::error::Error::NotFound {
+        what: "queue",
+        name: queue.to_owned(),
     }
 }

@@ -176,3 +176,69 @@ async fn consuming_from_a_missing_queue_is_not_found() {
         "{err:?}"
     );
 }
+
+#[tokio::test]
+async fn verify_creates_nothing_and_reports_what_is_missing_or_differs() {
+    let verify = |broker: &MemoryTransport, topology: &Topology| {
+        broker
+            .declare(topology, Declare::Verify)
+            .now_or_never()
+            .expect("declare is immediate")
+    };
+    let broker = MemoryTransport::new();
+    let err = verify(&broker, &full()).unwrap_err();
+    assert!(
+        matches!(&err, Error::NotFound { what: "exchange", name } if name == "ex"),
+        "{err:?}"
+    );
+    assert_eq!(broker.queue_len("q"), None, "nothing was created");
+
+    declare(&broker, &full()).unwrap();
+    verify(&broker, &full()).unwrap();
+    let mut other = full();
+    other.queues[1] = queue(
+        "q.retry.1",
+        &[
+            ("x-message-ttl", 2000i64.into()),
+            ("x-dead-letter-exchange", "".into()),
+        ],
+    );
+    let err = verify(&broker, &other).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "queue `q.retry.1` exists with x-message-ttl = 1000, but the job declares x-message-ttl = 2000"
+    );
+}
+
+#[tokio::test]
+async fn message_count_counts_ready_messages_and_purge_drops_them() {
+    let broker = queues(&["q"]);
+    for id in ["a", "b", "c"] {
+        send(&broker, "q", id);
+    }
+    let count = |broker: &MemoryTransport| broker.message_count("q").now_or_never().unwrap();
+    assert_eq!(count(&broker).unwrap(), 3);
+    let mut consumer = consume(&broker, "q", 1);
+    assert_eq!(ids(&ready(&mut consumer)), ["a"]);
+    assert_eq!(count(&broker).unwrap(), 2, "unacked is not ready");
+
+    assert_eq!(broker.purge("q").now_or_never().unwrap().unwrap(), 2);
+    assert_eq!(count(&broker).unwrap(), 0);
+    drop(consumer);
+    assert_eq!(
+        queued(&broker, "q"),
+        ["a"],
+        "the unacked message survives a purge"
+    );
+
+    let err = broker.message_count("missing").now_or_never().unwrap();
+    assert!(
+        matches!(err, Err(Error::NotFound { what: "queue", .. })),
+        "{err:?}"
+    );
+    let err = broker.purge("missing").now_or_never().unwrap();
+    assert!(
+        matches!(err, Err(Error::NotFound { what: "queue", .. })),
+        "{err:?}"
+    );
+}
