@@ -1,0 +1,215 @@
+//! The command line: clap types, layered into a [`WorkerConfig`], then the subcommand.
+//!
+//! Exit codes: 0 success, 1 a runtime failure, 2 a usage error, 3 a configuration error.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{Layer, LogFormat, WorkerConfig};
+use crate::{Error, Worker};
+
+/// A runtime failure.
+const RUNTIME: u8 = 1;
+/// A usage error.
+const USAGE: u8 = 2;
+/// A configuration error.
+const CONFIG: u8 = 3;
+
+/// Serves the jobs linked into this binary, and inspects the broker.
+#[derive(Debug, Parser)]
+#[command(name = "jobs-worker", version, args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[arg(
+        long,
+        global = true,
+        env = "JOBS_AMQP_URL",
+        hide_env_values = true,
+        value_name = "URL",
+        help = "The broker URL [default: amqp://guest:guest@127.0.0.1:5672/%2f]"
+    )]
+    url: Option<String>,
+    /// A TOML file of settings (keys as the long flags, with `_` for `-`).
+    #[arg(long, global = true, env = "JOBS_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// The connection name the broker shows (NAME.publish, NAME.consume) [default: jobs-worker].
+    #[arg(long, global = true, env = "JOBS_CONNECTION_NAME", value_name = "NAME")]
+    connection_name: Option<String>,
+    /// A PEM file of CA certificates to trust for amqps:// (not supported yet).
+    #[arg(long, global = true, env = "JOBS_TLS_CA", value_name = "FILE")]
+    tls_ca: Option<String>,
+    /// Log lines as `plain` text or `json`; filter them with `RUST_LOG` [default: plain].
+    #[arg(long, global = true, env = "JOBS_LOG_FORMAT", value_name = "FORMAT")]
+    log_format: Option<String>,
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serves jobs until SIGTERM or SIGINT (the default command).
+    Run(RunArgs),
+}
+
+/// Options of `run`.
+#[derive(Debug, Clone, Default, Args)]
+struct RunArgs {
+    /// Serves only these jobs (comma-separated names) [default: every linked job].
+    #[arg(long, env = "JOBS_WORKER_JOBS", value_name = "NAMES")]
+    jobs: Option<String>,
+    /// Handlers run at once per job; overrides each job's own concurrency.
+    #[arg(long, env = "JOBS_CONCURRENCY", value_name = "N")]
+    concurrency: Option<String>,
+    /// Deliveries prefetched per job. The engine prefetches as many as it runs, so this sets
+    /// the concurrency when --concurrency is not given.
+    #[arg(long, env = "JOBS_PREFETCH", value_name = "N")]
+    prefetch: Option<String>,
+    /// How long running jobs may finish after SIGTERM before they are requeued [default: 25s].
+    #[arg(long, env = "JOBS_SHUTDOWN_TIMEOUT", value_name = "DURATION")]
+    shutdown_timeout: Option<String>,
+    /// Where /healthz, /readyz and /metrics are served [default: 0.0.0.0:9090, every
+    /// interface, as Kubernetes probes need].
+    #[arg(long, env = "JOBS_METRICS_ADDR", value_name = "ADDR")]
+    metrics_addr: Option<String>,
+}
+
+/// Parses `args` (the program name first), resolves the configuration and runs the command.
+pub(crate) async fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(err) => {
+            let code = if err.use_stderr() { USAGE } else { 0 };
+            let text = redact_text(&err.render().to_string());
+            if err.use_stderr() {
+                eprint!("{text}");
+            } else {
+                #[allow(clippy::print_stdout, reason = "--help and --version go to stdout")]
+                {
+                    print!("{text}");
+                }
+            }
+            return ExitCode::from(code);
+        }
+    };
+    let (config, command) = match configure(cli) {
+        Ok(configured) => configured,
+        Err(err) => {
+            eprintln!("jobs-worker: {}", redact_text(&format!("{err:#}")));
+            return ExitCode::from(CONFIG);
+        }
+    };
+    init_logging(config.log_format);
+    match command {
+        Command::Run(_) => match Worker::builder().config(config).run().await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err @ (Error::NoJobs | Error::UnknownJob { .. })) => {
+                let err = anyhow::Error::from(err);
+                eprintln!("jobs-worker: {err:#}");
+                ExitCode::from(CONFIG)
+            }
+            Err(err) => {
+                let err = anyhow::Error::from(err);
+                let text = redact_text(&format!("{err:#}"));
+                tracing::error!(error = %text, "worker failed");
+                ExitCode::from(RUNTIME)
+            }
+        },
+    }
+}
+
+/// The configuration from flags and environment over the `--config` file over the defaults.
+fn configure(cli: Cli) -> anyhow::Result<(WorkerConfig, Command)> {
+    let command = cli.command.unwrap_or(Command::Run(cli.run));
+    let Command::Run(run) = &command;
+    let args = Layer::default()
+        .with("url", cli.url)
+        .with("connection_name", cli.connection_name)
+        .with("tls_ca", cli.tls_ca)
+        .with("log_format", cli.log_format)
+        .with("jobs", run.jobs.clone())
+        .with("concurrency", run.concurrency.clone())
+        .with("prefetch", run.prefetch.clone())
+        .with("shutdown_timeout", run.shutdown_timeout.clone())
+        .with("metrics_addr", run.metrics_addr.clone());
+    let file = match &cli.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("could not read the config file {}", path.display()))?;
+            Layer::from_toml(&text)
+                .with_context(|| format!("in the config file {}", path.display()))?
+        }
+        None => Layer::default(),
+    };
+    Ok((WorkerConfig::resolve(&args, &file)?, command))
+}
+
+/// Logs to stderr, filtered by `RUST_LOG` (default `info`).
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Plain => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+/// `text` with the password of every URL in it replaced by `**`.
+fn redact_text(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("://") {
+        let (before, after) = rest.split_at(at + 3);
+        out.push_str(before);
+        let end = after
+            .find(|c: char| c.is_whitespace() || "/?#'\"`".contains(c))
+            .unwrap_or(after.len());
+        let authority = &after[..end];
+        match authority.rfind('@') {
+            Some(at) => match authority[..at].find(':') {
+                Some(colon) => {
+                    out.push_str(&authority[..=colon]);
+                    out.push_str("**");
+                    out.push_str(&authority[at..]);
+                }
+                None => out.push_str(authority),
+            },
+            None => out.push_str(authority),
+        }
+        rest = &after[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_every_url() {
+        assert_eq!(
+            redact_text("a 'amqp://u:p@h:1/%2f' and amqps://x:y@z"),
+            "a 'amqp://u:**@h:1/%2f' and amqps://x:**@z"
+        );
+        assert_eq!(redact_text("amqp://h/ no"), "amqp://h/ no");
+    }
+
+    #[test]
+    fn flags_override_and_run_is_the_default() {
+        let cli = Cli::try_parse_from(["w", "--shutdown-timeout", "3s", "--jobs", "a,b"]).unwrap();
+        let (config, _) = configure(cli).unwrap();
+        assert_eq!(config.shutdown_timeout, std::time::Duration::from_secs(3));
+        assert_eq!(config.jobs, Some(vec!["a".to_owned(), "b".to_owned()]));
+        let cli = Cli::try_parse_from(["w", "run", "--concurrency", "4"]).unwrap();
+        let (config, _) = configure(cli).unwrap();
+        assert_eq!(config.concurrency, Some(4));
+    }
+}

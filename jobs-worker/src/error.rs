@@ -1,0 +1,52 @@
+//! The worker library's errors.
+
+use std::net::SocketAddr;
+
+/// Errors that stop a worker.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// There is nothing to serve: no job is linked into the binary (or selected).
+    #[error(
+        "no jobs to serve: this binary links no #[job]s (build your own worker binary that calls jobs_worker::main(), or select jobs with --jobs)"
+    )]
+    NoJobs,
+    /// A selected job name is not linked into the binary.
+    #[error("no job named `{name}` is linked into this binary (known: {known})")]
+    UnknownJob {
+        /// The name asked for.
+        name: String,
+        /// The names of the linked jobs.
+        known: String,
+    },
+    /// The metrics address could not be bound.
+    #[error("could not listen on {addr}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The broker could not be reached or refused the login.
+    #[error("could not connect to {url}")]
+    Connect {
+        /// The URL, with its password redacted.
+        url: String,
+        /// Why.
+        #[source]
+        source: jobs_core::Error,
+    },
+    /// The engine could not start (topology or consumers).
+    #[error("could not start the engine")]
+    Start(#[source] jobs_core::Error),
+    /// The signal handlers could not be installed.
+    #[error("could not install signal handlers")]
+    Signals(#[source] std::io::Error),
+    /// `tls_ca` is set, and custom CA certificates are not supported yet.
+    #[error("a custom TLS CA (--tls-ca) is not supported yet")]
+    TlsUnsupported,
+}
+
+/// `Result` with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,325 @@
+//! Prometheus metrics per job, collected as an engine [`Observer`] and rendered in the text
+//! exposition format 0.0.4.
+//!
+//! The hot path is atomics only: every job the worker serves gets its counters up front, so an
+//! event finds them with a lookup in an immutable map. Dead letters, rare, go through a mutex.
+//!
+//! `jobs_in_flight` counts handlers started and not yet finished. A delivery dead-lettered
+//! before its handler ran (undecodable, unknown job, too large) never counted as started, so it
+//! does not count as finished either.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+use jobs_core::engine::{Event, EventKind, Observer};
+use jobs_core::{FailureKind, Job};
+
+/// The upper bounds, in seconds, of the `jobs_duration_seconds` buckets.
+pub const BUCKETS: [f64; 14] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0,
+];
+
+/// The worker's metrics; an [`Observer`] for the engine.
+#[derive(Debug)]
+pub struct Metrics {
+    jobs: HashMap<&'static str, JobMetrics>,
+}
+
+#[derive(Debug, Default)]
+struct JobMetrics {
+    started: AtomicU64,
+    succeeded: AtomicU64,
+    retried: AtomicU64,
+    in_flight: AtomicI64,
+    dead_lettered: Mutex<BTreeMap<&'static str, u64>>,
+    /// Counts per bucket (not cumulative), then one for `+Inf`.
+    buckets: [AtomicU64; BUCKETS.len() + 1],
+    count: AtomicU64,
+    sum_micros: AtomicU64,
+}
+
+impl Metrics {
+    /// Metrics for `jobs`; events of other jobs are ignored.
+    #[must_use]
+    pub fn new<'a>(jobs: impl IntoIterator<Item = &'a Job>) -> Self {
+        Self {
+            jobs: jobs
+                .into_iter()
+                .map(|job| (job.name(), JobMetrics::default()))
+                .collect(),
+        }
+    }
+
+    /// The metrics in the Prometheus text format 0.0.4.
+    #[must_use]
+    pub fn render(&self) -> String {
+        let mut names: Vec<&&'static str> = self.jobs.keys().collect();
+        names.sort();
+        let mut out = String::with_capacity(1024 + names.len() * 2048);
+        let counter =
+            |out: &mut String, name: &str, help: &str, get: &dyn Fn(&JobMetrics) -> u64| {
+                let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+                for job in &names {
+                    let _ = writeln!(
+                        out,
+                        "{name}{{job=\"{}\"}} {}",
+                        escape(job),
+                        get(&self.jobs[**job])
+                    );
+                }
+            };
+        counter(
+            &mut out,
+            "jobs_started_total",
+            "Handler runs started.",
+            &|m| m.started.load(Ordering::Relaxed),
+        );
+        counter(
+            &mut out,
+            "jobs_succeeded_total",
+            "Handler runs that succeeded.",
+            &|m| m.succeeded.load(Ordering::Relaxed),
+        );
+        counter(
+            &mut out,
+            "jobs_retried_total",
+            "Failed attempts sent to a retry queue.",
+            &|m| m.retried.load(Ordering::Relaxed),
+        );
+        let _ = writeln!(
+            out,
+            "# HELP jobs_dead_lettered_total Jobs moved to their error queue.\n# TYPE jobs_dead_lettered_total counter"
+        );
+        for job in &names {
+            let dead = self.jobs[**job]
+                .dead_lettered
+                .lock()
+                .map(|counts| counts.clone())
+                .unwrap_or_else(|poisoned| poisoned.into_inner().clone());
+            for (kind, n) in dead {
+                let _ = writeln!(
+                    out,
+                    "jobs_dead_lettered_total{{job=\"{}\",kind=\"{kind}\"}} {n}",
+                    escape(job)
+                );
+            }
+        }
+        let _ = writeln!(
+            out,
+            "# HELP jobs_in_flight Handlers running now.\n# TYPE jobs_in_flight gauge"
+        );
+        for job in &names {
+            let n = self.jobs[**job].in_flight.load(Ordering::Relaxed).max(0);
+            let _ = writeln!(out, "jobs_in_flight{{job=\"{}\"}} {n}", escape(job));
+        }
+        let _ = writeln!(
+            out,
+            "# HELP jobs_duration_seconds How long handlers ran, by job.\n# TYPE jobs_duration_seconds histogram"
+        );
+        for job in &names {
+            let m = &self.jobs[**job];
+            let job = escape(job);
+            let mut cumulative = 0;
+            for (i, bound) in BUCKETS.iter().enumerate() {
+                cumulative += m.buckets[i].load(Ordering::Relaxed);
+                let _ = writeln!(
+                    out,
+                    "jobs_duration_seconds_bucket{{job=\"{job}\",le=\"{bound}\"}} {cumulative}"
+                );
+            }
+            cumulative += m.buckets[BUCKETS.len()].load(Ordering::Relaxed);
+            let _ = writeln!(
+                out,
+                "jobs_duration_seconds_bucket{{job=\"{job}\",le=\"+Inf\"}} {cumulative}"
+            );
+            #[allow(clippy::cast_precision_loss, reason = "a metric")]
+            let sum = m.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
+            let _ = writeln!(out, "jobs_duration_seconds_sum{{job=\"{job}\"}} {sum}");
+            let _ = writeln!(
+                out,
+                "jobs_duration_seconds_count{{job=\"{job}\"}} {}",
+                m.count.load(Ordering::Relaxed)
+            );
+        }
+        out
+    }
+}
+
+impl JobMetrics {
+    fn observe(&self, elapsed: std::time::Duration) {
+        let seconds = elapsed.as_secs_f64();
+        let bucket = BUCKETS
+            .iter()
+            .position(|bound| seconds <= *bound)
+            .unwrap_or(BUCKETS.len());
+        self.buckets[bucket].fetch_add(1, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
+        let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+        self.sum_micros.fetch_add(micros, Ordering::Relaxed);
+    }
+
+    fn finished(&self) {
+        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Observer for Metrics {
+    fn on_event(&self, event: &Event<'_>) {
+        let Some(m) = self.jobs.get(event.job.name()) else {
+            return;
+        };
+        match event.kind {
+            EventKind::Started => {
+                m.started.fetch_add(1, Ordering::Relaxed);
+                m.in_flight.fetch_add(1, Ordering::Relaxed);
+            }
+            EventKind::Succeeded { elapsed } => {
+                m.succeeded.fetch_add(1, Ordering::Relaxed);
+                m.observe(elapsed);
+                m.finished();
+            }
+            EventKind::Retried { elapsed, .. } => {
+                m.retried.fetch_add(1, Ordering::Relaxed);
+                m.observe(elapsed);
+                m.finished();
+            }
+            EventKind::DeadLettered { kind, .. } => {
+                if ran(kind) {
+                    m.finished();
+                }
+                let mut counts = m
+                    .dead_lettered
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                *counts.entry(kind.as_str()).or_default() += 1;
+            }
+            EventKind::Requeued { .. } => m.finished(),
+            _ => {}
+        }
+    }
+}
+
+/// Whether a dead letter of this kind ran its handler first.
+fn ran(kind: FailureKind) -> bool {
+    matches!(
+        kind,
+        FailureKind::Handler | FailureKind::Fatal | FailureKind::Timeout | FailureKind::Panic
+    )
+}
+
+/// A label value with `\`, `"` and newlines escaped.
+fn escape(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use jobs_core::testing::TestApp;
+    use jobs_core::{JobContext, JobError, job};
+
+    use super::*;
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct Work {
+        #[prost(uint32, tag = "1")]
+        fail: u32,
+    }
+
+    #[job(
+        exchange = "metrics.test",
+        routing_key = "work",
+        retries = 1,
+        backoff = "1ms"
+    )]
+    async fn work(work: Work, _ctx: JobContext) -> Result<(), JobError> {
+        match work.fail {
+            0 => Ok(()),
+            1 => Err(JobError::fatal("no")),
+            _ => Err(JobError::retry("later")),
+        }
+    }
+
+    #[test]
+    fn renders_counters_and_the_histogram() {
+        let metrics = Metrics::new([&work::JOB]);
+        let emit = |kind| {
+            metrics.on_event(&Event {
+                job: &work::JOB,
+                message_id: None,
+                attempt: 1,
+                kind,
+            });
+        };
+        emit(EventKind::Started);
+        emit(EventKind::Started);
+        emit(EventKind::Succeeded {
+            elapsed: Duration::from_millis(20),
+        });
+        let text = metrics.render();
+        assert!(
+            text.contains("jobs_started_total{job=\"work\"} 2\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("jobs_succeeded_total{job=\"work\"} 1\n"),
+            "{text}"
+        );
+        assert!(text.contains("jobs_in_flight{job=\"work\"} 1\n"), "{text}");
+        assert!(
+            text.contains("jobs_duration_seconds_bucket{job=\"work\",le=\"0.01\"} 0\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("jobs_duration_seconds_bucket{job=\"work\",le=\"0.025\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("jobs_duration_seconds_bucket{job=\"work\",le=\"+Inf\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("jobs_duration_seconds_sum{job=\"work\"} 0.02\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("jobs_duration_seconds_count{job=\"work\"} 1\n"),
+            "{text}"
+        );
+        assert!(text.contains("# TYPE jobs_duration_seconds histogram\n"));
+    }
+
+    #[tokio::test]
+    async fn counts_what_the_engine_reports() {
+        let metrics = std::sync::Arc::new(Metrics::new([&work::JOB]));
+        let app = TestApp::builder()
+            .job(&work::JOB)
+            .observer(metrics.clone())
+            .build()
+            .unwrap();
+        for fail in [0, 0, 1, 2] {
+            work::enqueue(&app, Work { fail }).await.unwrap();
+        }
+        app.run_until_idle().await;
+        let text = metrics.render();
+        assert!(
+            text.contains("jobs_succeeded_total{job=\"work\"} 2\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("jobs_retried_total{job=\"work\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("jobs_dead_lettered_total{job=\"work\",kind=\"fatal\"} 1\n"),
+            "{text}"
+        );
+        assert!(text.contains("jobs_in_flight{job=\"work\"} 0\n"), "{text}");
+    }
+}

@@ -1,0 +1,162 @@
+//! The worker: connect, serve the jobs, answer probes, and shut down gracefully on a signal.
+
+use std::sync::{Arc, Mutex, PoisonError};
+
+use jobs_core::engine::Engine;
+use jobs_core::transport::amqp::AmqpTransport;
+use jobs_core::transport::redact_url;
+use jobs_core::{Job, registry};
+
+use crate::config::WorkerConfig;
+use crate::error::{Error, Result};
+use crate::http::{self, Probes};
+use crate::metrics::Metrics;
+use crate::shutdown;
+
+/// A worker serving jobs on RabbitMQ; made by [`Worker::builder`].
+///
+/// ```no_run
+/// # async fn run() -> jobs_worker::Result<()> {
+/// jobs_worker::Worker::builder().run().await
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct Worker;
+
+/// Configures a [`Worker`].
+#[derive(Debug, Default)]
+#[must_use]
+pub struct WorkerBuilder {
+    config: WorkerConfig,
+    jobs: Option<Vec<&'static Job>>,
+}
+
+impl Worker {
+    /// A worker with the default configuration, serving every job linked into the binary.
+    pub fn builder() -> WorkerBuilder {
+        WorkerBuilder::default()
+    }
+}
+
+impl WorkerBuilder {
+    /// Uses `config`.
+    pub fn config(mut self, config: WorkerConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Serves `jobs` instead of every linked job (and instead of the configuration's `jobs`).
+    pub fn jobs(mut self, jobs: impl IntoIterator<Item = &'static Job>) -> Self {
+        self.jobs = Some(jobs.into_iter().collect());
+        self
+    }
+
+    /// The jobs this worker would serve.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownJob`] for a configured name no linked job has, and [`Error::NoJobs`]
+    /// when there is nothing to serve.
+    pub fn resolve_jobs(&self) -> Result<Vec<&'static Job>> {
+        let jobs = match (&self.jobs, &self.config.jobs) {
+            (Some(jobs), _) => jobs.clone(),
+            (None, Some(names)) => names
+                .iter()
+                .map(|name| {
+                    registry::find(name).ok_or_else(|| Error::UnknownJob {
+                        name: name.clone(),
+                        known: registry::registered()
+                            .iter()
+                            .map(|job| job.name())
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                    })
+                })
+                .collect::<Result<_>>()?,
+            (None, None) => registry::registered(),
+        };
+        if jobs.is_empty() {
+            return Err(Error::NoJobs);
+        }
+        Ok(jobs)
+    }
+
+    /// Runs until SIGTERM or SIGINT, then shuts down gracefully: stops taking deliveries,
+    /// lets running jobs finish until the shutdown timeout, requeues the rest and closes the
+    /// connections.
+    ///
+    /// # Errors
+    ///
+    /// When there are no jobs to serve, the metrics address cannot be bound, the broker cannot
+    /// be reached or the topology cannot be declared.
+    pub async fn run(self) -> Result<()> {
+        let config = self.config.clone();
+        let jobs = self.resolve_jobs()?;
+        if config.tls_ca.is_some() {
+            return Err(Error::TlsUnsupported);
+        }
+
+        let metrics = Arc::new(Metrics::new(jobs.iter().copied()));
+        let engine: Arc<Mutex<Option<Engine>>> = Arc::new(Mutex::new(None));
+        let listener = tokio::net::TcpListener::bind(config.metrics_addr)
+            .await
+            .map_err(|source| Error::Bind {
+                addr: config.metrics_addr,
+                source,
+            })?;
+        let shared = Arc::clone(&engine);
+        let probes = Probes {
+            ready: Arc::new(move || {
+                shared
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .as_ref()
+                    .is_some_and(Engine::is_ready)
+            }),
+            metrics: Arc::clone(&metrics),
+        };
+        let server = tokio::spawn(http::serve(listener, probes));
+        tracing::info!(addr = %config.metrics_addr, "serving /healthz, /readyz and /metrics");
+
+        let signal = tokio::spawn(shutdown::first_signal());
+        let url = redact_url(&config.url);
+        tracing::info!(url = %url, connection_name = %config.connection_name, "connecting");
+        let transport = AmqpTransport::builder(config.url.clone())
+            .connection_name(config.connection_name.clone())
+            .connect()
+            .await
+            .map_err(|source| Error::Connect {
+                url: url.clone(),
+                source,
+            })?;
+        let mut builder = Engine::builder(Arc::new(transport.clone()))
+            .jobs(jobs.iter().copied())
+            .observer(metrics);
+        if let Some(concurrency) = config.engine_concurrency() {
+            builder = builder.concurrency(concurrency);
+        }
+        let started = builder.start().await.map_err(Error::Start)?;
+        let names: Vec<&str> = started.jobs().iter().map(|s| s.job().name()).collect();
+        tracing::info!(jobs = ?names, "worker ready");
+        *engine.lock().unwrap_or_else(PoisonError::into_inner) = Some(started);
+
+        let name = match signal.await {
+            Ok(Ok(name)) => name,
+            Ok(Err(source)) => return Err(Error::Signals(source)),
+            Err(_) => "none",
+        };
+        tracing::info!(
+            signal = name,
+            timeout = ?config.shutdown_timeout,
+            "shutting down: finishing running jobs"
+        );
+        let running = engine.lock().unwrap_or_else(PoisonError::into_inner).take();
+        if let Some(running) = running {
+            running.shutdown(config.shutdown_timeout).await;
+        }
+        transport.close().await;
+        server.abort();
+        tracing::info!("shut down");
+        Ok(())
+    }
+}
