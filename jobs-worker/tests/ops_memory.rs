@@ -1,0 +1,330 @@
+//! The operator commands on the in-memory broker, with the real engine putting failed jobs in
+//! error queues.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use clap::Parser;
+use jobs_core::testing::{Outcome, TestApp};
+use jobs_core::topology::{QueueSpec, Topology};
+use jobs_core::transport::memory::MemoryTransport;
+use jobs_core::transport::{Declare, Transport};
+use jobs_core::{Headers, JobError, job};
+use jobs_worker::ops::{self, OpsContext};
+
+/// A numbered message.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Item {
+    /// Which one.
+    #[prost(uint32, tag = "1")]
+    pub n: u32,
+}
+
+/// Whether `flaky` fails (fatally): true until a test flips it.
+static FLAKY_FAILS: AtomicBool = AtomicBool::new(true);
+
+#[job(exchange = "ops-test", routing_key = "flaky", timeout = "5s")]
+async fn flaky(item: Item) -> Result<(), JobError> {
+    if FLAKY_FAILS.load(Ordering::SeqCst) {
+        return Err(JobError::fatal(format!(
+            "item {} failed\nsecond line",
+            item.n
+        )));
+    }
+    Ok(())
+}
+
+#[job(exchange = "ops-test", routing_key = "steady", retries = 2)]
+async fn steady(_: Item) -> Result<(), JobError> {
+    Ok(())
+}
+
+/// The command line of the operator commands, as the CLI nests them.
+#[derive(Debug, clap::Parser)]
+enum Command {
+    Jobs(ops::jobs::JobsArgs),
+    Topology(ops::topology::TopologyArgs),
+    Errors(ops::errors::ErrorsArgs),
+}
+
+/// Runs `args` (a command line without the program name) and returns the exit code and what
+/// the command wrote.
+async fn run(ctx: &OpsContext, args: &str) -> (ExitCode, String) {
+    let command = Command::try_parse_from(std::iter::once("ops").chain(args.split_whitespace()))
+        .unwrap_or_else(|err| panic!("`{args}`: {err}"));
+    let mut out = Vec::new();
+    let code = match command {
+        Command::Jobs(args) => ops::jobs::run(args, ctx, &mut out).await,
+        Command::Topology(args) => ops::topology::run(args, ctx, &mut out).await,
+        Command::Errors(args) => ops::errors::run(args, ctx, &mut out).await,
+    }
+    .unwrap_or_else(|err| panic!("`{args}`: {err:#}"));
+    (code, String::from_utf8(out).unwrap())
+}
+
+fn context(app: &TestApp) -> OpsContext {
+    OpsContext {
+        transport: Arc::new(app.transport().clone()),
+        jobs: app.engine().jobs().to_vec(),
+    }
+}
+
+fn ids(app: &TestApp, queue: &str) -> Vec<String> {
+    app.transport()
+        .messages(queue)
+        .iter()
+        .map(|e| e.properties.message_id.clone().unwrap())
+        .collect()
+}
+
+const ERR: &str = "ops-test.flaky.err";
+
+/// One test, since `FLAKY_FAILS` is shared: list, show, purge refused, replay, purge.
+#[tokio::test]
+async fn error_queue_list_show_replay_and_purge() {
+    let app = TestApp::builder().job(&flaky::JOB).build().unwrap();
+    for n in 0..5 {
+        flaky::enqueue(&app, Item { n }).await.unwrap();
+    }
+    app.run_until_idle().await;
+    let ctx = context(&app);
+    let before = ids(&app, ERR);
+    assert_eq!(before.len(), 5);
+
+    // list: one line per message, in queue order, and nothing moves.
+    let (code, out) = run(&ctx, "errors list flaky --limit 3").await;
+    assert_eq!(code, ExitCode::SUCCESS);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], format!("{ERR}: 5 message(s)"));
+    assert!(lines[1].starts_with("ID "), "{out}");
+    for (line, id) in lines[2..5].iter().zip(&before) {
+        assert!(line.starts_with(id.as_str()), "{out}");
+        assert!(line.contains(" flaky "), "{out}");
+        assert!(line.contains(" fatal "), "{out}");
+        assert!(
+            line.ends_with(" failed"),
+            "first line of the error only: {out}"
+        );
+        assert!(line.contains("T00:00:") || line.contains('-'), "{out}");
+    }
+    assert_eq!(lines[5], "(showing 3 of 5; see --limit)");
+    assert_eq!(ids(&app, ERR), before, "listing loses and reorders nothing");
+    assert_eq!(app.transport().unacked(ERR), 0);
+
+    // The queue can be named as the work queue or the error queue too.
+    for name in ["ops-test.flaky", ERR] {
+        let (_, out) = run(&ctx, &format!("errors list {name}")).await;
+        assert_eq!(out.lines().count(), 2 + 5, "{out}");
+    }
+    assert_eq!(ids(&app, ERR), before);
+
+    // show: every header and the body.
+    let (code, out) = run(&ctx, &format!("errors show {}", before[1])).await;
+    assert_eq!(code, ExitCode::SUCCESS, "{out}");
+    assert!(
+        out.contains(&format!("message id: {:?}", before[1])),
+        "{out}"
+    );
+    assert!(out.contains("  x-jobs-error-kind: \"fatal\""), "{out}");
+    assert!(out.contains("  x-jobs-exchange: \"ops-test\""), "{out}");
+    assert!(out.contains("body: 2 bytes\n  00000000  08 01\n"), "{out}");
+    let (code, out) = run(&ctx, "errors show nope --queue flaky").await;
+    assert_eq!(code, ExitCode::FAILURE);
+    assert_eq!(out, format!("no message `nope` in {ERR}\n"));
+    assert_eq!(ids(&app, ERR), before);
+
+    // purge refuses without --yes.
+    let (code, out) = run(&ctx, "errors purge flaky").await;
+    assert_eq!(code, ExitCode::FAILURE);
+    assert_eq!(
+        out,
+        format!("would purge 5 message(s) from {ERR}; pass --yes to purge\n")
+    );
+    assert_eq!(ids(&app, ERR).len(), 5);
+
+    // replay: the first two go back to their exchange and are handled again.
+    FLAKY_FAILS.store(false, Ordering::SeqCst);
+    let (code, out) = run(&ctx, "errors replay flaky --count 2").await;
+    assert_eq!(code, ExitCode::SUCCESS, "{out}");
+    assert_eq!(out, format!("{ERR}: replayed 2, failed 0\n"));
+    app.run_until_idle().await;
+    assert_eq!(ids(&app, ERR), before[2..]);
+    let succeeded: Vec<_> = app
+        .events()
+        .into_iter()
+        .filter(|e| e.outcome == Outcome::Succeeded)
+        .map(|e| (e.message_id.unwrap(), e.attempt))
+        .collect();
+    assert_eq!(
+        succeeded,
+        [(before[0].clone(), 1), (before[1].clone(), 1)],
+        "replayed as attempt 1, same id"
+    );
+
+    // purge --yes empties it.
+    let (code, out) = run(&ctx, "errors purge --all --yes").await;
+    assert_eq!(code, ExitCode::SUCCESS);
+    assert_eq!(out, format!("{ERR}: purged 3 message(s)\n"));
+    assert!(ids(&app, ERR).is_empty());
+}
+
+#[tokio::test]
+async fn a_replay_that_cannot_be_published_stays_in_the_error_queue() {
+    let app = TestApp::builder().job(&steady::JOB).build().unwrap();
+    let ctx = context(&app);
+    let err = "ops-test.steady.err";
+    // A message that does not say where it came from, and one whose exchange is gone.
+    let mut orphan = jobs_core::Envelope::default();
+    orphan.properties.message_id = Some("orphan".into());
+    let mut lost = orphan.clone();
+    lost.properties.message_id = Some("lost".into());
+    let headers = &mut lost.properties.headers;
+    headers.insert("x-jobs-exchange", "no-such-exchange");
+    headers.insert("x-jobs-routing-key", "k");
+    for envelope in [orphan, lost] {
+        app.transport()
+            .publish(jobs_core::transport::Publish {
+                exchange: "".into(),
+                routing_key: err.into(),
+                mandatory: true,
+                envelope,
+            })
+            .await
+            .unwrap();
+    }
+    let (code, out) = run(&ctx, "errors replay steady --all").await;
+    assert_eq!(code, ExitCode::FAILURE);
+    assert_eq!(
+        out,
+        format!(
+            "not replayed: orphan: the message does not say where it came from\n\
+             not replayed: lost: exchange `no-such-exchange` does not exist\n\
+             {err}: replayed 0, failed 2\n"
+        )
+    );
+    assert_eq!(ids(&app, err), ["orphan", "lost"], "both stay, in order");
+    assert_eq!(app.transport().unacked(err), 0);
+}
+
+#[tokio::test]
+async fn jobs_lists_every_job() {
+    let app = TestApp::builder()
+        .job(&flaky::JOB)
+        .job(&steady::JOB)
+        .build()
+        .unwrap();
+    let (code, out) = run(&context(&app), "jobs").await;
+    assert_eq!(code, ExitCode::SUCCESS);
+    let lines: Vec<&str> = out.lines().collect();
+    let columns: Vec<Vec<&str>> = lines
+        .iter()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        columns[0],
+        [
+            "NAME", "EXCHANGE", "KIND", "BINDING", "QUEUE", "RETRIES", "TIMEOUT"
+        ]
+    );
+    assert_eq!(
+        columns[1],
+        [
+            "flaky",
+            "ops-test",
+            "direct",
+            "flaky",
+            "ops-test.flaky",
+            "5",
+            "5s"
+        ]
+    );
+    assert_eq!(
+        columns[2][..6],
+        [
+            "steady",
+            "ops-test",
+            "direct",
+            "steady",
+            "ops-test.steady",
+            "2"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn topology_print_declare_and_verify() {
+    let settings = TestApp::builder()
+        .job(&steady::JOB)
+        .build()
+        .unwrap()
+        .engine()
+        .jobs()
+        .to_vec();
+    let broker = MemoryTransport::new();
+    let ctx = OpsContext {
+        transport: Arc::new(broker.clone()),
+        jobs: settings,
+    };
+
+    let (code, out) = run(&ctx, "topology print").await;
+    assert_eq!(code, ExitCode::SUCCESS);
+    assert!(
+        out.starts_with("exchanges:\n  ops-test (direct)\nqueues:\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("  ops-test.steady.retry.1 [x-queue-type=\"quorum\", x-message-ttl="),
+        "{out}"
+    );
+    assert!(
+        out.ends_with("bindings:\n  ops-test -> ops-test.steady (key \"steady\")\n"),
+        "{out}"
+    );
+
+    let (code, out) = run(&ctx, "topology verify").await;
+    assert_eq!(code, ExitCode::FAILURE);
+    assert!(
+        out.starts_with("missing: exchange `ops-test`\nmissing: queue `ops-test.steady`\n"),
+        "{out}"
+    );
+    assert!(out.ends_with("topology drift: 5 problem(s)\n"), "{out}");
+    assert_eq!(
+        broker.queue_len("ops-test.steady"),
+        None,
+        "verify creates nothing"
+    );
+
+    let (code, out) = run(&ctx, "topology declare").await;
+    assert_eq!(code, ExitCode::SUCCESS);
+    assert_eq!(out, "declared 1 exchanges, 4 queues, 1 bindings\n");
+    let (code, out) = run(&ctx, "topology verify").await;
+    assert_eq!(code, ExitCode::SUCCESS, "{out}");
+    assert_eq!(
+        out,
+        "topology ok: 1 exchanges and 4 queues match (bindings are not checked)\n"
+    );
+
+    // Another broker where the error queue was made classic by hand.
+    let drifted = MemoryTransport::new();
+    let classic = Topology {
+        queues: vec![QueueSpec {
+            name: "ops-test.steady.err".into(),
+            arguments: Headers::from_iter([("x-queue-type", "classic")]),
+        }],
+        ..Topology::default()
+    };
+    drifted.declare(&classic, Declare::Create).await.unwrap();
+    let ctx = OpsContext {
+        transport: Arc::new(drifted),
+        ..ctx
+    };
+    let (code, out) = run(&ctx, "topology verify").await;
+    assert_eq!(code, ExitCode::FAILURE);
+    assert!(
+        out.contains(
+            "differs: queue `ops-test.steady.err` has x-queue-type = \"classic\" on the broker, expected \"quorum\"\n"
+        ),
+        "{out}"
+    );
+}
