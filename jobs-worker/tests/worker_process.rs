@@ -1,0 +1,484 @@
+//! The worker as an operator runs it: a child process (`jobs-test-worker`), signalled, killed,
+//! cut off from the broker and probed over HTTP, against the RabbitMQ on 127.0.0.1:5672.
+
+#[path = "support/jobs.rs"]
+mod jobs;
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use jobs::Sleep;
+use jobs_core::Producer;
+use jobs_core::testing::broker_url;
+use jobs_core::transport::Transport;
+use jobs_core::transport::amqp::AmqpTransport;
+
+const WORKER: &str = env!("CARGO_BIN_EXE_jobs-test-worker");
+
+/// A running worker child with its output collected line by line.
+struct Worker {
+    child: Child,
+    port: u16,
+    lines: Arc<Mutex<Vec<String>>>,
+}
+
+impl Worker {
+    fn start(url: &str, args: &[&str]) -> Self {
+        let port = free_port();
+        let mut child = Command::new(WORKER)
+            .args(["--url", url, "--metrics-addr", &format!("127.0.0.1:{port}")])
+            .args(args)
+            .env("RUST_LOG", "info")
+            .env_remove("JOBS_CONFIG")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the test worker starts");
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        for out in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ] {
+            let lines = Arc::clone(&lines);
+            thread::spawn(move || {
+                for line in BufReader::new(out).lines().map_while(Result::ok) {
+                    lines.lock().unwrap().push(line);
+                }
+            });
+        }
+        Self { child, port, lines }
+    }
+
+    fn handled(&self, job: &str) -> BTreeSet<u32> {
+        let prefix = format!("handled {job} ");
+        self.lines
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|line| line.strip_prefix(&prefix)?.parse().ok())
+            .collect()
+    }
+
+    fn output(&self) -> String {
+        self.lines.lock().unwrap().join("\n")
+    }
+
+    fn get(&self, path: &str) -> Option<(u16, String)> {
+        get(self.port, path)
+    }
+
+    /// Waits until `probe` holds, or fails with the worker's output.
+    fn wait_for(&mut self, what: &str, timeout: Duration, mut probe: impl FnMut(&Self) -> bool) {
+        let deadline = Instant::now() + timeout;
+        while !probe(self) {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "worker exited ({status}) waiting for {what}:\n{}",
+                    self.output()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; worker output:\n{}",
+                self.output()
+            );
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn wait_ready(&mut self) {
+        self.wait_for("/readyz 200", Duration::from_secs(20), |w| {
+            w.get("/readyz").is_some_and(|(status, _)| status == 200)
+        });
+    }
+
+    fn metric(&self, line_prefix: &str) -> Option<u64> {
+        let (_, body) = self.get("/metrics")?;
+        body.lines()
+            .find_map(|line| line.strip_prefix(line_prefix)?.trim().parse().ok())
+    }
+
+    fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits for the child to exit, at most `timeout`.
+    fn exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                // Let the reader threads drain the pipes.
+                thread::sleep(Duration::from_millis(100));
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the worker did not exit within {timeout:?}:\n{}",
+                self.output()
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn get(port: u16, path: &str) -> Option<(u16, String)> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let status = response.get(9..12)?.parse().ok()?;
+    let body = response.split_once("\r\n\r\n")?.1.to_owned();
+    Some((status, body))
+}
+
+/// A producer on the broker, with the test jobs' topology declared and `queue` emptied.
+async fn producer(url: &str, queue: &str) -> (AmqpTransport, Producer) {
+    let transport = AmqpTransport::builder(url)
+        .connection_name("jobs-worker-test-producer")
+        .connect()
+        .await
+        .unwrap();
+    let settings: Vec<_> = [
+        &jobs::term_job::JOB,
+        &jobs::kill_job::JOB,
+        &jobs::ready_job::JOB,
+    ]
+    .into_iter()
+    .map(|job| jobs_core::JobSettings::resolve(job, &jobs_core::JobDefaults::default()))
+    .collect();
+    let topology = jobs_core::topology::Topology::for_jobs(&settings).unwrap();
+    transport
+        .declare(&topology, jobs_core::transport::Declare::Create)
+        .await
+        .unwrap();
+    transport.purge(queue).await.unwrap();
+    let producer = Producer::new(Arc::new(transport.clone()));
+    (transport, producer)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_finishes_running_jobs_requeues_the_rest_and_exits_0() {
+    let Some(url) = broker_url() else { return };
+    let queue = jobs::term_job::QUEUE;
+    let (transport, producer) = producer(&url, queue).await;
+
+    // Short jobs: the three running at SIGTERM finish within the deadline.
+    let mut worker = Worker::start(&url, &["--jobs", "term_job", "--shutdown-timeout", "5s"]);
+    worker.wait_ready();
+    for seq in 0..10 {
+        jobs::term_job::enqueue(&producer, Sleep { millis: 700, seq })
+            .await
+            .unwrap();
+    }
+    worker.wait_for(
+        "3 jobs in flight after 3 handled",
+        Duration::from_secs(20),
+        |w| {
+            w.handled("term_job").len() >= 3
+                && w.metric("jobs_in_flight{job=\"term_job\"}") == Some(3)
+        },
+    );
+    let started = worker
+        .metric("jobs_started_total{job=\"term_job\"}")
+        .unwrap();
+    let signalled = Instant::now();
+    worker.signal("TERM");
+    let status = worker.exit(Duration::from_secs(5 + 3));
+    assert!(status.success(), "exit {status}:\n{}", worker.output());
+    assert!(signalled.elapsed() < Duration::from_secs(5));
+    let handled = worker.handled("term_job");
+    let left = transport.message_count(queue).await.unwrap();
+    assert!(handled.len() as u64 >= started, "the running jobs finished");
+    assert_eq!(
+        handled.len() as u64 + left,
+        10,
+        "nothing lost:\n{}",
+        worker.output()
+    );
+
+    // Long jobs: the deadline passes, and what runs goes back to the queue.
+    transport.purge(queue).await.unwrap();
+    let mut worker = Worker::start(&url, &["--jobs", "term_job", "--shutdown-timeout", "1s"]);
+    worker.wait_ready();
+    for seq in 0..5 {
+        jobs::term_job::enqueue(
+            &producer,
+            Sleep {
+                millis: 60_000,
+                seq,
+            },
+        )
+        .await
+        .unwrap();
+    }
+    worker.wait_for("3 jobs in flight", Duration::from_secs(20), |w| {
+        w.metric("jobs_in_flight{job=\"term_job\"}") == Some(3)
+    });
+    let signalled = Instant::now();
+    worker.signal("TERM");
+    let status = worker.exit(Duration::from_secs(1 + 4));
+    assert!(status.success(), "exit {status}:\n{}", worker.output());
+    assert!(signalled.elapsed() < Duration::from_secs(4));
+    assert!(worker.handled("term_job").is_empty());
+    assert_eq!(transport.message_count(queue).await.unwrap(), 5);
+    transport.purge(queue).await.unwrap();
+    transport.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_loses_nothing_and_metrics_count_what_was_handled() {
+    let Some(url) = broker_url() else { return };
+    let queue = jobs::kill_job::QUEUE;
+    let (transport, producer) = producer(&url, queue).await;
+
+    let mut first = Worker::start(&url, &["--jobs", "kill_job"]);
+    first.wait_ready();
+    for seq in 0..6 {
+        jobs::kill_job::enqueue(&producer, Sleep { millis: 3_000, seq })
+            .await
+            .unwrap();
+    }
+    first.wait_for("3 jobs in flight", Duration::from_secs(20), |w| {
+        w.metric("jobs_in_flight{job=\"kill_job\"}") == Some(3)
+    });
+    first.signal("KILL");
+    let status = first.exit(Duration::from_secs(5));
+    assert!(!status.success());
+    let mut seen = first.handled("kill_job");
+
+    let mut second = Worker::start(&url, &["--jobs", "kill_job", "--concurrency", "6"]);
+    second.wait_for("every job handled", Duration::from_secs(30), |w| {
+        let mut all = seen.clone();
+        all.extend(w.handled("kill_job"));
+        all.len() == 6
+    });
+    let handled = second.handled("kill_job").len() as u64;
+    second.wait_for("metrics that match", Duration::from_secs(5), |w| {
+        w.metric("jobs_succeeded_total{job=\"kill_job\"}") == Some(handled)
+    });
+    assert_eq!(
+        second.metric("jobs_started_total{job=\"kill_job\"}"),
+        Some(handled)
+    );
+    assert_eq!(
+        second.metric("jobs_duration_seconds_count{job=\"kill_job\"}"),
+        Some(handled)
+    );
+    assert_eq!(second.metric("jobs_in_flight{job=\"kill_job\"}"), Some(0));
+    seen.extend(second.handled("kill_job"));
+    assert_eq!(seen, (0..6).collect());
+    second.signal("TERM");
+    assert!(second.exit(Duration::from_secs(10)).success());
+    assert_eq!(transport.message_count(queue).await.unwrap(), 0);
+    transport.close().await;
+}
+
+/// Closes the broker-side connections named `name` with `rabbitmqctl`; returns how many.
+fn close_connections_named(name: &str) -> usize {
+    let listed = Command::new("rabbitmqctl")
+        .args([
+            "list_connections",
+            "-q",
+            "--no-table-headers",
+            "pid",
+            "client_properties",
+        ])
+        .output()
+        .expect("rabbitmqctl runs");
+    assert!(
+        listed.status.success(),
+        "rabbitmqctl list_connections failed"
+    );
+    let listed = String::from_utf8_lossy(&listed.stdout);
+    let exact = format!("{{\"connection_name\",\"{name}\"}}");
+    let pids: Vec<String> = listed
+        .lines()
+        .filter(|line| line.contains(&exact))
+        .filter_map(|line| line.split_once('\t'))
+        .map(|(pid, _)| pid.trim().to_owned())
+        .collect();
+    for pid in &pids {
+        let closed = Command::new("rabbitmqctl")
+            .args(["close_connection", pid, "closed by a jobs-worker test"])
+            .status()
+            .expect("rabbitmqctl runs");
+        assert!(closed.success());
+    }
+    pids.len()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_is_false_while_the_connection_is_cut() {
+    let Some(url) = broker_url() else { return };
+    let queue = jobs::ready_job::QUEUE;
+    let (transport, producer) = producer(&url, queue).await;
+    let name = format!("jobs-worker-ready-{}", std::process::id());
+    let mut worker = Worker::start(&url, &["--jobs", "ready_job", "--connection-name", &name]);
+    worker.wait_ready();
+    assert_eq!(worker.get("/healthz").map(|(s, _)| s), Some(200));
+
+    let consume = format!("{name}.consume");
+    assert_eq!(close_connections_named(&consume), 1, "{}", worker.output());
+    worker.wait_for("/readyz 503", Duration::from_secs(10), |w| {
+        w.get("/readyz").is_some_and(|(status, _)| status == 503)
+    });
+    assert_eq!(worker.get("/healthz").map(|(s, _)| s), Some(200));
+    worker.wait_for("/readyz 200 again", Duration::from_secs(30), |w| {
+        w.get("/readyz").is_some_and(|(status, _)| status == 200)
+    });
+    // And it consumes again.
+    jobs::ready_job::enqueue(&producer, Sleep { millis: 0, seq: 7 })
+        .await
+        .unwrap();
+    worker.wait_for(
+        "the job after the reconnect",
+        Duration::from_secs(20),
+        |w| w.handled("ready_job").contains(&7),
+    );
+    worker.signal("TERM");
+    assert!(worker.exit(Duration::from_secs(10)).success());
+    transport.close().await;
+}
+
+/// Everything a run prints, with `args` and `env`.
+fn run_output(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String) {
+    let mut command = Command::new(WORKER);
+    command
+        .args(args)
+        .env_remove("JOBS_AMQP_URL")
+        .env_remove("JOBS_CONFIG");
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let out = command.output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code(), text)
+}
+
+#[test]
+fn the_password_is_never_printed() {
+    const PASSWORD: &str = "Quokka-7431-Sekret";
+    let url = format!("amqp://guest:{PASSWORD}@127.0.0.1:5672/%2f");
+    let port = free_port().to_string();
+    let addr = format!("127.0.0.1:{port}");
+
+    let mut outputs = Vec::new();
+    if broker_url().is_some() {
+        // A login the broker refuses: the failure is logged, without the password.
+        let (code, text) = run_output(
+            &[
+                "--url",
+                &url,
+                "--metrics-addr",
+                &addr,
+                "--jobs",
+                "ready_job",
+            ],
+            &[],
+        );
+        assert_eq!(code, Some(1), "{text}");
+        assert!(text.contains("guest:**@127.0.0.1"), "{text}");
+        outputs.push(text);
+        let (code, text) = run_output(
+            &[
+                "--metrics-addr",
+                &addr,
+                "--jobs",
+                "ready_job",
+                "--log-format",
+                "json",
+            ],
+            &[("JOBS_AMQP_URL", &url)],
+        );
+        assert_eq!(code, Some(1), "{text}");
+        outputs.push(text);
+    }
+    // Help, usage and configuration errors with the URL around.
+    let (code, text) = run_output(&["--help"], &[("JOBS_AMQP_URL", &url)]);
+    assert_eq!(code, Some(0));
+    outputs.push(text);
+    let (code, text) = run_output(&["--url", &url, "--shutdown-timeout", "25x"], &[]);
+    assert_eq!(code, Some(3));
+    assert!(
+        text.contains(
+            "invalid configuration: shutdown_timeout = \"25x\": expected a duration like \"25s\""
+        ),
+        "{text}"
+    );
+    outputs.push(text);
+    let bad_scheme = format!("http://guest:{PASSWORD}@127.0.0.1/");
+    let (code, text) = run_output(&["--url", &bad_scheme], &[]);
+    assert_eq!(code, Some(3), "{text}");
+    assert!(text.contains("url"), "{text}");
+    outputs.push(text);
+    let (code, text) = run_output(&["--bogus", &url], &[]);
+    assert_eq!(code, Some(2));
+    outputs.push(text);
+    let (code, text) = run_output(&["run", "--jobs", "nope"], &[("JOBS_AMQP_URL", &url)]);
+    assert_eq!(code, Some(3), "{text}");
+    outputs.push(text);
+
+    for text in &outputs {
+        assert_eq!(
+            text.matches(PASSWORD).count(),
+            0,
+            "the password leaked:\n{text}"
+        );
+    }
+}
+
+#[test]
+fn flags_beat_the_environment_and_the_environment_beats_the_file() {
+    let dir = std::env::temp_dir().join(format!("jobs-worker-config-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("worker.toml");
+    std::fs::write(&file, "shutdown_timeout = \"1x\"\n").unwrap();
+    let file = file.to_str().unwrap();
+
+    let (code, text) = run_output(&["--config", file], &[]);
+    assert_eq!(code, Some(3));
+    assert!(text.contains("shutdown_timeout = \"1x\""), "{text}");
+    let (_, text) = run_output(&["--config", file], &[("JOBS_SHUTDOWN_TIMEOUT", "2x")]);
+    assert!(text.contains("shutdown_timeout = \"2x\""), "{text}");
+    let (_, text) = run_output(
+        &["--config", file, "--shutdown-timeout", "3x"],
+        &[("JOBS_SHUTDOWN_TIMEOUT", "2x")],
+    );
+    assert!(text.contains("shutdown_timeout = \"3x\""), "{text}");
+    let (_, text) = run_output(&[], &[("JOBS_CONFIG", file)]);
+    assert!(text.contains("shutdown_timeout = \"1x\""), "{text}");
+    std::fs::write(dir.join("bad.toml"), "shutdown_timout = \"1s\"\n").unwrap();
+    let (code, text) = run_output(&["--config", dir.join("bad.toml").to_str().unwrap()], &[]);
+    assert_eq!(code, Some(3));
+    assert!(text.contains("shutdown_timout"), "{text}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
