@@ -7,10 +7,17 @@ use std::io::IsTerminal as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use std::sync::Arc;
+
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
+use jobs_core::transport::amqp::AmqpTransport;
+use jobs_core::transport::memory::MemoryTransport;
+use jobs_core::transport::{Transport, redact_url};
+use jobs_core::{JobDefaults, JobSettings};
 
 use crate::config::{Layer, LogFormat, WorkerConfig};
+use crate::ops::{self, OpsContext};
 use crate::{Error, Worker};
 
 /// A runtime failure.
@@ -22,7 +29,7 @@ const CONFIG: u8 = 3;
 
 /// Serves the jobs linked into this binary, and inspects the broker.
 #[derive(Debug, Parser)]
-#[command(name = "jobs-worker", version, args_conflicts_with_subcommands = true)]
+#[command(name = "jobs-worker", version)]
 struct Cli {
     #[arg(
         long,
@@ -55,6 +62,12 @@ struct Cli {
 enum Command {
     /// Serves jobs until SIGTERM or SIGINT (the default command).
     Run(RunArgs),
+    /// Lists the jobs linked into this binary.
+    Jobs(ops::jobs::JobsArgs),
+    /// Prints, declares or verifies the jobs' exchanges, queues and bindings.
+    Topology(ops::topology::TopologyArgs),
+    /// Lists, shows, replays or purges the messages in error queues.
+    Errors(ops::errors::ErrorsArgs),
 }
 
 /// Options of `run`.
@@ -77,6 +90,19 @@ struct RunArgs {
     /// interface, as Kubernetes probes need].
     #[arg(long, env = "JOBS_METRICS_ADDR", value_name = "ADDR")]
     metrics_addr: Option<String>,
+}
+
+impl RunArgs {
+    /// These options, with `other`'s where these are unset.
+    fn or(self, other: Self) -> Self {
+        Self {
+            jobs: self.jobs.or(other.jobs),
+            concurrency: self.concurrency.or(other.concurrency),
+            prefetch: self.prefetch.or(other.prefetch),
+            shutdown_timeout: self.shutdown_timeout.or(other.shutdown_timeout),
+            metrics_addr: self.metrics_addr.or(other.metrics_addr),
+        }
+    }
 }
 
 /// Parses `args` (the program name first), resolves the configuration and runs the command.
@@ -120,13 +146,71 @@ pub(crate) async fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
                 ExitCode::from(RUNTIME)
             }
         },
+        command => match operate(command, &config).await {
+            Ok(code) => code,
+            Err(err) => {
+                eprintln!("jobs-worker: {}", redact_text(&format!("{err:#}")));
+                ExitCode::from(RUNTIME)
+            }
+        },
     }
+}
+
+/// Runs an operator command. `jobs` and `topology print` need no broker, so they run on an
+/// in-memory one.
+async fn operate(command: Command, config: &WorkerConfig) -> anyhow::Result<ExitCode> {
+    let offline = matches!(
+        &command,
+        Command::Jobs(_)
+            | Command::Topology(ops::topology::TopologyArgs {
+                action: ops::topology::TopologyAction::Print,
+                ..
+            })
+    );
+    let transport: Arc<dyn Transport> = if offline {
+        Arc::new(MemoryTransport::new())
+    } else {
+        let transport = AmqpTransport::builder(config.url.clone())
+            .connection_name(config.connection_name.clone())
+            .connect()
+            .await
+            .with_context(|| format!("could not connect to {}", redact_url(&config.url)))?;
+        Arc::new(transport)
+    };
+    let worker = Worker::builder().config(config.clone());
+    let jobs = match worker.resolve_jobs() {
+        Ok(jobs) => jobs,
+        Err(Error::NoJobs) => Vec::new(),
+        Err(err) => return Err(err.into()),
+    };
+    let defaults = JobDefaults::default();
+    let ctx = OpsContext {
+        transport,
+        jobs: jobs
+            .into_iter()
+            .map(|job| JobSettings::resolve(job, &defaults))
+            .collect(),
+    };
+    let mut out = std::io::stdout();
+    let code = match command {
+        Command::Jobs(args) => ops::jobs::run(args, &ctx, &mut out).await?,
+        Command::Topology(args) => ops::topology::run(args, &ctx, &mut out).await?,
+        Command::Errors(args) => ops::errors::run(args, &ctx, &mut out).await?,
+        Command::Run(_) => ExitCode::SUCCESS,
+    };
+    Ok(code)
 }
 
 /// The configuration from flags and environment over the `--config` file over the defaults.
 fn configure(cli: Cli) -> anyhow::Result<(WorkerConfig, Command)> {
-    let command = cli.command.unwrap_or(Command::Run(cli.run));
-    let Command::Run(run) = &command;
+    let command = cli
+        .command
+        .unwrap_or_else(|| Command::Run(RunArgs::default()));
+    // `run`'s options may come before or after the word `run`; after wins.
+    let run = match &command {
+        Command::Run(run) => run.clone().or(cli.run),
+        _ => cli.run,
+    };
     let args = Layer::default()
         .with("url", cli.url)
         .with("connection_name", cli.connection_name)

@@ -421,6 +421,10 @@ fn the_password_is_never_printed() {
         );
         assert_eq!(code, Some(1), "{text}");
         outputs.push(text);
+        // An operator command on the same refused login.
+        let (code, text) = run_output(&["--url", &url, "errors", "list", "--all"], &[]);
+        assert_eq!(code, Some(1), "{text}");
+        outputs.push(text);
     }
     // Help, usage and configuration errors with the URL around.
     let (code, text) = run_output(&["--help"], &[("JOBS_AMQP_URL", &url)]);
