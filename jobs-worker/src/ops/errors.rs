@@ -229,6 +229,25 @@ impl Reader {
     async fn settle(&self, settlement: Settlement) -> jobs_core::Result<()> {
         self.consumer.settler.settle(settlement).await
     }
+
+    /// Cancels the consumer and returns every message it still holds to the queue. Closing
+    /// the channel would too, but later: this way a command that reads the queue next finds
+    /// them there.
+    async fn release(self) {
+        let Consumer {
+            deliveries,
+            settler,
+        } = self.consumer;
+        drop(deliveries);
+        let everything = Settlement::Nack {
+            tag: 0,
+            multiple: true,
+            requeue: true,
+        };
+        if let Err(err) = settler.settle(everything).await {
+            tracing::debug!(error = %err, "returning read messages failed; closing the channel returns them");
+        }
+    }
 }
 
 /// Lists up to `limit` messages of `queue`; they all stay in the queue.
@@ -243,8 +262,7 @@ async fn list(
     while let Some(delivery) = reader.next().await {
         rows.push(row(&DeadLetter::new(delivery.envelope)));
     }
-    // Dropping the consumer unacked returns every message to the queue.
-    drop(reader);
+    reader.release().await;
     writeln!(out, "{queue}: {count} message(s)")?;
     if !rows.is_empty() {
         let header = ["ID", "JOB", "KIND", "ATTEMPT", "FAILED AT", "ERROR"];
@@ -292,14 +310,17 @@ async fn show(
     out: &mut dyn Write,
 ) -> anyhow::Result<bool> {
     let (mut reader, _) = Reader::open(ctx, queue, None).await?;
-    while let Some(delivery) = reader.next().await {
+    loop {
+        let Some(delivery) = reader.next().await else {
+            reader.release().await;
+            return Ok(false);
+        };
         if delivery.envelope.properties.message_id.as_deref() == Some(id) {
-            drop(reader);
+            reader.release().await;
             describe(queue, &delivery, out)?;
             return Ok(true);
         }
     }
-    Ok(false)
 }
 
 fn describe(queue: &str, delivery: &Delivery, out: &mut dyn Write) -> std::io::Result<()> {
@@ -407,8 +428,8 @@ async fn replay(
         progress.tick(replayed + failed);
     }
     let left = total - replayed - failed;
-    // Dropping the consumer returns the failed messages to the queue.
-    drop(reader);
+    // The failed messages go back to the queue.
+    reader.release().await;
     write!(out, "{queue}: replayed {replayed}, failed {failed}")?;
     if left > 0 {
         write!(out, ", {left} not attempted")?;

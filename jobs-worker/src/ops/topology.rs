@@ -163,9 +163,21 @@ fn drift(err: &Error) -> Option<String> {
             argument,
             existing,
             declared,
-        } => Some(format!(
-            "differs: queue `{queue}` has {argument} = {existing} on the broker, expected {declared}"
-        )),
+        } => {
+            // RabbitMQ reports an empty string as nothing at all.
+            let shown = |value: &str| {
+                if value.is_empty() {
+                    "\"\"".to_owned()
+                } else {
+                    value.to_owned()
+                }
+            };
+            Some(format!(
+                "differs: queue `{queue}` has {argument} = {} on the broker, expected {}",
+                shown(existing),
+                shown(declared)
+            ))
+        }
         Error::Topology(message) => Some(format!("differs: {message}")),
         _ => None,
     }

@@ -1,0 +1,249 @@
+//! The operator commands against RabbitMQ: `JOBS_AMQP_URL`, or the local default.
+//!
+//! Without a broker the tests skip, unless `JOBS_REQUIRE_BROKER` is set, when they fail. Each
+//! test works on the queues of its own job, named `jobs-worker.ops-amqp.*`, and deletes them
+//! (with `rabbitmqctl`) before and after.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use clap::Parser;
+use jobs_core::engine::Engine;
+use jobs_core::testing::{Outcome, Recorder};
+use jobs_core::topology::{Topology, argument};
+use jobs_core::transport::amqp::AmqpTransport;
+use jobs_core::transport::{Declare, Transport};
+use jobs_core::{JobDefaults, JobError, JobSettings, job};
+use jobs_worker::ops::{self, OpsContext};
+
+/// Generous: a bound on a wait that should end soon, not a timing assumption.
+const WAIT: Duration = Duration::from_secs(30);
+
+/// A numbered message.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Item {
+    /// Which one.
+    #[prost(uint32, tag = "1")]
+    pub n: u32,
+}
+
+/// Whether `ops_amqp_flaky` fails (fatally): until the test flips it.
+static FAILS: AtomicBool = AtomicBool::new(true);
+
+#[job(
+    exchange = "jobs-worker.ops-amqp",
+    routing_key = "flaky",
+    queue = "jobs-worker.ops-amqp.flaky",
+    retries = 1
+)]
+async fn ops_amqp_flaky(item: Item) -> Result<(), JobError> {
+    if FAILS.load(Ordering::SeqCst) {
+        return Err(JobError::fatal(format!("item {} failed", item.n)));
+    }
+    Ok(())
+}
+
+#[job(
+    exchange = "jobs-worker.ops-amqp",
+    routing_key = "drift",
+    queue = "jobs-worker.ops-amqp.drift",
+    retries = 1
+)]
+async fn ops_amqp_drift(_: Item) -> Result<(), JobError> {
+    Ok(())
+}
+
+#[derive(Debug, clap::Parser)]
+enum Command {
+    Topology(ops::topology::TopologyArgs),
+    Errors(ops::errors::ErrorsArgs),
+}
+
+async fn run(ctx: &OpsContext, args: &str) -> (ExitCode, String) {
+    let command = Command::try_parse_from(std::iter::once("ops").chain(args.split_whitespace()))
+        .unwrap_or_else(|err| panic!("`{args}`: {err}"));
+    let mut out = Vec::new();
+    let code = match command {
+        Command::Topology(args) => ops::topology::run(args, ctx, &mut out).await,
+        Command::Errors(args) => ops::errors::run(args, ctx, &mut out).await,
+    }
+    .unwrap_or_else(|err| panic!("`{args}`: {err:#}"));
+    (code, String::from_utf8(out).unwrap())
+}
+
+fn settings(job: &'static jobs_core::Job) -> JobSettings {
+    JobSettings::resolve(job, &JobDefaults::default())
+}
+
+/// Deletes the queues of `settings`: ours, by their names.
+fn delete_queues(settings: &JobSettings) {
+    let topology = Topology::for_jobs([settings]).unwrap();
+    for queue in &topology.queues {
+        let status = std::process::Command::new("rabbitmqctl")
+            .args(["delete_queue", "-q", &queue.name])
+            .output()
+            .expect("rabbitmqctl runs");
+        // A queue that is not there is fine.
+        drop(status);
+    }
+}
+
+/// Waits until `queue` holds `n` ready messages: the broker counts a message settled on another
+/// connection a moment later. Each check is a round trip to the broker.
+async fn count_becomes(ctx: &OpsContext, queue: &str, n: u64) {
+    let counted = tokio::time::timeout(WAIT, async {
+        while ctx.transport.message_count(queue).await.unwrap() != n {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    assert!(
+        counted.is_ok(),
+        "{queue} holds {} messages, not {n}",
+        ctx.transport.message_count(queue).await.unwrap()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn topology_verify_names_the_drift_and_passes_on_the_declared_topology() {
+    let Some(url) = jobs_core::testing::broker_url() else {
+        return;
+    };
+    let job = settings(&ops_amqp_drift::JOB);
+    delete_queues(&job);
+    let transport = Arc::new(AmqpTransport::connect(&url).await.unwrap());
+    let ctx = OpsContext {
+        transport: transport.clone(),
+        jobs: vec![job.clone()],
+    };
+    let expected = Topology::for_jobs([&job]).unwrap();
+    let work = expected
+        .queues
+        .iter()
+        .find(|q| q.name == "jobs-worker.ops-amqp.drift")
+        .unwrap()
+        .clone();
+
+    // The work queue made classic by hand, without the arguments only quorum queues take.
+    let mut classic = work.clone();
+    classic.arguments.insert(argument::QUEUE_TYPE, "classic");
+    for quorum_only in [argument::DELIVERY_LIMIT, argument::DEAD_LETTER_STRATEGY] {
+        classic.arguments.remove(quorum_only);
+    }
+    let by_hand = |queue| Topology {
+        queues: vec![queue],
+        ..Topology::default()
+    };
+    transport
+        .declare(&by_hand(classic), Declare::Create)
+        .await
+        .unwrap();
+    let (code, out) = run(&ctx, "topology verify").await;
+    assert_eq!(code, ExitCode::FAILURE, "{out}");
+    assert!(
+        out.contains(
+            "differs: queue `jobs-worker.ops-amqp.drift` has x-queue-type = classic on the broker, expected quorum\n"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains("missing: queue `jobs-worker.ops-amqp.drift.err`\n"),
+        "{out}"
+    );
+    assert_eq!(
+        transport
+            .message_count("jobs-worker.ops-amqp.drift.err")
+            .await
+            .ok(),
+        None,
+        "verify created nothing"
+    );
+
+    // Declared right but for its delivery limit.
+    delete_queues(&job);
+    let mut limited = work.clone();
+    limited.arguments.insert(argument::DELIVERY_LIMIT, 3i64);
+    transport
+        .declare(&by_hand(limited), Declare::Create)
+        .await
+        .unwrap();
+    let (code, out) = run(&ctx, "topology verify").await;
+    assert_eq!(code, ExitCode::FAILURE, "{out}");
+    assert!(
+        out.contains(
+            "differs: queue `jobs-worker.ops-amqp.drift` has x-delivery-limit = 3 on the broker, expected 10\n"
+        ),
+        "{out}"
+    );
+
+    // Declared as the job wants it.
+    delete_queues(&job);
+    let (code, out) = run(&ctx, "topology declare").await;
+    assert_eq!(code, ExitCode::SUCCESS, "{out}");
+    let (code, out) = run(&ctx, "topology verify").await;
+    assert_eq!(code, ExitCode::SUCCESS, "{out}");
+    assert!(out.starts_with("topology ok: "), "{out}");
+    delete_queues(&job);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_replay_moves_messages_back_to_their_exchange_and_they_are_handled() {
+    let Some(url) = jobs_core::testing::broker_url() else {
+        return;
+    };
+    let job = settings(&ops_amqp_flaky::JOB);
+    delete_queues(&job);
+    let recorder = Arc::new(Recorder::new());
+    let engine = Engine::builder(Arc::new(AmqpTransport::connect(&url).await.unwrap()))
+        .job(&ops_amqp_flaky::JOB)
+        .observer(Arc::clone(&recorder) as _)
+        .start()
+        .await
+        .expect("started");
+    let ctx = OpsContext {
+        transport: Arc::new(AmqpTransport::connect(&url).await.unwrap()),
+        jobs: engine.jobs().to_vec(),
+    };
+    let mut ids = Vec::new();
+    for n in 0..3 {
+        ids.push(ops_amqp_flaky::enqueue(&engine, Item { n }).await.unwrap());
+    }
+    for id in &ids {
+        let events = recorder.finished(id.as_str(), WAIT).await.expect("failed");
+        assert!(
+            matches!(events.last().unwrap().outcome, Outcome::DeadLettered { .. }),
+            "{events:?}"
+        );
+    }
+    let err = "jobs-worker.ops-amqp.flaky.err";
+    count_becomes(&ctx, err, 3).await;
+
+    let (code, out) = run(&ctx, "errors list ops_amqp_flaky").await;
+    assert_eq!(code, ExitCode::SUCCESS, "{out}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], format!("{err}: 3 message(s)"), "{out}");
+    for (line, id) in lines[2..].iter().zip(&ids) {
+        assert!(line.starts_with(id.as_str()), "{out}");
+        assert!(line.contains(" fatal "), "{out}");
+    }
+    assert_eq!(lines.len(), 5, "{out}");
+    // Listing put them back.
+    count_becomes(&ctx, err, 3).await;
+
+    FAILS.store(false, Ordering::SeqCst);
+    let (code, out) = run(&ctx, "errors replay jobs-worker.ops-amqp.flaky --all").await;
+    assert_eq!(code, ExitCode::SUCCESS, "{out}");
+    assert_eq!(out, format!("{err}: replayed 3, failed 0\n"));
+    recorder
+        .wait_until(WAIT, || {
+            (recorder.count(&ops_amqp_flaky::JOB, |o| *o == Outcome::Succeeded) == 3).then_some(())
+        })
+        .await
+        .expect("the replayed jobs were handled");
+    count_becomes(&ctx, err, 0).await;
+
+    engine.shutdown(Duration::from_secs(5)).await;
+    delete_queues(&job);
+}
