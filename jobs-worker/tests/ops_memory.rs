@@ -161,12 +161,59 @@ async fn error_queue_list_show_replay_and_purge() {
         [(before[0].clone(), 1), (before[1].clone(), 1)],
         "replayed as attempt 1, same id"
     );
+    // Listing returned them to the (quorum) error queue, which counted the deliveries; the
+    // replay starts afresh without the broker's count.
+    let replayed: Vec<_> = app
+        .transport()
+        .published()
+        .into_iter()
+        .filter(|p| p.exchange == "ops-test")
+        .skip(5)
+        .collect();
+    assert_eq!(replayed.len(), 2);
+    for publish in &replayed {
+        let headers = &publish.envelope.properties.headers;
+        assert_eq!(headers.get("x-delivery-count"), None, "{headers:?}");
+        assert_eq!(headers.get("x-jobs-error"), None, "{headers:?}");
+        assert_eq!(publish.envelope.attempt(), Ok(1));
+    }
 
     // purge --yes empties it.
     let (code, out) = run(&ctx, "errors purge --all --yes").await;
     assert_eq!(code, ExitCode::SUCCESS);
     assert_eq!(out, format!("{ERR}: purged 3 message(s)\n"));
     assert!(ids(&app, ERR).is_empty());
+}
+
+#[job(
+    exchange = "ops-test",
+    routing_key = "retrying",
+    retries = 2,
+    backoff = "1m, 10m"
+)]
+async fn retrying(item: Item) -> Result<(), JobError> {
+    Err(JobError::retry(format!("item {} is not ready", item.n)))
+}
+
+/// Retry delays pass on the paused clock; the error queue then holds the last attempt.
+#[tokio::test(start_paused = true)]
+async fn a_job_that_ran_out_of_retries_is_listed_with_its_last_attempt() {
+    let app = TestApp::builder().job(&retrying::JOB).build().unwrap();
+    let id = retrying::enqueue(&app, Item { n: 7 }).await.unwrap();
+    let started = tokio::time::Instant::now();
+    app.run_until_idle().await;
+    assert!(started.elapsed() >= std::time::Duration::from_secs(11 * 60));
+    let (code, out) = run(&context(&app), "errors list retrying").await;
+    assert_eq!(code, ExitCode::SUCCESS);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 3, "{out}");
+    let columns: Vec<&str> = lines[2].split_whitespace().collect();
+    assert_eq!(
+        columns[..4],
+        [id.as_str(), "retrying", "handler", "3"],
+        "{out}"
+    );
+    assert!(lines[2].ends_with(" item 7 is not ready"), "{out}");
 }
 
 #[tokio::test]

@@ -8,7 +8,14 @@
 //! the broker puts them back, so nothing is lost. RabbitMQ puts them back in their place on a
 //! classic queue; each return counts as a delivery on a quorum queue (and is `redelivered` on
 //! the next read). `replay` acks a message only after its replay publish is confirmed; one
-//! whose publish fails stays in the error queue.
+//! whose publish fails stays in the error queue. A replayed message keeps its id and headers,
+//! less the failure headers and those the broker added (`x-delivery-count`, `x-death`,
+//! `x-first-death-*`, `x-last-death-*`), and starts again at attempt 1.
+//!
+//! Progress: `replay` reports `replayed N/TOTAL` on stderr every
+//! [`PROGRESS_EVERY`](super::PROGRESS_EVERY) messages or every second when stderr is a
+//! terminal; otherwise only the summary on `out`. `purge` is one broker operation, so it has
+//! no progress to report.
 
 use std::fmt::Write as _;
 use std::io::Write;
@@ -398,10 +405,13 @@ async fn replay(
         };
         let letter = DeadLetter::new(delivery.envelope);
         let outcome = match letter.replay() {
-            Some(publish) => producer
-                .publish(publish)
-                .await
-                .map_err(|err| err.to_string()),
+            Some(mut publish) => {
+                strip_broker_headers(&mut publish.envelope.properties.headers);
+                producer
+                    .publish(publish)
+                    .await
+                    .map_err(|err| err.to_string())
+            }
             None => Err("the message does not say where it came from".to_owned()),
         };
         match outcome {
@@ -436,6 +446,25 @@ async fn replay(
     }
     writeln!(out)?;
     Ok(failed + left)
+}
+
+/// Headers the broker added while the message sat in queues: its delivery count and
+/// dead-lettering record. A replay starts afresh, so they go too.
+const BROKER_HEADERS: [&str; 8] = [
+    "x-delivery-count",
+    "x-death",
+    "x-first-death-reason",
+    "x-first-death-queue",
+    "x-first-death-exchange",
+    "x-last-death-reason",
+    "x-last-death-queue",
+    "x-last-death-exchange",
+];
+
+fn strip_broker_headers(headers: &mut jobs_core::Headers) {
+    for name in BROKER_HEADERS {
+        headers.remove(name);
+    }
 }
 
 /// Purges `queue` with `yes`; without, says how many messages would go and returns `false`.

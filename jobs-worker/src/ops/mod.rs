@@ -11,7 +11,7 @@
 //! [`PROGRESS_EVERY`] messages or every second, and only when stderr is a terminal: piped or
 //! captured, a command prints its final summary to `out` and nothing else.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write as _};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -39,22 +39,41 @@ const PROGRESS_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Progress of a long operation on stderr: `replayed 1200/5000`, throttled, and only on a
 /// terminal.
-#[derive(Debug)]
 pub(crate) struct Progress {
     verb: &'static str,
     total: u64,
-    enabled: bool,
+    /// Where progress lines go; `None` when they are not shown.
+    sink: Option<Box<dyn std::io::Write + Send>>,
     last_count: u64,
     last_at: Instant,
+}
+
+impl std::fmt::Debug for Progress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Progress")
+            .field("verb", &self.verb)
+            .field("total", &self.total)
+            .field("shown", &self.sink.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Progress {
     /// Progress of `total` steps, shown when stderr is a terminal.
     pub(crate) fn new(verb: &'static str, total: u64) -> Self {
+        let stderr = std::io::stderr();
+        let sink = stderr
+            .is_terminal()
+            .then(|| Box::new(stderr) as Box<dyn std::io::Write + Send>);
+        Self::to(verb, total, sink)
+    }
+
+    /// Progress lines to `sink`, or none.
+    fn to(verb: &'static str, total: u64, sink: Option<Box<dyn std::io::Write + Send>>) -> Self {
         Self {
             verb,
             total,
-            enabled: std::io::stderr().is_terminal(),
+            sink,
             last_count: 0,
             last_at: Instant::now(),
         }
@@ -62,9 +81,9 @@ impl Progress {
 
     /// Reports that `done` steps are done; prints when enough steps or time have passed.
     pub(crate) fn tick(&mut self, done: u64) {
-        if !self.enabled {
+        let Some(sink) = &mut self.sink else {
             return;
-        }
+        };
         let now = Instant::now();
         if done.saturating_sub(self.last_count) >= PROGRESS_EVERY
             || now.duration_since(self.last_at) >= PROGRESS_INTERVAL
@@ -72,10 +91,50 @@ impl Progress {
             self.last_count = done;
             self.last_at = now;
             // Progress is best effort: a closed stderr must not fail the operation.
-            let _ = std::io::Write::write_fmt(
-                &mut std::io::stderr(),
-                format_args!("{} {done}/{}\n", self.verb, self.total),
-            );
+            let _ = writeln!(sink, "{} {done}/{}", self.verb, self.total);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    /// A sink the test can read back.
+    #[derive(Clone, Default)]
+    struct Shared(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Shared {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn progress_is_a_line_every_thousand_steps_not_every_step() {
+        let sink = Shared::default();
+        let mut progress = Progress::to("replayed", 2500, Some(Box::new(sink.clone())));
+        for done in 1..=2500 {
+            progress.tick(done);
+        }
+        let text = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+        // Unless the machine is slow enough for a second to pass, only the step count
+        // triggers lines.
+        assert!(text.lines().count() <= 4, "{text}");
+        assert!(text.contains("replayed 1000/2500\n"), "{text}");
+        assert!(text.contains("replayed 2000/2500\n"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn without_a_sink_progress_is_silent() {
+        let mut progress = Progress::to("replayed", 10, None);
+        progress.tick(10);
+        assert!(progress.sink.is_none());
     }
 }
