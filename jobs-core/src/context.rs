@@ -8,6 +8,7 @@ use std::sync::Arc;
 use crate::envelope::{Envelope, Headers};
 use crate::job_error::JobError;
 use crate::producer::Producer;
+use crate::trace::{TRACEPARENT, TraceContext};
 
 /// The context of one handler run: the delivery's attempt, id and headers, a producer for
 /// follow-up jobs, and the worker's shared state.
@@ -47,6 +48,7 @@ pub struct JobContext {
     envelope: Arc<Envelope>,
     attempt: u32,
     redelivered: bool,
+    trace: TraceContext,
 }
 
 /// What every context of one worker shares.
@@ -74,12 +76,26 @@ impl JobContext {
         attempt: u32,
         redelivered: bool,
     ) -> Self {
+        let trace = envelope
+            .properties
+            .headers
+            .get_str(TRACEPARENT)
+            .and_then(TraceContext::parse)
+            .unwrap_or_else(TraceContext::new_root);
         Self {
             shared: Arc::clone(&shared.0),
             envelope,
             attempt,
             redelivered,
+            trace,
         }
+    }
+
+    /// The delivery's trace context: from its `traceparent` header, or a new trace when it
+    /// has none. Jobs enqueued while the handler runs continue this trace.
+    #[must_use]
+    pub fn traceparent(&self) -> TraceContext {
+        self.trace
     }
 
     /// Which attempt this is: 1 for the first, 2 for the first retry, and so on.

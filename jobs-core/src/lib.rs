@@ -89,6 +89,7 @@ pub mod registry;
 mod settings;
 pub mod testing;
 pub mod topology;
+mod trace;
 pub mod transport;
 
 #[doc(hidden)]
@@ -104,6 +105,7 @@ pub use job::{ExchangeKind, HeaderBinding, HeaderMatch, Job, JobMessage, JobOpti
 pub use job_error::{FailureKind, JobError};
 pub use producer::{Enqueue, MessageId, Producer, ProducerOptions};
 pub use settings::{JobDefaults, JobSettings};
+pub use trace::{TRACEPARENT, TraceContext};
 
 #[cfg(feature = "macros")]
 #[cfg_attr(docsrs, doc(cfg(feature = "macros")))]

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use futures_util::FutureExt;
 use tokio::time::Instant;
+use tracing::Instrument as _;
 
 use super::events::{Event, EventKind, Observer};
 use super::failure::{self, Failure, Origin};
@@ -134,6 +135,7 @@ async fn run(
         redelivered,
     );
     let message_id = envelope.properties.message_id.as_deref();
+    let trace = context.traceparent();
     let running = match (job.0.handler)(envelope.body.clone(), context) {
         Ok(running) => running,
         Err(err) => {
@@ -149,7 +151,16 @@ async fn run(
     runtime.emit(message_id, attempt, EventKind::Started);
     let started = Instant::now();
     let timeout = runtime.settings.timeout();
-    let result = tokio::time::timeout(timeout, AssertUnwindSafe(running).catch_unwind()).await;
+    // The span carries job, message id and attempt into every log line of the handler; the
+    // trace scope lets the jobs it enqueues continue the delivery's trace.
+    let span = tracing::info_span!(
+        "job",
+        job = job.name(),
+        message_id = message_id.unwrap_or(""),
+        attempt
+    );
+    let running = trace.scope(AssertUnwindSafe(running).catch_unwind());
+    let result = tokio::time::timeout(timeout, running.instrument(span)).await;
     let elapsed = started.elapsed();
     let failure = match result {
         Ok(Ok(Ok(()))) => {

@@ -1,0 +1,171 @@
+//! W3C trace context (`traceparent`) carried from producer to handler.
+//!
+//! Every enqueue sets a `traceparent` header. Inside a handler the engine keeps the delivery's
+//! trace context in a task-local, so a follow-up job enqueued there continues the same trace
+//! (same trace id, a new span id); an enqueue anywhere else starts a new trace.
+
+use std::fmt;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// The header that carries the trace context.
+pub const TRACEPARENT: &str = "traceparent";
+
+tokio::task_local! {
+    static CURRENT: TraceContext;
+}
+
+/// A W3C trace context: trace id, parent span id and flags, written
+/// `00-<32 hex trace id>-<16 hex span id>-<2 hex flags>`.
+///
+/// ```
+/// use jobs_core::TraceContext;
+///
+/// let parent = TraceContext::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").unwrap();
+/// let child = parent.child();
+/// assert_eq!(child.trace_id(), parent.trace_id());
+/// assert_ne!(child.span_id(), parent.span_id());
+/// assert!(child.to_string().starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"));
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TraceContext {
+    trace_id: u128,
+    span_id: u64,
+    flags: u8,
+}
+
+impl TraceContext {
+    /// A new trace, sampled.
+    #[must_use]
+    pub fn new_root() -> Self {
+        let trace_id = u128::from(random_u64()) << 64 | u128::from(random_u64());
+        Self {
+            trace_id: trace_id.max(1),
+            span_id: random_u64().max(1),
+            flags: 1,
+        }
+    }
+
+    /// The same trace with a new span id: the context of a message published under this one.
+    #[must_use]
+    pub fn child(&self) -> Self {
+        Self {
+            span_id: random_u64().max(1),
+            ..*self
+        }
+    }
+
+    /// Parses a `traceparent` header (version 00, or a later version's first four fields).
+    /// `None` when it is malformed or has an all-zero id.
+    #[must_use]
+    pub fn parse(header: &str) -> Option<Self> {
+        let header = header.trim();
+        let bytes = header.as_bytes();
+        if bytes.len() < 55 || bytes[2] != b'-' || bytes[35] != b'-' || bytes[52] != b'-' {
+            return None;
+        }
+        let version = u8::from_str_radix(header.get(0..2)?, 16).ok()?;
+        if version == 0xff || (version == 0 && bytes.len() != 55) {
+            return None;
+        }
+        let hex = |s: &str| s.bytes().all(|b| b.is_ascii_hexdigit());
+        let (trace, span, flags) = (header.get(3..35)?, header.get(36..52)?, header.get(53..55)?);
+        if !(hex(trace) && hex(span) && hex(flags)) {
+            return None;
+        }
+        let trace_id = u128::from_str_radix(trace, 16).ok()?;
+        let span_id = u64::from_str_radix(span, 16).ok()?;
+        let flags = u8::from_str_radix(flags, 16).ok()?;
+        (trace_id != 0 && span_id != 0).then_some(Self {
+            trace_id,
+            span_id,
+            flags,
+        })
+    }
+
+    /// The trace id, 32 lowercase hex digits.
+    #[must_use]
+    pub fn trace_id(&self) -> String {
+        format!("{:032x}", self.trace_id)
+    }
+
+    /// The span id, 16 lowercase hex digits.
+    #[must_use]
+    pub fn span_id(&self) -> String {
+        format!("{:016x}", self.span_id)
+    }
+
+    /// The context of the handler running on this task, if any.
+    #[must_use]
+    pub fn current() -> Option<Self> {
+        CURRENT.try_with(|current| *current).ok()
+    }
+
+    /// Runs `future` with this as the [`current`](Self::current) context.
+    pub(crate) async fn scope<F: Future>(self, future: F) -> F::Output {
+        CURRENT.scope(self, future).await
+    }
+
+    /// The `traceparent` of a message published now: a child of the current context, or a
+    /// new trace outside any handler.
+    pub(crate) fn for_publish() -> String {
+        Self::current()
+            .map_or_else(Self::new_root, |current| current.child())
+            .to_string()
+    }
+}
+
+impl fmt::Display for TraceContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "00-{:032x}-{:016x}-{:02x}",
+            self.trace_id, self.span_id, self.flags
+        )
+    }
+}
+
+impl fmt::Debug for TraceContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "TraceContext({self})")
+    }
+}
+
+/// 64 random bits: std's per-process random hash keys over a counter.
+fn random_u64() -> u64 {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut hasher = std::hash::RandomState::new().build_hasher();
+    hasher.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    hasher.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_prints() {
+        let text = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        assert_eq!(TraceContext::parse(text).unwrap().to_string(), text);
+        for bad in [
+            "",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e473g-00f067aa0ba902b7-01",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
+            "00-+bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        ] {
+            assert_eq!(TraceContext::parse(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn roots_differ() {
+        let (a, b) = (TraceContext::new_root(), TraceContext::new_root());
+        assert_ne!(a.trace_id(), b.trace_id());
+        assert_eq!(a.to_string().len(), 55);
+        assert_eq!(TraceContext::parse(&a.to_string()), Some(a));
+    }
+}
