@@ -216,6 +216,48 @@ async fn a_job_that_ran_out_of_retries_is_listed_with_its_last_attempt() {
     assert!(lines[2].ends_with(" item 7 is not ready"), "{out}");
 }
 
+/// Whether `bulk` fails (fatally).
+static BULK_FAILS: AtomicBool = AtomicBool::new(true);
+
+#[job(exchange = "ops-test", routing_key = "bulk")]
+async fn bulk(item: Item) -> Result<(), JobError> {
+    if BULK_FAILS.load(Ordering::SeqCst) {
+        return Err(JobError::fatal(format!("item {} failed", item.n)));
+    }
+    Ok(())
+}
+
+/// Thousands of messages: more than one prefetch and replay window, in batches.
+#[tokio::test(start_paused = true)]
+async fn replaying_thousands_in_batches_then_the_rest() {
+    let app = TestApp::builder().job(&bulk::JOB).build().unwrap();
+    for n in 0..3000 {
+        bulk::enqueue(&app, Item { n }).await.unwrap();
+    }
+    app.run_until_idle().await;
+    let err = "ops-test.bulk.err";
+    let before = ids(&app, err);
+    assert_eq!(before.len(), 3000);
+    let ctx = context(&app);
+    BULK_FAILS.store(false, Ordering::SeqCst);
+
+    let (code, out) = run(&ctx, "errors replay bulk --count 1000").await;
+    assert_eq!(code, ExitCode::SUCCESS, "{out}");
+    assert_eq!(out, format!("{err}: replayed 1000, failed 0\n"));
+    assert_eq!(
+        ids(&app, err),
+        before[1000..],
+        "the first 1000 went, in order"
+    );
+
+    let (code, out) = run(&ctx, "errors replay --all-jobs --all").await;
+    assert_eq!(code, ExitCode::SUCCESS, "{out}");
+    assert_eq!(out, format!("{err}: replayed 2000, failed 0\n"));
+    app.run_until_idle().await;
+    assert!(ids(&app, err).is_empty());
+    assert_eq!(app.succeeded(&bulk::JOB), 3000);
+}
+
 #[tokio::test]
 async fn a_replay_that_cannot_be_published_stays_in_the_error_queue() {
     let app = TestApp::builder().job(&steady::JOB).build().unwrap();

@@ -24,6 +24,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
 use futures_util::StreamExt;
+use futures_util::stream::FuturesOrdered;
 use jobs_core::transport::{Consumer, Delivery, Settlement};
 use jobs_core::{DeadLetter, Producer};
 
@@ -34,6 +35,8 @@ use super::{OpsContext, Progress};
 const NEXT_MESSAGE: Duration = Duration::from_secs(10);
 /// Messages in flight to this command at once, at most.
 const MAX_PREFETCH: u64 = 256;
+/// Replay publishes awaiting their confirm at once, at most.
+const REPLAY_WINDOW: u64 = 64;
 
 /// Inspects, replays or purges error queues.
 #[derive(Debug, Clone, clap::Args)]
@@ -399,26 +402,27 @@ async fn replay(
     // consumer; they hold its prefetch credit, so once it is all held the replay stops.
     let mut held = 0u64;
     let prefetch = total.clamp(1, MAX_PREFETCH);
-    while held < prefetch {
-        let Some(delivery) = reader.next().await else {
-            break;
-        };
-        let letter = DeadLetter::new(delivery.envelope);
-        let outcome = match letter.replay() {
-            Some(mut publish) => {
-                strip_broker_headers(&mut publish.envelope.properties.headers);
-                producer
-                    .publish(publish)
-                    .await
-                    .map_err(|err| err.to_string())
+    // Publishes in flight at once, each acked once confirmed, in delivery order.
+    let mut in_flight = FuturesOrdered::new();
+    let mut exhausted = false;
+    loop {
+        while !exhausted
+            && held + u64::try_from(in_flight.len()).unwrap_or(u64::MAX)
+                < prefetch.min(REPLAY_WINDOW)
+        {
+            match reader.next().await {
+                Some(delivery) => in_flight.push_back(replay_one(&producer, delivery)),
+                None => exhausted = true,
             }
-            None => Err("the message does not say where it came from".to_owned()),
+        }
+        let Some((tag, id, outcome)) = in_flight.next().await else {
+            break;
         };
         match outcome {
             Ok(()) => {
                 reader
                     .settle(Settlement::Ack {
-                        tag: delivery.tag,
+                        tag,
                         multiple: false,
                     })
                     .await
@@ -428,14 +432,14 @@ async fn replay(
             Err(error) => {
                 failed += 1;
                 held += 1;
-                writeln!(
-                    out,
-                    "not replayed: {}: {error}",
-                    letter.message_id().unwrap_or("(no id)")
-                )?;
+                let id = id.as_deref().unwrap_or("(no id)");
+                writeln!(out, "not replayed: {id}: {error}")?;
             }
         }
         progress.tick(replayed + failed);
+        if held >= prefetch {
+            exhausted = true;
+        }
     }
     let left = total - replayed - failed;
     // The failed messages go back to the queue.
@@ -446,6 +450,26 @@ async fn replay(
     }
     writeln!(out)?;
     Ok(failed + left)
+}
+
+/// Publishes the replay of one error-queue message: its delivery tag, message id and outcome.
+async fn replay_one(
+    producer: &Producer,
+    delivery: Delivery,
+) -> (u64, Option<String>, Result<(), String>) {
+    let letter = DeadLetter::new(delivery.envelope);
+    let id = letter.message_id().map(str::to_owned);
+    let outcome = match letter.replay() {
+        Some(mut publish) => {
+            strip_broker_headers(&mut publish.envelope.properties.headers);
+            producer
+                .publish(publish)
+                .await
+                .map_err(|err| err.to_string())
+        }
+        None => Err("the message does not say where it came from".to_owned()),
+    };
+    (delivery.tag, id, outcome)
 }
 
 /// Headers the broker added while the message sat in queues: its delivery count and
