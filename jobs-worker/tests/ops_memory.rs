@@ -178,6 +178,11 @@ async fn error_queue_list_show_replay_and_purge() {
         assert_eq!(publish.envelope.attempt(), Ok(1));
     }
 
+    // A queue that does not exist is said to be missing.
+    let (code, out) = run(&ctx, "errors list nowhere").await;
+    assert_eq!(code, ExitCode::FAILURE);
+    assert_eq!(out, "nowhere.err: no such queue\n");
+
     // purge --yes empties it.
     let (code, out) = run(&ctx, "errors purge --all --yes").await;
     assert_eq!(code, ExitCode::SUCCESS);

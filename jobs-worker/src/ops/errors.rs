@@ -115,22 +115,28 @@ pub async fn run(
     ctx: &OpsContext,
     out: &mut dyn Write,
 ) -> anyhow::Result<ExitCode> {
+    // A queue that does not exist is reported and skipped, so `--all` goes on past it; the
+    // exit code then says something was missing.
+    let mut problem = false;
     match args.action {
         ErrorsAction::List { queues, limit } => {
             for queue in resolve_all(ctx, queues.queue.as_deref(), queues.all) {
-                list(ctx, &queue, limit, out).await?;
+                if exists(ctx, &queue, out).await? {
+                    list(ctx, &queue, limit, out).await?;
+                } else {
+                    problem = true;
+                }
             }
-            Ok(ExitCode::SUCCESS)
         }
         ErrorsAction::Show { id, queue } => {
             let queues = resolve_all(ctx, queue.as_deref(), queue.is_none());
             for queue in &queues {
-                if show(ctx, queue, &id, out).await? {
+                if exists(ctx, queue, out).await? && show(ctx, queue, &id, out).await? {
                     return Ok(ExitCode::SUCCESS);
                 }
             }
             writeln!(out, "no message `{id}` in {}", queues.join(", "))?;
-            Ok(ExitCode::FAILURE)
+            problem = true;
         }
         ErrorsAction::Replay {
             queue,
@@ -139,27 +145,40 @@ pub async fn run(
             all,
         } => {
             let limit = if all { None } else { count };
-            let mut failed = 0;
             for queue in resolve_all(ctx, queue.as_deref(), all_jobs) {
-                failed += replay(ctx, &queue, limit, out).await?;
+                if exists(ctx, &queue, out).await? {
+                    problem |= replay(ctx, &queue, limit, out).await? > 0;
+                } else {
+                    problem = true;
+                }
             }
-            Ok(if failed == 0 {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            })
         }
         ErrorsAction::Purge { queues, yes } => {
-            let mut refused = false;
             for queue in resolve_all(ctx, queues.queue.as_deref(), queues.all) {
-                refused |= !purge(ctx, &queue, yes, out).await?;
+                if exists(ctx, &queue, out).await? {
+                    problem |= !purge(ctx, &queue, yes, out).await?;
+                } else {
+                    problem = true;
+                }
             }
-            Ok(if refused {
-                ExitCode::FAILURE
-            } else {
-                ExitCode::SUCCESS
-            })
         }
+    }
+    Ok(if problem {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// Whether `queue` exists; when it does not, says so on `out`.
+async fn exists(ctx: &OpsContext, queue: &str, out: &mut dyn Write) -> anyhow::Result<bool> {
+    match ctx.transport.message_count(queue).await {
+        Ok(_) => Ok(true),
+        Err(jobs_core::Error::NotFound { .. }) => {
+            writeln!(out, "{queue}: no such queue")?;
+            Ok(false)
+        }
+        Err(err) => Err(anyhow::Error::new(err).context(format!("cannot read queue `{queue}`"))),
     }
 }
 
