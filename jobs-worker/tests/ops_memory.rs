@@ -244,6 +244,15 @@ async fn replaying_thousands_in_batches_then_the_rest() {
     let before = ids(&app, err);
     assert_eq!(before.len(), 3000);
     let ctx = context(&app);
+    // Listing more than a replay's prefetch: nothing is acked, so it needs credit for all.
+    let (code, out) = run(&ctx, "errors list bulk --limit 300").await;
+    assert_eq!(code, ExitCode::SUCCESS);
+    assert_eq!(out.lines().count(), 1 + 1 + 300 + 1, "{out}");
+    assert!(
+        out.ends_with("(showing 300 of 3000; see --limit)\n"),
+        "{out}"
+    );
+    assert_eq!(ids(&app, err), before);
     BULK_FAILS.store(false, Ordering::SeqCst);
 
     let (code, out) = run(&ctx, "errors replay bulk --count 1000").await;

@@ -215,10 +215,14 @@ struct Reader {
 
 impl Reader {
     /// Starts reading at most `limit` (or every) message of `queue`, as many as it holds now.
+    ///
+    /// A reader that `acks` frees prefetch credit as it goes and takes at most
+    /// [`MAX_PREFETCH`] at once; one that does not needs credit for everything it reads.
     async fn open(
         ctx: &OpsContext,
         queue: &str,
         limit: Option<u64>,
+        acks: bool,
     ) -> anyhow::Result<(Self, u64)> {
         let count = ctx
             .transport
@@ -226,7 +230,12 @@ impl Reader {
             .await
             .with_context(|| format!("cannot read queue `{queue}`"))?;
         let remaining = limit.map_or(count, |limit| limit.min(count));
-        let prefetch = u16::try_from(remaining.clamp(1, MAX_PREFETCH)).unwrap_or(1);
+        let prefetch = if acks {
+            u16::try_from(remaining.clamp(1, MAX_PREFETCH)).unwrap_or(1)
+        } else {
+            // 0 is no limit: for more than a consumer's largest prefetch.
+            u16::try_from(remaining.max(1)).unwrap_or(0)
+        };
         let consumer = ctx
             .transport
             .consume(queue, prefetch)
@@ -286,7 +295,7 @@ async fn list(
     limit: u64,
     out: &mut dyn Write,
 ) -> anyhow::Result<()> {
-    let (mut reader, count) = Reader::open(ctx, queue, Some(limit)).await?;
+    let (mut reader, count) = Reader::open(ctx, queue, Some(limit), false).await?;
     let mut rows = Vec::new();
     while let Some(delivery) = reader.next().await {
         rows.push(row(&DeadLetter::new(delivery.envelope)));
@@ -338,7 +347,7 @@ async fn show(
     id: &str,
     out: &mut dyn Write,
 ) -> anyhow::Result<bool> {
-    let (mut reader, _) = Reader::open(ctx, queue, None).await?;
+    let (mut reader, _) = Reader::open(ctx, queue, None, false).await?;
     loop {
         let Some(delivery) = reader.next().await else {
             reader.release().await;
@@ -412,7 +421,7 @@ async fn replay(
     limit: Option<u64>,
     out: &mut dyn Write,
 ) -> anyhow::Result<u64> {
-    let (mut reader, _) = Reader::open(ctx, queue, limit).await?;
+    let (mut reader, _) = Reader::open(ctx, queue, limit, true).await?;
     let total = reader.remaining;
     let producer = Producer::new(ctx.transport.clone());
     let mut progress = Progress::new("replayed", total);
