@@ -11,7 +11,6 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
-use jobs_core::transport::amqp::AmqpTransport;
 use jobs_core::transport::memory::MemoryTransport;
 use jobs_core::transport::{Transport, redact_url};
 use jobs_core::{JobDefaults, JobSettings};
@@ -46,7 +45,7 @@ struct Cli {
     /// The connection name the broker shows (NAME.publish, NAME.consume) [default: jobs-worker].
     #[arg(long, global = true, env = "JOBS_CONNECTION_NAME", value_name = "NAME")]
     connection_name: Option<String>,
-    /// A PEM file of CA certificates to trust for amqps:// (not supported yet).
+    /// A PEM file of CA certificates to trust for amqps://, besides the system's.
     #[arg(long, global = true, env = "JOBS_TLS_CA", value_name = "FILE")]
     tls_ca: Option<String>,
     /// Log lines as `plain` text or `json`; filter them with `RUST_LOG` [default: plain].
@@ -134,7 +133,7 @@ pub(crate) async fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
     match command {
         Command::Run(_) => match Worker::builder().config(config).run().await {
             Ok(()) => ExitCode::SUCCESS,
-            Err(err @ (Error::NoJobs | Error::UnknownJob { .. })) => {
+            Err(err @ (Error::NoJobs | Error::UnknownJob { .. } | Error::TlsCa { .. })) => {
                 let err = anyhow::Error::from(err);
                 eprintln!("jobs-worker: {err:#}");
                 ExitCode::from(CONFIG)
@@ -170,8 +169,7 @@ async fn operate(command: Command, config: &WorkerConfig) -> anyhow::Result<Exit
     let transport: Arc<dyn Transport> = if offline {
         Arc::new(MemoryTransport::new())
     } else {
-        let transport = AmqpTransport::builder(config.url.clone())
-            .connection_name(config.connection_name.clone())
+        let transport = crate::worker::transport_builder(config)?
             .connect()
             .await
             .with_context(|| format!("could not connect to {}", redact_url(&config.url)))?;

@@ -43,9 +43,15 @@ pub enum Error {
     /// The signal handlers could not be installed.
     #[error("could not install signal handlers")]
     Signals(#[source] std::io::Error),
-    /// `tls_ca` is set, and custom CA certificates are not supported yet.
-    #[error("a custom TLS CA (--tls-ca) is not supported yet")]
-    TlsUnsupported,
+    /// The `tls_ca` file could not be read.
+    #[error("could not read the TLS CA file {path}")]
+    TlsCa {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// `Result` with this crate's [`Error`].

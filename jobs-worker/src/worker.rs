@@ -3,7 +3,7 @@
 use std::sync::{Arc, Mutex, PoisonError};
 
 use jobs_core::engine::Engine;
-use jobs_core::transport::amqp::AmqpTransport;
+use jobs_core::transport::amqp::{AmqpTransport, AmqpTransportBuilder};
 use jobs_core::transport::redact_url;
 use jobs_core::{Job, registry};
 
@@ -92,9 +92,7 @@ impl WorkerBuilder {
     pub async fn run(self) -> Result<()> {
         let config = self.config.clone();
         let jobs = self.resolve_jobs()?;
-        if config.tls_ca.is_some() {
-            return Err(Error::TlsUnsupported);
-        }
+        let transport = transport_builder(&config)?;
 
         let metrics = Arc::new(Metrics::new(jobs.iter().copied()));
         let engine: Arc<Mutex<Option<Engine>>> = Arc::new(Mutex::new(None));
@@ -121,14 +119,10 @@ impl WorkerBuilder {
         let signal = tokio::spawn(shutdown::first_signal());
         let url = redact_url(&config.url);
         tracing::info!(url = %url, connection_name = %config.connection_name, "connecting");
-        let transport = AmqpTransport::builder(config.url.clone())
-            .connection_name(config.connection_name.clone())
-            .connect()
-            .await
-            .map_err(|source| Error::Connect {
-                url: url.clone(),
-                source,
-            })?;
+        let transport = transport.connect().await.map_err(|source| Error::Connect {
+            url: url.clone(),
+            source,
+        })?;
         let mut builder = Engine::builder(Arc::new(transport.clone()))
             .jobs(jobs.iter().copied())
             .observer(metrics);
@@ -159,4 +153,22 @@ impl WorkerBuilder {
         tracing::info!("shut down");
         Ok(())
     }
+}
+
+/// The broker connection options of `config`: URL, connection name and TLS CA.
+///
+/// # Errors
+///
+/// [`Error::TlsCa`] when the CA file cannot be read.
+pub(crate) fn transport_builder(config: &WorkerConfig) -> Result<AmqpTransportBuilder> {
+    let mut builder =
+        AmqpTransport::builder(config.url.clone()).connection_name(config.connection_name.clone());
+    if let Some(path) = &config.tls_ca {
+        let pem = std::fs::read_to_string(path).map_err(|source| Error::TlsCa {
+            path: path.clone(),
+            source,
+        })?;
+        builder = builder.tls_ca(pem);
+    }
+    Ok(builder)
 }

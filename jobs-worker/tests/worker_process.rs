@@ -421,6 +421,29 @@ fn the_password_is_never_printed() {
         );
         assert_eq!(code, Some(1), "{text}");
         outputs.push(text);
+        // TLS with a CA file, to a port that speaks plain AMQP: the handshake fails.
+        let dir = std::env::temp_dir().join(format!("jobs-worker-tls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ca = dir.join("ca.pem");
+        std::fs::write(&ca, "not a certificate\n").unwrap();
+        let tls_url = format!("amqps://guest:{PASSWORD}@127.0.0.1:5672/%2f");
+        let (code, text) = run_output(
+            &[
+                "--url",
+                &tls_url,
+                "--tls-ca",
+                ca.to_str().unwrap(),
+                "--metrics-addr",
+                &addr,
+                "--jobs",
+                "ready_job",
+            ],
+            &[],
+        );
+        assert_eq!(code, Some(1), "{text}");
+        assert!(text.contains("amqps://guest:**@127.0.0.1"), "{text}");
+        outputs.push(text);
+        let _ = std::fs::remove_dir_all(&dir);
         // An operator command on the same refused login.
         let (code, text) = run_output(&["--url", &url, "errors", "list", "--all"], &[]);
         assert_eq!(code, Some(1), "{text}");

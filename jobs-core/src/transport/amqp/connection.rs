@@ -25,6 +25,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 pub(super) struct Link {
     url: String,
     name: String,
+    /// PEM CA certificates to trust for `amqps://`, besides the system's.
+    tls_ca: Option<Arc<str>>,
     state: Mutex<State>,
 }
 
@@ -36,10 +38,11 @@ struct State {
 }
 
 impl Link {
-    pub(super) fn new(url: String, name: String) -> Self {
+    pub(super) fn new(url: String, name: String, tls_ca: Option<Arc<str>>) -> Self {
         Self {
             url,
             name,
+            tls_ca,
             state: Mutex::new(State::default()),
         }
     }
@@ -70,7 +73,20 @@ impl Link {
         }
         let properties = ConnectionProperties::default()
             .with_connection_name(LongString::from(self.name.as_bytes()));
-        match Connection::connect(&self.url, properties).await {
+        let connected = match &self.tls_ca {
+            None => Connection::connect(&self.url, properties).await,
+            Some(pem) => match lapin::runtime::default_runtime() {
+                Ok(runtime) => {
+                    let tls = lapin::tcp::OwnedTLSConfig {
+                        identity: None,
+                        cert_chain: Some(pem.to_string()),
+                    };
+                    Connection::connect_with_config(&self.url, properties, tls, runtime).await
+                }
+                Err(err) => Err(err),
+            },
+        };
+        match connected {
             Ok(connection) => {
                 let connection = Arc::new(connection);
                 state.connection = Some(Arc::clone(&connection));

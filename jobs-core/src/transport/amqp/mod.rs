@@ -88,6 +88,7 @@ struct Inner {
 pub struct AmqpTransportBuilder {
     url: String,
     name: String,
+    tls_ca: Option<Arc<str>>,
 }
 
 impl AmqpTransport {
@@ -107,6 +108,7 @@ impl AmqpTransport {
         AmqpTransportBuilder {
             url: url.into(),
             name: DEFAULT_NAME.to_owned(),
+            tls_ca: None,
         }
     }
 
@@ -135,14 +137,26 @@ impl AmqpTransportBuilder {
         self
     }
 
+    /// CA certificates (PEM) to trust for an `amqps://` URL, in addition to the system's: for
+    /// a broker whose certificate a private CA signed.
+    #[must_use]
+    pub fn tls_ca(mut self, pem: impl Into<String>) -> Self {
+        self.tls_ca = Some(pem.into().into());
+        self
+    }
+
     /// Opens both connections.
     ///
     /// # Errors
     ///
     /// [`Error::Connection`] when the broker cannot be reached or refuses the login.
     pub async fn connect(self) -> Result<AmqpTransport> {
-        let publishing = Link::new(self.url.clone(), format!("{}.publish", self.name));
-        let consuming = Link::new(self.url, format!("{}.consume", self.name));
+        let publishing = Link::new(
+            self.url.clone(),
+            format!("{}.publish", self.name),
+            self.tls_ca.clone(),
+        );
+        let consuming = Link::new(self.url, format!("{}.consume", self.name), self.tls_ca);
         publishing.connection().await?;
         consuming.connection().await?;
         Ok(AmqpTransport {
@@ -194,6 +208,7 @@ impl fmt::Debug for AmqpTransportBuilder {
         f.debug_struct("AmqpTransportBuilder")
             .field("url", &redact(&self.url))
             .field("name", &self.name)
+            .field("tls_ca", &self.tls_ca.is_some())
             .finish()
     }
 }
