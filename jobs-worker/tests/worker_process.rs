@@ -290,6 +290,17 @@ async fn sigkill_loses_nothing_and_metrics_count_what_was_handled() {
         Some(handled)
     );
     assert_eq!(second.metric("jobs_in_flight{job=\"kill_job\"}"), Some(0));
+    // Handler logs carry the delivery's span: job, message id and attempt.
+    let output = second.output();
+    let span_line = output
+        .lines()
+        .find(|line| line.contains("slept"))
+        .expect("a handler log line");
+    assert!(
+        span_line.contains("job{job=\"kill_job\" message_id=\""),
+        "{span_line}"
+    );
+    assert!(span_line.contains("attempt=1"), "{span_line}");
     seen.extend(second.handled("kill_job"));
     assert_eq!(seen, (0..6).collect());
     second.signal("TERM");

@@ -21,6 +21,7 @@ pub(crate) struct Sleep {
 
 async fn sleep_then_report(name: &str, sleep: Sleep) -> Result<(), JobError> {
     tokio::time::sleep(Duration::from_millis(sleep.millis)).await;
+    tracing::info!(seq = sleep.seq, "slept");
     #[allow(clippy::print_stdout, reason = "the tests read this")]
     {
         println!("handled {name} {}", sleep.seq);
