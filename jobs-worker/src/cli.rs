@@ -78,8 +78,8 @@ struct RunArgs {
     /// Handlers run at once per job; overrides each job's own concurrency.
     #[arg(long, env = "JOBS_CONCURRENCY", value_name = "N")]
     concurrency: Option<String>,
-    /// Deliveries prefetched per job. The engine prefetches as many as it runs, so this sets
-    /// the concurrency when --concurrency is not given.
+    /// Deliveries prefetched per job, running or waiting for a handler slot (at least the
+    /// concurrency) [default: the concurrency].
     #[arg(long, env = "JOBS_PREFETCH", value_name = "N")]
     prefetch: Option<String>,
     /// How long running jobs may finish after SIGTERM before they are requeued [default: 25s].

@@ -59,8 +59,8 @@ pub struct WorkerConfig {
     pub jobs: Option<Vec<String>>,
     /// Overrides every job's concurrency.
     pub concurrency: Option<u16>,
-    /// The consumer prefetch. The engine prefetches as many deliveries as it runs at once, so
-    /// this sets the same override as `concurrency` (and `concurrency` wins when both are set).
+    /// Deliveries held per job, running or waiting for a handler slot; at least the
+    /// concurrency (the default).
     pub prefetch: Option<u16>,
     /// How long in-flight jobs may run on after a shutdown signal.
     pub shutdown_timeout: Duration,
@@ -284,12 +284,6 @@ impl WorkerConfig {
             log_format,
             tls_ca,
         })
-    }
-
-    /// The concurrency override the engine gets: `concurrency`, else `prefetch`.
-    #[must_use]
-    pub fn engine_concurrency(&self) -> Option<u16> {
-        self.concurrency.or(self.prefetch)
     }
 }
 

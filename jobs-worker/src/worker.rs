@@ -126,8 +126,11 @@ impl WorkerBuilder {
         let mut builder = Engine::builder(Arc::new(transport.clone()))
             .jobs(jobs.iter().copied())
             .observer(metrics);
-        if let Some(concurrency) = config.engine_concurrency() {
+        if let Some(concurrency) = config.concurrency {
             builder = builder.concurrency(concurrency);
+        }
+        if let Some(prefetch) = config.prefetch {
+            builder = builder.prefetch(prefetch);
         }
         let started = builder.start().await.map_err(Error::Start)?;
         let names: Vec<&str> = started.jobs().iter().map(|s| s.job().name()).collect();

@@ -247,6 +247,55 @@ async fn sigterm_finishes_running_jobs_requeues_the_rest_and_exits_0() {
     assert!(worker.handled("term_job").is_empty());
     assert_eq!(transport.message_count(queue).await.unwrap(), 5);
     transport.purge(queue).await.unwrap();
+
+    // A prefetch above the concurrency: three held, one running; at SIGTERM the running one
+    // is requeued at the deadline and the waiting ones at once.
+    let mut worker = Worker::start(
+        &url,
+        &[
+            "--jobs",
+            "term_job",
+            "--concurrency",
+            "1",
+            "--prefetch",
+            "3",
+            "--shutdown-timeout",
+            "1s",
+        ],
+    );
+    worker.wait_ready();
+    for seq in 0..4 {
+        jobs::term_job::enqueue(
+            &producer,
+            Sleep {
+                millis: 60_000,
+                seq,
+            },
+        )
+        .await
+        .unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while transport.message_count(queue).await.unwrap() != 1 {
+        assert!(
+            Instant::now() < deadline,
+            "the worker did not prefetch 3:\n{}",
+            worker.output()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    worker.wait_for("1 job in flight", Duration::from_secs(10), |w| {
+        w.metric("jobs_in_flight{job=\"term_job\"}") == Some(1)
+    });
+    assert_eq!(
+        worker.metric("jobs_started_total{job=\"term_job\"}"),
+        Some(1)
+    );
+    worker.signal("TERM");
+    let status = worker.exit(Duration::from_secs(1 + 4));
+    assert!(status.success(), "exit {status}:\n{}", worker.output());
+    assert_eq!(transport.message_count(queue).await.unwrap(), 4);
+    transport.purge(queue).await.unwrap();
     transport.close().await;
 }
 

@@ -30,7 +30,7 @@ pub(crate) async fn supervise(
     ready: Arc<AtomicBool>,
 ) {
     let queue = runtime.settings.job().queue();
-    let prefetch = runtime.settings.concurrency();
+    let prefetch = runtime.prefetch;
     let mut backoff = Duration::from_millis(100);
     let mut attached = Some(first);
     loop {
@@ -81,6 +81,8 @@ async fn serve(consumer: Consumer, runtime: &Arc<JobRuntime>, stop: &mut StopSig
     let settling = tokio::spawn(settle::run(settler, outcomes_rx));
     let mut handlers = JoinSet::new();
     let mut last_tag = 0;
+    // Set when a prefetched delivery was never started because shutdown came first.
+    let skipped = Arc::new(AtomicBool::new(false));
     let ended = loop {
         tokio::select! {
             biased;
@@ -102,8 +104,23 @@ async fn serve(consumer: Consumer, runtime: &Arc<JobRuntime>, stop: &mut StopSig
                     let outcomes = outcomes.clone();
                     // Boxed: the task is moved on spawn and overwritten when reaped, and these
                     // copies of a large future cost more than one allocation.
+                    let mut waiting = stop.clone();
+                    let skipped = Arc::clone(&skipped);
                     handlers.spawn(Box::pin(async move {
                         let tag = delivery.tag;
+                        // With a prefetch above the concurrency, a delivery waits for a
+                        // handler slot; at shutdown it is not started, and goes back.
+                        let _permit = match &runtime.permits {
+                            None => None,
+                            Some(permits) => tokio::select! {
+                                biased;
+                                _ = waiting.wait_for(Option::is_some) => {
+                                    skipped.store(true, Ordering::Relaxed);
+                                    return;
+                                }
+                                permit = Arc::clone(permits).acquire_owned() => permit.ok(),
+                            },
+                        };
                         let verdict = dispatch::process(&runtime, delivery).await;
                         // The receiver outlives every handler task.
                         let _ = outcomes.send((tag, verdict));
@@ -142,7 +159,7 @@ async fn serve(consumer: Consumer, runtime: &Arc<JobRuntime>, stop: &mut StopSig
         handlers.shutdown().await;
     }
     if let Ok(settler) = settling.await
-        && !drained
+        && (!drained || skipped.load(Ordering::Relaxed))
     {
         settle::requeue_rest(&*settler, last_tag).await;
     }

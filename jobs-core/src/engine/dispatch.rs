@@ -31,6 +31,10 @@ pub(crate) struct JobRuntime {
     /// known jobs on its exchange, whose messages reach this queue too on a fanout, topic or
     /// headers exchange.
     pub(crate) accepted_names: Box<[&'static str]>,
+    /// The consumer's prefetch: deliveries held at once, running or waiting.
+    pub(crate) prefetch: u16,
+    /// Bounds running handlers at the job's concurrency when the prefetch is larger.
+    pub(crate) permits: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 impl JobRuntime {

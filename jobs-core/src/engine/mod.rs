@@ -59,6 +59,7 @@ impl Engine {
             jobs: None,
             defaults: JobDefaults::default(),
             concurrency: None,
+            prefetch: None,
             state: State::new(),
             observers: Vec::new(),
             producer_options: ProducerOptions::default(),
@@ -129,6 +130,7 @@ pub struct EngineBuilder {
     jobs: Option<Vec<&'static Job>>,
     defaults: JobDefaults,
     concurrency: Option<u16>,
+    prefetch: Option<u16>,
     state: State,
     observers: Vec<Arc<dyn Observer>>,
     producer_options: ProducerOptions,
@@ -158,6 +160,14 @@ impl EngineBuilder {
     /// Overrides every job's concurrency (its consumer's prefetch).
     pub fn concurrency(mut self, concurrency: u16) -> Self {
         self.concurrency = Some(concurrency);
+        self
+    }
+
+    /// Sets every consumer's prefetch apart from the concurrency: up to `prefetch` deliveries
+    /// are held per job, while at most its concurrency run at once. Below the concurrency it
+    /// has no effect. Default: the concurrency.
+    pub fn prefetch(mut self, prefetch: u16) -> Self {
+        self.prefetch = Some(prefetch);
         self
     }
 
@@ -238,9 +248,17 @@ impl EngineBuilder {
                 }
             }
             // Attached before `start` returns, so a job enqueued right after is delivered.
+            let prefetch = self
+                .prefetch
+                .map_or(settings.concurrency(), |p| p.max(settings.concurrency()));
+            let permits = (prefetch > settings.concurrency()).then(|| {
+                Arc::new(tokio::sync::Semaphore::new(usize::from(
+                    settings.concurrency(),
+                )))
+            });
             let first = self
                 .transport
-                .consume(settings.job().queue(), settings.concurrency())
+                .consume(settings.job().queue(), prefetch)
                 .await?;
             let runtime = Arc::new(JobRuntime {
                 settings: settings.clone(),
@@ -250,6 +268,8 @@ impl EngineBuilder {
                 host: Arc::clone(&host),
                 max_message_size: self.producer_options.max_message_size,
                 accepted_names: accepted_names.into(),
+                prefetch,
+                permits,
             });
             let ready = Arc::new(AtomicBool::new(true));
             let task = tokio::spawn(consumer::supervise(
@@ -277,6 +297,7 @@ impl fmt::Debug for EngineBuilder {
             .field("jobs", &self.jobs)
             .field("defaults", &self.defaults)
             .field("concurrency", &self.concurrency)
+            .field("prefetch", &self.prefetch)
             .field("observers", &self.observers.len())
             .field("producer_options", &self.producer_options)
             .field("declare", &self.declare)
