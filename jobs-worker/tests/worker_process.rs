@@ -296,6 +296,36 @@ async fn sigterm_finishes_running_jobs_requeues_the_rest_and_exits_0() {
     assert!(status.success(), "exit {status}:\n{}", worker.output());
     assert_eq!(transport.message_count(queue).await.unwrap(), 4);
     transport.purge(queue).await.unwrap();
+
+    // A second signal exits at once, non-zero, without waiting for the deadline.
+    let mut worker = Worker::start(&url, &["--jobs", "term_job", "--shutdown-timeout", "60s"]);
+    worker.wait_ready();
+    jobs::term_job::enqueue(
+        &producer,
+        Sleep {
+            millis: 60_000,
+            seq: 0,
+        },
+    )
+    .await
+    .unwrap();
+    worker.wait_for("1 job in flight", Duration::from_secs(10), |w| {
+        w.metric("jobs_in_flight{job=\"term_job\"}") == Some(1)
+    });
+    worker.signal("TERM");
+    worker.wait_for("the shutdown to start", Duration::from_secs(10), |w| {
+        w.output().contains("shutting down")
+    });
+    worker.signal("INT");
+    let status = worker.exit(Duration::from_secs(5));
+    assert_eq!(status.code(), Some(130), "{}", worker.output());
+    // The broker requeues what the dead connection held once it notices the close.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while transport.message_count(queue).await.unwrap() != 1 {
+        assert!(Instant::now() < deadline, "the held job did not return");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    transport.purge(queue).await.unwrap();
     transport.close().await;
 }
 

@@ -1,7 +1,8 @@
 //! The worker engine: serves jobs over any [`Transport`].
 //!
 //! For each job it keeps one consumer attached to the job's queue, with the job's concurrency
-//! as its prefetch, and runs each delivery as a task: decode, run the handler with its deadline
+//! as its prefetch (or a larger [`EngineBuilder::prefetch`], handlers still bounded by the
+//! concurrency), and runs each delivery as a task: decode, run the handler with its deadline
 //! and panic capture, then settle by DESIGN's rules:
 //!
 //! | outcome | what the engine does, in order |
