@@ -16,7 +16,9 @@
 //! stops taking deliveries, lets running jobs finish until the shutdown timeout (default 25 s),
 //! requeues the rest and exits 0; a second signal exits at once. Settings come from flags, then
 //! the environment (`JOBS_AMQP_URL`, `JOBS_SHUTDOWN_TIMEOUT`, …), then a TOML file
-//! (`--config`), then the defaults. Exit codes: 1 a runtime failure, 2 a usage error, 3 a
+//! (`--config`), then the defaults. A broker that cannot be reached at start is an error
+//! (exit 1, for the orchestrator to restart); a connection lost later is recovered with backoff
+//! while `/readyz` reports 503. Exit codes: 1 a runtime failure, 2 a usage error, 3 a
 //! configuration error.
 
 mod cli;

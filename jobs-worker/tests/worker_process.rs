@@ -510,6 +510,12 @@ fn the_password_is_never_printed() {
             &[("JOBS_AMQP_URL", &url)],
         );
         assert_eq!(code, Some(1), "{text}");
+        assert!(
+            text.lines()
+                .filter(|l| !l.is_empty())
+                .all(|l| l.starts_with('{')),
+            "JSON log lines:\n{text}"
+        );
         outputs.push(text);
         // TLS with a CA file, to a port that speaks plain AMQP: the handshake fails.
         let dir = std::env::temp_dir().join(format!("jobs-worker-tls-{}", std::process::id()));
