@@ -6,7 +6,8 @@
 //!
 //! `cargo run -p upload-server` runs it on the in-memory broker, with no RabbitMQ. With
 //! `JOBS_AMQP_URL` set (`JOBS_AMQP_URL=amqp://guest:guest@127.0.0.1:5672/%2f cargo run -p
-//! upload-server`) it runs on that RabbitMQ instead: same code, same outcomes.
+//! upload-server`) it runs on that RabbitMQ instead: same code, same outcomes. With the argument
+//! `enqueue` it only enqueues the uploads, for the `upload-worker` binary to serve.
 #![allow(clippy::print_stdout, reason = "an example that reports what happened")]
 
 use std::sync::Arc;
@@ -17,41 +18,8 @@ use jobs_core::testing::Recorder;
 use jobs_core::transport::amqp::AmqpTransport;
 use jobs_core::transport::memory::MemoryTransport;
 use jobs_core::transport::{Transport, redact_url};
-use jobs_core::{DeadLetter, JobContext, JobError, job};
-
-/// An uploaded file to transfer to object storage.
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct TransferFile {
-    /// Where the upload server stored it.
-    #[prost(string, tag = "1")]
-    pub path: String,
-    /// Its size in bytes.
-    #[prost(uint64, tag = "2")]
-    pub size: u64,
-}
-
-/// Copies one uploaded file to object storage.
-#[job(
-    exchange = "uploadserver.trans",
-    routing_key = "oss",
-    queue = "uploadserver.trans.oss",
-    retries = 3,
-    backoff = "1s, 5s, 30s",
-    timeout = "30s"
-)]
-async fn transfer_to_oss(file: TransferFile, ctx: JobContext) -> Result<(), JobError> {
-    if file.size == 0 {
-        return Err(JobError::fatal(format!(
-            "{} is empty: nothing to transfer",
-            file.path
-        )));
-    }
-    if file.path.ends_with(".flaky") && ctx.attempt() == 1 {
-        // Stands in for a storage service that times out now and then.
-        return Err(JobError::retry("object storage timed out"));
-    }
-    Ok(())
-}
+use jobs_core::{DeadLetter, Producer};
+use upload_server::{TransferFile, transfer_to_oss};
 
 /// Prints every job event as it happens.
 struct Report;
@@ -92,6 +60,28 @@ async fn main() -> jobs_core::Result<()> {
             Arc::new(memory.clone())
         }
     };
+    let uploads = [
+        ("report.pdf", 52_113),
+        ("photo.jpg", 2_048_000),
+        ("backup.tar.flaky", 9_000),
+        ("empty.txt", 0),
+    ];
+    let files = uploads.map(|(path, size)| TransferFile {
+        path: path.to_owned(),
+        size,
+    });
+
+    if std::env::args().nth(1).as_deref() == Some("enqueue") {
+        // Only produce, for a worker running elsewhere (`upload-worker`) to serve.
+        let producer = Producer::new(transport);
+        for file in files {
+            let path = file.path.clone();
+            let id = transfer_to_oss::enqueue(&producer, file).await?;
+            println!("enqueued {path} as {id}");
+        }
+        return Ok(());
+    }
+
     let recorder = Arc::new(Recorder::new());
     let worker = Engine::builder(transport)
         .job(&transfer_to_oss::JOB)
@@ -100,18 +90,9 @@ async fn main() -> jobs_core::Result<()> {
         .start()
         .await?;
 
-    let uploads = [
-        ("report.pdf", 52_113),
-        ("photo.jpg", 2_048_000),
-        ("backup.tar.flaky", 9_000),
-        ("empty.txt", 0),
-    ];
     let mut ids = Vec::new();
-    for (path, size) in uploads {
-        let file = TransferFile {
-            path: path.to_owned(),
-            size,
-        };
+    for file in files {
+        let path = file.path.clone();
         let id = transfer_to_oss::enqueue(&worker, file).await?;
         println!("enqueued {path} as {id}");
         ids.push(id);
