@@ -17,6 +17,7 @@ use jobs_core::Producer;
 use jobs_core::testing::broker_url;
 use jobs_core::transport::Transport;
 use jobs_core::transport::amqp::AmqpTransport;
+use jobs_tests::broker::close_connections_named;
 
 const WORKER: &str = env!("CARGO_BIN_EXE_jobs-test-worker");
 
@@ -386,40 +387,6 @@ async fn sigkill_loses_nothing_and_metrics_count_what_was_handled() {
     assert!(second.exit(Duration::from_secs(10)).success());
     assert_eq!(transport.message_count(queue).await.unwrap(), 0);
     transport.close().await;
-}
-
-/// Closes the broker-side connections named `name` with `rabbitmqctl`; returns how many.
-fn close_connections_named(name: &str) -> usize {
-    let listed = Command::new("rabbitmqctl")
-        .args([
-            "list_connections",
-            "-q",
-            "--no-table-headers",
-            "pid",
-            "client_properties",
-        ])
-        .output()
-        .expect("rabbitmqctl runs");
-    assert!(
-        listed.status.success(),
-        "rabbitmqctl list_connections failed"
-    );
-    let listed = String::from_utf8_lossy(&listed.stdout);
-    let exact = format!("{{\"connection_name\",\"{name}\"}}");
-    let pids: Vec<String> = listed
-        .lines()
-        .filter(|line| line.contains(&exact))
-        .filter_map(|line| line.split_once('\t'))
-        .map(|(pid, _)| pid.trim().to_owned())
-        .collect();
-    for pid in &pids {
-        let closed = Command::new("rabbitmqctl")
-            .args(["close_connection", pid, "closed by a jobs-worker test"])
-            .status()
-            .expect("rabbitmqctl runs");
-        assert!(closed.success());
-    }
-    pids.len()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
