@@ -17,6 +17,11 @@ pub struct TransferFile {
 }
 
 /// Copies one uploaded file to object storage.
+///
+/// # Errors
+///
+/// A fatal error for an empty file, which no retry can fix; a retryable one when the storage
+/// service times out (here: the first attempt at any `.flaky` file).
 #[job(
     exchange = "uploadserver.trans",
     routing_key = "oss",
