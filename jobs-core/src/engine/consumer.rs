@@ -83,51 +83,54 @@ async fn serve(consumer: Consumer, runtime: &Arc<JobRuntime>, stop: &mut StopSig
     let mut last_tag = 0;
     // Set when a prefetched delivery was never started because shutdown came first.
     let skipped = Arc::new(AtomicBool::new(false));
-    let ended = loop {
-        tokio::select! {
-            biased;
-            changed = stop.changed() => {
-                if changed.is_err() || stop.borrow().is_some() {
-                    break Ended::Stopped;
+    // Handlers waiting for a slot watch the stop signal through their own receivers.
+    let handler_stop = stop.clone();
+    // One wait for the loop's lifetime: a new one per delivery would register a waiter each time.
+    let ended = {
+        let stopping = stop.wait_for(Option::is_some);
+        tokio::pin!(stopping);
+        loop {
+            tokio::select! {
+                biased;
+                _ = &mut stopping => break Ended::Stopped,
+                Some(joined) = handlers.join_next(), if !handlers.is_empty() => {
+                    if let Err(err) = joined {
+                        // The handler's own panics are caught in dispatch; this is the engine's.
+                        tracing::error!(error = %err, "handler task failed; its delivery stays unsettled");
+                    }
                 }
+                next = deliveries.next() => match next {
+                    Some(delivery) => {
+                        last_tag = delivery.tag;
+                        let runtime = Arc::clone(runtime);
+                        let outcomes = outcomes.clone();
+                        // Boxed: the task is moved on spawn and overwritten when reaped, and these
+                        // copies of a large future cost more than one allocation.
+                        let waiting = runtime.permits.as_ref().map(|_| handler_stop.clone());
+                        let skipped = Arc::clone(&skipped);
+                        handlers.spawn(Box::pin(async move {
+                            let tag = delivery.tag;
+                            // With a prefetch above the concurrency, a delivery waits for a
+                            // handler slot; at shutdown it is not started, and goes back.
+                            let _permit = match (&runtime.permits, waiting) {
+                                (Some(permits), Some(mut waiting)) => tokio::select! {
+                                    biased;
+                                    _ = waiting.wait_for(Option::is_some) => {
+                                        skipped.store(true, Ordering::Relaxed);
+                                        return;
+                                    }
+                                    permit = Arc::clone(permits).acquire_owned() => permit.ok(),
+                                },
+                                _ => None,
+                            };
+                            let verdict = dispatch::process(&runtime, delivery).await;
+                            // The receiver outlives every handler task.
+                            let _ = outcomes.send((tag, verdict));
+                        }));
+                    }
+                    None => break Ended::Stream,
+                },
             }
-            Some(joined) = handlers.join_next(), if !handlers.is_empty() => {
-                if let Err(err) = joined {
-                    // The handler's own panics are caught in dispatch; this is the engine's.
-                    tracing::error!(error = %err, "handler task failed; its delivery stays unsettled");
-                }
-            }
-            next = deliveries.next() => match next {
-                Some(delivery) => {
-                    last_tag = delivery.tag;
-                    let runtime = Arc::clone(runtime);
-                    let outcomes = outcomes.clone();
-                    // Boxed: the task is moved on spawn and overwritten when reaped, and these
-                    // copies of a large future cost more than one allocation.
-                    let mut waiting = stop.clone();
-                    let skipped = Arc::clone(&skipped);
-                    handlers.spawn(Box::pin(async move {
-                        let tag = delivery.tag;
-                        // With a prefetch above the concurrency, a delivery waits for a
-                        // handler slot; at shutdown it is not started, and goes back.
-                        let _permit = match &runtime.permits {
-                            None => None,
-                            Some(permits) => tokio::select! {
-                                biased;
-                                _ = waiting.wait_for(Option::is_some) => {
-                                    skipped.store(true, Ordering::Relaxed);
-                                    return;
-                                }
-                                permit = Arc::clone(permits).acquire_owned() => permit.ok(),
-                            },
-                        };
-                        let verdict = dispatch::process(&runtime, delivery).await;
-                        // The receiver outlives every handler task.
-                        let _ = outcomes.send((tag, verdict));
-                    }));
-                }
-                None => break Ended::Stream,
-            },
         }
     };
     // No more deliveries: for a broker-ended stream the channel is gone, and at shutdown this
