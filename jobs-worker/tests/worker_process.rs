@@ -26,6 +26,8 @@ struct Worker {
     child: Child,
     port: u16,
     lines: Arc<Mutex<Vec<String>>>,
+    /// The threads copying stdout and stderr into `lines`; they end at end of file.
+    readers: Vec<thread::JoinHandle<()>>,
 }
 
 impl Worker {
@@ -41,18 +43,24 @@ impl Worker {
             .spawn()
             .expect("the test worker starts");
         let lines = Arc::new(Mutex::new(Vec::new()));
+        let mut readers = Vec::new();
         for out in [
             Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>,
             Box::new(child.stderr.take().unwrap()),
         ] {
             let lines = Arc::clone(&lines);
-            thread::spawn(move || {
+            readers.push(thread::spawn(move || {
                 for line in BufReader::new(out).lines().map_while(Result::ok) {
                     lines.lock().unwrap().push(line);
                 }
-            });
+            }));
         }
-        Self { child, port, lines }
+        Self {
+            child,
+            port,
+            lines,
+            readers,
+        }
     }
 
     fn handled(&self, job: &str) -> BTreeSet<u32> {
@@ -117,8 +125,10 @@ impl Worker {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
-                // Let the reader threads drain the pipes.
-                thread::sleep(Duration::from_millis(100));
+                // The pipes close with the child: the readers end once they have read it all.
+                for reader in self.readers.drain(..) {
+                    reader.join().expect("a reader thread");
+                }
                 return status;
             }
             assert!(
