@@ -63,7 +63,10 @@ pub(crate) async fn process(runtime: &JobRuntime, delivery: Delivery) -> Verdict
         envelope,
         ..
     } = delivery;
-    let origin = Origin::of(&envelope, &exchange, &routing_key);
+    let origin = Origin {
+        exchange,
+        routing_key,
+    };
     match run(runtime, envelope, redelivered, origin).await {
         Ok(()) => Verdict::Ack,
         Err(NotDurable {

@@ -4,7 +4,7 @@
 use std::borrow::Cow;
 use std::time::Duration;
 
-use crate::envelope::{Envelope, header};
+use crate::envelope::{Envelope, Headers, header};
 use crate::job_error::FailureKind;
 use crate::producer::unix_now;
 use crate::transport::Publish;
@@ -31,29 +31,25 @@ impl Failure {
     }
 }
 
-/// Where a message was first published: a retry arrives from the default exchange, so the
-/// first hop records the original exchange and key in headers, and later hops keep them.
+/// Where a delivery came from: the exchange and routing key it arrived with.
+///
+/// A retry arrives from the default exchange, so the first hop records the original exchange
+/// and key in headers, and later hops keep them; these are used only where no hop recorded
+/// them yet. Moved out of the delivery, so building one costs nothing on the success path.
 #[derive(Debug)]
 pub(crate) struct Origin {
-    pub(crate) exchange: String,
-    pub(crate) routing_key: String,
+    pub(crate) exchange: Cow<'static, str>,
+    pub(crate) routing_key: Cow<'static, str>,
 }
 
 impl Origin {
-    pub(crate) fn of(envelope: &Envelope, exchange: &str, routing_key: &str) -> Self {
-        let headers = &envelope.properties.headers;
-        match (
-            headers.get_str(header::EXCHANGE),
-            headers.get_str(header::ROUTING_KEY),
-        ) {
-            (Some(exchange), Some(routing_key)) => Self {
-                exchange: exchange.to_owned(),
-                routing_key: routing_key.to_owned(),
-            },
-            _ => Self {
-                exchange: exchange.to_owned(),
-                routing_key: routing_key.to_owned(),
-            },
+    /// Records this origin in `headers`, unless an earlier hop already did.
+    fn record(self, headers: &mut Headers) {
+        if headers.get_str(header::EXCHANGE).is_none()
+            || headers.get_str(header::ROUTING_KEY).is_none()
+        {
+            headers.insert(header::EXCHANGE, self.exchange.into_owned());
+            headers.insert(header::ROUTING_KEY, self.routing_key.into_owned());
         }
     }
 }
@@ -67,8 +63,7 @@ pub(crate) fn retry(
 ) -> Publish {
     let headers = &mut envelope.properties.headers;
     headers.insert(header::ATTEMPT, next_attempt);
-    headers.insert(header::EXCHANGE, origin.exchange);
-    headers.insert(header::ROUTING_KEY, origin.routing_key);
+    origin.record(headers);
     to_queue(retry_queue, envelope)
 }
 
@@ -92,8 +87,7 @@ pub(crate) fn dead_letter(
         i64::try_from(unix_now()).unwrap_or(i64::MAX),
     );
     headers.insert(header::QUEUE, work_queue);
-    headers.insert(header::EXCHANGE, origin.exchange);
-    headers.insert(header::ROUTING_KEY, origin.routing_key);
+    origin.record(headers);
     headers.insert(header::HOST, host);
     to_queue(error_queue, envelope)
 }
@@ -132,21 +126,20 @@ mod tests {
     }
 
     #[test]
-    fn origin_prefers_the_recorded_first_hop() {
-        let mut envelope = Envelope::default();
-        assert_eq!(Origin::of(&envelope, "uploads", "oss").exchange, "uploads");
-        envelope
-            .properties
-            .headers
-            .insert(header::EXCHANGE, "uploads");
-        envelope
-            .properties
-            .headers
-            .insert(header::ROUTING_KEY, "oss");
-        let origin = Origin::of(&envelope, "", "uploads.oss");
+    fn origin_keeps_the_recorded_first_hop() {
+        let from = |exchange: &'static str, key: &'static str| Origin {
+            exchange: exchange.into(),
+            routing_key: key.into(),
+        };
+        let mut headers = Headers::new();
+        from("uploads", "oss").record(&mut headers);
+        from("", "uploads.oss").record(&mut headers);
         assert_eq!(
-            (origin.exchange.as_str(), origin.routing_key.as_str()),
-            ("uploads", "oss")
+            (
+                headers.get_str(header::EXCHANGE),
+                headers.get_str(header::ROUTING_KEY)
+            ),
+            (Some("uploads"), Some("oss"))
         );
     }
 }
