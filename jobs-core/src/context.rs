@@ -5,10 +5,11 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
+use crate::envelope::header::TRACEPARENT;
 use crate::envelope::{Envelope, Headers};
 use crate::job_error::JobError;
 use crate::producer::Producer;
-use crate::trace::{TRACEPARENT, TraceContext};
+use crate::trace::TraceContext;
 
 /// The context of one handler run: the delivery's attempt, id and headers, a producer for
 /// follow-up jobs, and the worker's shared state.

@@ -105,7 +105,7 @@ pub use job::{ExchangeKind, HeaderBinding, HeaderMatch, Job, JobMessage, JobOpti
 pub use job_error::{FailureKind, JobError};
 pub use producer::{Enqueue, MessageId, Producer, ProducerOptions};
 pub use settings::{JobDefaults, JobSettings};
-pub use trace::{TRACEPARENT, TraceContext};
+pub use trace::TraceContext;
 
 #[cfg(feature = "macros")]
 #[cfg_attr(docsrs, doc(cfg(feature = "macros")))]

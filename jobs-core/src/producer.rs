@@ -10,7 +10,7 @@ use bytes::Bytes;
 use crate::envelope::{CONTENT_TYPE, Envelope, HeaderValue, Headers, Properties, header};
 use crate::error::{Error, Result};
 use crate::job::{Job, JobMessage};
-use crate::trace::{TRACEPARENT, TraceContext};
+use crate::trace::TraceContext;
 use crate::transport::{Publish, Transport};
 
 /// Publishes jobs over a transport. Cheap to clone; clones share the transport.
@@ -238,7 +238,7 @@ impl<M: JobMessage> Enqueue<M> {
         let id = self.message_id.map_or_else(MessageId::generate, MessageId);
         let mut headers = Headers::new();
         headers.insert(header::ATTEMPT, 1i64);
-        headers.insert(TRACEPARENT, TraceContext::for_publish());
+        headers.insert(header::TRACEPARENT, TraceContext::for_publish());
         if let Some(binding) = job.header_binding() {
             for (name, value) in binding.values {
                 headers.insert(*name, *value);

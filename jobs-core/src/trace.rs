@@ -8,9 +8,6 @@ use std::fmt;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// The header that carries the trace context.
-pub const TRACEPARENT: &str = "traceparent";
-
 tokio::task_local! {
     static CURRENT: TraceContext;
 }

@@ -2,8 +2,9 @@
 
 use std::sync::Mutex;
 
+use jobs_core::envelope::header::TRACEPARENT;
 use jobs_core::testing::TestApp;
-use jobs_core::{JobContext, JobError, TRACEPARENT, TraceContext, job};
+use jobs_core::{JobContext, JobError, TraceContext, job};
 
 #[derive(Clone, PartialEq, prost::Message)]
 struct Step {
