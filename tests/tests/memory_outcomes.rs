@@ -7,24 +7,7 @@ use jobs_core::envelope::header;
 use jobs_core::testing::{Outcome, Recorded, TestApp};
 use jobs_core::transport::Publish;
 use jobs_core::{Envelope, FailureKind, HeaderValue, JobContext, JobError, job};
-
-/// What the test job should do.
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct Work {
-    /// `ok`, `flaky`, `always`, `hang`.
-    #[prost(string, tag = "1")]
-    pub mode: String,
-    /// For `flaky`: how many attempts fail before one succeeds.
-    #[prost(uint32, tag = "2")]
-    pub failures: u32,
-}
-
-fn work(mode: &str) -> Work {
-    Work {
-        mode: mode.to_owned(),
-        failures: 0,
-    }
-}
+use jobs_tests::scenarios::Work;
 
 #[job(
     exchange = "tests.outcomes",
@@ -66,7 +49,7 @@ fn gaps(times: &[Duration]) -> Vec<Duration> {
 #[tokio::test(start_paused = true)]
 async fn a_successful_job_is_handled_once_and_acked() {
     let app = app();
-    let id = run_work::enqueue(&app, work("ok")).await.unwrap();
+    let id = run_work::enqueue(&app, Work::new("ok")).await.unwrap();
     app.run_until_idle().await;
 
     let outcomes: Vec<_> = app
@@ -116,7 +99,7 @@ async fn a_failure_is_retried_with_the_configured_backoff_then_succeeds() {
 #[tokio::test(start_paused = true)]
 async fn exhausted_retries_land_in_the_error_queue_with_every_failure_header() {
     let app = app();
-    let id = run_work::enqueue(&app, work("always")).await.unwrap();
+    let id = run_work::enqueue(&app, Work::new("always")).await.unwrap();
     app.run_until_idle().await;
 
     let events = app.events_of(id.as_str());
@@ -137,14 +120,14 @@ async fn exhausted_retries_land_in_the_error_queue_with_every_failure_header() {
     assert_eq!(letter.routing_key(), Some("work"));
     assert!(letter.host().is_some_and(|h| !h.is_empty()));
     assert!(letter.failed_at().is_some_and(|t| t > 1_600_000_000));
-    assert_eq!(letter.decode::<Work>().unwrap(), work("always"));
+    assert_eq!(letter.decode::<Work>().unwrap(), Work::new("always"));
     assert_eq!(run_work::ERROR_QUEUE, format!("{}.err", run_work::QUEUE));
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_handler_past_its_deadline_fails_as_timeout() {
     let app = app();
-    let id = run_work::enqueue(&app, work("hang")).await.unwrap();
+    let id = run_work::enqueue(&app, Work::new("hang")).await.unwrap();
     app.run_until_idle().await;
 
     let events = app.events_of(id.as_str());
@@ -220,7 +203,7 @@ async fn a_body_over_the_size_limit_goes_to_the_error_queue() {
 #[tokio::test(start_paused = true)]
 async fn a_message_without_a_type_is_the_queue_s_job() {
     let app = app();
-    let body = prost::Message::encode_to_vec(&work("ok"));
+    let body = prost::Message::encode_to_vec(&Work::new("ok"));
     app.producer().publish(raw(None, body, None)).await.unwrap();
     app.run_until_idle().await;
     assert_eq!(app.succeeded(&run_work::JOB), 1);
@@ -229,7 +212,7 @@ async fn a_message_without_a_type_is_the_queue_s_job() {
 #[tokio::test(start_paused = true)]
 async fn enqueue_carries_the_wire_contract() {
     let app = app();
-    let id = run_work::with(work("ok"))
+    let id = run_work::with(Work::new("ok"))
         .header("tenant", "acme")
         .message_id("order-7")
         .enqueue(&app)
@@ -253,7 +236,7 @@ async fn enqueue_carries_the_wire_contract() {
     assert_eq!(props.headers.get_str("tenant"), Some("acme"));
     assert_eq!(
         sent.envelope.body,
-        prost::Message::encode_to_vec(&work("ok"))
+        prost::Message::encode_to_vec(&Work::new("ok"))
     );
     assert!(sent.mandatory);
 }
