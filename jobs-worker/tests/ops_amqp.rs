@@ -9,14 +9,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use clap::Parser;
 use jobs_core::engine::Engine;
 use jobs_core::testing::{Outcome, Recorder};
 use jobs_core::topology::{Topology, argument};
 use jobs_core::transport::amqp::AmqpTransport;
 use jobs_core::transport::{Declare, Transport};
 use jobs_core::{JobDefaults, JobError, JobSettings, job};
-use jobs_worker::ops::{self, OpsContext};
+use jobs_worker::ops::OpsContext;
 
 /// Generous: a bound on a wait that should end soon, not a timing assumption.
 const WAIT: Duration = Duration::from_secs(30);
@@ -55,23 +54,9 @@ async fn ops_amqp_drift(_: Item) -> Result<(), JobError> {
     Ok(())
 }
 
-#[derive(Debug, clap::Parser)]
-enum Command {
-    Topology(ops::topology::TopologyArgs),
-    Errors(ops::errors::ErrorsArgs),
-}
-
-async fn run(ctx: &OpsContext, args: &str) -> (ExitCode, String) {
-    let command = Command::try_parse_from(std::iter::once("ops").chain(args.split_whitespace()))
-        .unwrap_or_else(|err| panic!("`{args}`: {err}"));
-    let mut out = Vec::new();
-    let code = match command {
-        Command::Topology(args) => ops::topology::run(args, ctx, &mut out).await,
-        Command::Errors(args) => ops::errors::run(args, ctx, &mut out).await,
-    }
-    .unwrap_or_else(|err| panic!("`{args}`: {err:#}"));
-    (code, String::from_utf8(out).unwrap())
-}
+#[path = "support/ops_cli.rs"]
+mod ops_cli;
+use ops_cli::run;
 
 fn settings(job: &'static jobs_core::Job) -> JobSettings {
     JobSettings::resolve(job, &JobDefaults::default())

@@ -5,13 +5,12 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use clap::Parser;
 use jobs_core::testing::{Outcome, TestApp};
 use jobs_core::topology::{QueueSpec, Topology};
 use jobs_core::transport::memory::MemoryTransport;
 use jobs_core::transport::{Declare, Transport};
 use jobs_core::{Headers, JobError, job};
-use jobs_worker::ops::{self, OpsContext};
+use jobs_worker::ops::OpsContext;
 
 /// A numbered message.
 #[derive(Clone, PartialEq, prost::Message)]
@@ -40,29 +39,6 @@ async fn steady(_: Item) -> Result<(), JobError> {
     Ok(())
 }
 
-/// The command line of the operator commands, as the CLI nests them.
-#[derive(Debug, clap::Parser)]
-enum Command {
-    Jobs(ops::jobs::JobsArgs),
-    Topology(ops::topology::TopologyArgs),
-    Errors(ops::errors::ErrorsArgs),
-}
-
-/// Runs `args` (a command line without the program name) and returns the exit code and what
-/// the command wrote.
-async fn run(ctx: &OpsContext, args: &str) -> (ExitCode, String) {
-    let command = Command::try_parse_from(std::iter::once("ops").chain(args.split_whitespace()))
-        .unwrap_or_else(|err| panic!("`{args}`: {err}"));
-    let mut out = Vec::new();
-    let code = match command {
-        Command::Jobs(args) => ops::jobs::run(args, ctx, &mut out).await,
-        Command::Topology(args) => ops::topology::run(args, ctx, &mut out).await,
-        Command::Errors(args) => ops::errors::run(args, ctx, &mut out).await,
-    }
-    .unwrap_or_else(|err| panic!("`{args}`: {err:#}"));
-    (code, String::from_utf8(out).unwrap())
-}
-
 fn context(app: &TestApp) -> OpsContext {
     OpsContext {
         transport: Arc::new(app.transport().clone()),
@@ -81,6 +57,10 @@ fn ids(app: &TestApp, queue: &str) -> Vec<String> {
 const ERR: &str = "ops-test.flaky.err";
 
 /// One test, since `FLAKY_FAILS` is shared: list, show, purge refused, replay, purge.
+#[path = "support/ops_cli.rs"]
+mod ops_cli;
+use ops_cli::run;
+
 #[tokio::test]
 async fn error_queue_list_show_replay_and_purge() {
     let app = TestApp::builder().job(&flaky::JOB).build().unwrap();
