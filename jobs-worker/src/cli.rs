@@ -12,7 +12,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use jobs_core::transport::memory::MemoryTransport;
-use jobs_core::transport::{Transport, redact_url};
+use jobs_core::transport::{Transport, redact_text, redact_url};
 use jobs_core::{JobDefaults, JobSettings};
 
 use crate::config::{Layer, LogFormat, WorkerConfig};
@@ -243,34 +243,6 @@ fn init_logging(format: LogFormat) {
         LogFormat::Plain => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),
     };
-}
-
-/// `text` with the password of every URL in it replaced by `**`.
-fn redact_text(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(at) = rest.find("://") {
-        let (before, after) = rest.split_at(at + 3);
-        out.push_str(before);
-        let end = after
-            .find(|c: char| c.is_whitespace() || "/?#'\"`".contains(c))
-            .unwrap_or(after.len());
-        let authority = &after[..end];
-        match authority.rfind('@') {
-            Some(at) => match authority[..at].find(':') {
-                Some(colon) => {
-                    out.push_str(&authority[..=colon]);
-                    out.push_str("**");
-                    out.push_str(&authority[at..]);
-                }
-                None => out.push_str(authority),
-            },
-            None => out.push_str(authority),
-        }
-        rest = &after[end..];
-    }
-    out.push_str(rest);
-    out
 }
 
 #[cfg(test)]

@@ -211,11 +211,8 @@ impl WorkerConfig {
 
         let url = get("url").unwrap_or(DEFAULT_URL).to_owned();
         if !(url.starts_with("amqp://") || url.starts_with("amqps://")) {
-            return Err(bad(
-                "url",
-                &redact_url(&url),
-                "expected an amqp:// or amqps:// URL",
-            ));
+            // Not echoed: without a scheme, nothing says where a password would be.
+            return Err(bad("url", "…", "expected an amqp:// or amqps:// URL"));
         }
         let connection_name = get("connection_name")
             .unwrap_or(DEFAULT_CONNECTION_NAME)

@@ -11,7 +11,7 @@ pub mod amqp;
 pub mod memory;
 mod redact;
 
-pub use redact::redact_url;
+pub use redact::{redact_text, redact_url};
 
 use std::borrow::Cow;
 use std::fmt;

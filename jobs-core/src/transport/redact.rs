@@ -26,6 +26,29 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
+/// `text` with the password of every URL in it replaced by `**`: for messages, such as a
+/// library's error, that may quote a URL.
+///
+/// ```
+/// use jobs_core::transport::redact_text;
+///
+/// assert_eq!(redact_text("cannot reach 'amqp://app:s3cret@mq/%2f'"), "cannot reach 'amqp://app:**@mq/%2f'");
+/// ```
+#[must_use]
+pub fn redact_text(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for piece in text.split_inclusive(|c: char| c.is_whitespace() || "'\"`".contains(c)) {
+        let word = piece.trim_end_matches(|c: char| c.is_whitespace() || "'\"`".contains(c));
+        if word.contains("://") {
+            out.push_str(&redact_url(word));
+            out.push_str(&piece[word.len()..]);
+        } else {
+            out.push_str(piece);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::redact_url as redact;
