@@ -13,8 +13,8 @@ use std::fmt::Write as _;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
+use jobs_core::Job;
 use jobs_core::engine::{Event, EventKind, Observer};
-use jobs_core::{FailureKind, Job};
 
 /// The upper bounds, in seconds, of the `jobs_duration_seconds` buckets.
 pub const BUCKETS: [f64; 14] = [
@@ -111,7 +111,7 @@ impl Metrics {
             "# HELP jobs_in_flight Handlers running now.\n# TYPE jobs_in_flight gauge"
         );
         for job in &names {
-            let n = self.jobs[**job].in_flight.load(Ordering::Relaxed).max(0);
+            let n = self.jobs[**job].in_flight.load(Ordering::Relaxed);
             let _ = writeln!(out, "jobs_in_flight{{job=\"{}\"}} {n}", escape(job));
         }
         let _ = writeln!(
@@ -185,8 +185,8 @@ impl Observer for Metrics {
                 m.observe(elapsed);
                 m.finished();
             }
-            EventKind::DeadLettered { kind, .. } => {
-                if ran(kind) {
+            EventKind::DeadLettered { kind, started, .. } => {
+                if started {
                     m.finished();
                 }
                 let mut counts = m
@@ -195,20 +195,13 @@ impl Observer for Metrics {
                     .unwrap_or_else(std::sync::PoisonError::into_inner);
                 *counts.entry(kind.as_str()).or_default() += 1;
             }
-            EventKind::Requeued { .. } => m.finished(),
+            EventKind::Requeued { started: true, .. } => m.finished(),
             _ => {}
         }
     }
 }
 
 /// Whether a dead letter of this kind ran its handler first.
-fn ran(kind: FailureKind) -> bool {
-    matches!(
-        kind,
-        FailureKind::Handler | FailureKind::Fatal | FailureKind::Timeout | FailureKind::Panic
-    )
-}
-
 /// A label value with `\`, `"` and newlines escaped.
 fn escape(value: &str) -> String {
     value

@@ -33,10 +33,10 @@ impl Observer for Report {
             EventKind::Retried { error, delay, .. } => {
                 format!("failed ({error}); retry in {delay:?}")
             }
-            EventKind::DeadLettered { kind, error } => {
+            EventKind::DeadLettered { kind, error, .. } => {
                 format!("moved to the error queue [{kind}]: {error}")
             }
-            EventKind::Requeued { error } => format!("requeued: {error}"),
+            EventKind::Requeued { error, .. } => format!("requeued: {error}"),
             _ => format!("{:?}", event.kind),
         };
         println!(

@@ -73,13 +73,17 @@ pub(crate) async fn process(runtime: &JobRuntime, delivery: Delivery) -> Verdict
             attempt,
             message_id,
             error,
+            started,
         }) => {
             let error = error_chain(&error);
             tracing::warn!(job = runtime.settings.job().name(), error = %error, "outcome not durable; requeueing");
             runtime.emit(
                 message_id.as_deref(),
                 attempt,
-                EventKind::Requeued { error: &error },
+                EventKind::Requeued {
+                    error: &error,
+                    started,
+                },
             );
             Verdict::Requeue
         }
@@ -89,6 +93,8 @@ pub(crate) async fn process(runtime: &JobRuntime, delivery: Delivery) -> Verdict
 /// The retry or error-queue publish that would have made an outcome durable failed.
 struct NotDurable {
     attempt: u32,
+    /// Whether the handler ran before the outcome failed to publish.
+    started: bool,
     message_id: Option<String>,
     error: crate::Error,
 }
@@ -110,7 +116,7 @@ async fn run(
                 runtime.max_message_size
             ),
         );
-        return Box::pin(dead_letter(runtime, envelope, 0, &failure, origin)).await;
+        return Box::pin(dead_letter(runtime, envelope, 0, &failure, origin, false)).await;
     }
     if let Some(name) = envelope.properties.kind.as_deref()
         && !runtime.accepted_names.contains(&name)
@@ -124,13 +130,13 @@ async fn run(
                 job.exchange()
             ),
         );
-        return Box::pin(dead_letter(runtime, envelope, 0, &failure, origin)).await;
+        return Box::pin(dead_letter(runtime, envelope, 0, &failure, origin, false)).await;
     }
     let attempt = match envelope.attempt() {
         Ok(attempt) => attempt,
         Err(err) => {
             let failure = Failure::new(FailureKind::Decode, err.to_string());
-            return Box::pin(dead_letter(runtime, envelope, 0, &failure, origin)).await;
+            return Box::pin(dead_letter(runtime, envelope, 0, &failure, origin, false)).await;
         }
     };
 
@@ -151,7 +157,10 @@ async fn run(
                 format!("body is not a valid `{}`: {err}", job.message_type()),
             );
             let envelope = Arc::unwrap_or_clone(envelope);
-            return Box::pin(dead_letter(runtime, envelope, attempt, &failure, origin)).await;
+            return Box::pin(dead_letter(
+                runtime, envelope, attempt, &failure, origin, false,
+            ))
+            .await;
         }
     };
 
@@ -197,13 +206,17 @@ async fn run(
     let message_id = message_id.map(str::to_owned);
     let envelope = Arc::unwrap_or_clone(envelope);
     let Some((queue, delay)) = retry else {
-        return Box::pin(dead_letter(runtime, envelope, attempt, &failure, origin)).await;
+        return Box::pin(dead_letter(
+            runtime, envelope, attempt, &failure, origin, true,
+        ))
+        .await;
     };
     let publish = failure::retry(envelope, queue, attempt + 1, origin);
     // Boxed, as in `dead_letter`: a rare path must not grow every delivery's task.
     if let Err(error) = Box::pin(runtime.producer.publish(publish)).await {
         return Err(NotDurable {
             attempt,
+            started: true,
             message_id,
             error,
         });
@@ -224,6 +237,7 @@ async fn dead_letter(
     attempt: u32,
     failure: &Failure,
     origin: Origin,
+    started: bool,
 ) -> Result<(), NotDurable> {
     let settings = &runtime.settings;
     let message_id = envelope.properties.message_id.clone();
@@ -240,6 +254,7 @@ async fn dead_letter(
     if let Err(error) = Box::pin(runtime.producer.publish(publish)).await {
         return Err(NotDurable {
             attempt,
+            started,
             message_id,
             error,
         });
@@ -255,6 +270,7 @@ async fn dead_letter(
     let kind = EventKind::DeadLettered {
         kind: failure.kind,
         error: &failure.error,
+        started,
     };
     runtime.emit(message_id.as_deref(), attempt, kind);
     Ok(())

@@ -53,11 +53,16 @@ pub enum EventKind<'a> {
         kind: FailureKind,
         /// The error chain.
         error: &'a str,
+        /// Whether the handler ran (a [`Started`](EventKind::Started) came first), rather than
+        /// the delivery being refused before it (undecodable, unknown job, too large).
+        started: bool,
     },
     /// The outcome could not be made durable (the retry or error-queue publish failed), so the
     /// delivery went back to its queue for another try.
     Requeued {
         /// Why the publish failed.
         error: &'a str,
+        /// Whether the handler ran (a [`Started`](EventKind::Started) came first).
+        started: bool,
     },
 }

@@ -177,11 +177,11 @@ impl Observer for Recorder {
                 error: error.to_owned(),
                 delay,
             },
-            EventKind::DeadLettered { kind, error } => Outcome::DeadLettered {
+            EventKind::DeadLettered { kind, error, .. } => Outcome::DeadLettered {
                 kind,
                 error: error.to_owned(),
             },
-            EventKind::Requeued { error } => Outcome::Requeued {
+            EventKind::Requeued { error, .. } => Outcome::Requeued {
                 error: error.to_owned(),
             },
         };
