@@ -107,7 +107,8 @@ impl DeadLetter {
     }
 
     /// The publish that replays the job: the original message to its original exchange and
-    /// routing key, without the failure headers, with a fresh attempt count. `None` when the
+    /// routing key, without the failure headers or the broker's delivery and dead-lettering
+    /// headers, with a fresh attempt count. `None` when the
     /// message does not say where it came from.
     #[must_use]
     pub fn replay(&self) -> Option<Publish> {
@@ -115,7 +116,7 @@ impl DeadLetter {
         let routing_key = self.routing_key()?.to_owned();
         let mut envelope = self.envelope.clone();
         let headers = &mut envelope.properties.headers;
-        for name in header::FAILURE {
+        for name in header::FAILURE.into_iter().chain(header::BROKER) {
             headers.remove(name);
         }
         headers.insert(header::ATTEMPT, 1i64);
@@ -148,6 +149,7 @@ mod tests {
         headers.insert(header::ROUTING_KEY, "oss");
         headers.insert(header::HOST, "worker-1");
         headers.insert("tenant", "acme");
+        headers.insert("x-delivery-count", 3i64);
         envelope
     }
 

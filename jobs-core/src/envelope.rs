@@ -41,6 +41,18 @@ pub mod header {
         ROUTING_KEY,
         HOST,
     ];
+    /// Headers the broker adds while a message sits in queues: its delivery count and its
+    /// dead-lettering record. A replay starts afresh, so it strips them too.
+    pub const BROKER: [&str; 8] = [
+        "x-delivery-count",
+        "x-death",
+        "x-first-death-reason",
+        "x-first-death-queue",
+        "x-first-death-exchange",
+        "x-last-death-reason",
+        "x-last-death-queue",
+        "x-last-death-exchange",
+    ];
 }
 
 /// A message as it travels: properties and a body.

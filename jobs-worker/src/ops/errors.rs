@@ -488,35 +488,13 @@ async fn replay_one(
     let letter = DeadLetter::new(delivery.envelope);
     let id = letter.message_id().map(str::to_owned);
     let outcome = match letter.replay() {
-        Some(mut publish) => {
-            strip_broker_headers(&mut publish.envelope.properties.headers);
-            producer
-                .publish(publish)
-                .await
-                .map_err(|err| err.to_string())
-        }
+        Some(publish) => producer
+            .publish(publish)
+            .await
+            .map_err(|err| err.to_string()),
         None => Err("the message does not say where it came from".to_owned()),
     };
     (delivery.tag, id, outcome)
-}
-
-/// Headers the broker added while the message sat in queues: its delivery count and
-/// dead-lettering record. A replay starts afresh, so they go too.
-const BROKER_HEADERS: [&str; 8] = [
-    "x-delivery-count",
-    "x-death",
-    "x-first-death-reason",
-    "x-first-death-queue",
-    "x-first-death-exchange",
-    "x-last-death-reason",
-    "x-last-death-queue",
-    "x-last-death-exchange",
-];
-
-fn strip_broker_headers(headers: &mut jobs_core::Headers) {
-    for name in BROKER_HEADERS {
-        headers.remove(name);
-    }
 }
 
 /// Purges `queue` with `yes`; without, says how many messages would go and returns `false`.
