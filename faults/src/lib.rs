@@ -1,0 +1,6 @@
+//! The fault battery of DESIGN §5's delivery promise: jobs run against real RabbitMQ nodes while
+//! faults are injected, and a [`Ledger`] counts every job so that a lost one cannot hide.
+
+pub mod ledger;
+
+pub use ledger::{Ledger, Report};
