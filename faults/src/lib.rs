@@ -4,3 +4,8 @@
 pub mod ledger;
 
 pub use ledger::{Ledger, Report};
+pub mod cluster;
+pub mod node;
+
+pub use cluster::Cluster;
+pub use node::{NodeOptions, PrivateNode, skip_without_rabbitmq};
