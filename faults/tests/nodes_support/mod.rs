@@ -1,0 +1,262 @@
+//! What the broker-fault scenarios share: the tracked job, concurrent producers that record
+//! every enqueue in a [`Ledger`], an engine whose handler records every handling, and bounded
+//! polling.
+#![allow(
+    dead_code,
+    unreachable_pub,
+    reason = "each test file uses its own part of the shared support"
+)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use jobs_core::engine::Engine;
+use jobs_core::transport::amqp::AmqpTransport;
+use jobs_core::{Error, JobContext, JobError, Producer, ProducerOptions, job};
+use jobs_faults::Ledger;
+use tokio::task::JoinHandle;
+
+/// A job the ledger follows.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Tracked {
+    /// Its ledger id.
+    #[prost(uint64, tag = "1")]
+    pub id: u64,
+    /// How many attempts fail (retryably) before one succeeds.
+    #[prost(uint32, tag = "2")]
+    pub fail_first: u32,
+}
+
+/// The handler both tracked jobs run: fail the first attempts when asked, then record the
+/// handling. Recording before the ack is what makes a redelivery after a fault a duplicate, never
+/// a loss.
+async fn handle(job: &Tracked, ctx: &JobContext) -> Result<(), JobError> {
+    if ctx.attempt() <= job.fail_first {
+        return Err(JobError::retry(format!("attempt {} fails", ctx.attempt())));
+    }
+    ctx.state::<Ledger>()?.handled(job.id);
+    Ok(())
+}
+
+/// The tracked job on a quorum queue: 4 attempts, short backoff, 32 deliveries at once.
+#[job(
+    exchange = "faults.nodes",
+    routing_key = "quorum",
+    queue = "faults.nodes.quorum",
+    retries = 3,
+    backoff = "300ms, 600ms, 1s",
+    concurrency = 32,
+    queue_type = "quorum"
+)]
+pub async fn tracked_quorum(job: Tracked, ctx: JobContext) -> Result<(), JobError> {
+    handle(&job, &ctx).await
+}
+
+/// The tracked job on a classic queue, otherwise as [`tracked_quorum()`].
+#[job(
+    exchange = "faults.nodes",
+    routing_key = "classic",
+    queue = "faults.nodes.classic",
+    retries = 3,
+    backoff = "300ms, 600ms, 1s",
+    concurrency = 32,
+    queue_type = "classic"
+)]
+pub async fn tracked_classic(job: Tracked, ctx: JobContext) -> Result<(), JobError> {
+    handle(&job, &ctx).await
+}
+
+/// Deliveries one engine has in flight per job: the prefetch, which is the concurrency.
+pub const IN_FLIGHT: u64 = 32;
+
+/// Which of the two tracked jobs a run uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Queue {
+    /// [`tracked_quorum()`].
+    Quorum,
+    /// [`tracked_classic()`].
+    Classic,
+}
+
+impl Queue {
+    /// The job's work, retry and error queues.
+    pub fn queues(self) -> Vec<String> {
+        let settings = match self {
+            Self::Quorum => &tracked_quorum::JOB,
+            Self::Classic => &tracked_classic::JOB,
+        };
+        let work = settings.queue().to_owned();
+        let mut queues: Vec<String> = (1..=3).map(|n| format!("{work}.retry.{n}")).collect();
+        queues.push(format!("{work}.err"));
+        queues.push(work);
+        queues
+    }
+
+    async fn enqueue(self, producer: &Producer, job: Tracked) -> Result<(), Error> {
+        match self {
+            Self::Quorum => tracked_quorum::enqueue(producer, job).await.map(drop),
+            Self::Classic => tracked_classic::enqueue(producer, job).await.map(drop),
+        }
+    }
+}
+
+/// A unique connection name, so the broker's connection list tells runs apart.
+pub fn connection_name(scenario: &str) -> String {
+    format!("jobs-faults-{scenario}-{}", std::process::id())
+}
+
+/// Starts an engine serving both tracked jobs on `url`, its handler recording in `ledger`, its
+/// producer waiting at most `confirm_timeout` for a confirm. Leftovers of an earlier scenario
+/// are purged first, so no id of another ledger shows up.
+pub async fn engine(
+    url: &str,
+    scenario: &str,
+    ledger: &Ledger,
+    confirm_timeout: Duration,
+) -> Engine {
+    let transport = AmqpTransport::builder(url)
+        .connection_name(connection_name(scenario))
+        .connect()
+        .await
+        .expect("the engine's transport connects to the private node");
+    let engine = Engine::builder(Arc::new(transport))
+        .job(&tracked_quorum::JOB)
+        .job(&tracked_classic::JOB)
+        .state(ledger.clone())
+        .producer_options(ProducerOptions {
+            confirm_timeout,
+            ..ProducerOptions::default()
+        })
+        .start()
+        .await
+        .expect("the engine starts on the private node");
+    for queue in Queue::Quorum
+        .queues()
+        .into_iter()
+        .chain(Queue::Classic.queues())
+    {
+        engine
+            .producer()
+            .transport()
+            .purge(&queue)
+            .await
+            .expect("a queue of the tracked jobs is purged");
+    }
+    engine
+}
+
+/// What the producers of a run saw besides confirms.
+#[derive(Debug, Default)]
+pub struct Produced {
+    /// Enqueues that failed with a transient error (connection lost, confirm timeout, nack).
+    pub transient_failures: usize,
+}
+
+/// Producers enqueueing `total` confirmed jobs between them, concurrently.
+#[derive(Debug)]
+pub struct Producers {
+    tasks: Vec<JoinHandle<Produced>>,
+}
+
+impl Producers {
+    /// Starts `count` producers on `producer` that enqueue until `total` jobs are confirmed,
+    /// with ids from `first_id` on. A failed enqueue leaves its id attempted but unconfirmed
+    /// (it may still have reached the queue: the ledger counts that apart), and the slot goes
+    /// to a new id.
+    pub fn start(
+        producer: &Producer,
+        ledger: &Ledger,
+        queue: Queue,
+        count: usize,
+        total: usize,
+        first_id: u64,
+        fail_first: u32,
+    ) -> Self {
+        let next_id = Arc::new(AtomicU64::new(first_id));
+        let remaining = Arc::new(AtomicUsize::new(total));
+        let tasks = (0..count)
+            .map(|_| {
+                let producer = producer.clone();
+                let ledger = ledger.clone();
+                let next_id = Arc::clone(&next_id);
+                let remaining = Arc::clone(&remaining);
+                tokio::spawn(async move {
+                    let mut produced = Produced::default();
+                    while take(&remaining) {
+                        let id = next_id.fetch_add(1, Ordering::Relaxed);
+                        ledger.attempted(id);
+                        match queue.enqueue(&producer, Tracked { id, fail_first }).await {
+                            Ok(()) => ledger.confirmed(id),
+                            Err(error) => {
+                                assert!(error.is_transient(), "enqueue {id}: {error:?}");
+                                produced.transient_failures += 1;
+                                remaining.fetch_add(1, Ordering::AcqRel);
+                                // Pacing, not waiting for a condition: while the broker is
+                                // away the transport fails fast, and a producer spinning
+                                // through ids would only inflate `attempted`.
+                                tokio::time::sleep(Duration::from_millis(50)).await;
+                            }
+                        }
+                    }
+                    produced
+                })
+            })
+            .collect();
+        Self { tasks }
+    }
+
+    /// Waits for every producer to finish (within `within`) and sums what they saw.
+    pub async fn finish(self, within: Duration) -> Produced {
+        let mut sum = Produced::default();
+        for task in self.tasks {
+            let produced = tokio::time::timeout(within, task)
+                .await
+                .expect("the producers finish in time")
+                .expect("a producer does not panic");
+            sum.transient_failures += produced.transient_failures;
+        }
+        sum
+    }
+}
+
+fn take(remaining: &AtomicUsize) -> bool {
+    remaining
+        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+        .is_ok()
+}
+
+/// Polls `condition` every 50 ms until it holds; panics naming `what` after `within`.
+pub async fn until(what: &str, within: Duration, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !condition() {
+        assert!(Instant::now() < deadline, "{what}: not within {within:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits until every confirmed job of `ledger` is handled or dead-lettered.
+pub async fn all_settled(ledger: &Ledger, within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        let report = ledger.report();
+        if report.lost.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "confirmed jobs still unsettled after {within:?}: {report}, first {:?}",
+            &report.lost[..report.lost.len().min(20)]
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The jobs a scenario moves: `full` with `JOBS_FAULTS_FULL=1`, `default` otherwise.
+pub fn sized(default: usize, full: usize) -> usize {
+    if std::env::var_os("JOBS_FAULTS_FULL").is_some_and(|v| v == "1") {
+        full
+    } else {
+        default
+    }
+}
