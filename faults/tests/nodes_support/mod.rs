@@ -15,6 +15,7 @@ use jobs_core::engine::Engine;
 use jobs_core::transport::amqp::AmqpTransport;
 use jobs_core::{Error, JobContext, JobError, Producer, ProducerOptions, job};
 use jobs_faults::Ledger;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 /// A job the ledger follows.
@@ -32,11 +33,37 @@ pub struct Tracked {
 /// handling. Recording before the ack is what makes a redelivery after a fault a duplicate, never
 /// a loss.
 async fn handle(job: &Tracked, ctx: &JobContext) -> Result<(), JobError> {
+    if let Ok(gate) = ctx.state::<Gate>() {
+        gate.passed().await;
+    }
     if ctx.attempt() <= job.fail_first {
         return Err(JobError::retry(format!("attempt {} fails", ctx.attempt())));
     }
     ctx.state::<Ledger>()?.handled(job.id);
     Ok(())
+}
+
+/// Holds handlers until opened, when an engine is given one as state: the jobs behind the
+/// prefetch then wait in the queue, for a fault to hit while they do.
+#[derive(Clone, Debug)]
+pub struct Gate(watch::Sender<bool>);
+
+impl Gate {
+    /// A closed gate.
+    pub fn closed() -> Self {
+        Self(watch::Sender::new(false))
+    }
+
+    /// Lets every handler through, now and from now on.
+    pub fn open(&self) {
+        self.0.send_replace(true);
+    }
+
+    async fn passed(&self) {
+        let mut open = self.0.subscribe();
+        // The sender lives in the state as long as the engine: the wait ends only when opened.
+        let _ = open.wait_for(|open| *open).await;
+    }
 }
 
 /// The tracked job on a quorum queue: 4 attempts, short backoff, 32 deliveries at once.
@@ -93,7 +120,8 @@ impl Queue {
         queues
     }
 
-    async fn enqueue(self, producer: &Producer, job: Tracked) -> Result<(), Error> {
+    /// Enqueues `job` on this queue's job.
+    pub async fn enqueue(self, producer: &Producer, job: Tracked) -> Result<(), Error> {
         match self {
             Self::Quorum => tracked_quorum::enqueue(producer, job).await.map(drop),
             Self::Classic => tracked_classic::enqueue(producer, job).await.map(drop),
@@ -115,15 +143,30 @@ pub async fn engine(
     ledger: &Ledger,
     confirm_timeout: Duration,
 ) -> Engine {
+    engine_with(url, scenario, ledger, confirm_timeout, None).await
+}
+
+/// As [`engine`], with handlers held by `gate` until it opens.
+pub async fn engine_with(
+    url: &str,
+    scenario: &str,
+    ledger: &Ledger,
+    confirm_timeout: Duration,
+    gate: Option<Gate>,
+) -> Engine {
     let transport = AmqpTransport::builder(url)
         .connection_name(connection_name(scenario))
         .connect()
         .await
         .expect("the engine's transport connects to the private node");
-    let engine = Engine::builder(Arc::new(transport))
+    let mut builder = Engine::builder(Arc::new(transport))
         .job(&tracked_quorum::JOB)
         .job(&tracked_classic::JOB)
-        .state(ledger.clone())
+        .state(ledger.clone());
+    if let Some(gate) = gate {
+        builder = builder.state(gate);
+    }
+    let engine = builder
         .producer_options(ProducerOptions {
             confirm_timeout,
             ..ProducerOptions::default()
