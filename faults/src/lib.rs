@@ -9,3 +9,4 @@ pub mod node;
 
 pub use cluster::Cluster;
 pub use node::{NodeOptions, PrivateNode, skip_without_rabbitmq};
+pub mod failover;

@@ -1,0 +1,120 @@
+//! A three-node RabbitMQ cluster on loopback with quorum queues loses one node during a run, and
+//! no confirmed job is lost:
+//!
+//! * the node that leads the queue, killed with SIGKILL, while the client is on another node;
+//! * the node the client is on, killed with SIGKILL: the client reaches the cluster through a
+//!   [`Failover`] front (as through a load balancer) and reconnects to a node that survives.
+
+mod nodes_support;
+
+use std::time::{Duration, Instant};
+
+use jobs_faults::failover::Failover;
+use jobs_faults::{Cluster, Ledger, skip_without_rabbitmq};
+use nodes_support::{IN_FLIGHT, Producers, Queue, all_settled, engine, sized, until};
+
+const PRODUCERS: usize = 8;
+const SETTLE: Duration = Duration::from_secs(180);
+/// Longer than on one node: a publish may wait for a new leader's election.
+const CONFIRM_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_losing_a_node_loses_no_confirmed_job() {
+    if skip_without_rabbitmq() {
+        return;
+    }
+    let started = Instant::now();
+    let mut cluster = Cluster::start(3).await.expect("the cluster forms");
+    eprintln!("cluster of 3 up in {:?}", started.elapsed());
+    let queue = Queue::Quorum.queues().pop().expect("the work queue");
+
+    // Declared through node 0, so node 0 leads the work queue.
+    let declaring = engine(
+        &cluster.node(0).url(),
+        "cluster-declare",
+        &Ledger::new(),
+        CONFIRM_TIMEOUT,
+    )
+    .await;
+    declaring.shutdown(Duration::from_secs(10)).await;
+    let leader = cluster
+        .leader_of(&queue, 1)
+        .await
+        .expect("the cluster lists its queues")
+        .expect("the work queue has a leader");
+    assert_ne!(leader, 1, "the client's node must not be the leader");
+
+    // The leader is killed; the client, on node 1, stays connected.
+    {
+        let scenario = "cluster: leader node SIGKILL";
+        let url = cluster.node(1).url();
+        lose_a_node(&mut cluster, leader, &url, scenario, 8_000_000_000).await;
+    }
+
+    // The node the client is on is killed; it reconnects through the front to another node.
+    {
+        let scenario = "cluster: client's node SIGKILL";
+        let front = Failover::start(vec![
+            cluster.node(2).port(),
+            cluster.node(0).port(),
+            cluster.node(1).port(),
+        ])
+        .await
+        .expect("the front listens");
+        lose_a_node(&mut cluster, 2, &front.url(), scenario, 9_000_000_000).await;
+    }
+    eprintln!("cluster faults done in {:?}", started.elapsed());
+}
+
+async fn lose_a_node(cluster: &mut Cluster, lost: usize, url: &str, scenario: &str, first_id: u64) {
+    let total = sized(5_000, 50_000);
+    let ledger = Ledger::new();
+    let engine = engine(url, scenario, &ledger, CONFIRM_TIMEOUT).await;
+    let producers = Producers::start(
+        engine.producer(),
+        &ledger,
+        Queue::Quorum,
+        PRODUCERS,
+        total,
+        first_id,
+        0,
+    );
+    until(&format!("{scenario}: a fifth confirmed"), SETTLE, || {
+        ledger.confirmed_count() >= total / 5
+    })
+    .await;
+    let node = cluster.node_mut(lost);
+    node.kill().await.expect("the node is killed");
+    eprintln!("{scenario}: killed {}", node.name());
+    // A survivor sees a leader elected among the two nodes left.
+    let survivor = (lost + 1) % cluster.len();
+    let queue = Queue::Quorum.queues().pop().expect("the work queue");
+    let deadline = Instant::now() + SETTLE;
+    loop {
+        let leader = cluster.leader_of(&queue, survivor).await.unwrap_or(None);
+        if leader.is_some_and(|leader| leader != lost) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{scenario}: no new leader");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The two nodes left are a majority: the queue keeps taking and giving jobs.
+    until(
+        &format!("{scenario}: half handled on two nodes"),
+        SETTLE,
+        || ledger.settled() >= total / 2,
+    )
+    .await;
+    let node = cluster.node_mut(lost);
+    node.start().await.expect("the node starts again");
+    eprintln!("{scenario}: {} back", node.name());
+    let produced = producers.finish(SETTLE).await;
+    all_settled(&ledger, SETTLE).await;
+    eprintln!(
+        "{scenario}: {} enqueues failed with a transient error",
+        produced.transient_failures
+    );
+    engine.shutdown(Duration::from_secs(10)).await;
+    // One node lost: the deliveries in flight on it may come again.
+    ledger.report().check(scenario, IN_FLIGHT);
+}
