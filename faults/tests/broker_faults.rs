@@ -11,7 +11,10 @@ mod nodes_support;
 use std::time::{Duration, Instant};
 
 use jobs_faults::{Ledger, PrivateNode, skip_without_rabbitmq};
-use nodes_support::{IN_FLIGHT, Producers, Queue, all_settled, engine, sized, until};
+use nodes_support::{
+    DEAD_LETTER_IN_FLIGHT, IN_FLIGHT, Producers, Queue, RETRY_QUEUES, all_settled, engine, sized,
+    until,
+};
 
 /// Concurrent producers in every scenario.
 const PRODUCERS: usize = 8;
@@ -204,6 +207,13 @@ async fn retries_across_a_restart(node: &mut PrivateNode, queue: Queue) {
         "all enqueued before the restart"
     );
     engine.shutdown(Duration::from_secs(10)).await;
-    // One fault: the deliveries in flight at the restart may run again.
-    ledger.report().check(scenario, IN_FLIGHT);
+    // One fault: the deliveries in flight at the restart may run again; on quorum queues so
+    // may the at-least-once dead-letter hops from each retry queue back to the work queue that
+    // the restart caught unconfirmed (seen: 46 duplicates in one run). Classic retry queues
+    // dead-letter at most once, so only the deliveries in flight count there.
+    let bound = match queue {
+        Queue::Quorum => IN_FLIGHT + RETRY_QUEUES * DEAD_LETTER_IN_FLIGHT,
+        Queue::Classic => IN_FLIGHT,
+    };
+    ledger.report().check(scenario, bound);
 }

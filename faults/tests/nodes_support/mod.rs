@@ -97,6 +97,14 @@ pub async fn tracked_classic(job: Tracked, ctx: JobContext) -> Result<(), JobErr
 /// Deliveries one engine has in flight per job: the prefetch, which is the concurrency.
 pub const IN_FLIGHT: u64 = 32;
 
+/// Dead-letterings one quorum queue has in flight with `at-least-once`: RabbitMQ's
+/// `dead_letter_worker_consumer_prefetch` (32 on 3.10). A hop whose confirm a restart loses is
+/// made again, so each quorum retry queue can repeat up to this many per fault.
+pub const DEAD_LETTER_IN_FLIGHT: u64 = 32;
+
+/// The retry queues of each tracked job (its `retries`).
+pub const RETRY_QUEUES: u64 = 3;
+
 /// Which of the two tracked jobs a run uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Queue {
