@@ -262,13 +262,25 @@ impl PrivateNode {
     ///
     /// When the VM's pid cannot be found or signalled, or the server does not end.
     pub async fn kill(&mut self) -> io::Result<()> {
-        let pid = self.beam_pid()?;
+        let pid = match self.beam_pid() {
+            Ok(pid) => pid,
+            // The pid file is written late in the boot; the VM knows its pid from the start.
+            Err(_) => self
+                .eval("os:getpid().")
+                .await?
+                .trim()
+                .trim_matches('"')
+                .parse()
+                .map_err(|_| io::Error::other("the node's pid is not a number"))?,
+        };
         signal_kill(pid)?;
         self.reap().await
     }
 
-    /// Waits for the server script to end after its VM did.
+    /// Waits for the server script to end after its VM did, and forgets the VM's pid, which the
+    /// OS may hand to another process from now on.
     async fn reap(&mut self) -> io::Result<()> {
+        let _ = std::fs::remove_file(self.pid_file());
         if let Some(mut child) = self.server.take() {
             match tokio::time::timeout(CTL_DEADLINE, child.wait()).await {
                 Ok(status) => {
@@ -412,8 +424,11 @@ impl PrivateNode {
 
 impl Drop for PrivateNode {
     fn drop(&mut self) {
-        // Nothing graceful here: a test that ends (or panics) must not leave a node behind.
-        if let Ok(pid) = self.beam_pid() {
+        // Nothing graceful here: a test that ends (or panics) must not leave a node behind. The
+        // pid file is trusted only while the server script that wrote it still runs.
+        if self.is_running()
+            && let Ok(pid) = self.beam_pid()
+        {
             let _ = signal_kill(pid);
         }
         if let Some(child) = self.server.as_mut() {

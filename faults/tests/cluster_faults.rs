@@ -99,12 +99,30 @@ async fn lose_a_node(cluster: &mut Cluster, lost: usize, url: &str, scenario: &s
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     // The two nodes left are a majority: the queue keeps taking and giving jobs.
-    until(
-        &format!("{scenario}: half handled on two nodes"),
-        SETTLE,
-        || ledger.settled() >= total / 2,
-    )
-    .await;
+    let deadline = Instant::now() + SETTLE;
+    while ledger.settled() < total / 2 {
+        if Instant::now() > deadline {
+            let survivor = cluster.node(survivor);
+            let queues = survivor
+                .ctl(&[
+                    "list_queues",
+                    "name",
+                    "leader",
+                    "online",
+                    "messages_ready",
+                    "messages_unacknowledged",
+                    "consumers",
+                ])
+                .await;
+            let connections = survivor.ctl(&["list_connections", "name", "state"]).await;
+            panic!(
+                "{scenario}: half not handled on two nodes within {SETTLE:?}: {}\n\
+                 queues: {queues:?}\nconnections: {connections:?}",
+                ledger.report()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let node = cluster.node_mut(lost);
     node.start().await.expect("the node starts again");
     eprintln!("{scenario}: {} back", node.name());
