@@ -7,8 +7,9 @@
     reason = "each test file uses its own part of the shared support"
 )]
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use jobs_core::engine::Engine;
@@ -208,6 +209,8 @@ pub struct Produced {
 #[derive(Debug)]
 pub struct Producers {
     tasks: Vec<JoinHandle<Produced>>,
+    /// Each distinct failure seen so far, with how often, for a stalled scenario to report.
+    failures: Arc<Mutex<BTreeMap<String, usize>>>,
 }
 
 impl Producers {
@@ -226,8 +229,10 @@ impl Producers {
     ) -> Self {
         let next_id = Arc::new(AtomicU64::new(first_id));
         let remaining = Arc::new(AtomicUsize::new(total));
+        let failures = Arc::new(Mutex::new(BTreeMap::new()));
         let tasks = (0..count)
             .map(|_| {
+                let failures = Arc::clone(&failures);
                 let producer = producer.clone();
                 let ledger = ledger.clone();
                 let next_id = Arc::clone(&next_id);
@@ -242,6 +247,11 @@ impl Producers {
                             Err(error) => {
                                 assert!(error.is_transient(), "enqueue {id}: {error:?}");
                                 produced.transient_failures += 1;
+                                *failures
+                                    .lock()
+                                    .expect("the failure tally")
+                                    .entry(format!("{error:?}"))
+                                    .or_insert(0) += 1;
                                 remaining.fetch_add(1, Ordering::AcqRel);
                                 // Pacing, not waiting for a condition: while the broker is
                                 // away the transport fails fast, and a producer spinning
@@ -254,7 +264,12 @@ impl Producers {
                 })
             })
             .collect();
-        Self { tasks }
+        Self { tasks, failures }
+    }
+
+    /// The distinct enqueue failures so far, with their counts.
+    pub fn failures(&self) -> BTreeMap<String, usize> {
+        self.failures.lock().expect("the failure tally").clone()
     }
 
     /// Waits for every producer to finish (within `within`) and sums what they saw.
