@@ -2,14 +2,11 @@
 
 use std::future::Future;
 
-use bytes::Bytes;
-
 pub use crate::backoff::Backoff;
 pub use crate::job::{
     ExchangeKind, HeaderBinding, HeaderMatch, Job, JobMessage, JobOptions, QueueType,
 };
 pub use crate::registry::Registration;
-pub use ::bytes;
 pub use ::core;
 pub use ::inventory;
 
@@ -24,7 +21,10 @@ pub type HandlerFuture = BoxFuture<'static, Result<(), JobError>>;
 pub type HandleResult = Result<HandlerFuture, prost::DecodeError>;
 
 /// A job's type-erased handler: decodes the body and starts the user's fn.
-pub type Handler = fn(Bytes, JobContext) -> HandleResult;
+///
+/// The body is borrowed: decoding copies what it keeps, and a shared copy of the delivery's
+/// buffer would cost an allocation per job.
+pub type Handler = fn(&[u8], JobContext) -> HandleResult;
 
 /// Every field of a [`Job`], for `#[job]` to fill in a `static`.
 #[allow(missing_debug_implementations)]
@@ -77,7 +77,7 @@ pub const fn require_result<R: IntoJobResult>() {}
 /// # Errors
 ///
 /// The decode error when the body is not an `M`.
-pub fn handle<M, F, Fut>(body: Bytes, ctx: JobContext, handler: F) -> HandleResult
+pub fn handle<M, F, Fut>(body: &[u8], ctx: JobContext, handler: F) -> HandleResult
 where
     M: JobMessage,
     F: FnOnce(M, JobContext) -> Fut,

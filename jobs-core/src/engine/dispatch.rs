@@ -17,6 +17,7 @@ use crate::envelope::Envelope;
 use crate::job_error::{FailureKind, error_chain};
 use crate::producer::Producer;
 use crate::settings::JobSettings;
+use crate::trace::TraceContext;
 use crate::transport::Delivery;
 
 /// What every delivery of one job needs; shared by its handler tasks.
@@ -116,7 +117,7 @@ async fn run(
                 runtime.max_message_size
             ),
         );
-        return Box::pin(dead_letter(runtime, envelope, 0, &failure, origin, false)).await;
+        return Box::pin(dead_letter(runtime, envelope, 0, &failure, origin, None)).await;
     }
     if let Some(name) = envelope.properties.kind.as_deref()
         && !runtime.accepted_names.contains(&name)
@@ -130,13 +131,13 @@ async fn run(
                 job.exchange()
             ),
         );
-        return Box::pin(dead_letter(runtime, envelope, 0, &failure, origin, false)).await;
+        return Box::pin(dead_letter(runtime, envelope, 0, &failure, origin, None)).await;
     }
     let attempt = match envelope.attempt() {
         Ok(attempt) => attempt,
         Err(err) => {
             let failure = Failure::new(FailureKind::Decode, err.to_string());
-            return Box::pin(dead_letter(runtime, envelope, 0, &failure, origin, false)).await;
+            return Box::pin(dead_letter(runtime, envelope, 0, &failure, origin, None)).await;
         }
     };
 
@@ -149,7 +150,7 @@ async fn run(
     );
     let message_id = envelope.properties.message_id.as_deref();
     let trace = context.traceparent();
-    let running = match (job.0.handler)(envelope.body.clone(), context) {
+    let running = match (job.0.handler)(&envelope.body, context) {
         Ok(running) => running,
         Err(err) => {
             let failure = Failure::new(
@@ -158,7 +159,7 @@ async fn run(
             );
             let envelope = Arc::unwrap_or_clone(envelope);
             return Box::pin(dead_letter(
-                runtime, envelope, attempt, &failure, origin, false,
+                runtime, envelope, attempt, &failure, origin, None,
             ))
             .await;
         }
@@ -207,11 +208,16 @@ async fn run(
     let envelope = Arc::unwrap_or_clone(envelope);
     let Some((queue, delay)) = retry else {
         return Box::pin(dead_letter(
-            runtime, envelope, attempt, &failure, origin, true,
+            runtime,
+            envelope,
+            attempt,
+            &failure,
+            origin,
+            Some(trace),
         ))
         .await;
     };
-    let publish = failure::retry(envelope, queue, attempt + 1, origin);
+    let publish = failure::retry(envelope, queue, attempt + 1, origin, trace);
     // Boxed, as in `dead_letter`: a rare path must not grow every delivery's task.
     if let Err(error) = Box::pin(runtime.producer.publish(publish)).await {
         return Err(NotDurable {
@@ -231,14 +237,17 @@ async fn run(
     Ok(())
 }
 
+/// Publishes the delivery to the error queue. `trace` is the context the handler ran under:
+/// `None` when the delivery was refused before the handler started.
 async fn dead_letter(
     runtime: &JobRuntime,
     envelope: Envelope,
     attempt: u32,
     failure: &Failure,
     origin: Origin,
-    started: bool,
+    trace: Option<TraceContext>,
 ) -> Result<(), NotDurable> {
+    let started = trace.is_some();
     let settings = &runtime.settings;
     let message_id = envelope.properties.message_id.clone();
     let publish = failure::dead_letter(
@@ -248,6 +257,7 @@ async fn dead_letter(
         failure,
         origin,
         &runtime.host,
+        trace,
     );
     // Boxed: the publish future (with its confirm timer) would otherwise make every
     // delivery's task, which is moved on spawn, several times larger.

@@ -64,7 +64,7 @@ pub(super) async fn declare(link: &Link, topology: &Topology, mode: Declare) -> 
             let arguments = if passive {
                 FieldTable::default()
             } else {
-                convert::headers_to_amqp(&queue.arguments)?
+                convert::headers_to_amqp(queue.arguments.clone())?
             };
             channel
                 .queue_declare(name.clone(), options, arguments)
@@ -81,7 +81,7 @@ pub(super) async fn declare(link: &Link, topology: &Topology, mode: Declare) -> 
                     convert::short("exchange", &binding.exchange)?,
                     convert::short("binding key", &binding.routing_key)?,
                     QueueBindOptions::default(),
-                    convert::headers_to_amqp(&binding.arguments)?,
+                    convert::headers_to_amqp(binding.arguments.clone())?,
                 )
                 .await
                 .map_err(|err| errors::map(err, Subject::Queue(&binding.queue)))?;
