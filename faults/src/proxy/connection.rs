@@ -203,8 +203,11 @@ where
                     }
                 }
                 Item::End(End::Closed) => {
-                    // Pass the sender's FIN on; the other direction may still have bytes.
-                    let _ = writer.shutdown().await;
+                    // Pass the sender's FIN on (the other direction may still have bytes),
+                    // but not through a black hole: there the peer must find out by itself.
+                    if flowing(&mut write_mode).await {
+                        let _ = writer.shutdown().await;
+                    }
                     return End::Closed;
                 }
                 Item::End(end) => return end,
