@@ -105,6 +105,27 @@ async fn until(what: &str, within: Duration, mut condition: impl FnMut() -> bool
     started.elapsed()
 }
 
+/// Polls `condition` every 50 ms until it holds, failing once `progress` (a count) has not
+/// moved for [`RECOVERY`]: a slow run passes, a stuck one fails.
+async fn while_progressing(
+    what: &str,
+    mut condition: impl FnMut() -> bool,
+    mut progress: impl FnMut() -> usize,
+) {
+    let mut last = (progress(), Instant::now());
+    while !condition() {
+        let now = progress();
+        if now != last.0 {
+            last = (now, Instant::now());
+        }
+        assert!(
+            last.1.elapsed() < RECOVERY,
+            "{what}: stuck at {now} for {RECOVERY:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// A scenario's engine behind the proxy, and a direct line to the broker for setup and drain.
 struct Net {
     job: &'static Job,
@@ -182,9 +203,11 @@ impl Net {
     /// Waits until every confirmed job is settled, stops the engine, drains the error queue
     /// into the ledger and checks the report against `duplicate_bound`.
     async fn finish(self, scenario: &str, duplicate_bound: u64) {
-        until("every confirmed job settled", RECOVERY, || {
-            self.ledger.report().lost.is_empty()
-        })
+        while_progressing(
+            "every confirmed job settled",
+            || self.ledger.report().lost.is_empty(),
+            || self.ledger.settled(),
+        )
         .await;
         self.engine.shutdown(Duration::from_secs(5)).await;
         let error_queue = &self
@@ -429,11 +452,13 @@ async fn latency_slows_a_run_but_keeps_it_correct() {
         return;
     };
     net.proxy.set_mode(Mode::Latency(Duration::from_millis(20)));
-    let jobs = if full() { 20_000 } else { 1_000 };
+    let jobs = if full() { 10_000 } else { 1_000 };
     let load = Load::start(&net, 32, jobs);
-    until("every job confirmed", RECOVERY, || {
-        net.ledger.confirmed_count() as u64 >= jobs
-    })
+    while_progressing(
+        "every job confirmed",
+        || net.ledger.confirmed_count() as u64 >= jobs,
+        || net.ledger.confirmed_count(),
+    )
     .await;
     let failures = load.stop().await;
     assert_eq!(failures, 0, "latency alone fails no publish");
