@@ -362,6 +362,8 @@ async fn black_hole_is_detected_by_heartbeats_and_the_run_recovers() {
     })
     .await;
     eprintln!("black hole noticed after {detected:?}");
+    // Not sooner than a heartbeat interval: nothing but the missing heartbeats can tell.
+    assert!(detected >= Duration::from_secs(HEARTBEAT), "{detected:?}");
     // The publishers caught in the black hole got their errors within the confirm timeout
     // (each lane asserts that); at least one did.
     load.failed_at_least(1, CONFIRM_TIMEOUT + SLACK).await;
