@@ -2,5 +2,6 @@
 //! faults are injected, and a [`Ledger`] counts every job so that a lost one cannot hide.
 
 pub mod ledger;
+pub mod proxy;
 
 pub use ledger::{Ledger, Report};

@@ -9,6 +9,7 @@ use futures_util::FutureExt;
 use tokio::time::Instant;
 use tracing::Instrument as _;
 
+use super::classify::{Classified, classify};
 use super::events::{Event, EventKind, Observer};
 use super::failure::{self, Failure, Origin};
 use super::settle::Verdict;
@@ -108,55 +109,27 @@ async fn run(
     origin: Origin,
 ) -> Result<(), NotDurable> {
     let job = runtime.settings.job();
-    let size = envelope.body.len();
-    if size > runtime.max_message_size {
-        let failure = Failure::new(
-            FailureKind::TooLarge,
-            format!(
-                "body of {size} bytes is over the {}-byte limit",
-                runtime.max_message_size
-            ),
-        );
-        return Box::pin(dead_letter(runtime, envelope, 0, &failure, origin, None)).await;
-    }
-    if let Some(name) = envelope.properties.kind.as_deref()
-        && !runtime.accepted_names.contains(&name)
-    {
-        let failure = Failure::new(
-            FailureKind::UnknownJob,
-            format!(
-                "queue `{}` serves job `{}`, and no known job named `{name}` publishes to exchange `{}`",
-                job.queue(),
-                job.name(),
-                job.exchange()
-            ),
-        );
-        return Box::pin(dead_letter(runtime, envelope, 0, &failure, origin, None)).await;
-    }
-    let attempt = match envelope.attempt() {
-        Ok(attempt) => attempt,
-        Err(err) => {
-            let failure = Failure::new(FailureKind::Decode, err.to_string());
-            return Box::pin(dead_letter(runtime, envelope, 0, &failure, origin, None)).await;
-        }
-    };
-
     let envelope = Arc::new(envelope);
-    let context = JobContext::new(
-        &runtime.context,
-        Arc::clone(&envelope),
-        attempt,
-        redelivered,
-    );
-    let message_id = envelope.properties.message_id.as_deref();
-    let trace = context.traceparent();
-    let running = match (job.0.handler)(&envelope.body, context) {
-        Ok(running) => running,
-        Err(err) => {
-            let failure = Failure::new(
-                FailureKind::Decode,
-                format!("body is not a valid `{}`: {err}", job.message_type()),
+    let mut trace = None;
+    let classified = classify(
+        job,
+        &runtime.accepted_names,
+        runtime.max_message_size,
+        &envelope,
+        |attempt| {
+            let context = JobContext::new(
+                &runtime.context,
+                Arc::clone(&envelope),
+                attempt,
+                redelivered,
             );
+            trace = Some(context.traceparent());
+            context
+        },
+    );
+    let (attempt, running) = match classified {
+        Classified::Run { attempt, running } => (attempt, running),
+        Classified::Refuse { attempt, failure } => {
             let envelope = Arc::unwrap_or_clone(envelope);
             return Box::pin(dead_letter(
                 runtime, envelope, attempt, &failure, origin, None,
@@ -164,6 +137,9 @@ async fn run(
             .await;
         }
     };
+    let message_id = envelope.properties.message_id.as_deref();
+    // Set whenever the handler was built, which `Run` says it was.
+    let trace = trace.unwrap_or_else(TraceContext::new_root);
 
     runtime.emit(message_id, attempt, EventKind::Started);
     let started = Instant::now();
