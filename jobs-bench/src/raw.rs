@@ -28,6 +28,8 @@ pub const IN_FLIGHT: usize = 1000;
 pub const PREFETCH: u16 = 100;
 
 const EXCHANGE: &str = "jobs_bench.raw";
+/// How long the consumer's channel stays open after its last ack; see `consume_until`.
+const ACK_LINGER: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// Two connections, as the framework has: one to publish, one to consume.
 #[derive(Debug)]
@@ -245,11 +247,13 @@ async fn consume_until(
         sent?;
     }
     drop(acks);
-    // Cancel first and wait for the broker's answer: it comes after the broker took every ack
-    // sent before it. Closing at once can beat a quorum queue's acks, which then requeues.
+    // A quorum queue's broker-side client holds back settlements while many are pending, and
+    // drops what it holds when the channel closes, redelivering finished jobs. Cancel, then
+    // give it a moment to apply the acks, as the engine does at shutdown. Not timed.
     channel
         .basic_cancel(consumer.tag(), BasicCancelOptions::default())
         .await?;
+    tokio::time::sleep(ACK_LINGER).await;
     channel.close(200, "consumed".into()).await?;
     Ok(())
 }
