@@ -10,6 +10,7 @@ use jobs_core::engine::Engine;
 use jobs_core::topology::Topology;
 use jobs_core::transport::{Declare, Transport};
 use jobs_core::{Job, JobDefaults, JobError, JobSettings, Producer, job};
+use jobs_worker::metrics::Metrics;
 
 use crate::QueueKind;
 use crate::message::BenchJob;
@@ -120,7 +121,8 @@ impl Framework {
         Ok(())
     }
 
-    /// Starts a worker engine for the job, at concurrency (and so prefetch) [`PREFETCH`].
+    /// Starts a worker engine for the job, at concurrency (and so prefetch) [`PREFETCH`], with
+    /// the worker binary's metrics observing every event, as `jobs-worker` runs it.
     ///
     /// # Errors
     ///
@@ -128,6 +130,7 @@ impl Framework {
     pub async fn consume(&self) -> anyhow::Result<Engine> {
         Ok(Engine::builder(Arc::clone(&self.transport))
             .job(self.job)
+            .observer(Arc::new(Metrics::new([self.job])))
             .concurrency(PREFETCH)
             .declare(Declare::Passive)
             .start()
