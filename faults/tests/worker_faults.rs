@@ -86,31 +86,45 @@ async fn sigkill_with_hundreds_in_flight_then_a_second_worker_loses_nothing() {
     let env = [(fault_jobs::HANDLED_FILE, handled.as_path())];
     let total: u64 = if full() { 20_000 } else { 2_000 };
     let ledger = Ledger::new();
+    // Handlers of 100 to 300 ms, so they finish all the time, not in waves: a kill lands
+    // among handlers that have just finished and whose acks are on their way.
     enqueue_all(&producer, &ledger, 0..total, |producer, id| async move {
-        fault_jobs::tracked_kill::enqueue(&producer, Tracked::new(id, 200)).await
+        let sleep_ms = 100 + (id * 37 % 200) as u32;
+        fault_jobs::tracked_kill::enqueue(&producer, Tracked::new(id, sleep_ms)).await
     })
     .await;
 
-    // The job's concurrency (= prefetch) is 300: with 200 ms handlers the worker holds 300
-    // deliveries at once. Kill it with hundreds running and some already acked.
+    // The job's concurrency (= prefetch) is 300: the worker holds 300 deliveries at once.
+    // Kill it with hundreds running and some already acked; the full run kills three
+    // workers in turn.
     let prefetch: u64 = 300;
+    let kills: u64 = if full() { 3 } else { 1 };
     let in_flight = "jobs_in_flight{job=\"tracked_kill\"}";
-    let mut first = start(&url, job, &[], &env);
-    first
-        .wait_for(
-            "250 in flight after 300 handled",
-            Duration::from_secs(30),
-            |w| counts(&handled).len() >= 300 && w.metric(in_flight).is_some_and(|n| n >= 250),
-        )
-        .unwrap_or_else(|error| panic!("{error}"));
-    let running = first.metric(in_flight).expect("the in-flight gauge");
-    first.signal("KILL").expect("kill -KILL");
-    let status = first
-        .wait_exit(Duration::from_secs(10))
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert!(!status.success(), "a killed worker: {status}");
-    let before = counts(&handled).len();
-    eprintln!("killed with {running} handlers running, {before} jobs handled");
+    let mut running = Vec::new();
+    for kill in 1..=kills {
+        let mut worker = start(&url, job, &[], &env);
+        let after = (kill as usize) * 500;
+        worker
+            .wait_for(
+                &format!("250 in flight after {after} handled"),
+                Duration::from_secs(30),
+                |w| {
+                    counts(&handled).len() >= after && w.metric(in_flight).is_some_and(|n| n >= 250)
+                },
+            )
+            .unwrap_or_else(|error| panic!("{error}"));
+        running.push(worker.metric(in_flight).expect("the in-flight gauge"));
+        worker.signal("KILL").expect("kill -KILL");
+        let status = worker
+            .wait_exit(Duration::from_secs(10))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(!status.success(), "a killed worker: {status}");
+        eprintln!(
+            "kill {kill}: {} handlers running, {} jobs handled",
+            running[running.len() - 1],
+            counts(&handled).len()
+        );
+    }
 
     let mut second = start(&url, job, &[], &env);
     let timeout = Duration::from_secs(if full() { 300 } else { 60 });
@@ -131,11 +145,15 @@ async fn sigkill_with_hundreds_in_flight_then_a_second_worker_loses_nothing() {
 
     ledger.load_handled(&handled).expect("the handled file");
     let report = ledger.report();
-    // Every duplicate is a delivery the killed worker had handled but whose ack the broker had
-    // not processed: a delivery unacked at the kill. At most the prefetch are unacked at once
+    // Every duplicate is a delivery a killed worker had handled but whose ack the broker had
+    // not processed: a delivery unacked at a kill. At most the prefetch are unacked at once
     // (the handlers running then had not finished, so their redelivery is their first
-    // handling), hence the bound.
-    report.check(&format!("worker SIGKILL, {running} in flight"), prefetch);
+    // handling), hence the bound: the prefetch for each kill.
+    let running: Vec<String> = running.iter().map(u64::to_string).collect();
+    report.check(
+        &format!("worker SIGKILL x{kills}, {} in flight", running.join("/")),
+        prefetch * kills,
+    );
     assert_eq!(report.handled as u64, total);
     transport.close().await;
     let _ = std::fs::remove_dir_all(&dir);
@@ -266,7 +284,9 @@ async fn poison_jobs_get_exactly_their_attempts_then_the_error_queue_with_header
             "{headers:?}"
         );
         assert_eq!(
-            headers.get(header::ATTEMPT).and_then(|v| v.as_i64()),
+            headers
+                .get(header::ATTEMPT)
+                .and_then(jobs_core::HeaderValue::as_i64),
             Some(i64::from(attempts)),
             "the attempt that failed last"
         );
