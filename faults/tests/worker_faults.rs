@@ -8,7 +8,7 @@ mod fault_jobs;
 mod workers_support;
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use fault_jobs::Tracked;
@@ -37,16 +37,21 @@ fn spawn(url: &str, job: &Job, args: &[&str], env: &[(&str, &Path)]) -> WorkerPr
     WorkerProcess::start(Path::new(WORKER), url, &all, env).expect("the fault worker starts")
 }
 
-/// The ids in a record file, each with how many lines name it.
-fn counts(path: &Path) -> BTreeMap<u64, u32> {
+/// The ids in record files, each with how many whole lines name it.
+///
+/// Each worker process gets a file of its own: were a SIGKILL ever to tear a last line, the
+/// next worker's first line would otherwise be glued to it into a wrong id.
+fn counts(paths: &[&Path]) -> BTreeMap<u64, u32> {
     let mut counts = BTreeMap::new();
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    for id in text
-        .split_inclusive('\n')
-        .filter(|line| line.ends_with('\n'))
-        .filter_map(|line| line.trim().parse().ok())
-    {
-        *counts.entry(id).or_default() += 1;
+    for path in paths {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        for id in text
+            .split_inclusive('\n')
+            .filter(|line| line.ends_with('\n'))
+            .filter_map(|line| line.trim().parse().ok())
+        {
+            *counts.entry(id).or_default() += 1;
+        }
     }
     counts
 }
@@ -82,8 +87,6 @@ async fn sigkill_with_hundreds_in_flight_then_a_second_worker_loses_nothing() {
     let job = &fault_jobs::tracked_kill::JOB;
     let (transport, producer) = setup(&url, job, "sigkill").await;
     let dir = scratch("sigkill");
-    let handled = dir.join("handled");
-    let env = [(fault_jobs::HANDLED_FILE, handled.as_path())];
     let total: u64 = if full() { 20_000 } else { 2_000 };
     let ledger = Ledger::new();
     // Handlers of 100 to 300 ms, so they finish all the time, not in waves: a kill lands
@@ -100,17 +103,20 @@ async fn sigkill_with_hundreds_in_flight_then_a_second_worker_loses_nothing() {
     let prefetch: u64 = 300;
     let kills: u64 = if full() { 3 } else { 1 };
     let in_flight = "jobs_in_flight{job=\"tracked_kill\"}";
+    let files: Vec<PathBuf> = (0..=kills)
+        .map(|worker| dir.join(format!("handled-{worker}")))
+        .collect();
+    let files: Vec<&Path> = files.iter().map(PathBuf::as_path).collect();
     let mut running = Vec::new();
     for kill in 1..=kills {
+        let env = [(fault_jobs::HANDLED_FILE, files[kill as usize - 1])];
         let mut worker = start(&url, job, &[], &env);
         let after = (kill as usize) * 500;
         worker
             .wait_for(
                 &format!("250 in flight after {after} handled"),
                 Duration::from_secs(30),
-                |w| {
-                    counts(&handled).len() >= after && w.metric(in_flight).is_some_and(|n| n >= 250)
-                },
+                |w| counts(&files).len() >= after && w.metric(in_flight).is_some_and(|n| n >= 250),
             )
             .unwrap_or_else(|error| panic!("{error}"));
         running.push(worker.metric(in_flight).expect("the in-flight gauge"));
@@ -122,15 +128,16 @@ async fn sigkill_with_hundreds_in_flight_then_a_second_worker_loses_nothing() {
         eprintln!(
             "kill {kill}: {} handlers running, {} jobs handled",
             running[running.len() - 1],
-            counts(&handled).len()
+            counts(&files).len()
         );
     }
 
+    let env = [(fault_jobs::HANDLED_FILE, files[kills as usize])];
     let mut second = start(&url, job, &[], &env);
     let timeout = Duration::from_secs(if full() { 300 } else { 60 });
     second
         .wait_for("every job handled", timeout, |_| {
-            counts(&handled).len() as u64 == total
+            counts(&files).len() as u64 == total
         })
         .unwrap_or_else(|error| panic!("{error}"));
     second.signal("TERM").expect("kill -TERM");
@@ -143,7 +150,9 @@ async fn sigkill_with_hundreds_in_flight_then_a_second_worker_loses_nothing() {
         0
     );
 
-    ledger.load_handled(&handled).expect("the handled file");
+    for file in &files {
+        ledger.load_handled(file).expect("a handled file");
+    }
     let report = ledger.report();
     // Every duplicate is a delivery a killed worker had handled but whose ack the broker had
     // not processed: a delivery unacked at a kill. At most the prefetch are unacked at once
@@ -183,7 +192,10 @@ async fn sigterm_drains_running_jobs_exits_0_and_requeues_the_rest_once() {
         .wait_for(
             "80 in flight after 200 handled",
             Duration::from_secs(30),
-            |w| counts(&handled_first).len() >= 200 && w.metric(in_flight).is_some_and(|n| n >= 80),
+            |w| {
+                counts(&[&handled_first]).len() >= 200
+                    && w.metric(in_flight).is_some_and(|n| n >= 80)
+            },
         )
         .unwrap_or_else(|error| panic!("{error}"));
     let started = first
@@ -194,7 +206,7 @@ async fn sigterm_drains_running_jobs_exits_0_and_requeues_the_rest_once() {
         .wait_exit(Duration::from_secs(10 + 5))
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(status.success(), "exit {status}:\n{}", first.output());
-    let by_first = counts(&handled_first);
+    let by_first = counts(&[&handled_first]);
     assert!(
         by_first.len() as u64 >= started,
         "the {started} jobs started before SIGTERM finished; {} did",
@@ -207,7 +219,7 @@ async fn sigterm_drains_running_jobs_exits_0_and_requeues_the_rest_once() {
     let timeout = Duration::from_secs(if full() { 300 } else { 60 });
     second
         .wait_for("every job handled", timeout, |_| {
-            by_first.len() + counts(&handled_second).len() >= total as usize
+            counts(&[&handled_first, &handled_second]).len() >= total as usize
         })
         .unwrap_or_else(|error| panic!("{error}"));
     second.signal("TERM").expect("kill -TERM");
@@ -255,7 +267,7 @@ async fn poison_jobs_get_exactly_their_attempts_then_the_error_queue_with_header
 
     // retries = 2: three runs of each job, no more, no fewer.
     let attempts = 3;
-    let runs = counts(&runs);
+    let runs = counts(&[&runs]);
     assert_eq!(runs.len() as u64, total, "every poison job ran");
     let wrong: Vec<_> = runs.iter().filter(|(_, n)| **n != attempts).collect();
     assert!(
