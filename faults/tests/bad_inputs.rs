@@ -133,6 +133,22 @@ fn odd_attempts() -> Vec<(&'static str, HeaderValue, Expect)> {
         ("attempt table", HeaderValue::Table(table), decode),
         ("attempt void", HeaderValue::Void, decode),
         (
+            "attempt bytes",
+            HeaderValue::Bytes(vec![0xff, 0x32]),
+            decode,
+        ),
+        (
+            "attempt array",
+            HeaderValue::Array(vec![HeaderValue::Int(2)]),
+            decode,
+        ),
+        // An AMQP timestamp is an unsigned integer: 1 is a valid attempt.
+        (
+            "attempt timestamp 1",
+            HeaderValue::Timestamp(1),
+            Expect::Handled,
+        ),
+        (
             "attempt u32::MAX",
             HeaderValue::Int(i64::from(u32::MAX)),
             Expect::Handled,
@@ -152,8 +168,10 @@ fn inputs(total: u64, oversized: u64) -> Vec<Input> {
             inputs.push(undecodable("oversized", id, vec![0xff; len], "too-large"));
             continue;
         }
-        let input = match id % 8 {
+        let input = match id % 9 {
             0 => loop {
+                // Random bytes can happen to be a valid message (unknown fields are skipped):
+                // draw again until they are not.
                 let len = 1 + (random.next() % 512) as usize;
                 let bytes = random.bytes(len);
                 if Document::decode(bytes.as_slice()).is_err() {
@@ -191,8 +209,17 @@ fn inputs(total: u64, oversized: u64) -> Vec<Input> {
                 nested(150 + id as usize % 1000),
                 "decode",
             ),
+            6 => {
+                // JSON where protobuf belongs, with a routing-key header that is not UTF-8:
+                // the error queue must carry the message whatever its headers hold.
+                let body = format!("{{\"text\":\"document\",\"id\":{id}}}").into_bytes();
+                let mut input = undecodable("JSON body", id, body, "decode");
+                let headers = &mut input.envelope.properties.headers;
+                headers.insert(header::ROUTING_KEY, HeaderValue::Bytes(vec![0xc3, 0x28]));
+                input
+            }
             _ => {
-                let (label, value, expect) = odd[(id / 8) as usize % odd.len()].clone();
+                let (label, value, expect) = odd[(id / 9) as usize % odd.len()].clone();
                 let mut envelope = envelope(id, valid(id));
                 envelope.properties.headers.insert(header::ATTEMPT, value);
                 Input {
