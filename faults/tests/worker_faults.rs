@@ -149,6 +149,7 @@ async fn sigkill_with_hundreds_in_flight_then_a_second_worker_loses_nothing() {
         .wait_exit(Duration::from_secs(30))
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(status.success(), "exit {status}:\n{}", second.output());
+    assert!(!second.output().contains("panicked"), "{}", second.output());
     assert_eq!(
         transport.message_count(job.queue()).await.expect("a count"),
         0
@@ -269,6 +270,7 @@ async fn poison_jobs_get_exactly_their_attempts_then_the_error_queue_with_header
         .wait_exit(Duration::from_secs(30))
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(status.success(), "exit {status}:\n{}", worker.output());
+    assert!(!worker.output().contains("panicked"), "{}", worker.output());
 
     // retries = 2: three runs of each job, no more, no fewer.
     let attempts = 3;
