@@ -3,5 +3,7 @@
 
 pub mod ledger;
 pub mod proxy;
+pub mod worker;
 
 pub use ledger::{Ledger, Report};
+pub use worker::WorkerProcess;
