@@ -66,7 +66,9 @@ impl Ledger {
     /// Records as handled every id of `path`, a file of one decimal id per line written by
     /// handlers in worker child processes, each line with one `write` to a file opened for
     /// appending. Only whole lines count: a last line without its newline was cut short by a
-    /// killed writer, so that handling counts as not recorded.
+    /// killed writer, so that handling counts as not recorded. Give each writer process a file
+    /// of its own: lines appended after a torn one would join it into a wrong id. Each call
+    /// adds the file's handlings, so load each file once.
     ///
     /// # Errors
     ///

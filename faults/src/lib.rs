@@ -2,8 +2,11 @@
 //! faults are injected, and a [`Ledger`] counts every job so that a lost one cannot hide.
 
 pub mod ledger;
+pub mod proxy;
+pub mod worker;
 
 pub use ledger::{Ledger, Report};
+pub use worker::WorkerProcess;
 pub mod cluster;
 pub mod node;
 

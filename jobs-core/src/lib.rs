@@ -59,7 +59,7 @@
 //! | `message_id` | a UUID v7, kept across retries |
 //! | `timestamp` | enqueue time, Unix seconds |
 //! | `delivery_mode` | 2 (persistent) |
-//! | header `x-jobs-attempt` | 1 on first publish, +1 on each retry; missing means 1 |
+//! | header `x-jobs-attempt` | missing on the first publish (missing means 1), then 2, 3, … on retries |
 //!
 //! Error-queue messages also carry `x-jobs-error`, `x-jobs-error-kind` (see [`FailureKind`]),
 //! `x-jobs-failed-at`, `x-jobs-queue`, `x-jobs-exchange`, `x-jobs-routing-key` and

@@ -236,9 +236,12 @@ impl<M: JobMessage> Enqueue<M> {
 
         let job = self.job;
         let id = self.message_id.map_or_else(MessageId::generate, MessageId);
+        // No `x-jobs-attempt` on the first publish: missing means 1, and a message without any
+        // header skips a whole field table, written here and parsed by broker and consumer.
         let mut headers = Headers::new();
-        headers.insert(header::ATTEMPT, 1i64);
-        headers.insert(header::TRACEPARENT, TraceContext::for_publish());
+        if let Some(traceparent) = TraceContext::for_publish() {
+            headers.insert(header::TRACEPARENT, traceparent);
+        }
         if let Some(binding) = job.header_binding() {
             for (name, value) in binding.values {
                 headers.insert(*name, *value);

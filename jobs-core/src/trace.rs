@@ -1,11 +1,15 @@
 //! W3C trace context (`traceparent`) carried from producer to handler.
 //!
-//! Every enqueue sets a `traceparent` header. Inside a handler the engine keeps the delivery's
-//! trace context in a task-local, so a follow-up job enqueued there continues the same trace
-//! (same trace id, a new span id); an enqueue anywhere else starts a new trace.
+//! Inside a handler the engine keeps the delivery's trace context in a task-local, so a
+//! follow-up job enqueued there carries a `traceparent` that continues the same trace (same
+//! trace id, a new span id). An enqueue outside any trace sets none (a caller with its own trace
+//! sets the header itself): a root made up at the producer would be linked to nothing there, and
+//! costs every job a header on both sides. The delivery's first attempt then starts the trace,
+//! and its retries and error-queue entry carry it, so every attempt logs the same trace id.
 
 use std::fmt;
 use std::hash::{BuildHasher, Hasher};
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 tokio::task_local! {
@@ -98,12 +102,10 @@ impl TraceContext {
         CURRENT.scope(self, future).await
     }
 
-    /// The `traceparent` of a message published now: a child of the current context, or a
-    /// new trace outside any handler.
-    pub(crate) fn for_publish() -> String {
-        Self::current()
-            .map_or_else(Self::new_root, |current| current.child())
-            .header()
+    /// The `traceparent` of a message published now: a child of the current context; none
+    /// outside any handler.
+    pub(crate) fn for_publish() -> Option<String> {
+        Self::current().map(|current| current.child().header())
     }
 
     /// The `traceparent` header value; the same text as `Display`, without `fmt`, which costs
@@ -152,12 +154,22 @@ fn hex(digits: &[u8]) -> Option<u128> {
     })
 }
 
-/// 64 random bits: std's per-process random hash keys over a counter.
+/// 64 random-looking bits, unique within the process: `SplitMix64` over a counter that starts
+/// at a random seed (std's per-process hash keys). Ids need to be unique and spread, not
+/// unpredictable, and hashing anew per id cost more than the rest of starting a trace.
 fn random_u64() -> u64 {
+    static SEED: OnceLock<u64> = OnceLock::new();
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let mut hasher = std::hash::RandomState::new().build_hasher();
-    hasher.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
-    hasher.finish()
+    let seed = *SEED.get_or_init(|| {
+        let mut hasher = std::hash::RandomState::new().build_hasher();
+        hasher.write_u64(u64::from(std::process::id()));
+        hasher.finish()
+    });
+    let step = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let mut z = seed.wrapping_add(step.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }
 
 #[cfg(test)]

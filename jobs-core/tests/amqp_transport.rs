@@ -738,3 +738,34 @@ async fn message_count_and_purge() {
     );
     cleanup(&url, &[&name], &[]).await;
 }
+
+/// A peer that accepts TCP and never says a word: the handshake must give up, not hang.
+#[tokio::test]
+async fn a_broker_that_never_answers_fails_the_connect_instead_of_hanging() {
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = silent.local_addr().unwrap();
+    // Accepts and keeps every socket open, answering nothing.
+    let holder = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            held.push(socket);
+        }
+    });
+    let connecting = AmqpTransport::builder(format!("amqp://guest:guest@{addr}/%2f"))
+        .connect_timeout(Duration::from_millis(300))
+        .connect();
+    let result = tokio::time::timeout(WAIT, connecting)
+        .await
+        .expect("the connect gives up on its own");
+    let err = result.expect_err("a silent peer is no broker");
+    assert!(matches!(err, Error::Connection(_)), "{err:?}");
+    let chain: Vec<String> =
+        std::iter::successors(Some(&err as &dyn std::error::Error), |e| e.source())
+            .map(ToString::to_string)
+            .collect();
+    assert!(
+        chain.iter().any(|e| e.contains("no answer within")),
+        "{chain:?}"
+    );
+    holder.abort();
+}

@@ -12,11 +12,16 @@ struct Step {
     n: u32,
 }
 
+/// What the first handler saw.
+static FIRST_SEEN: Mutex<Vec<TraceContext>> = Mutex::new(Vec::new());
 /// What the follow-up handler saw.
 static SEEN: Mutex<Vec<TraceContext>> = Mutex::new(Vec::new());
+/// What each attempt of the flaky job saw.
+static ATTEMPTS_SEEN: Mutex<Vec<TraceContext>> = Mutex::new(Vec::new());
 
 #[job(exchange = "trace.test", routing_key = "first")]
 async fn first(step: Step, ctx: JobContext) -> Result<(), JobError> {
+    FIRST_SEEN.lock().unwrap().push(ctx.traceparent());
     second::enqueue(&ctx, Step { n: step.n + 1 })
         .await
         .map_err(JobError::retry)?;
@@ -26,6 +31,20 @@ async fn first(step: Step, ctx: JobContext) -> Result<(), JobError> {
 #[job(exchange = "trace.test", routing_key = "second")]
 async fn second(_step: Step, ctx: JobContext) -> Result<(), JobError> {
     SEEN.lock().unwrap().push(ctx.traceparent());
+    Ok(())
+}
+
+#[job(
+    exchange = "trace.test",
+    routing_key = "flaky",
+    retries = 2,
+    backoff = "1s"
+)]
+async fn flaky(_step: Step, ctx: JobContext) -> Result<(), JobError> {
+    ATTEMPTS_SEEN.lock().unwrap().push(ctx.traceparent());
+    if ctx.attempt() < 3 {
+        return Err(JobError::retry("not yet"));
+    }
     Ok(())
 }
 
@@ -42,7 +61,7 @@ fn header(publish: &jobs_core::transport::Publish) -> TraceContext {
 }
 
 #[tokio::test]
-async fn a_follow_up_job_continues_the_trace_and_a_fresh_enqueue_starts_one() {
+async fn a_follow_up_job_continues_the_trace_its_first_handler_started() {
     let app = TestApp::builder()
         .job(&first::JOB)
         .job(&second::JOB)
@@ -52,12 +71,19 @@ async fn a_follow_up_job_continues_the_trace_and_a_fresh_enqueue_starts_one() {
     first::enqueue(&app, Step { n: 10 }).await.unwrap();
     app.run_until_idle().await;
 
-    let roots: Vec<TraceContext> = app.enqueued(&first::JOB).iter().map(header).collect();
+    // Outside any trace, an enqueue sets no traceparent: the handler starts the trace.
+    for publish in app.enqueued(&first::JOB) {
+        assert_eq!(
+            publish.envelope.properties.headers.get_str(TRACEPARENT),
+            None
+        );
+    }
+    let roots = FIRST_SEEN.lock().unwrap().clone();
     assert_eq!(roots.len(), 2);
     assert_ne!(
         roots[0].trace_id(),
         roots[1].trace_id(),
-        "each enqueue starts a trace"
+        "each job starts its own trace"
     );
 
     let children: Vec<TraceContext> = app.enqueued(&second::JOB).iter().map(header).collect();
@@ -77,4 +103,18 @@ async fn a_follow_up_job_continues_the_trace_and_a_fresh_enqueue_starts_one() {
     }
     // Outside any handler there is no current context.
     assert_eq!(TraceContext::current(), None);
+}
+
+#[tokio::test(start_paused = true)]
+async fn every_attempt_of_a_job_runs_in_the_trace_of_the_first() {
+    let app = TestApp::builder().job(&flaky::JOB).build().unwrap();
+    flaky::enqueue(&app, Step { n: 1 }).await.unwrap();
+    app.run_until_idle().await;
+
+    let attempts = ATTEMPTS_SEEN.lock().unwrap().clone();
+    assert_eq!(attempts.len(), 3, "two failures, then a success");
+    assert!(
+        attempts.iter().all(|trace| *trace == attempts[0]),
+        "{attempts:?}"
+    );
 }

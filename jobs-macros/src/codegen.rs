@@ -140,7 +140,7 @@ pub(crate) fn generate(spec: &JobSpec<'_>) -> TokenStream {
 
             // `super::` keeps the call right when the fn is named like an item of this module
             // (`with`, `enqueue`).
-            fn #handle(body: #rt::bytes::Bytes, ctx: #krate::JobContext) -> #rt::HandleResult {
+            fn #handle(body: &[u8], ctx: #krate::JobContext) -> #rt::HandleResult {
                 #call
             }
 

@@ -113,10 +113,11 @@ impl WorkerBuilder {
             }),
             metrics: Arc::clone(&metrics),
         };
-        let server = tokio::spawn(http::serve(listener, probes));
+        // Aborted on every way out of `run`, errors included: the port must not stay bound.
+        let _server = AbortOnDrop(tokio::spawn(http::serve(listener, probes)));
         tracing::info!(addr = %config.metrics_addr, "serving /healthz, /readyz and /metrics");
 
-        let signal = tokio::spawn(shutdown::first_signal());
+        let mut signal = AbortOnDrop(tokio::spawn(shutdown::first_signal()));
         let url = redact_url(&config.url);
         tracing::info!(url = %url, connection_name = %config.connection_name, "connecting");
         let transport = transport.connect().await.map_err(|source| Error::Connect {
@@ -137,10 +138,11 @@ impl WorkerBuilder {
         tracing::info!(jobs = ?names, "worker ready");
         *engine.lock().unwrap_or_else(PoisonError::into_inner) = Some(started);
 
-        let name = match signal.await {
-            Ok(Ok(name)) => name,
-            Ok(Err(source)) => return Err(Error::Signals(source)),
-            Err(_) => "none",
+        // Without signal handling there is no way to stop gracefully later: stop now.
+        let (name, outcome) = match (&mut signal.0).await {
+            Ok(Ok(name)) => (name, Ok(())),
+            Ok(Err(source)) => ("none", Err(Error::Signals(source))),
+            Err(_) => ("none", Ok(())),
         };
         tracing::info!(
             signal = name,
@@ -152,9 +154,17 @@ impl WorkerBuilder {
             running.shutdown(config.shutdown_timeout).await;
         }
         transport.close().await;
-        server.abort();
         tracing::info!("shut down");
-        Ok(())
+        outcome
+    }
+}
+
+/// A background task that ends with its owner.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -174,4 +184,51 @@ pub(crate) fn transport_builder(config: &WorkerConfig) -> Result<AmqpTransportBu
         builder = builder.tls_ca(pem);
     }
     Ok(builder)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+
+    use jobs_core::{JobError, job};
+
+    use super::*;
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct Nothing {}
+
+    #[job(exchange = "jobs_worker.unit", routing_key = "nothing")]
+    async fn nothing(_message: Nothing) -> Result<(), JobError> {
+        Ok(())
+    }
+
+    fn free_addr() -> SocketAddr {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+        listener.local_addr().expect("a bound address")
+    }
+
+    #[tokio::test]
+    async fn a_worker_that_cannot_connect_fails_and_frees_its_metrics_port() {
+        let (broker, metrics_addr) = (free_addr(), free_addr());
+        let config = WorkerConfig {
+            url: format!("amqp://guest:guest@{broker}/%2f"),
+            metrics_addr,
+            ..WorkerConfig::default()
+        };
+        let err = Worker::builder()
+            .config(config)
+            .jobs([&nothing::JOB])
+            .run()
+            .await
+            .expect_err("no broker listens there");
+        assert!(matches!(err, Error::Connect { .. }), "{err:?}");
+        // The aborted server task lets go of the port at the runtime's next turn.
+        for _ in 0..1000 {
+            if std::net::TcpListener::bind(metrics_addr).is_ok() {
+                return;
+            }
+            tokio::task::yield_now().await;
+        }
+        panic!("the metrics port {metrics_addr} is still bound after the failed start");
+    }
 }

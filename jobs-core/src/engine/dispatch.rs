@@ -9,6 +9,7 @@ use futures_util::FutureExt;
 use tokio::time::Instant;
 use tracing::Instrument as _;
 
+use super::classify::{Classified, classify};
 use super::events::{Event, EventKind, Observer};
 use super::failure::{self, Failure, Origin};
 use super::settle::Verdict;
@@ -17,6 +18,7 @@ use crate::envelope::Envelope;
 use crate::job_error::{FailureKind, error_chain};
 use crate::producer::Producer;
 use crate::settings::JobSettings;
+use crate::trace::TraceContext;
 use crate::transport::Delivery;
 
 /// What every delivery of one job needs; shared by its handler tasks.
@@ -107,62 +109,37 @@ async fn run(
     origin: Origin,
 ) -> Result<(), NotDurable> {
     let job = runtime.settings.job();
-    let size = envelope.body.len();
-    if size > runtime.max_message_size {
-        let failure = Failure::new(
-            FailureKind::TooLarge,
-            format!(
-                "body of {size} bytes is over the {}-byte limit",
-                runtime.max_message_size
-            ),
-        );
-        return Box::pin(dead_letter(runtime, envelope, 0, &failure, origin, false)).await;
-    }
-    if let Some(name) = envelope.properties.kind.as_deref()
-        && !runtime.accepted_names.contains(&name)
-    {
-        let failure = Failure::new(
-            FailureKind::UnknownJob,
-            format!(
-                "queue `{}` serves job `{}`, and no known job named `{name}` publishes to exchange `{}`",
-                job.queue(),
-                job.name(),
-                job.exchange()
-            ),
-        );
-        return Box::pin(dead_letter(runtime, envelope, 0, &failure, origin, false)).await;
-    }
-    let attempt = match envelope.attempt() {
-        Ok(attempt) => attempt,
-        Err(err) => {
-            let failure = Failure::new(FailureKind::Decode, err.to_string());
-            return Box::pin(dead_letter(runtime, envelope, 0, &failure, origin, false)).await;
-        }
-    };
-
     let envelope = Arc::new(envelope);
-    let context = JobContext::new(
-        &runtime.context,
-        Arc::clone(&envelope),
-        attempt,
-        redelivered,
-    );
-    let message_id = envelope.properties.message_id.as_deref();
-    let trace = context.traceparent();
-    let running = match (job.0.handler)(envelope.body.clone(), context) {
-        Ok(running) => running,
-        Err(err) => {
-            let failure = Failure::new(
-                FailureKind::Decode,
-                format!("body is not a valid `{}`: {err}", job.message_type()),
+    let mut trace = None;
+    let classified = classify(
+        job,
+        &runtime.accepted_names,
+        runtime.max_message_size,
+        &envelope,
+        |attempt| {
+            let context = JobContext::new(
+                &runtime.context,
+                Arc::clone(&envelope),
+                attempt,
+                redelivered,
             );
+            trace = Some(context.traceparent());
+            context
+        },
+    );
+    let (attempt, running) = match classified {
+        Classified::Run { attempt, running } => (attempt, running),
+        Classified::Refuse { attempt, failure } => {
             let envelope = Arc::unwrap_or_clone(envelope);
             return Box::pin(dead_letter(
-                runtime, envelope, attempt, &failure, origin, false,
+                runtime, envelope, attempt, &failure, origin, None,
             ))
             .await;
         }
     };
+    let message_id = envelope.properties.message_id.as_deref();
+    // Set whenever the handler was built, which `Run` says it was.
+    let trace = trace.unwrap_or_else(TraceContext::new_root);
 
     runtime.emit(message_id, attempt, EventKind::Started);
     let started = Instant::now();
@@ -207,11 +184,16 @@ async fn run(
     let envelope = Arc::unwrap_or_clone(envelope);
     let Some((queue, delay)) = retry else {
         return Box::pin(dead_letter(
-            runtime, envelope, attempt, &failure, origin, true,
+            runtime,
+            envelope,
+            attempt,
+            &failure,
+            origin,
+            Some(trace),
         ))
         .await;
     };
-    let publish = failure::retry(envelope, queue, attempt + 1, origin);
+    let publish = failure::retry(envelope, queue, attempt + 1, origin, trace);
     // Boxed, as in `dead_letter`: a rare path must not grow every delivery's task.
     if let Err(error) = Box::pin(runtime.producer.publish(publish)).await {
         return Err(NotDurable {
@@ -231,14 +213,17 @@ async fn run(
     Ok(())
 }
 
+/// Publishes the delivery to the error queue. `trace` is the context the handler ran under:
+/// `None` when the delivery was refused before the handler started.
 async fn dead_letter(
     runtime: &JobRuntime,
     envelope: Envelope,
     attempt: u32,
     failure: &Failure,
     origin: Origin,
-    started: bool,
+    trace: Option<TraceContext>,
 ) -> Result<(), NotDurable> {
+    let started = trace.is_some();
     let settings = &runtime.settings;
     let message_id = envelope.properties.message_id.clone();
     let publish = failure::dead_letter(
@@ -248,6 +233,7 @@ async fn dead_letter(
         failure,
         origin,
         &runtime.host,
+        trace,
     );
     // Boxed: the publish future (with its confirm timer) would otherwise make every
     // delivery's task, which is moved on spawn, several times larger.

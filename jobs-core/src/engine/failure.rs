@@ -7,6 +7,7 @@ use std::time::Duration;
 use crate::envelope::{Envelope, Headers, header};
 use crate::job_error::FailureKind;
 use crate::producer::unix_now;
+use crate::trace::TraceContext;
 use crate::transport::Publish;
 
 /// The longest `x-jobs-error` value; longer chains are cut at a character boundary.
@@ -54,20 +55,33 @@ impl Origin {
     }
 }
 
+/// Records the trace the attempt ran under, when the message came without one, so that
+/// every later attempt continues it.
+fn record_trace(headers: &mut Headers, trace: Option<TraceContext>) {
+    if let Some(trace) = trace
+        && headers.get_str(header::TRACEPARENT).is_none()
+    {
+        headers.insert(header::TRACEPARENT, trace.header());
+    }
+}
+
 /// The message for the next attempt, published to `retry_queue` through the default exchange.
 pub(crate) fn retry(
     mut envelope: Envelope,
     retry_queue: &str,
     next_attempt: u32,
     origin: Origin,
+    trace: TraceContext,
 ) -> Publish {
     let headers = &mut envelope.properties.headers;
     headers.insert(header::ATTEMPT, next_attempt);
     origin.record(headers);
+    record_trace(headers, Some(trace));
     to_queue(retry_queue, envelope)
 }
 
-/// What the error queue receives: the original message plus the failure headers.
+/// What the error queue receives: the original message plus the failure headers, and the
+/// trace of the last attempt when the handler ran.
 pub(crate) fn dead_letter(
     mut envelope: Envelope,
     error_queue: &str,
@@ -75,8 +89,10 @@ pub(crate) fn dead_letter(
     failure: &Failure,
     origin: Origin,
     host: &str,
+    trace: Option<TraceContext>,
 ) -> Publish {
     let headers = &mut envelope.properties.headers;
+    record_trace(headers, trace);
     headers.insert(
         header::ERROR,
         truncate(&failure.error, MAX_ERROR_LEN).to_owned(),

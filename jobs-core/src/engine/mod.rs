@@ -17,6 +17,7 @@
 //! Acks are not awaited by handlers: they go through a settle pipeline per consumer that
 //! coalesces contiguous delivery tags into one `multiple` ack.
 
+pub(crate) mod classify;
 mod consumer;
 mod dispatch;
 mod events;

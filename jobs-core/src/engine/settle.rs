@@ -78,7 +78,13 @@ impl Acks {
         }
         let mut fresh = Vec::new();
         for &(tag, verdict) in batch {
-            if tag > self.floor && self.above.insert(tag) && verdict == Verdict::Ack {
+            // In order, the common case, the floor just moves up: no set to keep.
+            let in_order = tag == self.floor + 1 && self.above.is_empty();
+            if in_order {
+                self.floor = tag;
+            }
+            if (in_order || (tag > self.floor && self.above.insert(tag))) && verdict == Verdict::Ack
+            {
                 fresh.push(tag);
             }
         }

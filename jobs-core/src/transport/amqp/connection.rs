@@ -20,6 +20,10 @@ use crate::transport::redact_url as redact;
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// How long opening a connection (TCP, TLS and the AMQP handshake) may take by default. A peer
+/// that accepts TCP and then never answers would otherwise hold the reconnect lock, and every
+/// consumer waiting on it, for as long as the socket lives.
+pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// A named connection that reconnects lazily, one attempt at a time, backing off after failures.
 pub(super) struct Link {
@@ -27,6 +31,7 @@ pub(super) struct Link {
     name: String,
     /// PEM CA certificates to trust for `amqps://`, besides the system's.
     tls_ca: Option<Arc<str>>,
+    connect_timeout: Duration,
     state: Mutex<State>,
 }
 
@@ -38,11 +43,17 @@ struct State {
 }
 
 impl Link {
-    pub(super) fn new(url: String, name: String, tls_ca: Option<Arc<str>>) -> Self {
+    pub(super) fn new(
+        url: String,
+        name: String,
+        tls_ca: Option<Arc<str>>,
+        connect_timeout: Duration,
+    ) -> Self {
         Self {
             url,
             name,
             tls_ca,
+            connect_timeout,
             state: Mutex::new(State::default()),
         }
     }
@@ -73,18 +84,29 @@ impl Link {
         }
         let properties = ConnectionProperties::default()
             .with_connection_name(LongString::from(self.name.as_bytes()));
-        let connected = match &self.tls_ca {
-            None => Connection::connect(&self.url, properties).await,
-            Some(pem) => match lapin::runtime::default_runtime() {
-                Ok(runtime) => {
-                    let tls = lapin::tcp::OwnedTLSConfig {
-                        identity: None,
-                        cert_chain: Some(pem.to_string()),
-                    };
-                    Connection::connect_with_config(&self.url, properties, tls, runtime).await
-                }
-                Err(err) => Err(err),
-            },
+        let connecting = async {
+            match &self.tls_ca {
+                None => Connection::connect(&self.url, properties).await,
+                Some(pem) => match lapin::runtime::default_runtime() {
+                    Ok(runtime) => {
+                        let tls = lapin::tcp::OwnedTLSConfig {
+                            identity: None,
+                            cert_chain: Some(pem.to_string()),
+                        };
+                        Connection::connect_with_config(&self.url, properties, tls, runtime).await
+                    }
+                    Err(err) => Err(err),
+                },
+            }
+        };
+        let connected = match tokio::time::timeout(self.connect_timeout, connecting).await {
+            Ok(connected) => connected,
+            Err(_) => Err(lapin::Error::from(lapin::ErrorKind::IOError(Arc::new(
+                std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("no answer within {:?}", self.connect_timeout),
+                ),
+            )))),
         };
         match connected {
             Ok(connection) => {

@@ -61,8 +61,8 @@ impl Stream for Deliveries {
             Poll::Ready(Some(Ok(delivery))) => Poll::Ready(Some(Delivery {
                 tag: delivery.delivery_tag,
                 redelivered: delivery.redelivered,
-                exchange: Cow::Owned(delivery.exchange.as_str().to_owned()),
-                routing_key: Cow::Owned(delivery.routing_key.as_str().to_owned()),
+                exchange: Cow::Owned(delivery.exchange.into()),
+                routing_key: Cow::Owned(delivery.routing_key.into()),
                 envelope: convert::envelope_from_amqp(&delivery.properties, delivery.data),
             })),
             Poll::Ready(Some(Err(err))) => {

@@ -12,55 +12,82 @@ use bytes::Bytes;
 use lapin::BasicProperties;
 use lapin::types::{AMQPValue, FieldArray, FieldTable, LongString, ShortString};
 
-use crate::envelope::{Envelope, HeaderValue, Headers, Properties};
+use crate::envelope::{CONTENT_TYPE, Envelope, HeaderValue, Headers, Properties};
 use crate::error::{Error, Result};
 
 const PERSISTENT: u8 = 2;
 
 /// A name the broker limits to 255 bytes: an exchange, queue, routing key or header name.
 pub(super) fn short(what: &str, value: &str) -> Result<ShortString> {
-    ShortString::try_new(value).map_err(|_| {
-        Error::Broker(format!(
-            "{what} `{value}` is {} bytes, over AMQP's 255-byte limit",
-            value.len()
-        ))
-    })
+    owned_short(what, value.to_owned())
 }
 
-pub(super) fn properties_to_amqp(properties: &Properties) -> Result<BasicProperties> {
+/// [`short`] for a value already owned: moved, not copied, on the publish path.
+fn owned_short(what: &str, value: impl Into<String>) -> Result<ShortString> {
+    let value = value.into();
+    if value.len() > 255 {
+        return Err(Error::Broker(format!(
+            "{what} `{value}` is {} bytes, over AMQP's 255-byte limit",
+            value.len()
+        )));
+    }
+    ShortString::try_new(value).map_err(|err| Error::Broker(format!("{what}: {err}")))
+}
+
+/// Lapin's properties for a publish; takes `properties` so that strings move instead of being
+/// copied once per message.
+pub(super) fn properties_to_amqp(properties: Properties) -> Result<BasicProperties> {
+    let Properties {
+        content_type,
+        kind,
+        message_id,
+        correlation_id,
+        reply_to,
+        timestamp,
+        persistent,
+        headers,
+    } = properties;
     let mut out = BasicProperties::default();
-    if let Some(content_type) = &properties.content_type {
-        out = out.with_content_type(short("content type", content_type)?);
+    if let Some(content_type) = content_type {
+        out = out.with_content_type(owned_short("content type", content_type)?);
     }
-    if let Some(kind) = &properties.kind {
-        out = out.with_type(short("type", kind)?);
+    if let Some(kind) = kind {
+        out = out.with_type(owned_short("type", kind)?);
     }
-    if let Some(id) = &properties.message_id {
-        out = out.with_message_id(short("message id", id)?);
+    if let Some(id) = message_id {
+        out = out.with_message_id(owned_short("message id", id)?);
     }
-    if let Some(id) = &properties.correlation_id {
-        out = out.with_correlation_id(short("correlation id", id)?);
+    if let Some(id) = correlation_id {
+        out = out.with_correlation_id(owned_short("correlation id", id)?);
     }
-    if let Some(reply_to) = &properties.reply_to {
-        out = out.with_reply_to(short("reply-to", reply_to)?);
+    if let Some(reply_to) = reply_to {
+        out = out.with_reply_to(owned_short("reply-to", reply_to)?);
     }
-    if let Some(timestamp) = properties.timestamp {
+    if let Some(timestamp) = timestamp {
         out = out.with_timestamp(timestamp);
     }
-    if properties.persistent {
+    if persistent {
         out = out.with_delivery_mode(PERSISTENT);
     }
-    if !properties.headers.is_empty() {
-        out = out.with_headers(headers_to_amqp(&properties.headers)?);
+    if !headers.is_empty() {
+        out = out.with_headers(headers_to_amqp(headers)?);
     }
     Ok(out)
 }
 
 pub(super) fn envelope_from_amqp(properties: &BasicProperties, body: Vec<u8>) -> Envelope {
     let text = |s: &Option<ShortString>| s.as_ref().map(|s| s.as_str().to_owned());
+    // Every job carries the same content type: borrowing it saves an allocation per delivery.
+    let content_type = properties
+        .content_type()
+        .as_ref()
+        .map(|s| match s.as_str() {
+            CONTENT_TYPE => Cow::Borrowed(CONTENT_TYPE),
+            other => Cow::Owned(other.to_owned()),
+        });
     Envelope {
         properties: Properties {
-            content_type: text(properties.content_type()).map(Cow::Owned),
+            content_type,
             kind: text(properties.kind()).map(Cow::Owned),
             message_id: text(properties.message_id()),
             correlation_id: text(properties.correlation_id()),
@@ -77,10 +104,10 @@ pub(super) fn envelope_from_amqp(properties: &BasicProperties, body: Vec<u8>) ->
     }
 }
 
-pub(super) fn headers_to_amqp(headers: &Headers) -> Result<FieldTable> {
+pub(super) fn headers_to_amqp(headers: Headers) -> Result<FieldTable> {
     let mut table = FieldTable::default();
-    for (name, value) in headers.iter() {
-        table.insert(short("header name", name)?, value_to_amqp(value)?);
+    for (name, value) in headers {
+        table.insert(owned_short("header name", name)?, value_to_amqp(value)?);
     }
     Ok(table)
 }
@@ -93,17 +120,17 @@ pub(super) fn headers_from_amqp(table: &FieldTable) -> Headers {
         .collect()
 }
 
-fn value_to_amqp(value: &HeaderValue) -> Result<AMQPValue> {
+fn value_to_amqp(value: HeaderValue) -> Result<AMQPValue> {
     Ok(match value {
-        HeaderValue::String(s) => AMQPValue::LongString(LongString::from(s.as_bytes())),
-        HeaderValue::Bytes(b) => AMQPValue::LongString(LongString::from(b.as_slice())),
-        HeaderValue::Int(n) => AMQPValue::LongLongInt(*n),
-        HeaderValue::Float(x) => AMQPValue::Double(*x),
-        HeaderValue::Bool(b) => AMQPValue::Boolean(*b),
-        HeaderValue::Timestamp(t) => AMQPValue::Timestamp(*t),
+        HeaderValue::String(s) => AMQPValue::LongString(LongString::from(s.into_bytes())),
+        HeaderValue::Bytes(b) => AMQPValue::LongString(LongString::from(b)),
+        HeaderValue::Int(n) => AMQPValue::LongLongInt(n),
+        HeaderValue::Float(x) => AMQPValue::Double(x),
+        HeaderValue::Bool(b) => AMQPValue::Boolean(b),
+        HeaderValue::Timestamp(t) => AMQPValue::Timestamp(t),
         HeaderValue::Array(values) => AMQPValue::FieldArray(FieldArray::from(
             values
-                .iter()
+                .into_iter()
                 .map(value_to_amqp)
                 .collect::<Result<Vec<_>>>()?,
         )),
@@ -173,14 +200,14 @@ mod tests {
     #[test]
     fn every_header_value_round_trips() {
         let headers = every_kind();
-        let table = headers_to_amqp(&headers).unwrap();
+        let table = headers_to_amqp(headers.clone()).unwrap();
         assert_eq!(headers_from_amqp(&table), headers);
     }
 
     #[test]
     fn properties_round_trip() {
         let properties = Properties {
-            content_type: Some(crate::envelope::CONTENT_TYPE.into()),
+            content_type: Some(CONTENT_TYPE.into()),
             kind: Some("send_email".into()),
             message_id: Some("id-1".into()),
             correlation_id: Some("corr".into()),
@@ -189,7 +216,7 @@ mod tests {
             persistent: true,
             headers: every_kind(),
         };
-        let amqp = properties_to_amqp(&properties).unwrap();
+        let amqp = properties_to_amqp(properties.clone()).unwrap();
         assert_eq!(*amqp.delivery_mode(), Some(2));
         let envelope = envelope_from_amqp(&amqp, b"body".to_vec());
         assert_eq!(envelope.properties, properties);

@@ -14,24 +14,34 @@ use crate::job::ExchangeKind;
 use crate::topology::Topology;
 use crate::transport::Declare;
 
-/// Declares on a channel of its own: the first error closes it, and ends the declaration, so a
-/// failed step never poisons a later call.
+/// Declares on a channel of its own: the first error ends the declaration, and the channel is
+/// closed whatever happened, so a failed step never poisons a later call nor leaks a channel.
 pub(super) async fn declare(link: &Link, topology: &Topology, mode: Declare) -> Result<()> {
     let channel = link.channel().await?;
+    let declared = declare_on(&channel, topology, mode).await;
+    close(link, &channel).await;
+    declared
+}
+
+/// Per object, whether each declare is passive: Verify checks existence passively first,
+/// since RabbitMQ's passive declare checks nothing else, then redeclares what exists as
+/// declared, which creates nothing and fails on other arguments or another type.
+fn passive_steps(mode: Declare) -> &'static [bool] {
+    match mode {
+        Declare::Create => &[false],
+        Declare::Passive => &[true],
+        Declare::Verify => &[true, false],
+    }
+}
+
+async fn declare_on(channel: &lapin::Channel, topology: &Topology, mode: Declare) -> Result<()> {
     for exchange in &topology.exchanges {
         // The default exchange always exists and cannot be declared.
         if exchange.name.is_empty() {
             continue;
         }
         let name = convert::short("exchange", &exchange.name)?;
-        // Verify: RabbitMQ's passive declare checks existence only, so what exists is then
-        // redeclared as declared, which creates nothing and fails on another type.
-        let steps: &[bool] = match mode {
-            Declare::Create => &[false],
-            Declare::Passive => &[true],
-            Declare::Verify => &[true, false],
-        };
-        for &passive in steps {
+        for &passive in passive_steps(mode) {
             let options = ExchangeDeclareOptions {
                 passive,
                 durable: true,
@@ -50,12 +60,7 @@ pub(super) async fn declare(link: &Link, topology: &Topology, mode: Declare) -> 
     }
     for queue in &topology.queues {
         let name = convert::short("queue", &queue.name)?;
-        let steps: &[bool] = match mode {
-            Declare::Create => &[false],
-            Declare::Passive => &[true],
-            Declare::Verify => &[true, false],
-        };
-        for &passive in steps {
+        for &passive in passive_steps(mode) {
             let options = QueueDeclareOptions {
                 passive,
                 durable: true,
@@ -64,7 +69,7 @@ pub(super) async fn declare(link: &Link, topology: &Topology, mode: Declare) -> 
             let arguments = if passive {
                 FieldTable::default()
             } else {
-                convert::headers_to_amqp(&queue.arguments)?
+                convert::headers_to_amqp(queue.arguments.clone())?
             };
             channel
                 .queue_declare(name.clone(), options, arguments)
@@ -81,53 +86,50 @@ pub(super) async fn declare(link: &Link, topology: &Topology, mode: Declare) -> 
                     convert::short("exchange", &binding.exchange)?,
                     convert::short("binding key", &binding.routing_key)?,
                     QueueBindOptions::default(),
-                    convert::headers_to_amqp(&binding.arguments)?,
+                    convert::headers_to_amqp(binding.arguments.clone())?,
                 )
                 .await
                 .map_err(|err| errors::map(err, Subject::Queue(&binding.queue)))?;
         }
-    }
-    if let Err(err) = channel.close(200, "declared".into()).await {
-        tracing::debug!(connection = link.name(), error = %err, "closing the declaring channel failed");
     }
     Ok(())
 }
 
 /// How many ready messages `queue` holds: a passive declare's message count.
 pub(super) async fn message_count(link: &Link, queue: &str) -> Result<u64> {
-    let channel = link.channel().await?;
+    let name = convert::short("queue", queue)?;
     let options = QueueDeclareOptions {
         passive: true,
         durable: true,
         ..QueueDeclareOptions::default()
     };
+    let channel = link.channel().await?;
     let declared = channel
-        .queue_declare(
-            convert::short("queue", queue)?,
-            options,
-            FieldTable::default(),
-        )
-        .await
-        .map_err(|err| errors::map(err, Subject::Queue(queue)))?;
+        .queue_declare(name, options, FieldTable::default())
+        .await;
     close(link, &channel).await;
+    let declared = declared.map_err(|err| errors::map(err, Subject::Queue(queue)))?;
     Ok(u64::from(declared.message_count()))
 }
 
 /// Purges `queue`, returning how many messages went.
 pub(super) async fn purge(link: &Link, queue: &str) -> Result<u64> {
+    let name = convert::short("queue", queue)?;
     let channel = link.channel().await?;
     let purged = channel
-        .queue_purge(
-            convert::short("queue", queue)?,
-            QueuePurgeOptions::default(),
-        )
-        .await
-        .map_err(|err| errors::map(err, Subject::Queue(queue)))?;
+        .queue_purge(name, QueuePurgeOptions::default())
+        .await;
     close(link, &channel).await;
+    let purged = purged.map_err(|err| errors::map(err, Subject::Queue(queue)))?;
     Ok(u64::from(purged))
 }
 
+/// Closes a channel of one operation. After a broker error the broker closed it already, and
+/// this fails harmlessly.
 async fn close(link: &Link, channel: &lapin::Channel) {
+    if !channel.status().connected() {
+        return;
+    }
     if let Err(err) = channel.close(200, "done".into()).await {
         tracing::debug!(connection = link.name(), error = %err, "closing a channel failed");
     }

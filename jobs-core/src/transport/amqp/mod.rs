@@ -38,6 +38,7 @@ mod publish;
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use self::connection::Link;
 use self::publish::Publisher;
@@ -89,6 +90,7 @@ pub struct AmqpTransportBuilder {
     url: String,
     name: String,
     tls_ca: Option<Arc<str>>,
+    connect_timeout: Duration,
 }
 
 impl AmqpTransport {
@@ -109,6 +111,7 @@ impl AmqpTransport {
             url: url.into(),
             name: DEFAULT_NAME.to_owned(),
             tls_ca: None,
+            connect_timeout: connection::CONNECT_TIMEOUT,
         }
     }
 
@@ -145,6 +148,15 @@ impl AmqpTransportBuilder {
         self
     }
 
+    /// How long opening a connection may take, handshake included, before the attempt fails
+    /// with [`Error::Connection`]; 15 seconds by default. It bounds every reconnect too, so a
+    /// broker that accepts TCP and never answers cannot stall the transport.
+    #[must_use]
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
     /// Opens both connections.
     ///
     /// # Errors
@@ -155,8 +167,14 @@ impl AmqpTransportBuilder {
             self.url.clone(),
             format!("{}.publish", self.name),
             self.tls_ca.clone(),
+            self.connect_timeout,
         );
-        let consuming = Link::new(self.url, format!("{}.consume", self.name), self.tls_ca);
+        let consuming = Link::new(
+            self.url,
+            format!("{}.consume", self.name),
+            self.tls_ca,
+            self.connect_timeout,
+        );
         publishing.connection().await?;
         consuming.connection().await?;
         Ok(AmqpTransport {
@@ -209,6 +227,7 @@ impl fmt::Debug for AmqpTransportBuilder {
             .field("url", &redact(&self.url))
             .field("name", &self.name)
             .field("tls_ca", &self.tls_ca.is_some())
+            .field("connect_timeout", &self.connect_timeout)
             .finish()
     }
 }

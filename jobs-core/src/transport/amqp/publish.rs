@@ -1,11 +1,10 @@
 //! Publishing with publisher confirms on the publishing connection.
 
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError};
 
 use lapin::Channel;
 use lapin::Confirmation;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
-use tokio::sync::Mutex;
 
 use super::connection::Link;
 use super::convert;
@@ -17,14 +16,19 @@ use crate::transport::Publish;
 #[derive(Debug)]
 pub(super) struct Publisher {
     link: Link,
-    channel: Mutex<Option<Channel>>,
+    /// The open channel: every publish takes it under this lock, which no await ever holds.
+    channel: std::sync::Mutex<Option<Arc<Channel>>>,
+    /// Held while a channel opens, so that a lost channel is replaced once, not once per
+    /// publish waiting for it.
+    opening: tokio::sync::Mutex<()>,
 }
 
 impl Publisher {
     pub(super) fn new(link: Link) -> Self {
         Self {
             link,
-            channel: Mutex::new(None),
+            channel: std::sync::Mutex::new(None),
+            opening: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -32,27 +36,43 @@ impl Publisher {
         &self.link
     }
 
-    /// The confirm-mode channel. The lock is held only to open it, never across a confirm.
-    pub(super) async fn channel(&self) -> Result<Channel> {
-        let mut slot = self.channel.lock().await;
-        if let Some(channel) = slot.as_ref().filter(|c| c.status().connected()) {
-            return Ok(channel.clone());
+    /// The confirm-mode channel, opened when there is none or it closed.
+    pub(super) async fn channel(&self) -> Result<Arc<Channel>> {
+        if let Some(channel) = self.open_channel() {
+            return Ok(channel);
         }
-        *slot = None;
+        let _opening = self.opening.lock().await;
+        if let Some(channel) = self.open_channel() {
+            return Ok(channel);
+        }
         let channel = self.link.channel().await?;
         channel
             .confirm_select(ConfirmSelectOptions::default())
             .await
             .map_err(|err| errors::map(err, Subject::Other))?;
-        *slot = Some(channel.clone());
+        let channel = Arc::new(channel);
+        *self.slot() = Some(Arc::clone(&channel));
         Ok(channel)
+    }
+
+    fn open_channel(&self) -> Option<Arc<Channel>> {
+        self.slot()
+            .as_ref()
+            .filter(|channel| channel.status().connected())
+            .cloned()
+    }
+
+    fn slot(&self) -> std::sync::MutexGuard<'_, Option<Arc<Channel>>> {
+        // The slot holds a plain value, valid whatever a panicking holder was doing.
+        self.channel.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
-pub(super) async fn publish(publisher: Arc<Publisher>, publish: Publish) -> Result<()> {
+pub(super) async fn publish(publisher: Arc<Publisher>, mut publish: Publish) -> Result<()> {
     let exchange = convert::short("exchange", &publish.exchange)?;
     let routing_key = convert::short("routing key", &publish.routing_key)?;
-    let properties = convert::properties_to_amqp(&publish.envelope.properties)?;
+    let properties = std::mem::take(&mut publish.envelope.properties);
+    let properties = convert::properties_to_amqp(properties)?;
     let options = BasicPublishOptions {
         mandatory: publish.mandatory,
         immediate: false,

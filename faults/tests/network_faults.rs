@@ -1,0 +1,469 @@
+//! Network faults between a worker and the shared broker, injected by the fault proxy: a black
+//! hole, resets, connections cut mid-frame, and latency. The engine and the producer run in this
+//! process and reach RabbitMQ only through the proxy; a [`Ledger`] counts every job.
+//!
+//! Each scenario has its own job, exchange and queues (purged first), so they run in parallel.
+//! `JOBS_FAULTS_FULL=1` makes the runs longer.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use futures_util::StreamExt as _;
+use jobs_core::engine::Engine;
+use jobs_core::topology::Topology;
+use jobs_core::transport::amqp::AmqpTransport;
+use jobs_core::transport::{Declare, Settlement, Transport};
+use jobs_core::{
+    Enqueue, Error, Job, JobContext, JobError, MessageId, Producer, ProducerOptions, job,
+};
+use jobs_faults::Ledger;
+use jobs_faults::proxy::{FaultProxy, Mode, target_of, url_through};
+use prost::Message as _;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+/// One job of a scenario: its ledger id.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Tick {
+    /// The ledger id.
+    #[prost(uint64, tag = "1")]
+    pub id: u64,
+}
+
+/// The negotiated heartbeat, in seconds: short, so a black hole is noticed within seconds.
+const HEARTBEAT: u64 = 2;
+/// Each job's prefetch and concurrency (the `concurrency` of the jobs below): the deliveries a
+/// lost consumer connection can leave handled but unacked, to be delivered again.
+const PREFETCH: u64 = 16;
+/// How long a handler works: long enough that deliveries are in flight when a fault hits.
+const WORK: Duration = Duration::from_millis(2);
+/// The producer's confirm timeout: a publish into a black hole fails after this long.
+const CONFIRM_TIMEOUT: Duration = Duration::from_secs(3);
+/// What a failing publish may take beyond its timeout before it counts as hung.
+const SLACK: Duration = Duration::from_secs(2);
+/// The longest wait for any recovery.
+const RECOVERY: Duration = Duration::from_secs(60);
+
+async fn tick(tick: Tick, ctx: &JobContext) -> Result<(), JobError> {
+    tokio::time::sleep(WORK).await;
+    ctx.state::<Ledger>()?.handled(tick.id);
+    Ok(())
+}
+
+#[job(
+    exchange = "faults.net.blackhole",
+    routing_key = "tick",
+    queue = "faults.net.blackhole",
+    concurrency = 16
+)]
+async fn net_blackhole(t: Tick, ctx: JobContext) -> Result<(), JobError> {
+    tick(t, &ctx).await
+}
+
+#[job(
+    exchange = "faults.net.reset",
+    routing_key = "tick",
+    queue = "faults.net.reset",
+    concurrency = 16
+)]
+async fn net_reset(t: Tick, ctx: JobContext) -> Result<(), JobError> {
+    tick(t, &ctx).await
+}
+
+#[job(
+    exchange = "faults.net.cut",
+    routing_key = "tick",
+    queue = "faults.net.cut",
+    concurrency = 16
+)]
+async fn net_cut(t: Tick, ctx: JobContext) -> Result<(), JobError> {
+    tick(t, &ctx).await
+}
+
+#[job(
+    exchange = "faults.net.latency",
+    routing_key = "tick",
+    queue = "faults.net.latency",
+    concurrency = 16
+)]
+async fn net_latency(t: Tick, ctx: JobContext) -> Result<(), JobError> {
+    tick(t, &ctx).await
+}
+
+fn full() -> bool {
+    std::env::var_os("JOBS_FAULTS_FULL").is_some_and(|v| v == "1")
+}
+
+/// Polls `condition` every 20 ms until it holds; how long that took. Fails after `within`.
+async fn until(what: &str, within: Duration, mut condition: impl FnMut() -> bool) -> Duration {
+    let started = Instant::now();
+    while !condition() {
+        assert!(started.elapsed() < within, "{what}: not within {within:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    started.elapsed()
+}
+
+/// Polls `condition` every 50 ms until it holds, failing once `progress` (a count) has not
+/// moved for [`RECOVERY`]: a slow run passes, a stuck one fails.
+async fn while_progressing(
+    what: &str,
+    mut condition: impl FnMut() -> bool,
+    mut progress: impl FnMut() -> usize,
+) {
+    let mut last = (progress(), Instant::now());
+    while !condition() {
+        let now = progress();
+        if now != last.0 {
+            last = (now, Instant::now());
+        }
+        assert!(
+            last.1.elapsed() < RECOVERY,
+            "{what}: stuck at {now} for {RECOVERY:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A scenario's engine behind the proxy, and a direct line to the broker for setup and drain.
+struct Net {
+    job: &'static Job,
+    proxy: FaultProxy,
+    engine: Engine,
+    ledger: Ledger,
+    direct: AmqpTransport,
+    topology: Topology,
+}
+
+impl Net {
+    /// Declares and purges the job's queues, then starts its engine through a new proxy;
+    /// `None` (the test skips) when no broker answers.
+    async fn start(job: &'static Job) -> Option<Self> {
+        let url = jobs_core::testing::broker_url()?;
+        let proxy = FaultProxy::start(target_of(&url))
+            .await
+            .expect("the proxy starts");
+        let through = url_through(&url, proxy.addr());
+        let separator = if through.contains('?') { '&' } else { '?' };
+        let through = format!("{through}{separator}heartbeat={HEARTBEAT}");
+        let name = format!("jobs-faults-{}-{}", job.name(), MessageId::generate());
+        let direct = AmqpTransport::builder(url)
+            .connection_name(format!("{name}-direct"))
+            .connect()
+            .await
+            .expect("connected to the broker");
+        let transport = AmqpTransport::builder(through)
+            .connection_name(name)
+            .connect()
+            .await
+            .expect("connected through the proxy");
+        let ledger = Ledger::new();
+        let builder = Engine::builder(Arc::new(transport))
+            .job(job)
+            .state(ledger.clone())
+            .producer_options(ProducerOptions {
+                confirm_timeout: CONFIRM_TIMEOUT,
+                ..ProducerOptions::default()
+            });
+        let topology = Topology::for_jobs(&builder.settings()).expect("a topology");
+        direct
+            .declare(&topology, Declare::Create)
+            .await
+            .expect("declared");
+        for queue in &topology.queues {
+            direct.purge(&queue.name).await.expect("purged");
+        }
+        let engine = builder.start().await.expect("the engine starts");
+        Some(Self {
+            job,
+            proxy,
+            engine,
+            ledger,
+            direct,
+            topology,
+        })
+    }
+
+    /// Waits until `more` jobs beyond the ones settled now are settled.
+    async fn progress(&self, more: usize) {
+        let target = self.ledger.settled() + more;
+        until("progress", RECOVERY, || self.ledger.settled() >= target).await;
+    }
+
+    /// Waits until the engine's consumer is attached again and jobs flow.
+    async fn recovered(&self) {
+        until("the consumer is attached again", RECOVERY, || {
+            self.engine.is_ready()
+        })
+        .await;
+        self.progress(100).await;
+    }
+
+    /// Waits until every confirmed job is settled, stops the engine, drains the error queue
+    /// into the ledger and checks the report against `duplicate_bound`.
+    async fn finish(self, scenario: &str, duplicate_bound: u64) {
+        while_progressing(
+            "every confirmed job settled",
+            || self.ledger.report().lost.is_empty(),
+            || self.ledger.settled(),
+        )
+        .await;
+        self.engine.shutdown(Duration::from_secs(5)).await;
+        let error_queue = &self
+            .topology
+            .queues
+            .iter()
+            .find(|q| q.name.ends_with(".err"))
+            .expect("an error queue")
+            .name;
+        let waiting = self
+            .direct
+            .message_count(error_queue)
+            .await
+            .expect("counted");
+        if waiting > 0 {
+            let mut consumer = self
+                .direct
+                .consume(error_queue, 100)
+                .await
+                .expect("the error queue can be consumed");
+            for _ in 0..waiting {
+                let delivery = tokio::time::timeout(RECOVERY, consumer.deliveries.next())
+                    .await
+                    .expect("the error queue delivers in time")
+                    .expect("a dead letter");
+                let id = Tick::decode(delivery.envelope.body.clone()).map_or(u64::MAX, |t| t.id);
+                self.ledger.dead_lettered(id);
+                consumer
+                    .settler
+                    .settle(Settlement::Ack {
+                        tag: delivery.tag,
+                        multiple: false,
+                    })
+                    .await
+                    .expect("acked");
+            }
+        }
+        self.direct.close().await;
+        let report = self.ledger.report();
+        report.check(scenario, duplicate_bound);
+        assert_eq!(
+            report.dead_lettered,
+            0,
+            "no job of {} failed",
+            self.job.name()
+        );
+    }
+}
+
+/// Publishers running while the faults hit: each lane enqueues new ids one after another
+/// until stopped or out of ids, retrying an id until its enqueue is confirmed.
+struct Load {
+    stop: Arc<AtomicBool>,
+    stats: Arc<Stats>,
+    lanes: Vec<JoinHandle<()>>,
+}
+
+#[derive(Debug, Default)]
+struct Stats {
+    /// Failed enqueues: each may have reached the queue unconfirmed and be handled twice once
+    /// the id is enqueued again.
+    failures: AtomicU64,
+    timeouts: AtomicU64,
+}
+
+impl Load {
+    fn start(net: &Net, lanes: u64, limit: u64) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stats = Arc::new(Stats::default());
+        let next = Arc::new(AtomicU64::new(0));
+        let lanes = (0..lanes)
+            .map(|_| {
+                let producer = net.engine.producer().clone();
+                let (job, ledger) = (net.job, net.ledger.clone());
+                let (stop, stats, next) =
+                    (Arc::clone(&stop), Arc::clone(&stats), Arc::clone(&next));
+                tokio::spawn(async move {
+                    while !stop.load(Ordering::Acquire) {
+                        let id = next.fetch_add(1, Ordering::AcqRel);
+                        if id >= limit {
+                            return;
+                        }
+                        ledger.attempted(id);
+                        enqueue_until_confirmed(&producer, job, id, &stats).await;
+                        ledger.confirmed(id);
+                    }
+                })
+            })
+            .collect();
+        Self { stop, stats, lanes }
+    }
+
+    /// Stops the publishers (each finishes the id it is on); the enqueues that failed.
+    async fn stop(self) -> u64 {
+        self.stop.store(true, Ordering::Release);
+        for lane in self.lanes {
+            lane.await.expect("a publisher lane ends without panicking");
+        }
+        self.stats.failures.load(Ordering::Acquire)
+    }
+
+    async fn failed_at_least(&self, n: u64, within: Duration) -> Duration {
+        until("a publish fails", within, || {
+            self.stats.failures.load(Ordering::Acquire) >= n
+        })
+        .await
+    }
+}
+
+/// Enqueues `id` until the broker confirms it. Every failure must be a typed, transient error
+/// that comes within the confirm timeout: a publish never hangs.
+async fn enqueue_until_confirmed(producer: &Producer, job: &'static Job, id: u64, stats: &Stats) {
+    let deadline = Instant::now() + RECOVERY;
+    loop {
+        let started = Instant::now();
+        let result = Enqueue::new(job, Tick { id }).enqueue(producer).await;
+        let took = started.elapsed();
+        let Err(error) = result else { return };
+        assert!(
+            took <= CONFIRM_TIMEOUT + SLACK,
+            "a failing enqueue took {took:?}, over the {CONFIRM_TIMEOUT:?} timeout: {error:?}"
+        );
+        assert!(error.is_transient(), "a typed, transient error: {error:?}");
+        stats.failures.fetch_add(1, Ordering::AcqRel);
+        if matches!(error, Error::Timeout { .. }) {
+            stats.timeouts.fetch_add(1, Ordering::AcqRel);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "job {id} was not confirmed within {RECOVERY:?}: {error:?}"
+        );
+        // The transport fails fast while it backs off from a failed reconnect; a caller that
+        // retries waits a little too, rather than spinning.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn black_hole_is_detected_by_heartbeats_and_the_run_recovers() {
+    let Some(net) = Net::start(&net_blackhole::JOB).await else {
+        return;
+    };
+    let load = Load::start(&net, 8, u64::MAX);
+    net.progress(if full() { 20_000 } else { 500 }).await;
+
+    net.proxy.set_mode(Mode::Freeze);
+    // lapin closes a connection after two heartbeat intervals without a byte from the broker;
+    // give it three, and a second for its heartbeat timer's tick.
+    let detection = Duration::from_secs(3 * HEARTBEAT + 1);
+    let detected = until("the consumer notices the black hole", detection, || {
+        !net.engine.is_ready()
+    })
+    .await;
+    eprintln!("black hole noticed after {detected:?}");
+    // Not sooner than a heartbeat interval: nothing but the missing heartbeats can tell.
+    assert!(detected >= Duration::from_secs(HEARTBEAT), "{detected:?}");
+    // The publishers caught in the black hole got their errors within the confirm timeout
+    // (each lane asserts that); at least one did.
+    load.failed_at_least(1, CONFIRM_TIMEOUT + SLACK).await;
+    let failed_in_freeze = load.stats.failures.load(Ordering::Acquire);
+    net.proxy.set_mode(Mode::Pass);
+
+    net.recovered().await;
+    net.progress(if full() { 20_000 } else { 500 }).await;
+    let timeouts = load.stats.timeouts.load(Ordering::Acquire);
+    let failures = load.stop().await;
+    eprintln!(
+        "black hole: {failed_in_freeze} enqueues failed in it ({timeouts} timeouts), {failures} in all"
+    );
+    // Duplicates: the deliveries in flight on the consumer connection the black hole took
+    // (handled, their acks lost), plus one per failed enqueue retried under the same id.
+    net.finish("black hole (heartbeat 2 s)", PREFETCH + failures)
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_reset_several_times_lose_nothing() {
+    let Some(net) = Net::start(&net_reset::JOB).await else {
+        return;
+    };
+    let rounds = if full() { 10 } else { 3 };
+    let load = Load::start(&net, 8, u64::MAX);
+    for _ in 0..rounds {
+        net.progress(if full() { 5_000 } else { 300 }).await;
+        net.proxy.set_mode(Mode::Reset);
+        until("the consumer notices the reset", RECOVERY, || {
+            !net.engine.is_ready()
+        })
+        .await;
+        net.proxy.set_mode(Mode::Pass);
+        net.recovered().await;
+    }
+    let failures = load.stop().await;
+    // Each reset can leave a prefetch of handled, unacked deliveries to be redelivered; a
+    // failed enqueue retried under the same id can add one more.
+    net.finish(
+        &format!("TCP reset ×{rounds}"),
+        PREFETCH * rounds + failures,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_cut_mid_frame_lose_nothing() {
+    let Some(net) = Net::start(&net_cut::JOB).await else {
+        return;
+    };
+    let load = Load::start(&net, 8, u64::MAX);
+    // Budgets below the handshake, inside it, and a few frames past it: connections die while
+    // opening, and mid-frame once open.
+    let budgets: &[u64] = if full() {
+        &[200, 700, 1_500, 4_000, 10_000, 50_000, 3_000, 20_000]
+    } else {
+        &[700, 4_000, 20_000]
+    };
+    for &budget in budgets {
+        net.progress(if full() { 3_000 } else { 200 }).await;
+        let accepted = net.proxy.accepted();
+        net.proxy.set_mode(Mode::CutAfter(budget));
+        // Both connections (consume and publish) die; reconnects die again after `budget`
+        // bytes. Wait for a few of them.
+        until("connections cut and reopened", RECOVERY, || {
+            net.proxy.accepted() >= accepted + 4
+        })
+        .await;
+        net.proxy.set_mode(Mode::Pass);
+        net.recovered().await;
+    }
+    let failures = load.stop().await;
+    let connections = net.proxy.accepted() as u64;
+    // Every connection the proxy carried may have died with a prefetch of handled, unacked
+    // deliveries (an upper bound: publishing connections hold none), plus the failed
+    // enqueues retried under the same id.
+    net.finish(
+        &format!("TCP cut mid-frame ×{}", budgets.len()),
+        PREFETCH * connections + failures,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn latency_slows_a_run_but_keeps_it_correct() {
+    let Some(net) = Net::start(&net_latency::JOB).await else {
+        return;
+    };
+    net.proxy.set_mode(Mode::Latency(Duration::from_millis(20)));
+    let jobs = if full() { 10_000 } else { 1_000 };
+    let load = Load::start(&net, 32, jobs);
+    while_progressing(
+        "every job confirmed",
+        || net.ledger.confirmed_count() as u64 >= jobs,
+        || net.ledger.confirmed_count(),
+    )
+    .await;
+    let failures = load.stop().await;
+    assert_eq!(failures, 0, "latency alone fails no publish");
+    // No connection is lost, so nothing is delivered twice.
+    net.finish("latency 20 ms", 0).await;
+}

@@ -1,0 +1,173 @@
+//! The framework: `#[job]` enqueues from concurrent producers, and an engine running a no-op
+//! job at the raw consumer's prefetch.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use jobs_core::engine::Engine;
+use jobs_core::topology::Topology;
+use jobs_core::transport::{Declare, Transport};
+use jobs_core::{Job, JobDefaults, JobError, JobSettings, Producer, job};
+use jobs_worker::metrics::Metrics;
+
+use crate::QueueKind;
+use crate::message::BenchJob;
+use crate::pace::Pacer;
+use crate::raw::{IN_FLIGHT, PREFETCH};
+use crate::sink::SINK;
+
+/// The no-op job on a classic queue.
+#[job(
+    exchange = "jobs_bench",
+    routing_key = "classic",
+    queue = "jobs_bench.classic",
+    queue_type = "classic",
+    concurrency = 100
+)]
+async fn bench_classic(job: BenchJob) -> Result<(), JobError> {
+    SINK.record(&job);
+    Ok(())
+}
+
+/// The no-op job on a quorum queue.
+#[job(
+    exchange = "jobs_bench",
+    routing_key = "quorum",
+    queue = "jobs_bench.quorum",
+    queue_type = "quorum",
+    concurrency = 100
+)]
+async fn bench_quorum(job: BenchJob) -> Result<(), JobError> {
+    SINK.record(&job);
+    Ok(())
+}
+
+/// The framework on one transport and queue kind.
+#[derive(Debug)]
+pub struct Framework {
+    transport: Arc<dyn Transport>,
+    producer: Producer,
+    job: &'static Job,
+    queue: &'static str,
+}
+
+impl Framework {
+    /// Declares the job's topology on `transport` and empties its queue.
+    ///
+    /// # Errors
+    ///
+    /// When the broker refuses the topology.
+    pub async fn new(transport: Arc<dyn Transport>, kind: QueueKind) -> anyhow::Result<Self> {
+        let (job, queue) = match kind {
+            QueueKind::Classic => (&bench_classic::JOB, bench_classic::QUEUE),
+            QueueKind::Quorum => (&bench_quorum::JOB, bench_quorum::QUEUE),
+        };
+        let settings = JobSettings::resolve(job, &JobDefaults::default());
+        let topology = Topology::for_jobs([&settings])?;
+        transport
+            .declare(&topology, Declare::Create)
+            .await
+            .with_context(|| format!("declaring {queue}"))?;
+        transport.purge(queue).await?;
+        Ok(Self {
+            producer: Producer::new(Arc::clone(&transport)),
+            transport,
+            job,
+            queue,
+        })
+    }
+
+    /// Enqueues jobs `0..count` and returns once each `enqueue` returned `Ok`: from
+    /// [`IN_FLIGHT`] producer tasks when unpaced, or from one task per job when paced, as
+    /// request handlers would.
+    ///
+    /// # Errors
+    ///
+    /// The first enqueue error.
+    pub async fn publish(&self, count: u64, pacer: Option<Pacer>) -> anyhow::Result<()> {
+        let mut producers = Vec::new();
+        match pacer {
+            None => {
+                let next = Arc::new(AtomicU64::new(0));
+                for _ in 0..IN_FLIGHT {
+                    let (next, producer, job) =
+                        (Arc::clone(&next), self.producer.clone(), self.job);
+                    producers.push(tokio::spawn(async move {
+                        loop {
+                            let seq = next.fetch_add(1, Ordering::Relaxed);
+                            if seq >= count {
+                                return Ok(());
+                            }
+                            enqueue(job, &producer, seq).await?;
+                        }
+                    }));
+                }
+            }
+            Some(pacer) => {
+                for seq in 0..count {
+                    pacer.until_due(seq).await;
+                    let (producer, job) = (self.producer.clone(), self.job);
+                    producers.push(tokio::spawn(
+                        async move { enqueue(job, &producer, seq).await },
+                    ));
+                }
+            }
+        }
+        for producer in producers {
+            producer.await??;
+        }
+        Ok(())
+    }
+
+    /// Starts a worker engine for the job, at concurrency (and so prefetch) [`PREFETCH`], with
+    /// the worker binary's metrics observing every event, as `jobs-worker` runs it.
+    ///
+    /// # Errors
+    ///
+    /// When the engine cannot start.
+    pub async fn consume(&self) -> anyhow::Result<Engine> {
+        Ok(Engine::builder(Arc::clone(&self.transport))
+            .job(self.job)
+            .observer(Arc::new(Metrics::new([self.job])))
+            .concurrency(PREFETCH)
+            .declare(Declare::Passive)
+            .start()
+            .await?)
+    }
+
+    /// Stops a worker engine, letting its acks go out.
+    pub async fn stop(engine: Engine) {
+        engine.shutdown(Duration::from_secs(10)).await;
+    }
+
+    /// Empties the queue.
+    ///
+    /// # Errors
+    ///
+    /// When the broker cannot purge it.
+    pub async fn purge(&self) -> anyhow::Result<()> {
+        self.transport.purge(self.queue).await?;
+        Ok(())
+    }
+
+    /// The messages ready in the queue.
+    ///
+    /// # Errors
+    ///
+    /// When the broker cannot answer.
+    pub async fn ready(&self) -> anyhow::Result<u64> {
+        Ok(self.transport.message_count(self.queue).await?)
+    }
+}
+
+async fn enqueue(job: &'static Job, producer: &Producer, seq: u64) -> anyhow::Result<()> {
+    let message = BenchJob::new(seq);
+    if std::ptr::eq(job, &bench_classic::JOB) {
+        bench_classic::enqueue(producer, message).await?;
+    } else {
+        bench_quorum::enqueue(producer, message).await?;
+    }
+    Ok(())
+}

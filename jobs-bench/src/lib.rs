@@ -1,0 +1,39 @@
+//! `jobs-bench`: the framework against raw lapin on the same broker, in one run.
+//!
+//! Both clients move the same ~100-byte protobuf jobs with the same guarantees (persistent
+//! messages, durable queues, publisher confirms, a manual ack after handling) through the same
+//! broker, one after the other, alternating which goes first from run to run. Each run measures
+//! publish-only, consume-only (from the queue the publish filled) and end-to-end throughput with
+//! the client's CPU per job, then send-to-handle latency when paced. The medians of the runs go
+//! into a table with the framework/raw ratio on each row, and into JSON.
+
+pub mod framework;
+pub mod measure;
+pub mod message;
+pub mod pace;
+pub mod plan;
+pub mod raw;
+pub mod report;
+pub mod sink;
+
+pub use plan::{ClientKind, Measure, Options, run};
+
+/// The kind of the benchmark's queue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum QueueKind {
+    /// A classic queue.
+    Classic,
+    /// A quorum queue.
+    Quorum,
+}
+
+impl QueueKind {
+    /// The name RabbitMQ knows the kind by.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Classic => "classic",
+            Self::Quorum => "quorum",
+        }
+    }
+}

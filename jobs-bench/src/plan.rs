@@ -1,0 +1,362 @@
+//! The measurement plan: which measures run, on which client and queue, in which order.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, ensure};
+use jobs_core::engine::Engine;
+use jobs_core::testing::DEFAULT_BROKER_URL;
+use jobs_core::transport::amqp::AmqpTransport;
+use jobs_core::transport::memory::MemoryTransport;
+use jobs_core::transport::redact_url;
+use serde::Serialize;
+use tokio::task::JoinHandle;
+
+use crate::QueueKind;
+use crate::framework::Framework;
+use crate::measure::{Latency, Throughput, as_f64, timed};
+use crate::pace::Pacer;
+use crate::raw::Raw;
+use crate::report::{Row, Samples, Side};
+use crate::sink::SINK;
+
+/// The benchmark's command line.
+#[derive(Clone, Debug, clap::Parser)]
+#[command(
+    name = "jobs-bench",
+    about = "The framework against raw lapin, in one run"
+)]
+pub struct Options {
+    /// Jobs per throughput measurement.
+    #[arg(long, default_value_t = 50_000)]
+    pub n: u64,
+    /// Runs; the table shows the median of each figure.
+    #[arg(long, default_value_t = 3)]
+    pub runs: usize,
+    /// The broker.
+    #[arg(long, env = "JOBS_AMQP_URL", default_value = DEFAULT_BROKER_URL)]
+    pub url: String,
+    /// Queue kinds to measure.
+    #[arg(long, value_delimiter = ',', default_values = ["classic", "quorum"])]
+    pub queues: Vec<QueueKind>,
+    /// Paced rates, in jobs/s, at which to measure latency.
+    #[arg(long, value_delimiter = ',', default_values_t = [1_000, 10_000])]
+    pub rates: Vec<u32>,
+    /// How long each paced latency measurement lasts, in seconds.
+    #[arg(long, default_value_t = 5)]
+    pub latency_secs: u64,
+    /// Where to write the results as JSON.
+    #[arg(long, default_value = "jobs-bench.json")]
+    pub json: PathBuf,
+    /// Leaves out the in-memory transport.
+    #[arg(long)]
+    pub no_memory: bool,
+    /// Measures to run (all by default); fewer make a profile easier to read.
+    #[arg(long, value_delimiter = ',', default_values = ["publish", "consume", "end-to-end", "latency"])]
+    pub measures: Vec<Measure>,
+    /// Clients to run on the broker (both by default).
+    #[arg(long, value_delimiter = ',', default_values = ["raw", "framework"])]
+    pub clients: Vec<ClientKind>,
+}
+
+/// A measure of the plan.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Measure {
+    /// Publish-only throughput.
+    Publish,
+    /// Consume-only throughput, from the queue the publish filled (so it needs `publish`).
+    Consume,
+    /// Producer and consumer at the same time.
+    EndToEnd,
+    /// Paced send-to-handle latency.
+    Latency,
+}
+
+/// A client the plan can run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ClientKind {
+    /// Raw lapin.
+    Raw,
+    /// The framework.
+    Framework,
+}
+
+/// What the JSON file holds.
+#[derive(Debug, Serialize)]
+struct Results<'a> {
+    n: u64,
+    runs: usize,
+    latency_secs: u64,
+    url: String,
+    cpus: usize,
+    cpu_model: String,
+    rows: &'a [Row],
+}
+
+/// One client under measurement: raw lapin or the framework.
+pub(crate) trait Client {
+    /// A consumer while it runs.
+    type Running;
+    /// Publishes jobs `0..count` and returns once all are confirmed.
+    async fn publish(&self, count: u64, pacer: Option<Pacer>) -> anyhow::Result<()>;
+    /// Starts consuming; each handled job reaches the [`SINK`].
+    async fn start(&self, count: u64) -> anyhow::Result<Self::Running>;
+    /// Stops the consumer once the sink has seen every job.
+    async fn stop(&self, running: Self::Running) -> anyhow::Result<()>;
+    /// Messages still ready in the queue.
+    async fn ready(&self) -> anyhow::Result<u64>;
+    /// Empties the queue.
+    async fn purge(&self) -> anyhow::Result<()>;
+}
+
+impl Client for Raw {
+    type Running = JoinHandle<anyhow::Result<()>>;
+
+    async fn publish(&self, count: u64, pacer: Option<Pacer>) -> anyhow::Result<()> {
+        Raw::publish(self, count, pacer).await
+    }
+
+    async fn start(&self, count: u64) -> anyhow::Result<Self::Running> {
+        self.consume(count).await
+    }
+
+    async fn stop(&self, running: Self::Running) -> anyhow::Result<()> {
+        running.await?
+    }
+
+    async fn ready(&self) -> anyhow::Result<u64> {
+        Raw::ready(self).await
+    }
+
+    async fn purge(&self) -> anyhow::Result<()> {
+        Raw::purge(self).await
+    }
+}
+
+impl Client for Framework {
+    type Running = Engine;
+
+    async fn publish(&self, count: u64, pacer: Option<Pacer>) -> anyhow::Result<()> {
+        Framework::publish(self, count, pacer).await
+    }
+
+    async fn start(&self, _count: u64) -> anyhow::Result<Self::Running> {
+        self.consume().await
+    }
+
+    async fn stop(&self, running: Self::Running) -> anyhow::Result<()> {
+        Framework::stop(running).await;
+        Ok(())
+    }
+
+    async fn ready(&self) -> anyhow::Result<u64> {
+        Framework::ready(self).await
+    }
+
+    async fn purge(&self) -> anyhow::Result<()> {
+        Framework::purge(self).await
+    }
+}
+
+/// Runs the benchmark, writes the JSON and returns the rows of the table.
+///
+/// # Errors
+///
+/// When the broker cannot be reached, a run fails or stalls, or the JSON cannot be written.
+pub async fn run(options: &Options) -> anyhow::Result<Vec<Row>> {
+    ensure!(
+        options.n > 0 && options.runs > 0,
+        "--n and --runs must be at least 1"
+    );
+    eprintln!(
+        "jobs-bench: {} jobs, {} runs, latency for {} s at {:?} jobs/s, on {}",
+        options.n,
+        options.runs,
+        options.latency_secs,
+        options.rates,
+        redact_url(&options.url)
+    );
+    let mut samples = Samples::default();
+    for run in 0..options.runs {
+        for &kind in &options.queues {
+            let raw = Raw::connect(&options.url, kind)
+                .await
+                .context("raw lapin")?;
+            let transport = AmqpTransport::builder(options.url.as_str())
+                .connection_name("jobs-bench framework")
+                .connect()
+                .await?;
+            let transport = Arc::new(transport);
+            let framework = Framework::new(transport.clone(), kind).await?;
+            // Alternate which client goes first, so neither always meets a warmer broker.
+            let mut order = [ClientKind::Raw, ClientKind::Framework];
+            if run % 2 == 1 {
+                order.reverse();
+            }
+            for client in order.into_iter().filter(|c| options.clients.contains(c)) {
+                match client {
+                    ClientKind::Raw => {
+                        measure(&raw, kind.name(), Side::Raw, options, &mut samples).await?;
+                    }
+                    ClientKind::Framework => {
+                        let side = Side::Framework;
+                        measure(&framework, kind.name(), side, options, &mut samples).await?;
+                    }
+                }
+            }
+            raw.close().await;
+            transport.close().await;
+        }
+        if !options.no_memory && options.clients.contains(&ClientKind::Framework) {
+            let memory =
+                Framework::new(Arc::new(MemoryTransport::new()), QueueKind::Classic).await?;
+            measure(&memory, "memory", Side::Framework, options, &mut samples).await?;
+        }
+        eprintln!("jobs-bench: run {} of {} done", run + 1, options.runs);
+    }
+    let rows = samples.rows();
+    let results = Results {
+        n: options.n,
+        runs: options.runs,
+        latency_secs: options.latency_secs,
+        url: redact_url(&options.url),
+        cpus: std::thread::available_parallelism().map_or(0, usize::from),
+        cpu_model: cpu_model(),
+        rows: &rows,
+    };
+    let json = serde_json::to_string_pretty(&results)?;
+    std::fs::write(&options.json, json)
+        .with_context(|| format!("writing {}", options.json.display()))?;
+    eprintln!("jobs-bench: wrote {}", options.json.display());
+    Ok(rows)
+}
+
+/// Every measure of one run on one client.
+async fn measure(
+    client: &impl Client,
+    queue: &str,
+    side: Side,
+    options: &Options,
+    samples: &mut Samples,
+) -> anyhow::Result<()> {
+    let n = options.n;
+    let mut add_throughput = |what: &str, throughput: Throughput| {
+        samples.add(
+            queue,
+            &format!("{what} rate"),
+            "jobs/s",
+            side,
+            throughput.jobs_per_sec,
+        );
+        samples.add(
+            queue,
+            &format!("{what} CPU"),
+            "µs/job",
+            side,
+            throughput.cpu_us_per_job,
+        );
+    };
+
+    let runs = |measure| options.measures.contains(&measure);
+    if runs(Measure::Publish) || runs(Measure::Consume) {
+        let (published, ()) = timed(n, client.publish(n, None)).await?;
+        add_throughput("publish", published);
+    }
+    if runs(Measure::Consume) {
+        // Consume-only drains the queue the publish filled. The clock stops at the last job
+        // handled; stopping the consumer (its last acks, closing its channel) is not timed.
+        SINK.reset(n, false);
+        let (consumed, running) = timed(n, async {
+            let running = client.start(n).await?;
+            SINK.wait(stall_limit(n)).await?;
+            Ok(running)
+        })
+        .await?;
+        client.stop(running).await?;
+        add_throughput("consume", consumed);
+        drained(client).await?;
+    } else {
+        client.purge().await?;
+    }
+    if runs(Measure::EndToEnd) {
+        end_to_end(client, n, &mut add_throughput).await?;
+    }
+    if runs(Measure::Latency) {
+        for &rate in &options.rates {
+            let latency = paced(client, rate, options.latency_secs).await?;
+            let label = format!("{rate}/s");
+            samples.add(
+                queue,
+                &format!("p50 latency at {label}"),
+                "µs",
+                side,
+                latency.p50_us,
+            );
+            samples.add(
+                queue,
+                &format!("p99 latency at {label}"),
+                "µs",
+                side,
+                latency.p99_us,
+            );
+        }
+    }
+    Ok(())
+}
+
+async fn end_to_end(
+    client: &impl Client,
+    n: u64,
+    add_throughput: &mut impl FnMut(&str, Throughput),
+) -> anyhow::Result<()> {
+    SINK.reset(n, false);
+    let (end_to_end, running) = timed(n, async {
+        let running = client.start(n).await?;
+        client.publish(n, None).await?;
+        SINK.wait(stall_limit(n)).await?;
+        Ok(running)
+    })
+    .await?;
+    client.stop(running).await?;
+    add_throughput("end-to-end", end_to_end);
+    drained(client).await
+}
+
+/// Send-to-handle latency of jobs published at `rate` for `secs` seconds.
+async fn paced(client: &impl Client, rate: u32, secs: u64) -> anyhow::Result<Latency> {
+    let count = u64::from(rate) * secs;
+    SINK.reset(count, true);
+    let running = client.start(count).await?;
+    client.publish(count, Some(Pacer::new(rate))).await?;
+    SINK.wait(stall_limit(count)).await?;
+    client.stop(running).await?;
+    drained(client).await?;
+    Ok(Latency::of(SINK.take_latencies()))
+}
+
+/// Checks that a measure left nothing behind in the queue.
+async fn drained(client: &impl Client) -> anyhow::Result<()> {
+    let ready = client.ready().await?;
+    ensure!(
+        ready == 0,
+        "{ready} messages left in the queue after a measure"
+    );
+    Ok(())
+}
+
+/// How long a measure of `jobs` may take before it counts as stalled: far beyond any real run.
+fn stall_limit(jobs: u64) -> Duration {
+    Duration::from_secs(60).max(Duration::from_secs_f64(as_f64(jobs) / 500.0))
+}
+
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find_map(|line| line.strip_prefix("model name")?.split_once(':'))
+                .map(|(_, model)| model.trim().to_owned())
+        })
+        .unwrap_or_default()
+}

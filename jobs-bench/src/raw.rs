@@ -1,0 +1,268 @@
+//! The reference: raw lapin with the framework's guarantees and the best pipelining lapin allows.
+//!
+//! Persistent messages on a durable queue, publisher confirms with up to [`IN_FLIGHT`] publishes
+//! awaiting theirs, and a consumer at prefetch [`PREFETCH`] that acks each job after handling it
+//! without awaiting the ack in line: the ack futures run beside the delivery stream.
+
+use anyhow::{Context as _, bail, ensure};
+use futures_util::StreamExt as _;
+use futures_util::stream::FuturesUnordered;
+use lapin::options::{
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
+    ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
+    QueuePurgeOptions,
+};
+use lapin::types::{AMQPValue, FieldTable, ShortString};
+use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties};
+use prost::Message as _;
+use tokio::task::JoinHandle;
+
+use crate::QueueKind;
+use crate::message::BenchJob;
+use crate::pace::Pacer;
+use crate::sink::SINK;
+
+/// Publishes awaiting their confirm at once, at most.
+pub const IN_FLIGHT: usize = 1000;
+/// The consumer's prefetch, the same as the framework worker's concurrency.
+pub const PREFETCH: u16 = 100;
+
+const EXCHANGE: &str = "jobs_bench.raw";
+/// How long the consumer's channel stays open after its last ack; see `consume_until`.
+const ACK_LINGER: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Two connections, as the framework has: one to publish, one to consume.
+#[derive(Debug)]
+pub struct Raw {
+    publishing: Connection,
+    consuming: Connection,
+    queue: String,
+}
+
+impl Raw {
+    /// Connects and declares the exchange and a durable queue of `kind`, empty.
+    ///
+    /// # Errors
+    ///
+    /// When the broker cannot be reached or refuses the declarations.
+    pub async fn connect(url: &str, kind: QueueKind) -> anyhow::Result<Self> {
+        let connect = |name: &str| {
+            let properties =
+                ConnectionProperties::default().with_connection_name(name.to_owned().into());
+            Connection::connect(url, properties)
+        };
+        let publishing = connect("jobs-bench raw publish").await?;
+        let consuming = connect("jobs-bench raw consume").await?;
+        let queue = format!("jobs_bench.raw.{}", kind.name());
+        let channel = publishing.create_channel().await?;
+        let durable = ExchangeDeclareOptions {
+            durable: true,
+            ..ExchangeDeclareOptions::default()
+        };
+        channel
+            .exchange_declare(
+                EXCHANGE.into(),
+                lapin::ExchangeKind::Direct,
+                durable,
+                FieldTable::default(),
+            )
+            .await?;
+        let mut arguments = FieldTable::default();
+        arguments.insert(
+            "x-queue-type".into(),
+            AMQPValue::LongString(kind.name().into()),
+        );
+        let durable = QueueDeclareOptions {
+            durable: true,
+            ..QueueDeclareOptions::default()
+        };
+        channel
+            .queue_declare(queue.as_str().into(), durable, arguments)
+            .await
+            .with_context(|| format!("declaring {queue}"))?;
+        channel
+            .queue_bind(
+                queue.as_str().into(),
+                EXCHANGE.into(),
+                queue.as_str().into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        channel.close(200, "declared".into()).await?;
+        let raw = Self {
+            publishing,
+            consuming,
+            queue,
+        };
+        raw.purge().await?;
+        Ok(raw)
+    }
+
+    /// Publishes jobs `0..count` with confirms, paced by `pacer` when it is set, and returns
+    /// once every one is confirmed.
+    ///
+    /// # Errors
+    ///
+    /// On a negative confirm, a returned message or a lost channel.
+    pub async fn publish(&self, count: u64, pacer: Option<Pacer>) -> anyhow::Result<()> {
+        let channel = self.publishing.create_channel().await?;
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await?;
+        let properties = BasicProperties::default()
+            .with_delivery_mode(2)
+            .with_content_type("application/x-protobuf".into());
+        let options = BasicPublishOptions {
+            mandatory: true,
+            immediate: false,
+        };
+        let routing_key = ShortString::from(self.queue.as_str());
+        // A publish is in flight from the moment it is handed to lapin: `basic_publish`
+        // resolves once lapin has written the frames, and the confirm after that. Both stages
+        // run inside the window, so neither is awaited in line.
+        let mut in_flight = FuturesUnordered::new();
+        for seq in 0..count {
+            if let Some(pacer) = &pacer {
+                // The publishes in flight are futures: they only progress while polled, so
+                // drive them while waiting for the next one's turn.
+                let due = tokio::time::sleep_until(pacer.due(seq));
+                tokio::pin!(due);
+                loop {
+                    tokio::select! {
+                        biased;
+                        () = &mut due => break,
+                        Some(confirmed) = in_flight.next(), if !in_flight.is_empty() => {
+                            check(confirmed)?;
+                        }
+                    }
+                }
+            }
+            if in_flight.len() >= IN_FLIGHT
+                && let Some(confirmed) = in_flight.next().await
+            {
+                check(confirmed)?;
+            }
+            let body = BenchJob::new(seq).encode_to_vec();
+            let (channel, routing_key, properties) =
+                (&channel, routing_key.clone(), properties.clone());
+            in_flight.push(async move {
+                channel
+                    .basic_publish(EXCHANGE.into(), routing_key, options, &body, properties)
+                    .await?
+                    .await
+            });
+        }
+        while let Some(confirmed) = in_flight.next().await {
+            check(confirmed)?;
+        }
+        channel.close(200, "published".into()).await?;
+        Ok(())
+    }
+
+    /// Starts a consumer that handles `count` jobs, reporting each to the sink, then waits for
+    /// its acks to be sent and closes its channel.
+    ///
+    /// # Errors
+    ///
+    /// When the consumer cannot start; the task's result carries later errors.
+    pub async fn consume(&self, count: u64) -> anyhow::Result<JoinHandle<anyhow::Result<()>>> {
+        let channel = self.consuming.create_channel().await?;
+        channel
+            .basic_qos(PREFETCH, BasicQosOptions::default())
+            .await?;
+        let consumer = channel
+            .basic_consume(
+                self.queue.as_str().into(),
+                "jobs-bench".into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        Ok(tokio::spawn(consume_until(channel, consumer, count)))
+    }
+
+    /// Empties the queue.
+    ///
+    /// # Errors
+    ///
+    /// When the broker cannot purge it.
+    pub async fn purge(&self) -> anyhow::Result<()> {
+        let channel = self.publishing.create_channel().await?;
+        channel
+            .queue_purge(self.queue.as_str().into(), QueuePurgeOptions::default())
+            .await?;
+        channel.close(200, "purged".into()).await?;
+        Ok(())
+    }
+
+    /// The messages ready in the queue.
+    ///
+    /// # Errors
+    ///
+    /// When the broker cannot answer.
+    pub async fn ready(&self) -> anyhow::Result<u64> {
+        let channel = self.publishing.create_channel().await?;
+        let passive = QueueDeclareOptions {
+            passive: true,
+            ..QueueDeclareOptions::default()
+        };
+        let queue = channel
+            .queue_declare(self.queue.as_str().into(), passive, FieldTable::default())
+            .await?;
+        channel.close(200, "counted".into()).await?;
+        Ok(u64::from(queue.message_count()))
+    }
+
+    /// Closes both connections.
+    pub async fn close(self) {
+        for connection in [self.publishing, self.consuming] {
+            // The benchmark is over: a failed close changes no figure.
+            let _ = connection.close(200, "done".into()).await;
+        }
+    }
+}
+
+async fn consume_until(
+    channel: Channel,
+    mut consumer: lapin::Consumer,
+    count: u64,
+) -> anyhow::Result<()> {
+    let mut acks = FuturesUnordered::new();
+    let mut handled = 0;
+    while handled < count {
+        tokio::select! {
+            Some(sent) = acks.next(), if !acks.is_empty() => sent?,
+            delivery = consumer.next() => {
+                let Some(delivery) = delivery else { bail!("the consumer ended early") };
+                let delivery = delivery?;
+                let job = BenchJob::decode(&*delivery.data)?;
+                SINK.record(&job);
+                handled += 1;
+                acks.push(channel.basic_ack(delivery.delivery_tag, BasicAckOptions::default()));
+            }
+        }
+    }
+    while let Some(sent) = acks.next().await {
+        sent?;
+    }
+    drop(acks);
+    // A quorum queue's broker-side client holds back settlements while many are pending, and
+    // drops what it holds when the channel closes, redelivering finished jobs. Cancel, then
+    // give it a moment to apply the acks, as the engine does at shutdown. Not timed.
+    channel
+        .basic_cancel(consumer.tag(), BasicCancelOptions::default())
+        .await?;
+    tokio::time::sleep(ACK_LINGER).await;
+    channel.close(200, "consumed".into()).await?;
+    Ok(())
+}
+
+fn check(confirm: lapin::Result<Confirmation>) -> anyhow::Result<()> {
+    let confirmation = confirm?;
+    ensure!(
+        matches!(confirmation, Confirmation::Ack(None)),
+        "the broker did not confirm a publish: {confirmation:?}"
+    );
+    Ok(())
+}
