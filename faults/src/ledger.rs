@@ -204,6 +204,16 @@ impl Report {
                 );
             }
         }
+        self.assert_promise(scenario, duplicate_bound);
+    }
+
+    /// The assertions of [`check`](Self::check), without printing or recording the row: for
+    /// the ledger's own tests, whose made-up scenarios must not reach a run's report.
+    ///
+    /// # Panics
+    ///
+    /// When the promise does not hold.
+    pub fn assert_promise(&self, scenario: &str, duplicate_bound: u64) {
         assert!(
             self.lost.is_empty(),
             "{scenario}: {} confirmed jobs lost, first {:?}; {self}",
@@ -276,7 +286,7 @@ mod tests {
             (report.handled, report.dead_lettered, report.duplicates),
             (9, 1, 0)
         );
-        report.check("fault-free", 0);
+        report.assert_promise("fault-free", 0);
     }
 
     #[test]
@@ -288,7 +298,7 @@ mod tests {
         }
         ledger.handled(1);
         assert_eq!(ledger.report().lost, vec![2]);
-        let checked = std::panic::catch_unwind(|| ledger.report().check("loses one", 0));
+        let checked = std::panic::catch_unwind(|| ledger.report().assert_promise("loses one", 0));
         assert!(checked.is_err(), "a lost job fails the check");
     }
 
@@ -311,8 +321,8 @@ mod tests {
             "a second handling, and handled plus dead-lettered"
         );
         assert_eq!(report.unconfirmed_handled, 1);
-        assert!(std::panic::catch_unwind(|| report.check("over bound", 1)).is_err());
-        report.check("within bound", 2);
+        assert!(std::panic::catch_unwind(|| report.assert_promise("over bound", 1)).is_err());
+        report.assert_promise("within bound", 2);
     }
 
     #[test]
