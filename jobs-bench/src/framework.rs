@@ -6,6 +6,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::Context as _;
+use futures_util::StreamExt as _;
+use futures_util::stream::FuturesUnordered;
 use jobs_core::engine::Engine;
 use jobs_core::topology::Topology;
 use jobs_core::transport::{Declare, Transport};
@@ -51,6 +53,8 @@ pub struct Framework {
     producer: Producer,
     job: &'static Job,
     queue: &'static str,
+    /// Producer tasks sharing the publish window.
+    producers: usize,
 }
 
 impl Framework {
@@ -59,7 +63,11 @@ impl Framework {
     /// # Errors
     ///
     /// When the broker refuses the topology.
-    pub async fn new(transport: Arc<dyn Transport>, kind: QueueKind) -> anyhow::Result<Self> {
+    pub async fn new(
+        transport: Arc<dyn Transport>,
+        kind: QueueKind,
+        producers: usize,
+    ) -> anyhow::Result<Self> {
         let (job, queue) = match kind {
             QueueKind::Classic => (&bench_classic::JOB, bench_classic::QUEUE),
             QueueKind::Quorum => (&bench_quorum::JOB, bench_quorum::QUEUE),
@@ -76,12 +84,13 @@ impl Framework {
             transport,
             job,
             queue,
+            producers: producers.clamp(1, IN_FLIGHT),
         })
     }
 
-    /// Enqueues jobs `0..count` and returns once each `enqueue` returned `Ok`: from
-    /// [`IN_FLIGHT`] producer tasks when unpaced, or from one task per job when paced, as
-    /// request handlers would.
+    /// Enqueues jobs `0..count` and returns once each `enqueue` returned `Ok`: unpaced, from
+    /// the configured producer tasks sharing [`IN_FLIGHT`] enqueues in flight (by default
+    /// 1,000 tasks with one each, as request handlers would); paced, from one task per job.
     ///
     /// # Errors
     ///
@@ -90,17 +99,26 @@ impl Framework {
         let mut producers = Vec::new();
         match pacer {
             None => {
+                // `producers` tasks share the window, each with its share of enqueues in flight.
                 let next = Arc::new(AtomicU64::new(0));
-                for _ in 0..IN_FLIGHT {
+                let window = (IN_FLIGHT / self.producers).max(1);
+                for _ in 0..self.producers {
                     let (next, producer, job) =
                         (Arc::clone(&next), self.producer.clone(), self.job);
                     producers.push(tokio::spawn(async move {
+                        let mut in_flight = FuturesUnordered::new();
                         loop {
-                            let seq = next.fetch_add(1, Ordering::Relaxed);
-                            if seq >= count {
-                                return Ok(());
+                            while in_flight.len() < window {
+                                let seq = next.fetch_add(1, Ordering::Relaxed);
+                                if seq >= count {
+                                    break;
+                                }
+                                in_flight.push(enqueue(job, &producer, seq));
                             }
-                            enqueue(job, &producer, seq).await?;
+                            match in_flight.next().await {
+                                Some(enqueued) => enqueued?,
+                                None => return Ok(()),
+                            }
                         }
                     }));
                 }

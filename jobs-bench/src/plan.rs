@@ -49,6 +49,10 @@ pub struct Options {
     /// Where to write the results as JSON.
     #[arg(long, default_value = "jobs-bench.json")]
     pub json: PathBuf,
+    /// Producer tasks of the framework, sharing the 1,000 enqueues in flight: 1,000 is one
+    /// enqueue per task, as request handlers would each enqueue one job.
+    #[arg(long, default_value_t = 1_000)]
+    pub producers: usize,
     /// Leaves out the in-memory transport.
     #[arg(long)]
     pub no_memory: bool,
@@ -188,7 +192,7 @@ pub async fn run(options: &Options) -> anyhow::Result<Vec<Row>> {
                 .connect()
                 .await?;
             let transport = Arc::new(transport);
-            let framework = Framework::new(transport.clone(), kind).await?;
+            let framework = Framework::new(transport.clone(), kind, options.producers).await?;
             // Alternate which client goes first, so neither always meets a warmer broker.
             let mut order = [ClientKind::Raw, ClientKind::Framework];
             if run % 2 == 1 {
@@ -209,8 +213,12 @@ pub async fn run(options: &Options) -> anyhow::Result<Vec<Row>> {
             transport.close().await;
         }
         if !options.no_memory && options.clients.contains(&ClientKind::Framework) {
-            let memory =
-                Framework::new(Arc::new(MemoryTransport::new()), QueueKind::Classic).await?;
+            let memory = Framework::new(
+                Arc::new(MemoryTransport::new()),
+                QueueKind::Classic,
+                options.producers,
+            )
+            .await?;
             measure(&memory, "memory", Side::Framework, options, &mut samples).await?;
         }
         eprintln!("jobs-bench: run {} of {} done", run + 1, options.runs);
