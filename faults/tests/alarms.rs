@@ -10,10 +10,9 @@ use std::time::{Duration, Instant};
 
 use jobs_core::transport::amqp::AmqpTransport;
 use jobs_core::{Error, Producer, ProducerOptions};
+use jobs_faults::scenario::{sized, until};
 use jobs_faults::{Ledger, PrivateNode, skip_without_rabbitmq};
-use nodes_support::{
-    Gate, Producers, Queue, Tracked, all_settled, connection_name, engine_with, sized, until,
-};
+use nodes_support::{Gate, Producers, Queue, Tracked, all_settled, connection_name, engine_with};
 
 /// The producer's confirm timeout during an alarm: what a blocked publish must end within.
 const CONFIRM_TIMEOUT: Duration = Duration::from_secs(2);

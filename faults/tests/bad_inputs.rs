@@ -27,9 +27,10 @@ use jobs_core::envelope::{CONTENT_TYPE, Properties, header};
 use jobs_core::testing::broker_url;
 use jobs_core::transport::{Publish, Transport};
 use jobs_core::{Envelope, HeaderValue, Headers};
+use jobs_faults::scenario::{drain, full};
 use jobs_faults::{Ledger, WorkerProcess};
 use prost::Message as _;
-use workers_support::{WORKER, drain, full, scratch, setup, wait_count};
+use workers_support::{WORKER, scratch, setup, wait_count};
 
 /// The worker's default size limit.
 const LIMIT: usize = 4 * 1024 * 1024;

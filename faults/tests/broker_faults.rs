@@ -10,10 +10,10 @@ mod nodes_support;
 
 use std::time::{Duration, Instant};
 
+use jobs_faults::scenario::{sized, until};
 use jobs_faults::{Ledger, PrivateNode, skip_without_rabbitmq};
 use nodes_support::{
-    DEAD_LETTER_IN_FLIGHT, IN_FLIGHT, Producers, Queue, RETRY_QUEUES, all_settled, engine, sized,
-    until,
+    DEAD_LETTER_IN_FLIGHT, IN_FLIGHT, Producers, Queue, RETRY_QUEUES, all_settled, engine,
 };
 
 /// Concurrent producers in every scenario.

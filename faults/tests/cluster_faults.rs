@@ -10,8 +10,9 @@ mod nodes_support;
 use std::time::{Duration, Instant};
 
 use jobs_faults::failover::Failover;
+use jobs_faults::scenario::{sized, until};
 use jobs_faults::{Cluster, Ledger, skip_without_rabbitmq};
-use nodes_support::{IN_FLIGHT, Producers, Queue, all_settled, engine, sized, until};
+use nodes_support::{IN_FLIGHT, Producers, Queue, all_settled, engine};
 
 const PRODUCERS: usize = 8;
 const SETTLE: Duration = Duration::from_secs(180);

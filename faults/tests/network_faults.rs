@@ -9,16 +9,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use futures_util::StreamExt as _;
 use jobs_core::engine::Engine;
 use jobs_core::topology::Topology;
 use jobs_core::transport::amqp::AmqpTransport;
-use jobs_core::transport::{Declare, Settlement, Transport};
+use jobs_core::transport::{Declare, Transport};
 use jobs_core::{
     Enqueue, Error, Job, JobContext, JobError, MessageId, Producer, ProducerOptions, job,
 };
 use jobs_faults::Ledger;
 use jobs_faults::proxy::{FaultProxy, Mode, target_of, url_through};
+use jobs_faults::scenario::{drain, full, until};
 use prost::Message as _;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -89,20 +89,6 @@ async fn net_cut(t: Tick, ctx: JobContext) -> Result<(), JobError> {
 )]
 async fn net_latency(t: Tick, ctx: JobContext) -> Result<(), JobError> {
     tick(t, &ctx).await
-}
-
-fn full() -> bool {
-    std::env::var_os("JOBS_FAULTS_FULL").is_some_and(|v| v == "1")
-}
-
-/// Polls `condition` every 20 ms until it holds; how long that took. Fails after `within`.
-async fn until(what: &str, within: Duration, mut condition: impl FnMut() -> bool) -> Duration {
-    let started = Instant::now();
-    while !condition() {
-        assert!(started.elapsed() < within, "{what}: not within {within:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    started.elapsed()
 }
 
 /// Polls `condition` every 50 ms until it holds, failing once `progress` (a count) has not
@@ -222,28 +208,10 @@ impl Net {
             .message_count(error_queue)
             .await
             .expect("counted");
-        if waiting > 0 {
-            let mut consumer = self
-                .direct
-                .consume(error_queue, 100)
-                .await
-                .expect("the error queue can be consumed");
-            for _ in 0..waiting {
-                let delivery = tokio::time::timeout(RECOVERY, consumer.deliveries.next())
-                    .await
-                    .expect("the error queue delivers in time")
-                    .expect("a dead letter");
-                let id = Tick::decode(delivery.envelope.body.clone()).map_or(u64::MAX, |t| t.id);
-                self.ledger.dead_lettered(id);
-                consumer
-                    .settler
-                    .settle(Settlement::Ack {
-                        tag: delivery.tag,
-                        multiple: false,
-                    })
-                    .await
-                    .expect("acked");
-            }
+        let waiting = usize::try_from(waiting).expect("a count that fits memory");
+        for delivery in drain(&self.direct, error_queue, waiting, RECOVERY).await {
+            let id = Tick::decode(delivery.envelope.body.clone()).map_or(u64::MAX, |t| t.id);
+            self.ledger.dead_lettered(id);
         }
         self.direct.close().await;
         let report = self.ledger.report();

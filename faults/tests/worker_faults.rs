@@ -18,9 +18,10 @@ use jobs_core::envelope::header;
 use jobs_core::testing::broker_url;
 use jobs_core::transport::Transport;
 use jobs_core::{Job, Producer};
+use jobs_faults::scenario::{drain, full};
 use jobs_faults::{Ledger, WorkerProcess};
 use prost::Message as _;
-use workers_support::{WORKER, drain, full, scratch, setup, wait_count};
+use workers_support::{WORKER, scratch, setup, wait_count};
 
 /// The signal `std::process::abort` raises.
 const SIGABRT: i32 = 6;

@@ -292,15 +292,6 @@ fn take(remaining: &AtomicUsize) -> bool {
         .is_ok()
 }
 
-/// Polls `condition` every 50 ms until it holds; panics naming `what` after `within`.
-pub async fn until(what: &str, within: Duration, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + within;
-    while !condition() {
-        assert!(Instant::now() < deadline, "{what}: not within {within:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// Waits until every confirmed job of `ledger` is handled or dead-lettered.
 pub async fn all_settled(ledger: &Ledger, within: Duration) {
     let deadline = Instant::now() + within;
@@ -315,14 +306,5 @@ pub async fn all_settled(ledger: &Ledger, within: Duration) {
             &report.lost[..report.lost.len().min(20)]
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-/// The jobs a scenario moves: `full` with `JOBS_FAULTS_FULL=1`, `default` otherwise.
-pub fn sized(default: usize, full: usize) -> usize {
-    if std::env::var_os("JOBS_FAULTS_FULL").is_some_and(|v| v == "1") {
-        full
-    } else {
-        default
     }
 }

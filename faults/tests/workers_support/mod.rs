@@ -5,19 +5,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::StreamExt as _;
 use jobs_core::topology::Topology;
 use jobs_core::transport::amqp::AmqpTransport;
-use jobs_core::transport::{Declare, Delivery, Settlement, Transport};
+use jobs_core::transport::{Declare, Transport};
 use jobs_core::{Job, JobDefaults, JobSettings, Producer};
 
 /// The fault worker binary, built by cargo for the tests of this package.
 pub(crate) const WORKER: &str = env!("CARGO_BIN_EXE_jobs-fault-worker");
-
-/// Whether the long variants run (`JOBS_FAULTS_FULL=1`).
-pub(crate) fn full() -> bool {
-    std::env::var("JOBS_FAULTS_FULL").is_ok_and(|v| v == "1")
-}
 
 /// A fresh directory for one scenario's record files.
 pub(crate) fn scratch(scenario: &str) -> PathBuf {
@@ -74,36 +68,4 @@ pub(crate) async fn wait_count(
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-}
-
-/// Consumes and acks the `count` messages of `queue`, failing if they do not all come within
-/// `timeout`.
-pub(crate) async fn drain(
-    transport: &AmqpTransport,
-    queue: &str,
-    count: usize,
-    timeout: Duration,
-) -> Vec<Delivery> {
-    let mut consumer = transport
-        .consume(queue, 256)
-        .await
-        .expect("a consumer on the queue");
-    let mut taken = Vec::with_capacity(count);
-    let deadline = tokio::time::Instant::now() + timeout;
-    while taken.len() < count {
-        let delivery = tokio::time::timeout_at(deadline, consumer.deliveries.next())
-            .await
-            .unwrap_or_else(|_| panic!("{} of {count} messages of {queue} came", taken.len()))
-            .expect("the consumer's stream goes on");
-        consumer
-            .settler
-            .settle(Settlement::Ack {
-                tag: delivery.tag,
-                multiple: false,
-            })
-            .await
-            .expect("an ack");
-        taken.push(delivery);
-    }
-    taken
 }
