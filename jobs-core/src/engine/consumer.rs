@@ -17,9 +17,6 @@ use crate::transport::{Consumer, Transport};
 /// `None` while running; `Some(deadline)` once shutdown starts.
 pub(crate) type StopSignal = watch::Receiver<Option<Instant>>;
 
-/// How long a consumer's channel stays open at shutdown after its last settlement.
-const SETTLE_LINGER: Duration = Duration::from_millis(250);
-
 /// The longest wait between two attempts to attach a consumer.
 const MAX_ATTACH_BACKOFF: Duration = Duration::from_secs(30);
 
@@ -168,12 +165,8 @@ async fn serve(consumer: Consumer, runtime: &Arc<JobRuntime>, stop: &mut StopSig
         if !drained || skipped.load(Ordering::Relaxed) {
             settle::requeue_rest(&*settler, last_tag).await;
         }
-        // The acks are sent, but a quorum queue may not have them yet: RabbitMQ's quorum-queue
-        // client stashes settlements once 32 are pending and drops the stash when the channel
-        // closes, and the queue then redelivers jobs that ran to completion. The stash drains
-        // as the queue applies what is pending, within milliseconds: hold the channel open a
-        // moment (within the deadline) before it closes with the settler.
-        tokio::time::sleep_until(deadline.min(Instant::now() + SETTLE_LINGER)).await;
+        // Before the channel closes with the settler, within the deadline.
+        let _ = tokio::time::timeout_at(deadline, settler.finish()).await;
     }
     ended
 }

@@ -130,6 +130,13 @@ pub trait Settle: Send + Sync + fmt::Debug {
     /// A connection error when the consumer's channel is gone: the broker then redelivers
     /// whatever was unsettled.
     fn settle(&self, settlement: Settlement) -> BoxFuture<'_, Result<()>>;
+
+    /// Called once after the last settlement, before the consumer's channel closes: resolves
+    /// when the broker can be trusted to have applied them. At once by default; the engine
+    /// bounds the wait by its shutdown deadline.
+    fn finish(&self) -> BoxFuture<'_, ()> {
+        Box::pin(std::future::ready(()))
+    }
 }
 
 /// A message delivered to a consumer.

@@ -116,4 +116,16 @@ impl Settle for Settler {
             sent.map_err(|err| errors::map(err, Subject::Other))
         })
     }
+
+    /// The acks are sent, but a quorum queue may not have them yet: RabbitMQ's quorum-queue
+    /// client holds settlements back once 32 are pending and drops what it holds when the
+    /// channel closes, and the queue then redelivers jobs that ran to completion. What it
+    /// holds drains within milliseconds as the queue applies what is pending, and AMQP has no
+    /// reply that says so: keep the channel open a moment.
+    fn finish(&self) -> BoxFuture<'_, ()> {
+        Box::pin(tokio::time::sleep(SETTLE_LINGER))
+    }
 }
+
+/// How long a consumer's channel stays open after its last settlement; see [`Settler::finish`].
+const SETTLE_LINGER: std::time::Duration = std::time::Duration::from_millis(250);
