@@ -33,6 +33,8 @@ struct JobMetrics {
     started: AtomicU64,
     succeeded: AtomicU64,
     retried: AtomicU64,
+    publish_failures: AtomicU64,
+    requeued: AtomicU64,
     in_flight: AtomicI64,
     dead_lettered: Mutex<BTreeMap<&'static str, u64>>,
     /// Counts per bucket (not cumulative), then one for `+Inf`.
@@ -87,6 +89,18 @@ impl Metrics {
             "jobs_retried_total",
             "Failed attempts sent to a retry queue.",
             &|m| m.retried.load(Ordering::Relaxed),
+        );
+        counter(
+            &mut out,
+            "jobs_outcome_publish_failures_total",
+            "Failed tries to publish a failed attempt's retry or error-queue message; each is tried again.",
+            &|m| m.publish_failures.load(Ordering::Relaxed),
+        );
+        counter(
+            &mut out,
+            "jobs_requeued_total",
+            "Deliveries given back to their queue because their outcome could not be published in time.",
+            &|m| m.requeued.load(Ordering::Relaxed),
         );
         let _ = writeln!(
             out,
@@ -180,10 +194,14 @@ impl Observer for Metrics {
                 m.observe(elapsed);
                 m.finished();
             }
-            EventKind::Retried { elapsed, .. } => {
+            EventKind::Retried {
+                elapsed, started, ..
+            } => {
                 m.retried.fetch_add(1, Ordering::Relaxed);
-                m.observe(elapsed);
-                m.finished();
+                if started {
+                    m.observe(elapsed);
+                    m.finished();
+                }
             }
             EventKind::DeadLettered { kind, started, .. } => {
                 if started {
@@ -195,7 +213,15 @@ impl Observer for Metrics {
                     .unwrap_or_else(std::sync::PoisonError::into_inner);
                 *counts.entry(kind.as_str()).or_default() += 1;
             }
-            EventKind::Requeued { started: true, .. } => m.finished(),
+            EventKind::PublishFailed { .. } => {
+                m.publish_failures.fetch_add(1, Ordering::Relaxed);
+            }
+            EventKind::Requeued { started, .. } => {
+                m.requeued.fetch_add(1, Ordering::Relaxed);
+                if started {
+                    m.finished();
+                }
+            }
             _ => {}
         }
     }

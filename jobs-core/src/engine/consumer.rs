@@ -11,7 +11,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::dispatch::{self, JobRuntime};
-use super::settle;
+use super::settle::{self, SettleOnce};
 use crate::transport::{Consumer, Transport};
 
 /// `None` while running; `Some(deadline)` once shutdown starts.
@@ -45,12 +45,16 @@ pub(crate) async fn supervise(
             Ok(consumer) => {
                 backoff = Duration::from_millis(100);
                 ready.store(true, Ordering::Release);
-                let ended = serve(consumer, &runtime, &mut stop).await;
+                let ended = serve(consumer, &runtime, &mut stop, &ready).await;
                 ready.store(false, Ordering::Release);
                 if ended == Ended::Stopped {
                     return;
                 }
-                tracing::warn!(queue, "consumer ended; attaching a new one");
+                tracing::warn!(
+                    queue,
+                    reason = ended.as_str(),
+                    "consumer ended; attaching a new one"
+                );
             }
             Err(err) => {
                 tracing::warn!(queue, error = %err, retry_in = ?backoff, "could not attach consumer");
@@ -64,27 +68,75 @@ pub(crate) async fn supervise(
     }
 }
 
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Ended {
     /// The broker ended the stream: attach again.
     Stream,
+    /// The settle pipeline stopped, so deliveries could no longer be settled: attach again.
+    Settling,
     /// Shutdown.
     Stopped,
 }
 
-async fn serve(consumer: Consumer, runtime: &Arc<JobRuntime>, stop: &mut StopSignal) -> Ended {
+impl Ended {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Stream => "the delivery stream ended",
+            Self::Settling => "settling failed",
+            Self::Stopped => "shutdown",
+        }
+    }
+}
+
+/// Why a delivery that has not settled yet should give up: its consumer is gone (the broker
+/// took the delivery back), or shutdown began. Each handler task holds one.
+#[derive(Clone, Debug)]
+pub(crate) struct Abandon {
+    stop: StopSignal,
+    lost: watch::Receiver<bool>,
+}
+
+impl Abandon {
+    /// Whether the consumer is gone: the broker has requeued every delivery it held, so
+    /// working on one any further only makes a duplicate.
+    pub(crate) fn is_lost(&self) -> bool {
+        *self.lost.borrow()
+    }
+
+    /// Resolves once the consumer is gone.
+    pub(crate) async fn lost(&mut self) {
+        // An error means the serve loop is gone, which only happens after it marked the loss.
+        let _ = self.lost.wait_for(|lost| *lost).await;
+    }
+
+    /// Resolves once the consumer is gone or shutdown began.
+    async fn lost_or_stopped(&mut self) {
+        let stop = &mut self.stop;
+        tokio::select! {
+            () = async { let _ = stop.wait_for(Option::is_some).await; } => {}
+            _ = self.lost.wait_for(|lost| *lost) => {}
+        }
+    }
+}
+
+async fn serve(
+    consumer: Consumer,
+    runtime: &Arc<JobRuntime>,
+    stop: &mut StopSignal,
+    ready: &AtomicBool,
+) -> Ended {
     let Consumer {
         mut deliveries,
         settler,
     } = consumer;
     let (outcomes, outcomes_rx) = mpsc::unbounded_channel();
-    let settling = tokio::spawn(settle::run(settler, outcomes_rx));
+    let mut settling = tokio::spawn(settle::run(settler, outcomes_rx));
     let mut handlers = JoinSet::new();
-    let mut last_tag = 0;
-    // Set when a prefetched delivery was never started because shutdown came first.
-    let skipped = Arc::new(AtomicBool::new(false));
-    // Handlers waiting for a slot watch the stop signal through their own receivers.
-    let handler_stop = stop.clone();
+    let (lost, lost_rx) = watch::channel(false);
+    let abandon = Abandon {
+        stop: stop.clone(),
+        lost: lost_rx,
+    };
     // One wait for the loop's lifetime: a new one per delivery would register a waiter each time.
     let ended = {
         let stopping = stop.wait_for(Option::is_some);
@@ -93,57 +145,53 @@ async fn serve(consumer: Consumer, runtime: &Arc<JobRuntime>, stop: &mut StopSig
             tokio::select! {
                 biased;
                 _ = &mut stopping => break Ended::Stopped,
+                // The settle pipeline ends early only when the channel refused a settlement:
+                // nothing more it holds can be settled, so this consumer is of no use.
+                _ = &mut settling => break Ended::Settling,
                 Some(joined) = handlers.join_next(), if !handlers.is_empty() => {
-                    if let Err(err) = joined {
-                        // The handler's own panics are caught in dispatch; this is the engine's.
-                        tracing::error!(error = %err, "handler task failed; its delivery stays unsettled");
+                    if let Err(err) = joined
+                        && err.is_panic()
+                    {
+                        // Its `SettleOnce` requeued the delivery as the task unwound.
+                        tracing::error!(error = %err, "a handler task panicked outside the handler; its delivery was requeued");
                     }
                 }
                 next = deliveries.next() => match next {
+                    // Settled exactly once from here on, whatever happens to the task: a
+                    // verdict, or a requeue when the task ends without one.
                     Some(delivery) => {
-                        last_tag = delivery.tag;
+                        let settle = SettleOnce::new(delivery.tag, outcomes.clone());
                         let runtime = Arc::clone(runtime);
-                        let outcomes = outcomes.clone();
+                        let abandon = abandon.clone();
                         // Boxed: the task is moved on spawn and overwritten when reaped, and these
                         // copies of a large future cost more than one allocation.
-                        let waiting = runtime.permits.as_ref().map(|_| handler_stop.clone());
-                        let skipped = Arc::clone(&skipped);
-                        handlers.spawn(Box::pin(async move {
-                            let tag = delivery.tag;
-                            // With a prefetch above the concurrency, a delivery waits for a
-                            // handler slot; at shutdown it is not started, and goes back.
-                            let _permit = match (&runtime.permits, waiting) {
-                                (Some(permits), Some(mut waiting)) => tokio::select! {
-                                    biased;
-                                    _ = waiting.wait_for(Option::is_some) => {
-                                        skipped.store(true, Ordering::Relaxed);
-                                        return;
-                                    }
-                                    permit = Arc::clone(permits).acquire_owned() => permit.ok(),
-                                },
-                                _ => None,
-                            };
-                            let verdict = dispatch::process(&runtime, delivery).await;
-                            // The receiver outlives every handler task.
-                            let _ = outcomes.send((tag, verdict));
-                        }));
+                        handlers.spawn(Box::pin(handle(runtime, delivery, settle, abandon)));
                     }
                     None => break Ended::Stream,
                 },
             }
         }
     };
+    if ended != Ended::Stopped {
+        ready.store(false, Ordering::Release);
+        // Deliveries still waiting for a handler slot went back to the queue with the channel:
+        // they must not run here.
+        lost.send_replace(true);
+    }
     // No more deliveries: for a broker-ended stream the channel is gone, and at shutdown this
     // is the cancel that stops the broker sending more.
     drop(deliveries);
     drop(outcomes);
 
-    if ended == Ended::Stream {
+    if ended != Ended::Stopped {
         // Finish what is running in the background while a new consumer attaches; the broker
         // redelivers what the dead channel cannot settle.
         tokio::spawn(async move {
             while handlers.join_next().await.is_some() {}
-            let _ = settling.await;
+            drop(lost);
+            if ended != Ended::Settling {
+                let _ = settling.await;
+            }
         });
         return ended;
     }
@@ -159,14 +207,38 @@ async fn serve(consumer: Consumer, runtime: &Arc<JobRuntime>, stop: &mut StopSig
             queue = runtime.settings.job().queue(),
             "shutdown deadline passed; requeueing unfinished jobs"
         );
+        // Each aborted task's `SettleOnce` requeues its delivery.
         handlers.shutdown().await;
     }
+    drop(lost);
     if let Ok(settler) = settling.await {
-        if !drained || skipped.load(Ordering::Relaxed) {
-            settle::requeue_rest(&*settler, last_tag).await;
-        }
         // Before the channel closes with the settler, within the deadline.
         let _ = tokio::time::timeout_at(deadline, settler.finish()).await;
     }
     ended
+}
+
+/// One delivery's task: wait for a handler slot when the prefetch is above the concurrency,
+/// run it, and report the verdict.
+async fn handle(
+    runtime: Arc<JobRuntime>,
+    delivery: crate::transport::Delivery,
+    settle: SettleOnce,
+    mut abandon: Abandon,
+) {
+    // With a prefetch above the concurrency, a delivery waits for a handler slot; at shutdown,
+    // or once its channel is gone, it is not started, and goes back (the `SettleOnce`'s drop).
+    let _permit = match &runtime.permits {
+        Some(permits) => tokio::select! {
+            biased;
+            () = abandon.lost_or_stopped() => return,
+            permit = Arc::clone(permits).acquire_owned() => permit.ok(),
+        },
+        None => None,
+    };
+    if abandon.is_lost() {
+        return;
+    }
+    let verdict = dispatch::process(&runtime, delivery, &mut abandon).await;
+    settle.send(verdict);
 }

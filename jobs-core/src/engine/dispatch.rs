@@ -4,12 +4,16 @@
 use std::any::Any;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures_util::FutureExt;
 use tokio::time::Instant;
 use tracing::Instrument as _;
 
 use super::classify::{Classified, classify};
+use super::consumer::Abandon;
+pub(crate) use super::durable::Decisions;
+use super::durable::{self, Decision, Destination, NotPublished};
 use super::events::{Event, EventKind, Observer};
 use super::failure::{self, Failure, Origin};
 use super::settle::Verdict;
@@ -37,6 +41,10 @@ pub(crate) struct JobRuntime {
     pub(crate) prefetch: u16,
     /// Bounds running handlers at the job's concurrency when the prefetch is larger.
     pub(crate) permits: Option<Arc<tokio::sync::Semaphore>>,
+    /// How long a failed attempt's retry or error-queue publish is tried before falling back.
+    pub(crate) outcome_publish_timeout: Duration,
+    /// Failures decided but never published, for redeliveries.
+    pub(crate) decisions: Decisions,
 }
 
 impl JobRuntime {
@@ -51,13 +59,24 @@ impl JobRuntime {
             kind,
         };
         for observer in self.observers.iter() {
-            observer.on_event(&event);
+            // An observer's panic must not stop the delivery on its way to being settled.
+            let observed = std::panic::catch_unwind(AssertUnwindSafe(|| observer.on_event(&event)));
+            if observed.is_err() {
+                tracing::error!(
+                    job = event.job.name(),
+                    "an observer panicked; the job goes on without it"
+                );
+            }
         }
     }
 }
 
 /// Handles one delivery and says how to settle it.
-pub(crate) async fn process(runtime: &JobRuntime, delivery: Delivery) -> Verdict {
+pub(crate) async fn process(
+    runtime: &JobRuntime,
+    delivery: Delivery,
+    abandon: &mut Abandon,
+) -> Verdict {
     let Delivery {
         redelivered,
         exchange,
@@ -69,45 +88,32 @@ pub(crate) async fn process(runtime: &JobRuntime, delivery: Delivery) -> Verdict
         exchange,
         routing_key,
     };
-    match run(runtime, envelope, redelivered, origin).await {
-        Ok(()) => Verdict::Ack,
-        Err(NotDurable {
-            attempt,
-            message_id,
-            error,
-            started,
-        }) => {
-            let error = error_chain(&error);
-            tracing::warn!(job = runtime.settings.job().name(), error = %error, "outcome not durable; requeueing");
-            runtime.emit(
-                message_id.as_deref(),
-                attempt,
-                EventKind::Requeued {
-                    error: &error,
-                    started,
-                },
-            );
-            Verdict::Requeue
-        }
+    // A redelivery of a failure this worker decided but could not publish: publish the
+    // decision, without running the handler again.
+    if redelivered && let Some(decision) = remembered(runtime, &envelope) {
+        return Box::pin(settle_failure(
+            runtime, envelope, decision, origin, abandon, false,
+        ))
+        .await;
     }
+    run(runtime, envelope, redelivered, origin, abandon).await
 }
 
-/// The retry or error-queue publish that would have made an outcome durable failed.
-struct NotDurable {
-    attempt: u32,
-    /// Whether the handler ran before the outcome failed to publish.
-    started: bool,
-    message_id: Option<String>,
-    error: crate::Error,
+/// The decision remembered for this delivery, when its outcome was decided before.
+fn remembered(runtime: &JobRuntime, envelope: &Envelope) -> Option<Decision> {
+    let message_id = envelope.properties.message_id.as_deref()?;
+    let attempt = envelope.attempt().ok()?;
+    runtime.decisions.take(message_id, attempt)
 }
 
-/// Runs the delivery to a durable outcome.
+/// Runs the delivery to a verdict.
 async fn run(
     runtime: &JobRuntime,
     envelope: Envelope,
     redelivered: bool,
     origin: Origin,
-) -> Result<(), NotDurable> {
+    abandon: &mut Abandon,
+) -> Verdict {
     let job = runtime.settings.job();
     let envelope = Arc::new(envelope);
     let mut trace = None;
@@ -131,8 +137,15 @@ async fn run(
         Classified::Run { attempt, running } => (attempt, running),
         Classified::Refuse { attempt, failure } => {
             let envelope = Arc::unwrap_or_clone(envelope);
-            return Box::pin(dead_letter(
-                runtime, envelope, attempt, &failure, origin, None,
+            let decision = Decision {
+                attempt,
+                failure,
+                destination: Destination::ErrorQueue,
+                trace: None,
+                elapsed: Duration::ZERO,
+            };
+            return Box::pin(settle_failure(
+                runtime, envelope, decision, origin, abandon, false,
             ))
             .await;
         }
@@ -158,7 +171,7 @@ async fn run(
     let failure = match result {
         Ok(Ok(Ok(()))) => {
             runtime.emit(message_id, attempt, EventKind::Succeeded { elapsed });
-            return Ok(());
+            return Verdict::Ack;
         }
         Ok(Ok(Err(err))) => Failure {
             kind: if err.is_fatal() {
@@ -177,89 +190,159 @@ async fn run(
     };
 
     let settings = &runtime.settings;
-    let retry = (failure.kind.is_retryable() && attempt <= settings.retries())
+    let destination = (failure.kind.is_retryable() && attempt <= settings.retries())
         .then(|| settings.retry_level(attempt, failure.retry_after))
-        .flatten();
-    let message_id = message_id.map(str::to_owned);
-    let envelope = Arc::unwrap_or_clone(envelope);
-    let Some((queue, delay)) = retry else {
-        return Box::pin(dead_letter(
-            runtime,
-            envelope,
-            attempt,
-            &failure,
-            origin,
-            Some(trace),
-        ))
-        .await;
-    };
-    let publish = failure::retry(envelope, queue, attempt + 1, origin, trace);
-    // Boxed, as in `dead_letter`: a rare path must not grow every delivery's task.
-    if let Err(error) = Box::pin(runtime.producer.publish(publish)).await {
-        return Err(NotDurable {
-            attempt,
-            started: true,
-            message_id,
-            error,
+        .flatten()
+        .map_or(Destination::ErrorQueue, |(queue, delay)| {
+            Destination::Retry {
+                queue: queue.to_owned(),
+                delay,
+            }
         });
-    }
-    let kind = EventKind::Retried {
+    let decision = Decision {
+        attempt,
+        failure,
+        destination,
+        trace: Some(trace),
         elapsed,
-        kind: failure.kind,
-        error: &failure.error,
-        delay,
     };
-    runtime.emit(message_id.as_deref(), attempt, kind);
-    Ok(())
+    let envelope = Arc::unwrap_or_clone(envelope);
+    // Boxed: a rare path must not grow every delivery's task, which is moved on spawn.
+    Box::pin(settle_failure(
+        runtime, envelope, decision, origin, abandon, true,
+    ))
+    .await
 }
 
-/// Publishes the delivery to the error queue. `trace` is the context the handler ran under:
-/// `None` when the delivery was refused before the handler started.
-async fn dead_letter(
+/// Publishes a failed delivery's decided outcome (see [`durable`](super::durable)) and says how
+/// to settle the delivery. `started` says whether the handler ran for this delivery.
+async fn settle_failure(
     runtime: &JobRuntime,
     envelope: Envelope,
-    attempt: u32,
-    failure: &Failure,
+    mut decision: Decision,
     origin: Origin,
-    trace: Option<TraceContext>,
-) -> Result<(), NotDurable> {
-    let started = trace.is_some();
+    abandon: &mut Abandon,
+    started: bool,
+) -> Verdict {
     let settings = &runtime.settings;
+    let job = settings.job();
     let message_id = envelope.properties.message_id.clone();
-    let publish = failure::dead_letter(
-        envelope,
-        settings.error_queue(),
-        settings.job().queue(),
-        failure,
-        origin,
-        &runtime.host,
-        trace,
-    );
-    // Boxed: the publish future (with its confirm timer) would otherwise make every
-    // delivery's task, which is moved on spawn, several times larger.
-    if let Err(error) = Box::pin(runtime.producer.publish(publish)).await {
-        return Err(NotDurable {
-            attempt,
-            started,
-            message_id,
-            error,
-        });
+    let timeout = runtime.outcome_publish_timeout;
+    loop {
+        let publish = match &decision.destination {
+            Destination::Retry { queue, .. } => failure::retry(
+                envelope.clone(),
+                queue,
+                decision.attempt + 1,
+                origin.clone(),
+                decision.trace.unwrap_or_else(TraceContext::new_root),
+            ),
+            Destination::ErrorQueue => failure::dead_letter(
+                envelope.clone(),
+                settings.error_queue(),
+                job.queue(),
+                &decision.failure,
+                origin.clone(),
+                &runtime.host,
+                decision.trace,
+            ),
+        };
+        let published = durable::publish(
+            &runtime.producer,
+            publish,
+            timeout,
+            abandon,
+            |error, retry_in| {
+                let error = error_chain(error);
+                tracing::warn!(
+                    job = job.name(),
+                    message_id = message_id.as_deref().unwrap_or(""),
+                    error = %error,
+                    ?retry_in,
+                    "could not publish the outcome of a failed attempt; trying again"
+                );
+                let kind = EventKind::PublishFailed {
+                    error: &error,
+                    retry_in,
+                };
+                runtime.emit(message_id.as_deref(), decision.attempt, kind);
+            },
+        )
+        .await;
+        let error = match published {
+            Ok(()) => {
+                report_durable(runtime, message_id.as_deref(), &decision, started);
+                return Verdict::Ack;
+            }
+            Err(NotPublished::Lost) => return Verdict::Requeue,
+            Err(NotPublished::GaveUp(error)) => error_chain(&error),
+        };
+        match decision.destination {
+            Destination::Retry { ref queue, .. } => {
+                // The error queue instead, where the job waits, replayable, with the reason.
+                decision.failure.error = format!(
+                    "{}; its retry could not be published to `{queue}` within {timeout:?}: {error}",
+                    decision.failure.error
+                );
+                decision.destination = Destination::ErrorQueue;
+            }
+            Destination::ErrorQueue => {
+                tracing::error!(
+                    job = job.name(),
+                    message_id = message_id.as_deref().unwrap_or(""),
+                    error = %error,
+                    "the error queue took no outcome within {timeout:?}; requeueing the delivery"
+                );
+                runtime.emit(
+                    message_id.as_deref(),
+                    decision.attempt,
+                    EventKind::Requeued {
+                        error: &error,
+                        started,
+                    },
+                );
+                if let Some(id) = &message_id {
+                    runtime.decisions.remember(id, decision);
+                }
+                return Verdict::Requeue;
+            }
+        }
     }
-    tracing::warn!(
-        job = settings.job().name(),
-        message_id = message_id.as_deref().unwrap_or(""),
-        attempt,
-        kind = failure.kind.as_str(),
-        error = %failure.error,
-        "job moved to the error queue"
-    );
-    let kind = EventKind::DeadLettered {
-        kind: failure.kind,
-        error: &failure.error,
-        started,
+}
+
+/// Logs and reports an outcome that is now durable.
+fn report_durable(
+    runtime: &JobRuntime,
+    message_id: Option<&str>,
+    decision: &Decision,
+    started: bool,
+) {
+    let failure = &decision.failure;
+    let kind = match decision.destination {
+        Destination::Retry { delay, .. } => EventKind::Retried {
+            elapsed: decision.elapsed,
+            kind: failure.kind,
+            error: &failure.error,
+            delay,
+            started,
+        },
+        Destination::ErrorQueue => {
+            tracing::warn!(
+                job = runtime.settings.job().name(),
+                message_id = message_id.unwrap_or(""),
+                attempt = decision.attempt,
+                kind = failure.kind.as_str(),
+                error = %failure.error,
+                "job moved to the error queue"
+            );
+            EventKind::DeadLettered {
+                kind: failure.kind,
+                error: &failure.error,
+                started,
+            }
+        }
     };
-    runtime.emit(message_id.as_deref(), attempt, kind);
-    Ok(())
+    runtime.emit(message_id, decision.attempt, kind);
 }
 
 fn panic_message(panic: &(dyn Any + Send)) -> String {

@@ -46,6 +46,10 @@ pub enum EventKind<'a> {
         error: &'a str,
         /// How long it waits before the next attempt.
         delay: Duration,
+        /// Whether the handler ran for this delivery (a [`Started`](EventKind::Started) came
+        /// first), rather than the retry being a decision remembered from an earlier delivery
+        /// whose retry could not be published.
+        started: bool,
     },
     /// The job went to the error queue.
     DeadLettered {
@@ -57,8 +61,18 @@ pub enum EventKind<'a> {
         /// the delivery being refused before it (undecodable, unknown job, too large).
         started: bool,
     },
-    /// The outcome could not be made durable (the retry or error-queue publish failed), so the
-    /// delivery went back to its queue for another try.
+    /// A failed attempt's retry or error-queue publish failed; it is tried again after
+    /// `retry_in`, the delivery held unacked meanwhile.
+    PublishFailed {
+        /// Why the publish failed.
+        error: &'a str,
+        /// The pause before the next try.
+        retry_in: Duration,
+    },
+    /// The outcome could not be made durable in time (neither the retry nor the error-queue
+    /// publish was confirmed), so the delivery went back to its queue; the worker remembers
+    /// the decision and publishes it, without running the handler, when the delivery comes
+    /// back to it.
     Requeued {
         /// Why the publish failed.
         error: &'a str,

@@ -37,7 +37,7 @@ impl Failure {
 /// A retry arrives from the default exchange, so the first hop records the original exchange
 /// and key in headers, and later hops keep them; these are used only where no hop recorded
 /// them yet. Moved out of the delivery, so building one costs nothing on the success path.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct Origin {
     pub(crate) exchange: Cow<'static, str>,
     pub(crate) routing_key: Cow<'static, str>,
@@ -73,6 +73,9 @@ pub(crate) fn retry(
     origin: Origin,
     trace: TraceContext,
 ) -> Publish {
+    // The framework's copies are persistent whatever the original was: the original is acked
+    // once its copy is confirmed, so a transient copy would make a broker restart lose the job.
+    envelope.properties.persistent = true;
     let headers = &mut envelope.properties.headers;
     headers.insert(header::ATTEMPT, next_attempt);
     origin.record(headers);
@@ -91,6 +94,7 @@ pub(crate) fn dead_letter(
     host: &str,
     trace: Option<TraceContext>,
 ) -> Publish {
+    envelope.properties.persistent = true;
     let headers = &mut envelope.properties.headers;
     record_trace(headers, trace);
     headers.insert(

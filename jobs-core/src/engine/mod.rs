@@ -12,14 +12,18 @@
 //! | fatal failure, attempts exhausted | publish to `Q.err` with failure headers, await the confirm, ack |
 //! | undecodable body, unknown job name, body over the size limit | publish to `Q.err` on the first delivery, ack |
 //! | handler panic | a failure like any other; the worker keeps running |
-//! | the retry or error publish fails | nack with requeue: the broker delivers it again |
+//! | the retry or error publish fails | hold the delivery and publish again with a growing pause; a retry not published within [`EngineBuilder::outcome_publish_timeout`] goes to `Q.err` instead; only when `Q.err` takes nothing in that time either, nack with requeue (the decision is remembered, so the handler does not run again here) |
+//! | anything panics, or shutdown aborts the task | nack with requeue: every delivery is settled exactly once |
 //!
 //! Acks are not awaited by handlers: they go through a settle pipeline per consumer that
-//! coalesces contiguous delivery tags into one `multiple` ack.
+//! coalesces contiguous delivery tags into one `multiple` ack. A consumer whose channel
+//! refuses a settlement ends and is attached again; deliveries still waiting for a handler slot
+//! when their consumer ends are dropped unrun, since the broker has already requeued them.
 
 pub(crate) mod classify;
 mod consumer;
 mod dispatch;
+mod durable;
 mod events;
 mod failure;
 mod settle;
@@ -66,6 +70,7 @@ impl Engine {
             observers: Vec::new(),
             producer_options: ProducerOptions::default(),
             declare: Declare::Create,
+            outcome_publish_timeout: DEFAULT_OUTCOME_PUBLISH_TIMEOUT,
         }
     }
 
@@ -137,7 +142,11 @@ pub struct EngineBuilder {
     observers: Vec<Arc<dyn Observer>>,
     producer_options: ProducerOptions,
     declare: Declare,
+    outcome_publish_timeout: Duration,
 }
+
+/// The default of [`EngineBuilder::outcome_publish_timeout`].
+pub const DEFAULT_OUTCOME_PUBLISH_TIMEOUT: Duration = Duration::from_secs(120);
 
 impl EngineBuilder {
     /// Serves `job`. Without any `job` or `jobs` call, the engine serves every job linked into
@@ -196,6 +205,16 @@ impl EngineBuilder {
     /// configure). Default: create.
     pub fn declare(mut self, mode: Declare) -> Self {
         self.declare = mode;
+        self
+    }
+
+    /// How long the retry or error-queue publish of a failed attempt is tried again, the
+    /// delivery held meanwhile, before the engine falls back: a retry goes to the error queue
+    /// instead (its error says why), and an error-queue message that cannot be published in
+    /// that time either goes back to the work queue. Default 2 minutes; with the handler's
+    /// timeout, keep twice this well under RabbitMQ's consumer timeout (30 minutes by default).
+    pub fn outcome_publish_timeout(mut self, timeout: Duration) -> Self {
+        self.outcome_publish_timeout = timeout;
         self
     }
 
@@ -272,6 +291,8 @@ impl EngineBuilder {
                 accepted_names: accepted_names.into(),
                 prefetch,
                 permits,
+                outcome_publish_timeout: self.outcome_publish_timeout,
+                decisions: dispatch::Decisions::default(),
             });
             let ready = Arc::new(AtomicBool::new(true));
             let task = tokio::spawn(consumer::supervise(
@@ -303,6 +324,7 @@ impl fmt::Debug for EngineBuilder {
             .field("observers", &self.observers.len())
             .field("producer_options", &self.producer_options)
             .field("declare", &self.declare)
+            .field("outcome_publish_timeout", &self.outcome_publish_timeout)
             .finish_non_exhaustive()
     }
 }

@@ -20,7 +20,44 @@ pub(crate) enum Verdict {
     Requeue,
 }
 
-/// Settles outcomes until every sender is gone, then hands the settler back.
+/// A delivery's promise to be settled exactly once: [`send`](Self::send) reports its verdict,
+/// and a task that ends without one (it panicked, was aborted at the shutdown deadline, or gave
+/// the delivery up unrun) requeues it as the promise drops. Without it, one unsettled tag would
+/// hold a prefetch slot for good and stop the ack coalescing from ever passing it.
+#[derive(Debug)]
+pub(crate) struct SettleOnce {
+    tag: u64,
+    outcomes: Option<mpsc::UnboundedSender<(u64, Verdict)>>,
+}
+
+impl SettleOnce {
+    pub(crate) fn new(tag: u64, outcomes: mpsc::UnboundedSender<(u64, Verdict)>) -> Self {
+        Self {
+            tag,
+            outcomes: Some(outcomes),
+        }
+    }
+
+    /// Reports the delivery's verdict.
+    pub(crate) fn send(mut self, verdict: Verdict) {
+        if let Some(outcomes) = self.outcomes.take() {
+            // A closed pipeline means the channel is gone: the broker takes the delivery back.
+            let _ = outcomes.send((self.tag, verdict));
+        }
+    }
+}
+
+impl Drop for SettleOnce {
+    fn drop(&mut self) {
+        if let Some(outcomes) = self.outcomes.take() {
+            let _ = outcomes.send((self.tag, Verdict::Requeue));
+        }
+    }
+}
+
+/// Settles outcomes until every sender is gone, then hands the settler back. Stops early, also
+/// handing the settler back, when the channel refuses a settlement: it is gone, and the broker
+/// redelivers whatever was unsettled.
 pub(crate) async fn run(
     settler: Box<dyn Settle>,
     mut outcomes: mpsc::UnboundedReceiver<(u64, Verdict)>,
@@ -30,28 +67,13 @@ pub(crate) async fn run(
     while outcomes.recv_many(&mut batch, 1024).await > 0 {
         for settlement in acks.settle(&batch) {
             if let Err(err) = settler.settle(settlement).await {
-                // The channel is gone: the broker redelivers whatever was unsettled.
-                tracing::debug!(error = %err, "settling failed");
+                tracing::warn!(error = %err, "settling failed; the broker redelivers what was unsettled");
+                return settler;
             }
         }
         batch.clear();
     }
     settler
-}
-
-/// Requeues every unsettled delivery up to `last_delivered`, for a shutdown past its deadline.
-pub(crate) async fn requeue_rest(settler: &dyn Settle, last_delivered: u64) {
-    if last_delivered == 0 {
-        return;
-    }
-    let nack = Settlement::Nack {
-        tag: last_delivered,
-        multiple: true,
-        requeue: true,
-    };
-    if let Err(err) = settler.settle(nack).await {
-        tracing::debug!(error = %err, "requeueing at shutdown failed");
-    }
 }
 
 /// The bookkeeping that turns out-of-order outcomes into as few settlements as possible.

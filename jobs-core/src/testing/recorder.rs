@@ -49,7 +49,12 @@ pub enum Outcome {
         /// The error chain.
         error: String,
     },
-    /// The outcome could not be published; the delivery went back to its queue.
+    /// A failed attempt's retry or error-queue publish failed and is tried again.
+    PublishFailed {
+        /// Why.
+        error: String,
+    },
+    /// The outcome could not be published in time; the delivery went back to its queue.
     Requeued {
         /// Why.
         error: String,
@@ -179,6 +184,9 @@ impl Observer for Recorder {
             },
             EventKind::DeadLettered { kind, error, .. } => Outcome::DeadLettered {
                 kind,
+                error: error.to_owned(),
+            },
+            EventKind::PublishFailed { error, .. } => Outcome::PublishFailed {
                 error: error.to_owned(),
             },
             EventKind::Requeued { error, .. } => Outcome::Requeued {
