@@ -106,26 +106,29 @@ impl DeadLetter {
         M::decode(self.envelope.body.clone())
     }
 
-    /// The publish that replays the job: the original message to its original exchange and
-    /// routing key, without the failure headers or the broker's delivery and dead-lettering
-    /// headers, with a fresh attempt count. `None` when the
-    /// message does not say where it came from.
+    /// The publish that replays the job: the original message, straight to `work_queue`
+    /// through the default exchange, without the failure headers or the broker's delivery and
+    /// dead-lettering headers, at attempt 1.
+    ///
+    /// Only to the job's own queue: publishing to the original exchange would run the message
+    /// again in every other job bound there (on a fanout, topic or headers exchange), and the
+    /// origin headers may have been set by whoever sent the message. The caller names the work
+    /// queue from what it knows of the job, never from the message.
     #[must_use]
-    pub fn replay(&self) -> Option<Publish> {
-        let exchange = self.exchange()?.to_owned();
-        let routing_key = self.routing_key()?.to_owned();
+    pub fn replay_to(&self, work_queue: &str) -> Publish {
         let mut envelope = self.envelope.clone();
+        envelope.properties.persistent = true;
         let headers = &mut envelope.properties.headers;
         for name in header::FAILURE.into_iter().chain(header::BROKER) {
             headers.remove(name);
         }
         headers.insert(header::ATTEMPT, 1i64);
-        Some(Publish {
-            exchange: Cow::Owned(exchange),
-            routing_key: Cow::Owned(routing_key),
+        Publish {
+            exchange: Cow::Borrowed(""),
+            routing_key: Cow::Owned(work_queue.to_owned()),
             mandatory: true,
             envelope,
-        })
+        }
     }
 
     fn header(&self, name: &str) -> Option<&str> {
@@ -168,11 +171,15 @@ mod tests {
 
     #[test]
     fn replay_strips_failure_headers_and_restarts_the_count() {
-        let publish = DeadLetter::new(failed()).replay().unwrap();
+        let mut message = failed();
+        message.properties.persistent = false;
+        let publish = DeadLetter::new(message).replay_to("uploads.oss");
         assert_eq!(
             (&*publish.exchange, &*publish.routing_key),
-            ("uploads", "oss")
+            ("", "uploads.oss"),
+            "to the job's queue, whatever the headers say"
         );
+        assert!(publish.envelope.properties.persistent);
         let headers = &publish.envelope.properties.headers;
         assert!(
             header::FAILURE
@@ -181,6 +188,12 @@ mod tests {
         );
         assert_eq!(publish.envelope.attempt(), Ok(1));
         assert_eq!(headers.get_str("tenant"), Some("acme"));
+        assert_eq!(headers.get("x-delivery-count"), None);
+        assert_eq!(
+            headers.get_str(header::EXCHANGE),
+            Some("uploads"),
+            "the origin stays"
+        );
     }
 
     #[test]

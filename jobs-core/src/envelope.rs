@@ -31,16 +31,9 @@ pub mod header {
     pub const ROUTING_KEY: &str = "x-jobs-routing-key";
     /// Error queue: the host of the worker that gave up on the job.
     pub const HOST: &str = "x-jobs-host";
-    /// The headers that mark a message as failed; replay strips them.
-    pub const FAILURE: [&str; 7] = [
-        ERROR,
-        ERROR_KIND,
-        FAILED_AT,
-        QUEUE,
-        EXCHANGE,
-        ROUTING_KEY,
-        HOST,
-    ];
+    /// The headers that mark a message as failed; replay strips them. The origin headers
+    /// ([`EXCHANGE`], [`ROUTING_KEY`]) stay: they say where the job was first published.
+    pub const FAILURE: [&str; 5] = [ERROR, ERROR_KIND, FAILED_AT, QUEUE, HOST];
     /// Headers the broker adds while a message sits in queues: its delivery count and its
     /// dead-lettering record. A replay starts afresh, so it strips them too.
     pub const BROKER: [&str; 8] = [

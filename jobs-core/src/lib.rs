@@ -82,6 +82,7 @@ mod dead_letter;
 pub mod engine;
 pub mod envelope;
 mod error;
+pub mod error_queue;
 mod job;
 mod job_error;
 mod producer;

@@ -174,7 +174,7 @@ async fn topology_verify_names_the_drift_and_passes_on_the_declared_topology() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn errors_replay_moves_messages_back_to_their_exchange_and_they_are_handled() {
+async fn errors_replay_moves_messages_to_their_job_queue_and_they_are_handled() {
     let Some(url) = jobs_core::testing::broker_url() else {
         return;
     };

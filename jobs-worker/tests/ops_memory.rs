@@ -123,7 +123,10 @@ async fn error_queue_list_show_replay_and_purge() {
     );
     assert_eq!(ids(&app, ERR).len(), 5);
 
-    // replay: the first two go back to their exchange and are handled again.
+    // Reading never gave a message back to the (quorum) error queue: none has a delivery count.
+    assert_eq!(app.transport().returns(ERR), [0; 5]);
+
+    // replay: the first two go to the job's queue and are handled again.
     FLAKY_FAILS.store(false, Ordering::SeqCst);
     let (code, out) = run(&ctx, "errors replay flaky --count 2").await;
     assert_eq!(code, ExitCode::SUCCESS, "{out}");
@@ -141,14 +144,12 @@ async fn error_queue_list_show_replay_and_purge() {
         [(before[0].clone(), 1), (before[1].clone(), 1)],
         "replayed as attempt 1, same id"
     );
-    // Listing returned them to the (quorum) error queue, which counted the deliveries; the
-    // replay starts afresh without the broker's count.
+    // Straight to the work queue, not through the exchange.
     let replayed: Vec<_> = app
         .transport()
         .published()
         .into_iter()
-        .filter(|p| p.exchange == "ops-test")
-        .skip(5)
+        .filter(|p| p.exchange.is_empty() && p.routing_key == "ops-test.flaky")
         .collect();
     assert_eq!(replayed.len(), 2);
     for publish in &replayed {
@@ -256,16 +257,22 @@ async fn replaying_thousands_in_batches_then_the_rest() {
 async fn a_replay_that_cannot_be_published_stays_in_the_error_queue() {
     let app = TestApp::builder().job(&steady::JOB).build().unwrap();
     let ctx = context(&app);
-    let err = "ops-test.steady.err";
-    // A message that does not say where it came from, and one whose exchange is gone.
-    let mut orphan = jobs_core::Envelope::default();
-    orphan.properties.message_id = Some("orphan".into());
-    let mut lost = orphan.clone();
-    lost.properties.message_id = Some("lost".into());
-    let headers = &mut lost.properties.headers;
-    headers.insert("x-jobs-exchange", "no-such-exchange");
-    headers.insert("x-jobs-routing-key", "k");
-    for envelope in [orphan, lost] {
+    // An error queue whose work queue is gone: replays have nowhere to go.
+    let err = "ops-test.gone.err";
+    let topology = Topology {
+        queues: vec![QueueSpec {
+            name: err.into(),
+            arguments: Headers::new(),
+        }],
+        ..Topology::default()
+    };
+    app.transport()
+        .declare(&topology, Declare::Create)
+        .await
+        .unwrap();
+    for id in ["first", "second"] {
+        let mut envelope = jobs_core::Envelope::default();
+        envelope.properties.message_id = Some(id.into());
         app.transport()
             .publish(jobs_core::transport::Publish {
                 exchange: "".into(),
@@ -276,17 +283,17 @@ async fn a_replay_that_cannot_be_published_stays_in_the_error_queue() {
             .await
             .unwrap();
     }
-    let (code, out) = run(&ctx, "errors replay steady --all").await;
-    assert_eq!(code, ExitCode::FAILURE);
+    let (code, out) = run(&ctx, &format!("errors replay {err} --all")).await;
+    assert_eq!(code, ExitCode::FAILURE, "a partial failure is a failure");
     assert_eq!(
         out,
         format!(
-            "not replayed: orphan: the message does not say where it came from\n\
-             not replayed: lost: exchange `no-such-exchange` does not exist\n\
+            "not replayed: first: no queue is bound to exchange `` for routing key `ops-test.gone`\n\
+             not replayed: second: no queue is bound to exchange `` for routing key `ops-test.gone`\n\
              {err}: replayed 0, failed 2\n"
         )
     );
-    assert_eq!(ids(&app, err), ["orphan", "lost"], "both stay, in order");
+    assert_eq!(ids(&app, err), ["first", "second"], "both stay, in order");
     assert_eq!(app.transport().unacked(err), 0);
 }
 

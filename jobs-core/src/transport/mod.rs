@@ -131,6 +131,16 @@ pub trait Settle: Send + Sync + fmt::Debug {
     /// whatever was unsettled.
     fn settle(&self, settlement: Settlement) -> BoxFuture<'_, Result<()>>;
 
+    /// Stops deliveries to this consumer and resolves once the broker has (`basic.cancel-ok`):
+    /// no delivery comes after it, and the ones received stay settleable. A reader that must
+    /// not receive more than it asked for cancels before its last acks, which would otherwise
+    /// free prefetch credit for more.
+    ///
+    /// # Errors
+    ///
+    /// A connection error when the consumer's channel is gone.
+    fn cancel(&self) -> BoxFuture<'_, Result<()>>;
+
     /// Called once after the last settlement, before the consumer's channel closes: resolves
     /// when the broker can be trusted to have applied them. At once by default; the engine
     /// bounds the wait by its shutdown deadline.

@@ -3,19 +3,20 @@
 //! A queue argument is a job name, a work queue `Q` or an error queue `Q.err`; a name that is
 //! neither a job nor a known queue and does not end in `.err` is taken as a work queue.
 //!
-//! Reading (`list`, `show`) consumes the error queue with manual acks, reads at most as many
-//! messages as the queue held when the command started, and drops the consumer without acking:
-//! the broker puts them back, so nothing is lost. RabbitMQ puts them back in their place on a
-//! classic queue; each return counts as a delivery on a quorum queue (and is `redelivered` on
-//! the next read). `replay` acks a message only after its replay publish is confirmed; one
-//! whose publish fails stays in the error queue. A replayed message keeps its id and headers,
-//! less the failure headers and those the broker added (`x-delivery-count`, `x-death`,
-//! `x-first-death-*`, `x-last-death-*`), and starts again at attempt 1.
+//! Every read goes through [`ErrorQueue::walk`]: `list` and `show` visit every message once, in
+//! order, keeping each (a copy to the back, then the ack), so the queue ends as it was and no
+//! read counts toward a quorum queue's delivery limit; at most 256 messages are held at once.
+//! `replay` publishes each message to its job's own work queue (never the exchange it came
+//! from, where other jobs would run it too), at attempt 1, and removes it once the broker
+//! confirms; a message whose replay fails stays in the error queue, and the command exits 1.
 //!
-//! Progress: `replay` reports `replayed N/TOTAL` on stderr every
-//! [`PROGRESS_EVERY`](super::PROGRESS_EVERY) messages or every second when stderr is a
+//! Progress: `list`, `show` and `replay` report `read N/TOTAL` or `replayed N/TOTAL` on stderr
+//! every [`PROGRESS_EVERY`](super::PROGRESS_EVERY) messages or every second when stderr is a
 //! terminal; otherwise only the summary on `out`. `purge` is one broker operation, so it has
 //! no progress to report.
+//!
+//! Everything printed from a message (ids, job names, errors, headers) has its control
+//! characters escaped, so a message cannot write to the operator's terminal.
 
 use std::fmt::Write as _;
 use std::io::Write;
@@ -23,20 +24,11 @@ use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
-use futures_util::StreamExt;
-use futures_util::stream::FuturesOrdered;
-use jobs_core::transport::{Consumer, Delivery, Settlement};
-use jobs_core::{DeadLetter, Producer};
+use jobs_core::DeadLetter;
+use jobs_core::error_queue::{Action, ErrorQueue, Walked};
 
 use super::jobs::write_table;
-use super::{OpsContext, Progress};
-
-/// How long to wait for the next message of a queue that said it has more.
-const NEXT_MESSAGE: Duration = Duration::from_secs(10);
-/// Messages in flight to this command at once, at most.
-const MAX_PREFETCH: u64 = 256;
-/// Replay publishes awaiting their confirm at once, at most.
-const REPLAY_WINDOW: u64 = 64;
+use super::{OpsContext, Progress, printable};
 
 /// Inspects, replays or purges error queues.
 #[derive(Debug, Clone, clap::Args)]
@@ -66,8 +58,8 @@ pub enum ErrorsAction {
         #[arg(long)]
         queue: Option<String>,
     },
-    /// Publishes messages back to their original exchange and routing key (attempt 1, failure
-    /// headers removed) and, once the broker confirms, removes them from the error queue.
+    /// Publishes messages to their job's work queue (attempt 1, failure headers removed) and,
+    /// once the broker confirms, removes them from the error queue.
     Replay {
         /// The queue: a job, `Q` or `Q.err`.
         #[arg(required_unless_present = "all_jobs", conflicts_with = "all_jobs")]
@@ -121,8 +113,8 @@ pub async fn run(
     match args.action {
         ErrorsAction::List { queues, limit } => {
             for queue in resolve_all(ctx, queues.queue.as_deref(), queues.all) {
-                if exists(ctx, &queue, out).await? {
-                    list(ctx, &queue, limit, out).await?;
+                if exists(&queue, out).await? {
+                    problem |= !list(&queue, limit, out).await?;
                 } else {
                     problem = true;
                 }
@@ -131,11 +123,17 @@ pub async fn run(
         ErrorsAction::Show { id, queue } => {
             let queues = resolve_all(ctx, queue.as_deref(), queue.is_none());
             for queue in &queues {
-                if exists(ctx, queue, out).await? && show(ctx, queue, &id, out).await? {
+                if exists(queue, out).await? && show(queue, &id, out).await? {
                     return Ok(ExitCode::SUCCESS);
                 }
             }
-            writeln!(out, "no message `{id}` in {}", queues.join(", "))?;
+            let names: Vec<&str> = queues.iter().map(ErrorQueue::name).collect();
+            writeln!(
+                out,
+                "no message `{}` in {}",
+                printable(&id),
+                names.join(", ")
+            )?;
             problem = true;
         }
         ErrorsAction::Replay {
@@ -146,8 +144,8 @@ pub async fn run(
         } => {
             let limit = if all { None } else { count };
             for queue in resolve_all(ctx, queue.as_deref(), all_jobs) {
-                if exists(ctx, &queue, out).await? {
-                    problem |= replay(ctx, &queue, limit, out).await? > 0;
+                if exists(&queue, out).await? {
+                    problem |= !replay(&queue, limit, out).await?;
                 } else {
                     problem = true;
                 }
@@ -155,8 +153,8 @@ pub async fn run(
         }
         ErrorsAction::Purge { queues, yes } => {
             for queue in resolve_all(ctx, queues.queue.as_deref(), queues.all) {
-                if exists(ctx, &queue, out).await? {
-                    problem |= !purge(ctx, &queue, yes, out).await?;
+                if exists(&queue, out).await? {
+                    problem |= !purge(&queue, yes, out).await?;
                 } else {
                     problem = true;
                 }
@@ -171,137 +169,66 @@ pub async fn run(
 }
 
 /// Whether `queue` exists; when it does not, says so on `out`.
-async fn exists(ctx: &OpsContext, queue: &str, out: &mut dyn Write) -> anyhow::Result<bool> {
-    match ctx.transport.message_count(queue).await {
+async fn exists(queue: &ErrorQueue, out: &mut dyn Write) -> anyhow::Result<bool> {
+    match queue.len().await {
         Ok(_) => Ok(true),
         Err(jobs_core::Error::NotFound { .. }) => {
-            writeln!(out, "{queue}: no such queue")?;
+            writeln!(out, "{}: no such queue", queue.name())?;
             Ok(false)
         }
-        Err(err) => Err(anyhow::Error::new(err).context(format!("cannot read queue `{queue}`"))),
+        Err(err) => {
+            Err(anyhow::Error::new(err).context(format!("cannot read queue `{}`", queue.name())))
+        }
     }
 }
 
 /// The error queues named: `queue`, or with `all` every job's.
-fn resolve_all(ctx: &OpsContext, queue: Option<&str>, all: bool) -> Vec<String> {
+fn resolve_all(ctx: &OpsContext, queue: Option<&str>, all: bool) -> Vec<ErrorQueue> {
     match queue {
         Some(queue) if !all => vec![resolve(ctx, queue)],
         _ => ctx
             .jobs
             .iter()
-            .map(|settings| settings.error_queue().to_owned())
+            .map(|settings| ErrorQueue::new(ctx.transport.clone(), settings.job().queue()))
             .collect(),
     }
 }
 
 /// The error queue of a job name, a work queue or an error queue.
-pub fn resolve(ctx: &OpsContext, name: &str) -> String {
+pub fn resolve(ctx: &OpsContext, name: &str) -> ErrorQueue {
     let known = ctx.jobs.iter().find(|settings| {
         let job = settings.job();
         job.name() == name || job.queue() == name || settings.error_queue() == name
     });
-    match known {
-        Some(settings) => settings.error_queue().to_owned(),
-        None if name.ends_with(".err") => name.to_owned(),
-        None => format!("{name}.err"),
-    }
+    let work_queue = match known {
+        Some(settings) => settings.job().queue(),
+        None => name.strip_suffix(".err").unwrap_or(name),
+    };
+    ErrorQueue::new(ctx.transport.clone(), work_queue)
 }
 
-/// A consumer on an error queue and how many messages it may read.
-struct Reader {
-    consumer: Consumer,
-    remaining: u64,
-}
-
-impl Reader {
-    /// Starts reading at most `limit` (or every) message of `queue`, as many as it holds now.
-    ///
-    /// A reader that `acks` frees prefetch credit as it goes and takes at most
-    /// [`MAX_PREFETCH`] at once; one that does not needs credit for everything it reads.
-    async fn open(
-        ctx: &OpsContext,
-        queue: &str,
-        limit: Option<u64>,
-        acks: bool,
-    ) -> anyhow::Result<(Self, u64)> {
-        let count = ctx
-            .transport
-            .message_count(queue)
-            .await
-            .with_context(|| format!("cannot read queue `{queue}`"))?;
-        let remaining = limit.map_or(count, |limit| limit.min(count));
-        let prefetch = if acks {
-            u16::try_from(remaining.clamp(1, MAX_PREFETCH)).unwrap_or(1)
-        } else {
-            // 0 is no limit: for more than a consumer's largest prefetch.
-            u16::try_from(remaining.max(1)).unwrap_or(0)
-        };
-        let consumer = ctx
-            .transport
-            .consume(queue, prefetch)
-            .await
-            .with_context(|| format!("cannot consume queue `{queue}`"))?;
-        Ok((
-            Self {
-                consumer,
-                remaining,
-            },
-            count,
-        ))
-    }
-
-    /// The next message, or `None` when the limit is reached or none comes in time (another
-    /// consumer took the rest).
-    async fn next(&mut self) -> Option<Delivery> {
-        if self.remaining == 0 {
-            return None;
-        }
-        let delivery = tokio::time::timeout(NEXT_MESSAGE, self.consumer.deliveries.next())
-            .await
-            .ok()
-            .flatten()?;
-        self.remaining -= 1;
-        Some(delivery)
-    }
-
-    async fn settle(&self, settlement: Settlement) -> jobs_core::Result<()> {
-        self.consumer.settler.settle(settlement).await
-    }
-
-    /// Cancels the consumer and returns every message it still holds to the queue. Closing
-    /// the channel would too, but later: this way a command that reads the queue next finds
-    /// them there.
-    async fn release(self) {
-        let Consumer {
-            deliveries,
-            settler,
-        } = self.consumer;
-        drop(deliveries);
-        let everything = Settlement::Nack {
-            tag: 0,
-            multiple: true,
-            requeue: true,
-        };
-        if let Err(err) = settler.settle(everything).await {
-            tracing::debug!(error = %err, "returning read messages failed; closing the channel returns them");
-        }
-    }
-}
-
-/// Lists up to `limit` messages of `queue`; they all stay in the queue.
-async fn list(
-    ctx: &OpsContext,
-    queue: &str,
-    limit: u64,
-    out: &mut dyn Write,
-) -> anyhow::Result<()> {
-    let (mut reader, count) = Reader::open(ctx, queue, Some(limit), false).await?;
+/// Lists up to `limit` messages of `queue`; they all stay in the queue, in order. Returns
+/// whether the walk went through.
+async fn list(queue: &ErrorQueue, limit: u64, out: &mut dyn Write) -> anyhow::Result<bool> {
+    let count = queue
+        .len()
+        .await
+        .with_context(|| format!("cannot read queue `{}`", queue.name()))?;
     let mut rows = Vec::new();
-    while let Some(delivery) = reader.next().await {
-        rows.push(row(&DeadLetter::new(delivery.envelope)));
-    }
-    reader.release().await;
-    writeln!(out, "{queue}: {count} message(s)")?;
+    let mut progress = Progress::new("read", count);
+    let mut read = 0;
+    let walked = queue
+        .walk(None, |letter| {
+            if read < limit {
+                rows.push(row(letter));
+            }
+            read += 1;
+            progress.tick(read);
+            Action::Keep
+        })
+        .await
+        .with_context(|| format!("cannot read queue `{}`", queue.name()))?;
+    writeln!(out, "{}: {count} message(s)", queue.name())?;
     if !rows.is_empty() {
         let header = ["ID", "JOB", "KIND", "ATTEMPT", "FAILED AT", "ERROR"];
         write_table(out, &header, &rows)?;
@@ -309,14 +236,31 @@ async fn list(
     if u64::try_from(rows.len()).unwrap_or(u64::MAX) < count {
         writeln!(out, "(showing {} of {count}; see --limit)", rows.len())?;
     }
-    Ok(())
+    report_stop(&walked, out)
+}
+
+/// Says on `out` why a walk stopped early, if it did; returns whether it went through.
+fn report_stop(walked: &Walked, out: &mut dyn Write) -> anyhow::Result<bool> {
+    match &walked.stopped {
+        None => Ok(true),
+        Some(error) => {
+            writeln!(
+                out,
+                "stopped after {} message(s): {}",
+                walked.visited,
+                printable(&error.to_string())
+            )?;
+            Ok(false)
+        }
+    }
 }
 
 fn row(letter: &DeadLetter) -> [String; 6] {
     let missing = || "-".to_owned();
+    let text = |value: &str| printable(value).into_owned();
     [
-        letter.message_id().map_or_else(missing, str::to_owned),
-        letter.job().map_or_else(missing, str::to_owned),
+        letter.message_id().map_or_else(missing, text),
+        letter.job().map_or_else(missing, text),
         letter.kind().map_or_else(missing, |kind| kind.to_string()),
         letter
             .attempt()
@@ -325,7 +269,7 @@ fn row(letter: &DeadLetter) -> [String; 6] {
         letter
             .error()
             .and_then(|error| error.lines().next())
-            .map_or_else(missing, str::to_owned),
+            .map_or_else(missing, text),
     ]
 }
 
@@ -340,33 +284,37 @@ fn format_time(seconds: i64) -> String {
         )
 }
 
-/// Shows message `id` of `queue` if it is there; it stays in the queue.
-async fn show(
-    ctx: &OpsContext,
-    queue: &str,
-    id: &str,
-    out: &mut dyn Write,
-) -> anyhow::Result<bool> {
-    let (mut reader, _) = Reader::open(ctx, queue, None, false).await?;
-    loop {
-        let Some(delivery) = reader.next().await else {
-            reader.release().await;
-            return Ok(false);
-        };
-        if delivery.envelope.properties.message_id.as_deref() == Some(id) {
-            reader.release().await;
-            describe(queue, &delivery, out)?;
-            return Ok(true);
-        }
+/// Shows message `id` of `queue` if it is there; every message stays in the queue, in order.
+async fn show(queue: &ErrorQueue, id: &str, out: &mut dyn Write) -> anyhow::Result<bool> {
+    let count = queue
+        .len()
+        .await
+        .with_context(|| format!("cannot read queue `{}`", queue.name()))?;
+    let mut found = None;
+    let mut progress = Progress::new("read", count);
+    let mut read = 0;
+    let walked = queue
+        .walk(None, |letter| {
+            if found.is_none() && letter.message_id() == Some(id) {
+                found = Some(letter.clone());
+            }
+            read += 1;
+            progress.tick(read);
+            Action::Keep
+        })
+        .await
+        .with_context(|| format!("cannot read queue `{}`", queue.name()))?;
+    if let Some(letter) = &found {
+        describe(queue.name(), letter, out)?;
     }
+    report_stop(&walked, out)?;
+    Ok(found.is_some())
 }
 
-fn describe(queue: &str, delivery: &Delivery, out: &mut dyn Write) -> std::io::Result<()> {
-    let envelope = &delivery.envelope;
+fn describe(queue: &str, letter: &DeadLetter, out: &mut dyn Write) -> std::io::Result<()> {
+    let envelope = letter.envelope();
     let properties = &envelope.properties;
     writeln!(out, "queue: {queue}")?;
-    writeln!(out, "exchange: {:?}", delivery.exchange)?;
-    writeln!(out, "routing key: {:?}", delivery.routing_key)?;
     let optional = |value: Option<&str>| value.map_or_else(|| "-".to_owned(), |v| format!("{v:?}"));
     writeln!(
         out,
@@ -400,7 +348,12 @@ fn describe(queue: &str, delivery: &Delivery, out: &mut dyn Write) -> std::io::R
     writeln!(out, "persistent: {}", properties.persistent)?;
     writeln!(out, "headers:")?;
     for (name, value) in properties.headers.iter() {
-        writeln!(out, "  {name}: {value}")?;
+        writeln!(
+            out,
+            "  {}: {}",
+            printable(name),
+            printable(&value.to_string())
+        )?;
     }
     writeln!(out, "body: {} bytes", envelope.body.len())?;
     let mut hex = String::new();
@@ -414,113 +367,67 @@ fn describe(queue: &str, delivery: &Delivery, out: &mut dyn Write) -> std::io::R
     Ok(())
 }
 
-/// Replays up to `limit` (or every) message of `queue`; returns how many failed.
+/// Replays up to `limit` (or every) message of `queue`; returns whether every one went.
 async fn replay(
-    ctx: &OpsContext,
-    queue: &str,
+    queue: &ErrorQueue,
     limit: Option<u64>,
     out: &mut dyn Write,
-) -> anyhow::Result<u64> {
-    let (mut reader, _) = Reader::open(ctx, queue, limit, true).await?;
-    let total = reader.remaining;
-    let producer = Producer::new(ctx.transport.clone());
+) -> anyhow::Result<bool> {
+    let count = queue
+        .len()
+        .await
+        .with_context(|| format!("cannot read queue `{}`", queue.name()))?;
+    let total = limit.map_or(count, |limit| limit.min(count));
     let mut progress = Progress::new("replayed", total);
-    let (mut replayed, mut failed) = (0u64, 0u64);
-    // Failed messages stay unacked until the end, so they are not delivered again to this
-    // consumer; they hold its prefetch credit, so once it is all held the replay stops.
-    let mut held = 0u64;
-    let prefetch = total.clamp(1, MAX_PREFETCH);
-    // Publishes in flight at once, each acked once confirmed, in delivery order.
-    let mut in_flight = FuturesOrdered::new();
-    let mut exhausted = false;
-    loop {
-        while !exhausted
-            && held + u64::try_from(in_flight.len()).unwrap_or(u64::MAX)
-                < prefetch.min(REPLAY_WINDOW)
-        {
-            match reader.next().await {
-                Some(delivery) => in_flight.push_back(replay_one(&producer, delivery)),
-                None => exhausted = true,
-            }
-        }
-        let Some((tag, id, outcome)) = in_flight.next().await else {
-            break;
-        };
-        match outcome {
-            Ok(()) => {
-                reader
-                    .settle(Settlement::Ack {
-                        tag,
-                        multiple: false,
-                    })
-                    .await
-                    .with_context(|| format!("acking a replayed message of `{queue}` failed"))?;
-                replayed += 1;
-            }
-            Err(error) => {
-                failed += 1;
-                held += 1;
-                let id = id.as_deref().unwrap_or("(no id)");
-                writeln!(out, "not replayed: {id}: {error}")?;
-            }
-        }
-        progress.tick(replayed + failed);
-        if held >= prefetch {
-            exhausted = true;
-        }
+    let mut visited = 0;
+    let walked = queue
+        .walk(Some(total), |_| {
+            visited += 1;
+            progress.tick(visited);
+            Action::Replay
+        })
+        .await
+        .with_context(|| format!("cannot read queue `{}`", queue.name()))?;
+    for (id, error) in &walked.not_replayed {
+        let id = id
+            .as_deref()
+            .map_or(std::borrow::Cow::Borrowed("(no id)"), printable);
+        writeln!(out, "not replayed: {id}: {}", printable(&error.to_string()))?;
     }
-    let left = total - replayed - failed;
-    // The failed messages go back to the queue.
-    reader.release().await;
-    write!(out, "{queue}: replayed {replayed}, failed {failed}")?;
+    let failed = u64::try_from(walked.not_replayed.len()).unwrap_or(u64::MAX);
+    let left = total.saturating_sub(walked.replayed + failed);
+    write!(
+        out,
+        "{}: replayed {}, failed {failed}",
+        queue.name(),
+        walked.replayed
+    )?;
     if left > 0 {
         write!(out, ", {left} not attempted")?;
     }
     writeln!(out)?;
-    Ok(failed + left)
-}
-
-/// Publishes the replay of one error-queue message: its delivery tag, message id and outcome.
-async fn replay_one(
-    producer: &Producer,
-    delivery: Delivery,
-) -> (u64, Option<String>, Result<(), String>) {
-    let letter = DeadLetter::new(delivery.envelope);
-    let id = letter.message_id().map(str::to_owned);
-    let outcome = match letter.replay() {
-        Some(publish) => producer
-            .publish(publish)
-            .await
-            .map_err(|err| err.to_string()),
-        None => Err("the message does not say where it came from".to_owned()),
-    };
-    (delivery.tag, id, outcome)
+    let went_through = report_stop(&walked, out)?;
+    Ok(went_through && failed == 0 && left == 0)
 }
 
 /// Purges `queue` with `yes`; without, says how many messages would go and returns `false`.
-async fn purge(
-    ctx: &OpsContext,
-    queue: &str,
-    yes: bool,
-    out: &mut dyn Write,
-) -> anyhow::Result<bool> {
+async fn purge(queue: &ErrorQueue, yes: bool, out: &mut dyn Write) -> anyhow::Result<bool> {
+    let name = queue.name();
     if !yes {
-        let count = ctx
-            .transport
-            .message_count(queue)
+        let count = queue
+            .len()
             .await
-            .with_context(|| format!("cannot read queue `{queue}`"))?;
+            .with_context(|| format!("cannot read queue `{name}`"))?;
         writeln!(
             out,
-            "would purge {count} message(s) from {queue}; pass --yes to purge"
+            "would purge {count} message(s) from {name}; pass --yes to purge"
         )?;
         return Ok(false);
     }
-    let purged = ctx
-        .transport
-        .purge(queue)
+    let purged = queue
+        .purge()
         .await
-        .with_context(|| format!("cannot purge queue `{queue}`"))?;
-    writeln!(out, "{queue}: purged {purged} message(s)")?;
+        .with_context(|| format!("cannot purge queue `{name}`"))?;
+    writeln!(out, "{name}: purged {purged} message(s)")?;
     Ok(true)
 }

@@ -96,6 +96,28 @@ impl Progress {
     }
 }
 
+/// `text` with its control characters (and the bidirectional overrides that reorder what a
+/// terminal shows) escaped as `\u{..}`: for anything printed that came from a message, so
+/// that no sender can write escape sequences to the operator's terminal.
+pub(crate) fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    let unsafe_char = |c: char| {
+        c.is_control()
+            || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    };
+    if !text.chars().any(unsafe_char) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if unsafe_char(c) {
+            out.extend(c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::{Arc, Mutex};
@@ -131,10 +153,12 @@ mod tests {
         assert!(text.contains("replayed 2000/2500\n"), "{text}");
     }
 
-    #[tokio::test]
-    async fn without_a_sink_progress_is_silent() {
-        let mut progress = Progress::to("replayed", 10, None);
-        progress.tick(10);
-        assert!(progress.sink.is_none());
+    #[test]
+    fn printable_escapes_control_characters_and_bidi_overrides() {
+        assert_eq!(printable("plain text ✓"), "plain text ✓");
+        assert_eq!(
+            printable("a\u{1b}[31mred\r\n\u{7}\u{9b}\u{202e}x"),
+            "a\\u{1b}[31mred\\u{d}\\u{a}\\u{7}\\u{9b}\\u{202e}x"
+        );
     }
 }

@@ -7,7 +7,9 @@ use std::task::{Context, Poll};
 
 use futures_core::Stream;
 use lapin::Channel;
-use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions};
+use lapin::options::{
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions,
+};
 use lapin::types::{FieldTable, ShortString};
 
 use super::connection::Link;
@@ -24,7 +26,7 @@ pub(super) async fn consume(link: &Link, queue: &str, prefetch: u16) -> Result<C
         .basic_qos(prefetch, BasicQosOptions::default())
         .await
         .map_err(failed)?;
-    let consumer = channel
+    let consumer: lapin::Consumer = channel
         .basic_consume(
             name,
             ShortString::default(),
@@ -33,11 +35,12 @@ pub(super) async fn consume(link: &Link, queue: &str, prefetch: u16) -> Result<C
         )
         .await
         .map_err(failed)?;
+    let tag = consumer.tag();
     Ok(Consumer {
         deliveries: Box::pin(Deliveries {
             consumer: Some(consumer),
         }),
-        settler: Box::new(Settler { channel }),
+        settler: Box::new(Settler { channel, tag }),
     })
 }
 
@@ -85,6 +88,8 @@ impl Stream for Deliveries {
 /// whatever is still unsettled.
 struct Settler {
     channel: Channel,
+    /// The consumer's tag, for `basic.cancel`.
+    tag: ShortString,
 }
 
 impl fmt::Debug for Settler {
@@ -114,6 +119,15 @@ impl Settle for Settler {
                 }
             };
             sent.map_err(|err| errors::map(err, Subject::Other))
+        })
+    }
+
+    fn cancel(&self) -> BoxFuture<'_, Result<()>> {
+        Box::pin(async move {
+            self.channel
+                .basic_cancel(self.tag.clone(), BasicCancelOptions::default())
+                .await
+                .map_err(|err| errors::map(err, Subject::Other))
         })
     }
 

@@ -320,4 +320,18 @@ impl Settle for Settler {
         };
         Box::pin(std::future::ready(outcome))
     }
+
+    fn cancel(&self) -> BoxFuture<'_, Result<()>> {
+        let channel = &self.channel;
+        let outcome = if channel.closed.load(Ordering::Acquire) {
+            Err(channel_closed())
+        } else {
+            channel
+                .shared
+                .lock()
+                .cancel(channel.queue, channel.consumer);
+            Ok(())
+        };
+        Box::pin(std::future::ready(outcome))
+    }
 }

@@ -139,6 +139,17 @@ impl MemoryTransport {
         })
     }
 
+    /// How often each ready message of `queue` went back to it unsettled (requeued, or returned
+    /// by a closed channel), head first: what a quorum queue counts toward its delivery limit
+    /// and shows as `x-delivery-count`. Empty when there is no such queue.
+    #[must_use]
+    pub fn returns(&self, queue: &str) -> Vec<u32> {
+        let broker = self.shared.lock();
+        broker.queue_id(queue).map_or_else(Vec::new, |id| {
+            broker.queues[id].ready.iter().map(|m| m.returns).collect()
+        })
+    }
+
     /// How many messages of `queue` are ready; `None` when there is no such queue.
     #[must_use]
     pub fn queue_len(&self, queue: &str) -> Option<usize> {
