@@ -255,6 +255,17 @@ impl Headers {
     pub fn iter(&self) -> impl Iterator<Item = (&str, &HeaderValue)> {
         self.0.iter().map(|(k, v)| (k.as_ref(), v))
     }
+
+    /// Keeps only the entries for which `keep` is true.
+    pub fn retain(&mut self, mut keep: impl FnMut(&str, &HeaderValue) -> bool) {
+        self.0.retain(|(k, v)| keep(k, v));
+    }
+
+    /// A table of entries whose names are known to be distinct (from a field table, say):
+    /// built in one pass, where inserting each would look through the ones before it.
+    pub(crate) fn from_distinct(entries: Vec<(Cow<'static, str>, HeaderValue)>) -> Self {
+        Self(entries)
+    }
 }
 
 impl IntoIterator for Headers {

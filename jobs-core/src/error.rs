@@ -20,6 +20,16 @@ pub enum Error {
         /// The limit in force.
         limit: usize,
     },
+    /// The message's properties and headers are larger than one AMQP frame on this connection
+    /// (the broker's `frame_max`); publishing it would make the broker close the connection.
+    /// Nothing was published.
+    #[error("the message's properties take {size} bytes, over the {limit} bytes a frame holds")]
+    HeadersTooLarge {
+        /// Encoded size of the properties, headers included.
+        size: usize,
+        /// What a content-header frame holds on this connection.
+        limit: usize,
+    },
     /// The broker found no queue for the message and returned it (`mandatory`).
     #[error("no queue is bound to exchange `{exchange}` for routing key `{routing_key}`")]
     Unroutable {

@@ -58,11 +58,13 @@ async fn flaky(work: Work, ctx: JobContext) -> Result<(), JobError> {
     Ok(())
 }
 
-/// Publishes to these queues (through the default exchange) are nacked while listed.
+/// Publishes to these queues (through the default exchange) are nacked while listed, and
+/// messages with more headers than `header_limit` are refused as larger than a frame.
 #[derive(Debug, Default)]
 struct Faulty {
     broker: MemoryTransport,
     refused: Mutex<HashSet<String>>,
+    header_limit: Mutex<Option<usize>>,
 }
 
 impl Faulty {
@@ -81,6 +83,16 @@ impl Transport for Faulty {
     }
 
     fn publish(&self, publish: Publish) -> BoxFuture<'static, Result<()>> {
+        let headers = publish.envelope.properties.headers.len();
+        if let Some(limit) = *self.header_limit.lock().unwrap()
+            && headers > limit
+        {
+            let too_large = Error::HeadersTooLarge {
+                size: headers,
+                limit,
+            };
+            return Box::pin(std::future::ready(Err(too_large)));
+        }
         if publish.exchange.is_empty()
             && self.refused.lock().unwrap().contains(&*publish.routing_key)
         {
@@ -232,6 +244,38 @@ async fn a_delivery_requeued_after_both_publishes_failed_is_not_run_again() {
         (Some(FailureKind::Handler), Some(1))
     );
     assert_eq!(s.faulty.broker.queue_len(&retry_queue()), Some(0));
+}
+
+#[tokio::test(start_paused = true)]
+async fn foreign_headers_too_large_for_a_frame_are_dropped_and_the_job_goes_on() {
+    let s = setup().await;
+    let mut enqueue = flaky::with(work("d", 9));
+    for n in 0..100 {
+        enqueue = enqueue.header(format!("foreign-{n}"), i64::from(n));
+    }
+    // Taken as sent, and with a retry's headers (and the broker's dead-lettering ones); with the
+    // error queue's, over the limit.
+    *s.faulty.header_limit.lock().unwrap() = Some(108);
+    enqueue.enqueue(&s.engine).await.unwrap();
+    s.faulty.broker.until_idle().await;
+
+    assert_eq!(s.runs.of("d"), [1, 2, 3], "every attempt ran, none twice");
+    let failed = s.faulty.broker.messages(&format!("{}.err", flaky::QUEUE));
+    assert_eq!(failed.len(), 1);
+    let failed = DeadLetter::new(failed[0].clone());
+    assert!(
+        failed
+            .envelope()
+            .properties
+            .headers
+            .iter()
+            .all(|(name, _)| !name.starts_with("foreign-"))
+    );
+    let error = failed.error().unwrap();
+    assert!(
+        error.contains("its 103 foreign headers were dropped"),
+        "{error}"
+    );
 }
 
 /// Panics on every tenth event it sees.

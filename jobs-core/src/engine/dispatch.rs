@@ -228,6 +228,7 @@ async fn settle_failure(
     let job = settings.job();
     let message_id = envelope.properties.message_id.clone();
     let timeout = runtime.outcome_publish_timeout;
+    let mut envelope = envelope;
     loop {
         let publish = match &decision.destination {
             Destination::Retry { queue, .. } => failure::retry(
@@ -275,8 +276,28 @@ async fn settle_failure(
                 return Verdict::Ack;
             }
             Err(NotPublished::Lost) => return Verdict::Requeue,
-            Err(NotPublished::GaveUp(error)) => error_chain(&error),
+            Err(NotPublished::GaveUp(error)) => error,
         };
+        // Headers a foreign producer made as large as a frame leave no room for the failure
+        // headers: the job goes on without them, and its error says so.
+        if let crate::Error::HeadersTooLarge { size, .. } = error
+            && let Some(dropped) = failure::drop_foreign_headers(&mut envelope)
+        {
+            tracing::warn!(
+                job = job.name(),
+                message_id = message_id.as_deref().unwrap_or(""),
+                dropped,
+                size,
+                "the message's headers leave no room for the framework's; dropping the foreign ones"
+            );
+            decision.failure.error = format!(
+                "{}; its {dropped} foreign headers were dropped: with the failure headers its \
+                 properties took {size} bytes, more than a frame holds",
+                decision.failure.error
+            );
+            continue;
+        }
+        let error = error_chain(&error);
         match decision.destination {
             Destination::Retry { ref queue, .. } => {
                 // The error queue instead, where the job waits, replayable, with the reason.

@@ -57,6 +57,13 @@ pub(crate) async fn publish(
         if abandon.is_lost() {
             return Err(NotPublished::Lost);
         }
+        // The same message would be refused again: no point waiting.
+        if matches!(
+            error,
+            crate::Error::HeadersTooLarge { .. } | crate::Error::TooLarge { .. }
+        ) {
+            return Err(NotPublished::GaveUp(error));
+        }
         let left = give_up_at.saturating_duration_since(Instant::now());
         if left.is_zero() {
             return Err(NotPublished::GaveUp(error));

@@ -112,6 +112,16 @@ pub(crate) fn dead_letter(
     to_queue(error_queue, envelope)
 }
 
+/// Removes every header but the framework's own (`x-jobs-*`, `traceparent`) and returns how many
+/// went, or `None` when there were none to remove.
+pub(crate) fn drop_foreign_headers(envelope: &mut Envelope) -> Option<usize> {
+    let headers = &mut envelope.properties.headers;
+    let before = headers.len();
+    headers.retain(|name, _| name.starts_with("x-jobs-") || name == header::TRACEPARENT);
+    let dropped = before - headers.len();
+    (dropped > 0).then_some(dropped)
+}
+
 fn to_queue(queue: &str, envelope: Envelope) -> Publish {
     Publish {
         exchange: Cow::Borrowed(""),

@@ -133,6 +133,17 @@ impl Link {
             .map_err(|err| errors::map(err, Subject::Other))
     }
 
+    /// A new channel, and the largest frame its connection takes (0: no limit).
+    pub(super) async fn channel_and_frame_max(&self) -> Result<(Channel, usize)> {
+        let connection = self.connection().await?;
+        let frame_max = usize::try_from(connection.configuration().frame_max()).unwrap_or(0);
+        let channel = connection
+            .create_channel()
+            .await
+            .map_err(|err| errors::map(err, Subject::Other))?;
+        Ok((channel, frame_max))
+    }
+
     /// Closes the connection, if it is open; the next call reconnects.
     pub(super) async fn close(&self) {
         let connection = self.state.lock().await.connection.take();

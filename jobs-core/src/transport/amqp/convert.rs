@@ -75,6 +75,47 @@ pub(super) fn properties_to_amqp(properties: Properties) -> Result<BasicProperti
     Ok(out)
 }
 
+/// The encoded size of `properties` in a content-header frame, for the check against the
+/// connection's frame size. Only the header table can make it large, so without one it is not
+/// worth counting.
+pub(super) fn properties_len(properties: &Properties) -> usize {
+    let short = |s: Option<&str>| s.map_or(0, |s| 1 + s.len());
+    // Class, weight, body size and the property flags, then each property present.
+    14 + short(properties.content_type.as_deref())
+        + short(properties.kind.as_deref())
+        + short(properties.message_id.as_deref())
+        + short(properties.correlation_id.as_deref())
+        + short(properties.reply_to.as_deref())
+        + properties.timestamp.map_or(0, |_| 8)
+        + usize::from(properties.persistent)
+        + if properties.headers.is_empty() {
+            0
+        } else {
+            table_len(&properties.headers)
+        }
+}
+
+/// The encoded size of a field table: its length, then each name and value.
+fn table_len(headers: &Headers) -> usize {
+    4 + headers
+        .iter()
+        .map(|(name, value)| 1 + name.len() + value_len(value))
+        .sum::<usize>()
+}
+
+/// The encoded size of a value as [`value_to_amqp`] writes it: its type, then its bytes.
+fn value_len(value: &HeaderValue) -> usize {
+    1 + match value {
+        HeaderValue::String(s) => 4 + s.len(),
+        HeaderValue::Bytes(b) => 4 + b.len(),
+        HeaderValue::Int(_) | HeaderValue::Float(_) | HeaderValue::Timestamp(_) => 8,
+        HeaderValue::Bool(_) => 1,
+        HeaderValue::Array(values) => 4 + values.iter().map(value_len).sum::<usize>(),
+        HeaderValue::Table(table) => table_len(table),
+        HeaderValue::Void => 0,
+    }
+}
+
 pub(super) fn envelope_from_amqp(properties: &BasicProperties, body: Vec<u8>) -> Envelope {
     let text = |s: &Option<ShortString>| s.as_ref().map(|s| s.as_str().to_owned());
     // Every job carries the same content type: borrowing it saves an allocation per delivery.
@@ -112,12 +153,29 @@ pub(super) fn headers_to_amqp(headers: Headers) -> Result<FieldTable> {
     Ok(table)
 }
 
+/// How deep received tables and arrays are converted; the parser keeps anything deeper as
+/// bytes already (see `vendor/README.md`), so this only bounds the recursion here.
+const MAX_DEPTH: usize = 64;
+
+/// The headers of a received message. Linear in the entries: a field table's names are
+/// distinct, and a hostile one holds tens of thousands of them.
 pub(super) fn headers_from_amqp(table: &FieldTable) -> Headers {
-    table
-        .inner()
-        .iter()
-        .map(|(name, value)| (name.as_str().to_owned(), value_from_amqp(value)))
-        .collect()
+    headers_at(table, 1)
+}
+
+fn headers_at(table: &FieldTable, depth: usize) -> Headers {
+    Headers::from_distinct(
+        table
+            .inner()
+            .iter()
+            .map(|(name, value)| {
+                (
+                    Cow::Owned(name.as_str().to_owned()),
+                    value_from_amqp(value, depth),
+                )
+            })
+            .collect(),
+    )
 }
 
 fn value_to_amqp(value: HeaderValue) -> Result<AMQPValue> {
@@ -139,7 +197,10 @@ fn value_to_amqp(value: HeaderValue) -> Result<AMQPValue> {
     })
 }
 
-fn value_from_amqp(value: &AMQPValue) -> HeaderValue {
+fn value_from_amqp(value: &AMQPValue, depth: usize) -> HeaderValue {
+    if depth >= MAX_DEPTH && matches!(value, AMQPValue::FieldArray(_) | AMQPValue::FieldTable(_)) {
+        return HeaderValue::String(format!("(nested deeper than {MAX_DEPTH} levels)"));
+    }
     match value {
         AMQPValue::Boolean(b) => HeaderValue::Bool(*b),
         AMQPValue::ShortShortInt(n) => HeaderValue::Int((*n).into()),
@@ -157,11 +218,15 @@ fn value_from_amqp(value: &AMQPValue) -> HeaderValue {
         AMQPValue::ShortString(s) => HeaderValue::String(s.as_str().to_owned()),
         AMQPValue::LongString(s) => bytes_or_text(s.as_bytes()),
         AMQPValue::ByteArray(b) => HeaderValue::Bytes(b.as_slice().to_vec()),
-        AMQPValue::FieldArray(values) => {
-            HeaderValue::Array(values.as_slice().iter().map(value_from_amqp).collect())
-        }
+        AMQPValue::FieldArray(values) => HeaderValue::Array(
+            values
+                .as_slice()
+                .iter()
+                .map(|value| value_from_amqp(value, depth + 1))
+                .collect(),
+        ),
         AMQPValue::Timestamp(t) => HeaderValue::Timestamp(*t),
-        AMQPValue::FieldTable(table) => HeaderValue::Table(headers_from_amqp(table)),
+        AMQPValue::FieldTable(table) => HeaderValue::Table(headers_at(table, depth + 1)),
         AMQPValue::Void => HeaderValue::Void,
     }
 }
@@ -233,6 +298,32 @@ mod tests {
         assert_eq!(headers.get("n"), Some(&HeaderValue::Int(-3)));
         assert_eq!(headers.get("s"), Some(&HeaderValue::String("hi".into())));
         assert_eq!(headers.get("x"), Some(&HeaderValue::Bytes(vec![1, 2])));
+    }
+
+    #[test]
+    fn a_wide_table_converts_in_one_pass_and_a_deep_one_stops_descending() {
+        let mut table = FieldTable::default();
+        for n in 0..40_000 {
+            table.insert(format!("h{n}").into(), AMQPValue::Void);
+        }
+        let headers = headers_from_amqp(&table);
+        assert_eq!(headers.len(), 40_000);
+        assert_eq!(headers.get("h39999"), Some(&HeaderValue::Void));
+
+        let mut deep = FieldTable::default();
+        for _ in 0..100 {
+            let mut outer = FieldTable::default();
+            outer.insert("a".into(), AMQPValue::FieldTable(deep));
+            deep = outer;
+        }
+        let mut value = &HeaderValue::Table(headers_from_amqp(&deep));
+        let mut depth = 0;
+        while let HeaderValue::Table(inner) = value {
+            value = inner.get("a").unwrap();
+            depth += 1;
+        }
+        assert_eq!(depth, MAX_DEPTH);
+        assert_eq!(value.as_str(), Some("(nested deeper than 64 levels)"));
     }
 
     #[test]

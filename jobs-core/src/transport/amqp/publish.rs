@@ -17,10 +17,18 @@ use crate::transport::Publish;
 pub(super) struct Publisher {
     link: Link,
     /// The open channel: every publish takes it under this lock, which no await ever holds.
-    channel: std::sync::Mutex<Option<Arc<Channel>>>,
+    channel: std::sync::Mutex<Option<Open>>,
     /// Held while a channel opens, so that a lost channel is replaced once, not once per
     /// publish waiting for it.
     opening: tokio::sync::Mutex<()>,
+}
+
+/// The open confirm-mode channel, and the largest frame its connection takes.
+#[derive(Clone, Debug)]
+pub(super) struct Open {
+    pub(super) channel: Arc<Channel>,
+    /// The negotiated `frame_max`; 0 means no limit.
+    pub(super) frame_max: usize,
 }
 
 impl Publisher {
@@ -37,47 +45,63 @@ impl Publisher {
     }
 
     /// The confirm-mode channel, opened when there is none or it closed.
-    pub(super) async fn channel(&self) -> Result<Arc<Channel>> {
-        if let Some(channel) = self.open_channel() {
-            return Ok(channel);
+    pub(super) async fn channel(&self) -> Result<Open> {
+        if let Some(open) = self.open_channel() {
+            return Ok(open);
         }
         let _opening = self.opening.lock().await;
-        if let Some(channel) = self.open_channel() {
-            return Ok(channel);
+        if let Some(open) = self.open_channel() {
+            return Ok(open);
         }
-        let channel = self.link.channel().await?;
+        let (channel, frame_max) = self.link.channel_and_frame_max().await?;
         channel
             .confirm_select(ConfirmSelectOptions::default())
             .await
             .map_err(|err| errors::map(err, Subject::Other))?;
-        let channel = Arc::new(channel);
-        *self.slot() = Some(Arc::clone(&channel));
-        Ok(channel)
+        let open = Open {
+            channel: Arc::new(channel),
+            frame_max,
+        };
+        *self.slot() = Some(open.clone());
+        Ok(open)
     }
 
-    fn open_channel(&self) -> Option<Arc<Channel>> {
+    fn open_channel(&self) -> Option<Open> {
         self.slot()
             .as_ref()
-            .filter(|channel| channel.status().connected())
+            .filter(|open| open.channel.status().connected())
             .cloned()
     }
 
-    fn slot(&self) -> std::sync::MutexGuard<'_, Option<Arc<Channel>>> {
+    fn slot(&self) -> std::sync::MutexGuard<'_, Option<Open>> {
         // The slot holds a plain value, valid whatever a panicking holder was doing.
         self.channel.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
+/// A frame's type, channel and size before its payload, and its end marker after.
+const FRAME_OVERHEAD: usize = 8;
+
 pub(super) async fn publish(publisher: Arc<Publisher>, mut publish: Publish) -> Result<()> {
     let exchange = convert::short("exchange", &publish.exchange)?;
     let routing_key = convert::short("routing key", &publish.routing_key)?;
     let properties = std::mem::take(&mut publish.envelope.properties);
+    let Open { channel, frame_max } = publisher.channel().await?;
+    // A content-header frame cannot be split: one larger than the connection's frame size
+    // makes the broker close the whole connection, failing every publish on it. Only a header
+    // table can make one that large.
+    if !properties.headers.is_empty() && frame_max > 0 {
+        let size = convert::properties_len(&properties);
+        let limit = frame_max.saturating_sub(FRAME_OVERHEAD);
+        if size > limit {
+            return Err(Error::HeadersTooLarge { size, limit });
+        }
+    }
     let properties = convert::properties_to_amqp(properties)?;
     let options = BasicPublishOptions {
         mandatory: publish.mandatory,
         immediate: false,
     };
-    let channel = publisher.channel().await?;
     let failed = |err| {
         refine(
             errors::map(err, Subject::Exchange(&publish.exchange)),
