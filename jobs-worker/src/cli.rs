@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
 use jobs_core::transport::memory::MemoryTransport;
 use jobs_core::transport::{Transport, redact_text, redact_url};
 use jobs_core::{JobDefaults, JobSettings};
@@ -106,8 +106,23 @@ impl RunArgs {
 
 /// Parses `args` (the program name first), resolves the configuration and runs the command.
 pub(crate) async fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
-    let cli = match Cli::try_parse_from(args) {
-        Ok(cli) => cli,
+    let parsed = Cli::command()
+        .try_get_matches_from(args)
+        .and_then(|matches| {
+            let on_command_line =
+                matches.value_source("url") == Some(clap::parser::ValueSource::CommandLine);
+            Cli::from_arg_matches(&matches).map(|cli| (cli, on_command_line))
+        });
+    let cli = match parsed {
+        Ok((cli, url_on_command_line)) => {
+            if url_on_command_line && cli.url.as_deref().is_some_and(has_password) {
+                eprintln!(
+                    "jobs-worker: warning: --url shows the broker password to anyone who can list \
+                     processes; set JOBS_AMQP_URL or `url` in the --config file instead"
+                );
+            }
+            cli
+        }
         Err(err) => {
             let code = if err.use_stderr() { USAGE } else { 0 };
             let text = redact_text(&err.render().to_string());
@@ -130,8 +145,10 @@ pub(crate) async fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         }
     };
     init_logging(config.log_format);
+    let url = config.url.clone();
+    let scrub = |text: &str| scrub(text, &url);
     match command {
-        Command::Run(_) => match Worker::builder().config(config).run().await {
+        Command::Run(_) => match Worker::builder().config(config.clone()).run().await {
             Ok(()) => ExitCode::SUCCESS,
             Err(err @ (Error::NoJobs | Error::UnknownJob { .. } | Error::TlsCa { .. })) => {
                 let err = anyhow::Error::from(err);
@@ -140,7 +157,7 @@ pub(crate) async fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
             }
             Err(err) => {
                 let err = anyhow::Error::from(err);
-                let text = redact_text(&format!("{err:#}"));
+                let text = scrub(&format!("{err:#}"));
                 tracing::error!(error = %text, "worker failed");
                 ExitCode::from(RUNTIME)
             }
@@ -148,11 +165,40 @@ pub(crate) async fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         command => match operate(command, &config).await {
             Ok(code) => code,
             Err(err) => {
-                eprintln!("jobs-worker: {}", redact_text(&format!("{err:#}")));
+                eprintln!("jobs-worker: {}", scrub(&format!("{err:#}")));
                 ExitCode::from(RUNTIME)
             }
         },
     }
+}
+
+/// Whether `url` carries a password.
+fn has_password(url: &str) -> bool {
+    redact_url(url) != url
+}
+
+/// `text` with every URL's password redacted, and the configured password itself wherever it
+/// appears: a library may quote it outside a URL, or cut a URL where it cannot be recognised.
+fn scrub(text: &str, url: &str) -> String {
+    let mut text = redact_text(text);
+    if let Some(password) = password_of(url)
+        // Too short to replace without mangling the rest; such a password is no secret.
+        && password.chars().count() >= 4
+    {
+        text = text.replace(password, "**");
+    }
+    text
+}
+
+/// The password of `url`, as written in it.
+fn password_of(url: &str) -> Option<&str> {
+    let (_, rest) = url.split_once("://")?;
+    let shown = redact_url(url);
+    let (_, shown_rest) = shown.split_once("://")?;
+    // The redacted URL keeps what follows the password: the password is what it replaced.
+    let (user, after) = shown_rest.split_once(":**@")?;
+    let tail_len = after.len() + 1;
+    rest.get(user.len() + 1..rest.len().checked_sub(tail_len)?)
 }
 
 /// Runs an operator command. `jobs` and `topology print` need no broker, so they run on an
@@ -250,12 +296,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn redacts_every_url() {
+    fn scrubbing_hides_the_configured_password_wherever_it_appears() {
+        let url = "amqp://app:pa ss/w@rd@mq:5672/%2f";
+        assert_eq!(password_of(url), Some("pa ss/w@rd"));
+        assert_eq!(password_of("amqp://mq/%2f"), None);
         assert_eq!(
-            redact_text("a 'amqp://u:p@h:1/%2f' and amqps://x:y@z"),
-            "a 'amqp://u:**@h:1/%2f' and amqps://x:**@z"
+            scrub(
+                "login as app with 'pa ss/w@rd' failed at amqp://app:pa ss/w@rd@mq",
+                url
+            ),
+            "login as app with '**' failed at amqp://app:**@mq"
         );
-        assert_eq!(redact_text("amqp://h/ no"), "amqp://h/ no");
+        assert!(has_password(url));
+        assert!(!has_password("amqp://mq:5672/%2f"));
     }
 
     #[test]

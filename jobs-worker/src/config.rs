@@ -152,8 +152,9 @@ impl Layer {
         let mut layer = Self::default();
         for (key, value) in table {
             let Some(&known) = KEYS.iter().find(|known| **known == key) else {
+                // Not echoed: a misspelt or unknown key may well hold a secret.
                 return Err(ConfigError {
-                    value: value.to_string(),
+                    value: "…".to_owned(),
                     key,
                     expected: format!("expected a known key (one of {})", KEYS.join(", ")),
                 });
@@ -334,10 +335,13 @@ mod tests {
     }
 
     #[test]
-    fn an_unknown_file_key_is_named() {
+    fn an_unknown_file_key_is_named_and_its_value_never_shown() {
         let err = Layer::from_toml("shutdown_timout = \"5s\"").unwrap_err();
         assert_eq!(err.key, "shutdown_timout");
         assert!(err.to_string().contains("expected a known key"), "{err}");
+        let err = Layer::from_toml("password = \"hunter2\"").unwrap_err();
+        assert_eq!(err.key, "password");
+        assert!(!err.to_string().contains("hunter2"), "{err}");
     }
 
     #[test]

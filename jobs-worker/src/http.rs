@@ -2,7 +2,9 @@
 //!
 //! Only `GET` (and `HEAD`) of those three paths; every response closes its connection. A
 //! request that is malformed, too large or too slow gets a 400 or just a closed socket; nothing
-//! a client sends can panic the worker.
+//! a client sends can panic the worker. At most [`MAX_CONNECTIONS`] connections are served at
+//! once (more are closed at once), and each has [`CONNECTION_DEADLINE`] for its request and
+//! response together, so a client that never sends or never reads holds nothing for long.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,6 +18,10 @@ use crate::metrics::Metrics;
 const MAX_HEAD: usize = 8 * 1024;
 /// How long a client has to send its request head.
 const READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// Connections served at once; probes and a scraper need a handful.
+pub(crate) const MAX_CONNECTIONS: usize = 64;
+/// How long one connection may take, request and response together.
+pub(crate) const CONNECTION_DEADLINE: Duration = Duration::from_secs(10);
 
 /// What the endpoints report.
 #[derive(Clone)]
@@ -28,6 +34,7 @@ pub(crate) struct Probes {
 
 /// Serves `probes` on `listener` until the task is dropped.
 pub(crate) async fn serve(listener: TcpListener, probes: Probes) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
         let (stream, _) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -37,10 +44,20 @@ pub(crate) async fn serve(listener: TcpListener, probes: Probes) {
                 continue;
             }
         };
+        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+            tracing::debug!(
+                "metrics server: {MAX_CONNECTIONS} connections open; closing a new one"
+            );
+            drop(stream);
+            continue;
+        };
         let probes = probes.clone();
         tokio::spawn(async move {
-            if let Err(err) = respond(stream, &probes).await {
-                tracing::debug!(error = %err, "metrics server: connection failed");
+            let _slot = slot;
+            match tokio::time::timeout(CONNECTION_DEADLINE, respond(stream, &probes)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(err)) => tracing::debug!(error = %err, "metrics server: connection failed"),
+                Err(_) => tracing::debug!("metrics server: a connection ran past its deadline"),
             }
         });
     }
@@ -190,6 +207,43 @@ mod tests {
         let mut out = Vec::new();
         let _ = big.read_to_end(&mut out).await;
         // Still serving after all that.
+        assert!(
+            get(addr, b"GET /healthz HTTP/1.1\r\n\r\n")
+                .await
+                .starts_with("HTTP/1.1 200")
+        );
+        server.abort();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn idle_clients_hold_a_bounded_number_of_connections_for_a_bounded_time() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let probes = Probes {
+            ready: Arc::new(|| true),
+            metrics: Arc::new(Metrics::new(std::iter::empty())),
+        };
+        let server = tokio::spawn(serve(listener, probes));
+        // Clients that connect and never send a byte.
+        let mut idle = Vec::new();
+        for _ in 0..MAX_CONNECTIONS {
+            idle.push(TcpStream::connect(addr).await.unwrap());
+        }
+        // On the paused clock this returns once the server has taken them all, well before the
+        // read timeout.
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        let mut refused = TcpStream::connect(addr).await.unwrap();
+        let mut out = Vec::new();
+        refused.read_to_end(&mut out).await.unwrap();
+        assert!(out.is_empty(), "over the bound, closed without an answer");
+
+        // Past the deadline each idle connection is answered and closed; then others are served.
+        for stream in &mut idle {
+            let mut out = String::new();
+            let _ = stream.read_to_string(&mut out).await;
+            assert!(out.starts_with("HTTP/1.1 408"), "{out}");
+        }
+        drop(idle);
         assert!(
             get(addr, b"GET /healthz HTTP/1.1\r\n\r\n")
                 .await
