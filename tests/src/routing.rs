@@ -162,6 +162,8 @@ pub struct Routing {
     memory: Option<MemoryTransport>,
     /// Handler runs before the current scenario.
     baseline: AtomicUsize,
+    /// Handler runs every scenario so far expected, in all.
+    expected: AtomicUsize,
 }
 
 impl std::fmt::Debug for Seen {
@@ -198,6 +200,7 @@ impl Routing {
             recorder,
             memory: None,
             baseline: AtomicUsize::new(0),
+            expected: AtomicUsize::new(0),
         }
     }
 
@@ -217,6 +220,7 @@ impl Routing {
 
     /// Waits until the handlers have succeeded `runs` times in this scenario.
     async fn handled(&self, runs: usize) {
+        self.expected.fetch_add(runs, Ordering::Relaxed);
         let target = self.baseline.load(Ordering::Relaxed) + runs;
         self.recorder
             .wait_until(Duration::from_secs(30), || {
@@ -228,6 +232,41 @@ impl Routing {
             broker.until_idle().await;
             assert_eq!(self.succeeded(), target, "no more runs than expected");
         }
+    }
+}
+
+impl Routing {
+    /// On a broker whose queues it can count: the check that no scenario ran more than it
+    /// expected, which a scenario cannot make alone (a message routed where it should not be may
+    /// still be on its way when the expected ones are done). Waits until every job's queue is
+    /// empty, shuts the engine down (which lets every delivery it took finish), then checks that
+    /// nothing went back to a queue and the handlers ran exactly as often as expected.
+    pub async fn finish(self, transport: &dyn Transport) {
+        let queues: Vec<&str> = JOBS.iter().map(|job| job.queue()).collect();
+        let ready = || async {
+            let mut ready = 0;
+            for queue in &queues {
+                ready += transport.message_count(queue).await.expect("a count");
+            }
+            ready
+        };
+        let emptied = tokio::time::timeout(Duration::from_secs(30), async {
+            while ready().await > 0 {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await;
+        assert!(emptied.is_ok(), "the jobs' queues still hold messages");
+        let expected = self.expected.load(Ordering::Relaxed);
+        let recorder = Arc::clone(&self.recorder);
+        self.engine.shutdown(Duration::from_secs(10)).await;
+        assert_eq!(ready().await, 0, "a delivery went back unhandled");
+        let succeeded = recorder
+            .events()
+            .iter()
+            .filter(|e| e.outcome == jobs_core::testing::Outcome::Succeeded)
+            .count();
+        assert_eq!(succeeded, expected, "no more runs than expected");
     }
 }
 

@@ -1,6 +1,5 @@
 //! Another language produces jobs: a Python script with pika and protobuf, and nothing of this
 //! framework, enqueues jobs by the wire contract, and the Rust worker handles them.
-#![cfg(feature = "amqp")]
 
 use std::process::Command;
 use std::sync::{Arc, Mutex};

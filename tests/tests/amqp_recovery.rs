@@ -1,5 +1,4 @@
 //! Connections closed under a running worker are recovered: consumption and publishing resume.
-#![cfg(feature = "amqp")]
 
 use std::sync::Arc;
 use std::time::Duration;

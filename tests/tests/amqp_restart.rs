@@ -1,5 +1,4 @@
 //! A worker restarted mid-run loses nothing: every confirmed job is handled at least once.
-#![cfg(feature = "amqp")]
 
 use std::collections::HashSet;
 use std::sync::Arc;

@@ -1,5 +1,4 @@
 //! The shared outcome scenarios on RabbitMQ: the same outcomes as on the in-memory broker.
-#![cfg(feature = "amqp")]
 
 use std::sync::Arc;
 use std::time::Duration;
