@@ -17,8 +17,8 @@ mod url;
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -48,8 +48,16 @@ pub struct FaultProxy {
     addr: SocketAddr,
     mode: watch::Sender<Mode>,
     accepted: Arc<AtomicUsize>,
+    openings: Openings,
     accept: JoinHandle<()>,
 }
+
+/// The first bytes each client sent, connection by connection.
+type Openings = Arc<Mutex<Vec<Arc<Mutex<Vec<u8>>>>>>;
+
+/// How many of a client's first bytes are kept: enough for the AMQP handshake's client
+/// properties, where the connection name is.
+pub(crate) const OPENING: usize = 4096;
 
 impl FaultProxy {
     /// Listens on a free port of `127.0.0.1` and forwards each connection to `target`
@@ -63,16 +71,19 @@ impl FaultProxy {
         let addr = listener.local_addr()?;
         let (mode, watch) = watch::channel(Mode::Pass);
         let accepted = Arc::new(AtomicUsize::new(0));
+        let openings = Openings::default();
         let accept = tokio::spawn(accept_loop(
             listener,
             Arc::from(target.into()),
             watch,
             Arc::clone(&accepted),
+            Arc::clone(&openings),
         ));
         Ok(Self {
             addr,
             mode,
             accepted,
+            openings,
             accept,
         })
     }
@@ -99,6 +110,24 @@ impl FaultProxy {
     pub fn accepted(&self) -> usize {
         self.accepted.load(Ordering::Acquire)
     }
+
+    /// How many client connections sent `needle` within their first 4 KiB: with an AMQP
+    /// connection name, say, the connections of one kind that got as far as the handshake.
+    ///
+    /// # Panics
+    ///
+    /// Never in practice: only when a connection task panicked holding its record.
+    #[must_use]
+    pub fn opened_with(&self, needle: &[u8]) -> usize {
+        let openings = self.openings.lock().expect("the openings");
+        openings
+            .iter()
+            .filter(|opening| {
+                let bytes = opening.lock().expect("an opening");
+                bytes.windows(needle.len()).any(|window| window == needle)
+            })
+            .count()
+    }
 }
 
 impl Drop for FaultProxy {
@@ -113,12 +142,23 @@ async fn accept_loop(
     target: Arc<str>,
     mode: watch::Receiver<Mode>,
     accepted: Arc<AtomicUsize>,
+    openings: Openings,
 ) {
     loop {
         match listener.accept().await {
             Ok((client, _)) => {
                 accepted.fetch_add(1, Ordering::AcqRel);
-                tokio::spawn(connection::serve(client, Arc::clone(&target), mode.clone()));
+                let opening = Arc::new(Mutex::new(Vec::new()));
+                openings
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .push(Arc::clone(&opening));
+                tokio::spawn(connection::serve(
+                    client,
+                    Arc::clone(&target),
+                    mode.clone(),
+                    opening,
+                ));
             }
             // A client that gave up before its accept, or no descriptor left: the next
             // accept may succeed; wait a moment rather than spin on a persistent failure.

@@ -2,8 +2,8 @@
 //! timestamped chunks, under the proxy's mode.
 
 use std::pin::pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
@@ -32,7 +32,12 @@ enum End {
 }
 
 /// Serves one accepted client until it, the target or the mode ends the connection.
-pub(super) async fn serve(client: TcpStream, target: Arc<str>, mut mode: watch::Receiver<Mode>) {
+pub(super) async fn serve(
+    client: TcpStream,
+    target: Arc<str>,
+    mut mode: watch::Receiver<Mode>,
+    opening: Arc<Mutex<Vec<u8>>>,
+) {
     // A new connection during a black hole gets nothing, not even a dialled target (which
     // would time the handshake out before the network comes back).
     loop {
@@ -56,7 +61,7 @@ pub(super) async fn serve(client: TcpStream, target: Arc<str>, mut mode: watch::
     if nodelay.is_err() {
         return;
     }
-    pump(client, upstream, mode).await;
+    pump(client, upstream, mode, &opening).await;
 }
 
 /// `SO_LINGER` 0: closing the socket then sends an RST instead of a FIN.
@@ -65,7 +70,12 @@ fn reset(stream: &TcpStream) {
     let _ = stream.set_zero_linger();
 }
 
-async fn pump(mut client: TcpStream, mut upstream: TcpStream, mut mode: watch::Receiver<Mode>) {
+async fn pump(
+    mut client: TcpStream,
+    mut upstream: TcpStream,
+    mut mode: watch::Receiver<Mode>,
+    opening: &Mutex<Vec<u8>>,
+) {
     let budget = AtomicU64::new(budget_for(*mode.borrow_and_update()));
     let end = {
         let (client_read, client_write) = client.split();
@@ -74,13 +84,15 @@ async fn pump(mut client: TcpStream, mut upstream: TcpStream, mut mode: watch::R
             client_read,
             upstream_write,
             mode.clone(),
-            &budget
+            &budget,
+            Some(opening)
         ));
         let mut down = pin!(direction(
             upstream_read,
             client_write,
             mode.clone(),
-            &budget
+            &budget,
+            None
         ));
         let (mut up_done, mut down_done) = (false, false);
         loop {
@@ -156,6 +168,7 @@ async fn direction<R, W>(
     mut writer: W,
     mode: watch::Receiver<Mode>,
     budget: &AtomicU64,
+    opening: Option<&Mutex<Vec<u8>>>,
 ) -> End
 where
     R: AsyncRead + Unpin,
@@ -183,6 +196,13 @@ where
             };
             let (allowed, spent) = take(budget, n);
             bytes.truncate(allowed);
+            if let Some(opening) = opening {
+                let mut kept = opening
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                let room = super::OPENING.saturating_sub(kept.len());
+                kept.extend_from_slice(&bytes[..room.min(bytes.len())]);
+            }
             let at = Instant::now() + delay;
             if allowed > 0 && queue.send(Item::Data { at, bytes }).await.is_err() {
                 return;
