@@ -24,6 +24,9 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// that accepts TCP and then never answers would otherwise hold the reconnect lock, and every
 /// consumer waiting on it, for as long as the socket lives.
 pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long a channel may take to open on a connection that is up: a broker answers in
+/// milliseconds, alarms or not.
+const CHANNEL_OPEN_DEADLINE: Duration = Duration::from_secs(5);
 
 /// A named connection that reconnects lazily, one attempt at a time, backing off after failures.
 pub(super) struct Link {
@@ -126,22 +129,45 @@ impl Link {
 
     /// A new channel on the connection.
     pub(super) async fn channel(&self) -> Result<Channel> {
-        let connection = self.connection().await?;
-        connection
-            .create_channel()
+        self.channel_and_frame_max()
             .await
-            .map_err(|err| errors::map(err, Subject::Other))
+            .map(|(channel, _)| channel)
     }
 
     /// A new channel, and the largest frame its connection takes (0: no limit).
+    ///
+    /// A connection whose socket just died can still report itself connected for a moment, and
+    /// a channel asked of it then is never answered: after [`CHANNEL_OPEN_DEADLINE`] the
+    /// connection is forgotten, so that the next call opens a new one.
     pub(super) async fn channel_and_frame_max(&self) -> Result<(Channel, usize)> {
         let connection = self.connection().await?;
         let frame_max = usize::try_from(connection.configuration().frame_max()).unwrap_or(0);
-        let channel = connection
-            .create_channel()
-            .await
-            .map_err(|err| errors::map(err, Subject::Other))?;
-        Ok((channel, frame_max))
+        match tokio::time::timeout(CHANNEL_OPEN_DEADLINE, connection.create_channel()).await {
+            Ok(opened) => opened
+                .map(|channel| (channel, frame_max))
+                .map_err(|err| errors::map(err, Subject::Other)),
+            Err(_) => {
+                self.forget(&connection).await;
+                Err(Error::Connection(
+                    format!(
+                        "opening a channel: no answer within {CHANNEL_OPEN_DEADLINE:?}; reconnecting"
+                    )
+                    .into(),
+                ))
+            }
+        }
+    }
+
+    /// Drops `connection` as the one to use, if it still is; the next call opens a new one.
+    async fn forget(&self, connection: &Arc<Connection>) {
+        let mut state = self.state.lock().await;
+        if state
+            .connection
+            .as_ref()
+            .is_some_and(|current| Arc::ptr_eq(current, connection))
+        {
+            state.connection = None;
+        }
     }
 
     /// Closes the connection, if it is open; the next call reconnects.

@@ -43,9 +43,7 @@ use std::time::Duration;
 use self::connection::Link;
 use self::publish::Publisher;
 use super::redact_url as redact;
-#[cfg(doc)]
-use crate::error::Error;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::topology::Topology;
 use crate::transport::{BoxFuture, Consumer, Declare, Publish, Transport};
 
@@ -82,6 +80,27 @@ pub struct AmqpTransport {
 struct Inner {
     publisher: Arc<Publisher>,
     consuming: Link,
+    /// The deadline of every operation that waits for the broker's answer outside a publish
+    /// (which the producer's confirm timeout bounds): the connect timeout.
+    deadline: Duration,
+}
+
+impl Inner {
+    /// `operation`, or [`Error::Connection`] when the broker has not answered within the
+    /// deadline. A connection that died without lapin noticing yet takes requests it will never
+    /// answer; without this, a consumer being attached on it would wait for ever.
+    async fn bounded<T>(
+        &self,
+        what: &str,
+        operation: impl Future<Output = Result<T>>,
+    ) -> Result<T> {
+        match tokio::time::timeout(self.deadline, operation).await {
+            Ok(result) => result,
+            Err(_) => Err(Error::Connection(
+                format!("{what}: no answer from the broker within {:?}", self.deadline).into(),
+            )),
+        }
+    }
 }
 
 /// Options for [`AmqpTransport`]; made by [`AmqpTransport::builder`].
@@ -181,6 +200,7 @@ impl AmqpTransportBuilder {
             inner: Arc::new(Inner {
                 publisher: Arc::new(Publisher::new(publishing)),
                 consuming,
+                deadline: self.connect_timeout,
             }),
         })
     }
@@ -188,11 +208,10 @@ impl AmqpTransportBuilder {
 
 impl Transport for AmqpTransport {
     fn declare<'a>(&'a self, topology: &'a Topology, mode: Declare) -> BoxFuture<'a, Result<()>> {
-        Box::pin(declare::declare(
-            self.inner.publisher.link(),
-            topology,
-            mode,
-        ))
+        // A round trip per exchange, queue and binding: a topology of a hundred jobs takes well
+        // under a second on a broker that answers.
+        let declare = declare::declare(self.inner.publisher.link(), topology, mode);
+        Box::pin(self.inner.bounded("declaring the topology", declare))
     }
 
     fn publish(&self, publish: Publish) -> BoxFuture<'static, Result<()>> {
@@ -200,15 +219,18 @@ impl Transport for AmqpTransport {
     }
 
     fn consume<'a>(&'a self, queue: &'a str, prefetch: u16) -> BoxFuture<'a, Result<Consumer>> {
-        Box::pin(consume::consume(&self.inner.consuming, queue, prefetch))
+        let consume = consume::consume(&self.inner.consuming, queue, prefetch);
+        Box::pin(self.inner.bounded("consuming", consume))
     }
 
     fn message_count<'a>(&'a self, queue: &'a str) -> BoxFuture<'a, Result<u64>> {
-        Box::pin(declare::message_count(self.inner.publisher.link(), queue))
+        let count = declare::message_count(self.inner.publisher.link(), queue);
+        Box::pin(self.inner.bounded("counting messages", count))
     }
 
     fn purge<'a>(&'a self, queue: &'a str) -> BoxFuture<'a, Result<u64>> {
-        Box::pin(declare::purge(self.inner.publisher.link(), queue))
+        let purge = declare::purge(self.inner.publisher.link(), queue);
+        Box::pin(self.inner.bounded("purging", purge))
     }
 }
 
