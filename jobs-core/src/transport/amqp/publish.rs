@@ -73,6 +73,18 @@ impl Publisher {
             .cloned()
     }
 
+    /// Stops handing out `channel`, if it is still the open one: the next publish opens another.
+    /// Publishes in flight on it finish there; it closes when the last of them lets it go.
+    fn retire(&self, channel: &Arc<Channel>) {
+        let mut slot = self.slot();
+        if slot
+            .as_ref()
+            .is_some_and(|open| Arc::ptr_eq(&open.channel, channel))
+        {
+            *slot = None;
+        }
+    }
+
     fn slot(&self) -> std::sync::MutexGuard<'_, Option<Open>> {
         // The slot holds a plain value, valid whatever a panicking holder was doing.
         self.channel.lock().unwrap_or_else(PoisonError::into_inner)
@@ -124,9 +136,15 @@ pub(super) async fn publish(publisher: Arc<Publisher>, mut publish: Publish) -> 
             exchange: publish.exchange.into_owned(),
             routing_key: publish.routing_key.into_owned(),
         }),
-        Confirmation::Nack(_) => Err(Error::Nacked {
-            exchange: publish.exchange.into_owned(),
-        }),
+        Confirmation::Nack(_) => {
+            // RabbitMQ 3.10 keeps nacking a channel's publishes to a quorum queue that once
+            // rejected them (a length limit with `reject-publish`) after the queue has room
+            // again; a new channel is not held to it.
+            publisher.retire(&channel);
+            Err(Error::Nacked {
+                exchange: publish.exchange.into_owned(),
+            })
+        }
         Confirmation::NotRequested => Err(Error::Broker(
             "the publishing channel is not in confirm mode".to_owned(),
         )),
