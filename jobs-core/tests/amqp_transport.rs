@@ -808,3 +808,45 @@ async fn headers_larger_than_a_frame_are_refused_typed_and_the_connection_lives(
     ready_count(&transport, &name, 2).await;
     cleanup(&url, &[&name], &[]).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_publish_learns_its_own_fate_among_many_in_flight() {
+    let Some(url) = jobs_core::testing::broker_url() else {
+        return;
+    };
+    let transport = AmqpTransport::connect(&url).await.unwrap();
+    let name = unique("fates");
+    let nowhere = unique("nowhere");
+    transport
+        .declare(&classic(&name), Declare::Create)
+        .await
+        .unwrap();
+    // Unroutable and routable publishes interleaved on one confirm channel: the broker acks
+    // several at once (`multiple`), and every unroutable one must still hear it was returned,
+    // never a routable one.
+    // Each from a task of its own, so that publishes race from both worker threads.
+    const N: usize = 2_000;
+    let publishes = (0..N).map(|n| {
+        let queue = if n % 3 == 0 { &nowhere } else { &name };
+        let publish = transport.publish(to_queue(queue, with_id(&format!("m{n}"))));
+        tokio::spawn(async move { (n, publish.await) })
+    });
+    let results = join_all(publishes)
+        .await
+        .into_iter()
+        .map(|joined| joined.expect("a publish task"));
+    let mut routed = 0;
+    for (n, result) in results {
+        if n % 3 == 0 {
+            assert!(
+                matches!(result, Err(Error::Unroutable { ref routing_key, .. }) if *routing_key == nowhere),
+                "publish {n} to a queue that does not exist: {result:?}"
+            );
+        } else {
+            assert!(result.is_ok(), "publish {n} to {name}: {result:?}");
+            routed += 1;
+        }
+    }
+    ready_count(&transport, &name, routed).await;
+    cleanup(&url, &[&name], &[]).await;
+}

@@ -97,7 +97,11 @@ impl Inner {
         match tokio::time::timeout(self.deadline, operation).await {
             Ok(result) => result,
             Err(_) => Err(Error::Connection(
-                format!("{what}: no answer from the broker within {:?}", self.deadline).into(),
+                format!(
+                    "{what}: no answer from the broker within {:?}",
+                    self.deadline
+                )
+                .into(),
             )),
         }
     }
