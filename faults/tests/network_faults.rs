@@ -81,6 +81,19 @@ async fn net_cut(t: Tick, ctx: JobContext) -> Result<(), JobError> {
     tick(t, &ctx).await
 }
 
+/// Two handlers at once, behind a prefetch of [`PREFETCH`]: most deliveries wait for a slot.
+#[job(
+    exchange = "faults.net.prefetch",
+    routing_key = "tick",
+    queue = "faults.net.prefetch",
+    concurrency = 2
+)]
+async fn net_prefetch(t: Tick, ctx: JobContext) -> Result<(), JobError> {
+    // Ten times the others' work: most of the prefetch is waiting when a fault hits.
+    tokio::time::sleep(WORK * 9).await;
+    tick(t, &ctx).await
+}
+
 #[job(
     exchange = "faults.net.latency",
     routing_key = "tick",
@@ -126,6 +139,11 @@ impl Net {
     /// Declares and purges the job's queues, then starts its engine through a new proxy;
     /// `None` (the test skips) when no broker answers.
     async fn start(job: &'static Job) -> Option<Self> {
+        Self::start_with(job, None).await
+    }
+
+    /// As [`Net::start`], with the engine's prefetch set apart from the job's concurrency.
+    async fn start_with(job: &'static Job, prefetch: Option<u16>) -> Option<Self> {
         let url = jobs_core::testing::broker_url()?;
         let proxy = FaultProxy::start(target_of(&url))
             .await
@@ -145,13 +163,16 @@ impl Net {
             .await
             .expect("connected through the proxy");
         let ledger = Ledger::new();
-        let builder = Engine::builder(Arc::new(transport))
+        let mut builder = Engine::builder(Arc::new(transport))
             .job(job)
             .state(ledger.clone())
             .producer_options(ProducerOptions {
                 confirm_timeout: CONFIRM_TIMEOUT,
                 ..ProducerOptions::default()
             });
+        if let Some(prefetch) = prefetch {
+            builder = builder.prefetch(prefetch);
+        }
         let topology = Topology::for_jobs(&builder.settings()).expect("a topology");
         direct
             .declare(&topology, Declare::Create)
@@ -387,6 +408,38 @@ async fn connections_reset_several_times_lose_nothing() {
     // Each reset can leave a prefetch of handled, unacked deliveries to be redelivered.
     net.finish(&format!("TCP reset ×{rounds}"), PREFETCH * rounds)
         .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliveries_waiting_for_a_slot_never_run_after_their_connection_is_reset() {
+    let prefetch = u16::try_from(PREFETCH).expect("a prefetch");
+    let Some(net) = Net::start_with(&net_prefetch::JOB, Some(prefetch)).await else {
+        return;
+    };
+    let rounds = if full() { 10 } else { 3 };
+    // Handlers take 20 ms, two at a time: a bounded load, which the handlers catch up with.
+    let per_round = if full() { 500 } else { 150 };
+    let load = Load::start(&net, 4, per_round * (rounds + 1) * 2);
+    for _ in 0..rounds {
+        net.progress(per_round as usize).await;
+        net.proxy.set_mode(Mode::Reset);
+        until("the consumer notices the reset", RECOVERY, || {
+            !net.engine.is_ready()
+        })
+        .await;
+        net.proxy.set_mode(Mode::Pass);
+        net.recovered().await;
+    }
+    load.stop().await;
+    // Each reset requeues a prefetch of deliveries, of which only the two running handlers and
+    // the handled ones whose acks were on their way had started: those still waiting for a
+    // slot are dropped unrun, so a reset repeats at most twice the concurrency, not the
+    // prefetch.
+    net.finish(
+        &format!("TCP reset ×{rounds}, prefetch {PREFETCH} over concurrency 2"),
+        2 * 2 * rounds,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
