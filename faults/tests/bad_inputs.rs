@@ -26,7 +26,7 @@ use futures_util::StreamExt as _;
 use jobs_core::envelope::{CONTENT_TYPE, Properties, header};
 use jobs_core::testing::broker_url;
 use jobs_core::transport::{Publish, Transport};
-use jobs_core::{Envelope, HeaderValue, Headers};
+use jobs_core::{Envelope, HeaderValue, Headers, JobContext, JobError, job};
 use jobs_faults::scenario::{drain, full};
 use jobs_faults::{Ledger, WorkerProcess};
 use prost::Message as _;
@@ -385,4 +385,287 @@ async fn bad_inputs_go_to_the_error_queue_on_first_delivery_with_memory_bounded(
     assert_eq!(report.dead_lettered, dead);
     transport.close().await;
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The hostile messages of `faults/foreign/hostile.py`, by case.
+const HOSTILE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/foreign/hostile.py");
+
+/// Whether Python can import pika (`scripts/test` installs it from PyPI).
+fn python_ready() -> bool {
+    let ready = std::process::Command::new("python3")
+        .args(["-c", "import pika"])
+        .status()
+        .is_ok_and(|status| status.success());
+    if !ready {
+        assert!(
+            std::env::var_os("JOBS_REQUIRE_BROKER").is_none(),
+            "python3 with pika is required (scripts/test installs it)"
+        );
+        eprintln!("skipped: python3 with pika is missing (scripts/test installs it)");
+    }
+    ready
+}
+
+/// Every byte of `text` a terminal would act on, other than the line feeds.
+fn control_bytes(text: &str) -> Vec<char> {
+    text.chars()
+        .filter(|&c| c != '\n' && (c.is_control() || ('\u{202a}'..='\u{202e}').contains(&c)))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_headers_and_terminal_escapes_are_handled_or_parked_with_the_reason() {
+    let Some(url) = broker_url() else { return };
+    if !python_ready() {
+        return;
+    }
+    let job = &fault_jobs::bad_input::JOB;
+    let (transport, _producer) = setup(&url, job, "hostile").await;
+    let dir = scratch("hostile");
+    let handled = dir.join("handled");
+    let env = [(fault_jobs::HANDLED_FILE, handled.as_path())];
+    let args = ["--jobs", job.name()];
+    let mut worker =
+        WorkerProcess::start(Path::new(WORKER), &url, &args, &env).expect("the worker starts");
+    worker
+        .wait_ready(Duration::from_secs(30))
+        .unwrap_or_else(|error| panic!("{error}"));
+
+    let published = std::process::Command::new("python3")
+        .arg(HOSTILE)
+        .args([url.as_str(), fault_jobs::EXCHANGE, "bad", "1000000"])
+        .output()
+        .expect("python3 runs");
+    assert!(
+        published.status.success(),
+        "hostile.py failed: {}",
+        String::from_utf8_lossy(&published.stderr)
+    );
+    let ledger = Ledger::new();
+    let mut cases = HashMap::new();
+    let mut ids = HashMap::new();
+    for line in String::from_utf8_lossy(&published.stdout).lines() {
+        let mut fields = line.splitn(3, ' ');
+        let (Some(case), Some(id), Some(message_id)) =
+            (fields.next(), fields.next(), fields.next())
+        else {
+            panic!("a line of hostile.py: {line:?}");
+        };
+        let id: u64 = id.parse().expect("an id");
+        ledger.attempted(id);
+        ledger.confirmed(id);
+        cases.insert(id, case.to_owned());
+        ids.insert(case.to_owned(), (id, message_id.to_owned()));
+    }
+    assert_eq!(cases.len(), 6, "{cases:?}");
+
+    // The valid bodies are handled, headers and all; the rest wait in the error queue.
+    let error_queue = format!("{}.err", job.queue());
+    wait_count(&transport, &error_queue, 4, Duration::from_secs(60)).await;
+    worker
+        .wait_for("the valid ones handled", Duration::from_secs(30), |_| {
+            std::fs::read_to_string(&handled).is_ok_and(|t| t.lines().count() >= 2)
+        })
+        .unwrap_or_else(|error| panic!("{error}"));
+
+    // The operator's listing and one message in full: whatever the message holds, nothing
+    // reaches the terminal that it would act on.
+    let (control_id, control_message_id) = ids["control"].clone();
+    for args in [
+        vec![
+            "errors".to_owned(),
+            "list".to_owned(),
+            job.name().to_owned(),
+        ],
+        vec![
+            "errors".to_owned(),
+            "show".to_owned(),
+            control_message_id.clone(),
+            "--queue".to_owned(),
+            job.name().to_owned(),
+        ],
+    ] {
+        let output = std::process::Command::new(WORKER)
+            .args(&args)
+            .env("JOBS_AMQP_URL", &url)
+            .env("RUST_LOG", "warn")
+            .output()
+            .expect("the worker binary runs");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(output.status.success(), "{args:?}: {stdout}");
+        assert_eq!(
+            control_bytes(&stdout),
+            Vec::<char>::new(),
+            "{args:?}:\n{stdout}"
+        );
+        assert!(stdout.contains("\\u{1b}"), "escaped, not dropped: {stdout}");
+        eprintln!(
+            "$ jobs-fault-worker {}\n{stdout}",
+            args.join(" ").escape_debug()
+        );
+    }
+
+    assert_eq!(worker.try_exit().expect("the worker's state"), None);
+    let peak = worker.peak_rss_kib().expect("VmHWM of the worker");
+    eprintln!("worker peak RSS after the hostile headers: {peak} KiB");
+    assert!(peak < 100 * 1024, "peak RSS {peak} KiB");
+
+    for delivery in drain(&transport, &error_queue, 4, Duration::from_secs(60)).await {
+        let letter = jobs_core::DeadLetter::new(delivery.envelope);
+        let id: u64 = letter
+            .message_id()
+            .and_then(|m| m.split('-').nth(1)?.parse().ok())
+            .expect("an id in the message id");
+        ledger.dead_lettered(id);
+        let case = &cases[&id];
+        let error = letter.error().unwrap_or_default();
+        let headers = &letter.envelope().properties.headers;
+        match case.as_str() {
+            "wide-invalid" => {
+                assert!(error.contains("foreign headers were dropped"), "{error}");
+                assert!(headers.len() < 20, "only the framework's headers are left");
+            }
+            "deep-invalid" => {
+                assert_eq!(letter.kind(), Some(jobs_core::FailureKind::Decode));
+                assert!(headers.get("a").is_some(), "the deep table is kept");
+            }
+            "bad-name" => {
+                assert!(headers.get("\u{fffd}\u{fffd}").is_some(), "{headers:?}");
+            }
+            "control" => {
+                assert_eq!(id, control_id);
+                assert_eq!(letter.kind(), Some(jobs_core::FailureKind::UnknownJob));
+            }
+            other => panic!("{other} must not be in the error queue: {error}"),
+        }
+    }
+    worker.signal("TERM").expect("kill -TERM");
+    let status = worker
+        .wait_exit(Duration::from_secs(30))
+        .unwrap_or_else(|error| panic!("{error}"));
+    assert!(status.success(), "exit {status}:\n{}", worker.output());
+    assert!(!worker.output().contains("panicked"), "{}", worker.output());
+    ledger.load_handled(&handled).expect("the handled file");
+    let report = ledger.report();
+    report.check("hostile headers (27,973 wide, 10,000 deep)", 0);
+    assert_eq!((report.handled, report.dead_lettered), (2, 4));
+    transport.close().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Refuses every message: its error-queue copy is what must survive.
+#[job(
+    exchange = "faults.transient",
+    routing_key = "fatal",
+    queue = "faults.transient.fatal",
+    queue_type = "classic"
+)]
+async fn transient_fatal(_doc: Document) -> Result<(), JobError> {
+    Err(JobError::fatal("refused"))
+}
+
+/// Fails its first attempt; the retry waits long enough to sit through a broker restart.
+#[job(
+    exchange = "faults.transient",
+    routing_key = "retry",
+    queue = "faults.transient.retry",
+    queue_type = "classic",
+    retries = 1,
+    backoff = "20s"
+)]
+async fn transient_retry(doc: Document, ctx: JobContext) -> Result<(), JobError> {
+    if ctx.attempt() == 1 {
+        return Err(JobError::retry("the first attempt fails"));
+    }
+    ctx.state::<Ledger>()?.handled(doc.id);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transient_foreign_messages_have_persistent_copies_that_survive_a_restart() {
+    if jobs_faults::skip_without_rabbitmq() {
+        return;
+    }
+    let scenario = "transient foreign messages across a broker restart";
+    let total: u64 = if full() { 1_000 } else { 100 };
+    let mut node = jobs_faults::PrivateNode::start_new()
+        .await
+        .expect("the private node starts");
+    let ledger = Ledger::new();
+    let start = |url: String, ledger: Ledger| async move {
+        let transport = jobs_core::transport::amqp::AmqpTransport::connect(&url)
+            .await
+            .expect("connected to the private node");
+        let engine = jobs_core::engine::Engine::builder(std::sync::Arc::new(transport.clone()))
+            .job(&transient_fatal::JOB)
+            .job(&transient_retry::JOB)
+            .state(ledger)
+            .start()
+            .await
+            .expect("the engine starts");
+        (transport, engine)
+    };
+    let (transport, engine) = start(node.url(), ledger.clone()).await;
+    // Sent as a producer in another language might: delivery mode 1, transient.
+    for id in 0..2 * total {
+        let (job, key) = if id < total {
+            (&transient_fatal::JOB, "fatal")
+        } else {
+            (&transient_retry::JOB, "retry")
+        };
+        let mut envelope = envelope(id, valid(id));
+        envelope.properties.kind = Some(Cow::Borrowed(job.name()));
+        envelope.properties.persistent = false;
+        let publish = Publish {
+            exchange: Cow::Borrowed("faults.transient"),
+            routing_key: Cow::Borrowed(key),
+            mandatory: true,
+            envelope,
+        };
+        ledger.attempted(id);
+        transport
+            .publish(publish)
+            .await
+            .expect("a confirmed publish");
+        ledger.confirmed(id);
+    }
+    let error_queue = format!("{}.err", transient_fatal::QUEUE);
+    let retry_queue = format!("{}.retry.1", transient_retry::QUEUE);
+    wait_count(&transport, &error_queue, total, Duration::from_secs(60)).await;
+    wait_count(&transport, &retry_queue, total, Duration::from_secs(60)).await;
+    engine.shutdown(Duration::from_secs(10)).await;
+    transport.close().await;
+
+    // A broker restart keeps only persistent messages of classic queues: the originals were
+    // transient, the framework's copies must not be.
+    node.stop().await.expect("the node stops");
+    node.start().await.expect("the node starts again");
+    let (transport, engine) = start(node.url(), ledger.clone()).await;
+    let left = transport
+        .message_count(&error_queue)
+        .await
+        .expect("a count");
+    assert_eq!(left, total, "every error-queue copy survived the restart");
+    jobs_faults::scenario::until(
+        "the retries waited out and handled",
+        Duration::from_secs(120),
+        || ledger.report().handled == usize::try_from(total).unwrap_or(usize::MAX),
+    )
+    .await;
+    engine.shutdown(Duration::from_secs(10)).await;
+    let total_usize = usize::try_from(total).expect("a count");
+    for delivery in drain(
+        &transport,
+        &error_queue,
+        total_usize,
+        Duration::from_secs(60),
+    )
+    .await
+    {
+        assert!(delivery.envelope.properties.persistent);
+        let id = Document::decode(delivery.envelope.body.clone()).map_or(u64::MAX, |d| d.id);
+        ledger.dead_lettered(id);
+    }
+    ledger.report().check(scenario, 0);
+    transport.close().await;
 }
