@@ -139,7 +139,8 @@ impl PrivateNode {
              loopback_users = none\n\
              heartbeat = {}\n\
              vm_memory_high_watermark.relative = 0.6\n\
-             disk_free_limit.absolute = 10MB\n",
+             disk_free_limit.absolute = 10MB\n\
+             max_message_size = 16777216\n",
             options.heartbeat_secs
         );
         for line in &options.extra_config {

@@ -58,6 +58,25 @@ pub struct Framework {
 }
 
 impl Framework {
+    /// The queues of the job measured on `kind`: its work, retry and error queues.
+    ///
+    /// # Errors
+    ///
+    /// Never for the bench's jobs, whose topology is valid.
+    pub fn queues(kind: QueueKind) -> anyhow::Result<Vec<String>> {
+        let job = match kind {
+            QueueKind::Classic => &bench_classic::JOB,
+            QueueKind::Quorum => &bench_quorum::JOB,
+        };
+        let settings = JobSettings::resolve(job, &JobDefaults::default());
+        let topology = Topology::for_jobs([&settings])?;
+        Ok(topology
+            .queues
+            .into_iter()
+            .map(|queue| queue.name)
+            .collect())
+    }
+
     /// Declares the job's topology on `transport` and empties its queue.
     ///
     /// # Errors

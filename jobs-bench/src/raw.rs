@@ -10,7 +10,7 @@ use futures_util::stream::FuturesUnordered;
 use lapin::options::{
     BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
     ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
-    QueuePurgeOptions,
+    QueueDeleteOptions, QueuePurgeOptions,
 };
 use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties};
@@ -40,6 +40,24 @@ pub struct Raw {
 }
 
 impl Raw {
+    /// Deletes `queues` if they exist: the framework's scratch queues, declared anew by each
+    /// run, so that a topology changed since an earlier run cannot stop this one.
+    ///
+    /// # Errors
+    ///
+    /// When the broker refuses a deletion.
+    pub async fn delete_queues(&self, queues: &[String]) -> anyhow::Result<()> {
+        let channel = self.publishing.create_channel().await?;
+        for queue in queues {
+            channel
+                .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
+                .await
+                .with_context(|| format!("deleting {queue}"))?;
+        }
+        channel.close(200, "deleted".into()).await?;
+        Ok(())
+    }
+
     /// Connects and declares the exchange and a durable queue of `kind`, empty.
     ///
     /// # Errors

@@ -8,7 +8,9 @@
 //!   its worker every time ends in the error queue rather than in a loop;
 //! * `Q.retry.N`: one delay queue per backoff step, with `x-message-ttl` = that step and
 //!   dead-lettering back to `Q` through the default exchange. A queue holds one delay, so no
-//!   message waits behind a longer one, and no broker plugin is needed;
+//!   message waits behind a longer one, and no broker plugin is needed. Retry queues are quorum
+//!   queues dead-lettering at least once, whatever the work queue's type: a classic queue
+//!   dead-letters at most once, and drops what expires while the broker stops or crashes;
 //! * `Q.err`: the durable error queue.
 
 use std::collections::HashMap;
@@ -154,15 +156,16 @@ impl Topology {
         });
 
         for (name, delay) in settings.retry_queues().iter().zip(settings.retry_delays()) {
-            let mut retry = typed();
+            // Quorum whatever the work queue is: only a quorum queue dead-letters at least once,
+            // and a classic one drops what expires while the broker shuts down or crashes.
+            let mut retry =
+                Headers::from_iter([(argument::QUEUE_TYPE, QueueType::Quorum.as_str())]);
             let ttl = i64::try_from(delay.as_millis()).unwrap_or(i64::MAX);
             retry.insert(argument::MESSAGE_TTL, ttl);
             retry.insert(argument::DEAD_LETTER_EXCHANGE, "");
             retry.insert(argument::DEAD_LETTER_ROUTING_KEY, job.queue());
-            if quorum {
-                retry.insert(argument::DEAD_LETTER_STRATEGY, "at-least-once");
-                retry.insert(argument::OVERFLOW, "reject-publish");
-            }
+            retry.insert(argument::DEAD_LETTER_STRATEGY, "at-least-once");
+            retry.insert(argument::OVERFLOW, "reject-publish");
             self.queues.push(QueueSpec {
                 name: name.clone(),
                 arguments: retry,

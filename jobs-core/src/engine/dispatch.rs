@@ -12,8 +12,7 @@ use tracing::Instrument as _;
 
 use super::classify::{Classified, classify};
 use super::consumer::Abandon;
-pub(crate) use super::durable::Decisions;
-use super::durable::{self, Decision, Destination, NotPublished};
+use super::durable::{self, Decision, Decisions, Destination, NotPublished};
 use super::events::{Event, EventKind, Observer};
 use super::failure::{self, Failure, Origin};
 use super::settle::Verdict;

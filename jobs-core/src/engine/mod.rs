@@ -292,7 +292,7 @@ impl EngineBuilder {
                 prefetch,
                 permits,
                 outcome_publish_timeout: self.outcome_publish_timeout,
-                decisions: dispatch::Decisions::default(),
+                decisions: durable::Decisions::default(),
             });
             let ready = Arc::new(AtomicBool::new(true));
             let task = tokio::spawn(consumer::supervise(

@@ -28,6 +28,23 @@
 //!   [`HeaderValue`](crate::HeaderValue) for the value kinds.
 //!
 //! URLs appear in errors and `Debug` output with the password replaced by `**`.
+//!
+//! # Memory and hostile messages
+//!
+//! lapin reads a delivery's whole body before the engine sees it, so the size limit
+//! ([`ProducerOptions::max_message_size`](crate::ProducerOptions::max_message_size)) sends an
+//! oversized job to the error queue only after it was read. What bounds a worker's memory is the
+//! broker: each consumer holds at most its prefetch of deliveries, each at most the broker's
+//! `max_message_size`, which is 128 MiB by default on RabbitMQ 3.10 (16 MiB from 4.0). At the
+//! default prefetch of 32, that is up to 4 GiB per job on 3.10. Set `max_message_size` in
+//! `rabbitmq.conf` to a few times the largest job you send (16 MiB: 512 MiB per job at prefetch
+//! 32), or lower the prefetch of jobs with large messages. `scripts/broker` and the fault
+//! battery's nodes use 16 MiB.
+//!
+//! A header table is converted in one pass (tens of thousands of entries are as cheap as
+//! their bytes), nesting is bounded (see `vendor/README.md` for the parser's own bound), and a
+//! table too large for a frame is [`Error::HeadersTooLarge`] before anything is sent: the
+//! broker would close the connection for it.
 
 mod connection;
 mod consume;
