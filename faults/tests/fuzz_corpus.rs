@@ -6,8 +6,8 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
 
-use jobs_core::__private::Classification;
 use jobs_core::FailureKind;
+use jobs_core::testing::Classification;
 
 #[allow(
     unreachable_pub,

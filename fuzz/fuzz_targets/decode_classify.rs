@@ -2,7 +2,7 @@
 //! decode-and-classify path: it must never panic, and its verdict must agree with the input.
 #![no_main]
 
-use jobs_core::__private::Classification;
+use jobs_core::testing::Classification;
 use jobs_core::FailureKind;
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {

@@ -19,9 +19,9 @@
 //! every byte reads as 0. Nesting deeper than [`MAX_DEPTH`] reads as `Void`, so the parser
 //! itself cannot overflow the stack.
 
-use jobs_core::__private::Classification;
-use jobs_core::__private::bytes::Bytes;
+use jobs_core::testing::Classification;
 use jobs_core::{Envelope, HeaderValue, Headers, JobError, job};
+use prost::bytes::Bytes;
 
 /// The size limit the target classifies under: small, so that oversized seeds stay small.
 pub const MAX_MESSAGE_SIZE: usize = 4096;
@@ -61,7 +61,7 @@ pub async fn fuzz_node(_: Node) -> Result<(), JobError> {
 /// Classifies `envelope` for [`fuzz_node`] with the engine's own code.
 #[must_use]
 pub fn classify(envelope: Envelope) -> Classification {
-    jobs_core::__private::classify(&fuzz_node::JOB, envelope, MAX_MESSAGE_SIZE)
+    jobs_core::testing::classify(&fuzz_node::JOB, envelope, MAX_MESSAGE_SIZE)
 }
 
 /// Reads `input` as an envelope, by the format in this module's docs.

@@ -56,7 +56,7 @@ pub struct JobContext {
 #[derive(Debug)]
 struct Shared {
     producer: Producer,
-    state: State,
+    state: StateMap,
 }
 
 impl JobContext {
@@ -65,7 +65,7 @@ impl JobContext {
     pub fn builder(producer: Producer) -> JobContextBuilder {
         JobContextBuilder {
             producer,
-            state: State::new(),
+            state: StateMap::new(),
             envelope: Envelope::default(),
             attempt: 1,
         }
@@ -130,7 +130,8 @@ impl JobContext {
         &self.shared.producer
     }
 
-    /// The worker's shared value of type `T`.
+    /// The worker's shared value of type `T`. A job fn can take it as an argument instead,
+    /// `db: State<T>`, which the worker checks for before it starts.
     ///
     /// # Errors
     ///
@@ -167,7 +168,7 @@ impl fmt::Debug for JobContext {
 pub(crate) struct ContextShared(Arc<Shared>);
 
 impl ContextShared {
-    pub(crate) fn new(producer: Producer, state: State) -> Self {
+    pub(crate) fn new(producer: Producer, state: StateMap) -> Self {
         Self(Arc::new(Shared { producer, state }))
     }
 }
@@ -176,7 +177,7 @@ impl ContextShared {
 #[derive(Debug)]
 pub struct JobContextBuilder {
     producer: Producer,
-    state: State,
+    state: StateMap,
     envelope: Envelope,
     attempt: u32,
 }
@@ -203,7 +204,8 @@ impl JobContextBuilder {
         self
     }
 
-    /// Adds a shared value, reachable with [`JobContext::state`].
+    /// Adds a shared value, reachable with [`JobContext::state`] and [`State`](crate::State)
+    /// arguments.
     #[must_use]
     pub fn state<T: Send + Sync + 'static>(mut self, value: T) -> Self {
         self.state.insert(value);
@@ -219,35 +221,45 @@ impl JobContextBuilder {
 }
 
 /// Values shared by every handler of a worker, one per type: database pools, clients,
-/// configuration.
+/// configuration. Handlers reach them with [`State`](crate::State) arguments or
+/// [`JobContext::state`].
 #[derive(Default)]
-pub struct State(HashMap<TypeId, Arc<dyn Any + Send + Sync>>);
+pub(crate) struct StateMap(HashMap<TypeId, (&'static str, Arc<dyn Any + Send + Sync>)>);
 
-impl State {
+impl StateMap {
     /// No values.
-    #[must_use]
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::default()
     }
 
     /// Adds `value`, replacing any value of the same type.
-    pub fn insert<T: Send + Sync + 'static>(&mut self, value: T) {
-        self.0.insert(TypeId::of::<T>(), Arc::new(value));
+    pub(crate) fn insert<T: Send + Sync + 'static>(&mut self, value: T) {
+        self.0
+            .insert(TypeId::of::<T>(), (type_name::<T>(), Arc::new(value)));
     }
 
     /// The value of type `T`.
-    #[must_use]
-    pub fn get<T: Send + Sync + 'static>(&self) -> Option<&T> {
+    pub(crate) fn get<T: Send + Sync + 'static>(&self) -> Option<&T> {
         self.0
             .get(&TypeId::of::<T>())
-            .and_then(|value| value.downcast_ref())
+            .and_then(|(_, value)| value.downcast_ref())
+    }
+
+    /// Whether a value of the type with this id is there.
+    pub(crate) fn contains(&self, id: TypeId) -> bool {
+        self.0.contains_key(&id)
+    }
+
+    /// The names of the types it holds, sorted.
+    pub(crate) fn type_names(&self) -> Vec<&'static str> {
+        let mut names: Vec<_> = self.0.values().map(|(name, _)| *name).collect();
+        names.sort_unstable();
+        names
     }
 }
 
-impl fmt::Debug for State {
+impl fmt::Debug for StateMap {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("State")
-            .field("values", &self.0.len())
-            .finish()
+        f.debug_list().entries(self.type_names()).finish()
     }
 }

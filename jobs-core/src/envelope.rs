@@ -263,6 +263,7 @@ impl Headers {
 
     /// A table of entries whose names are known to be distinct (from a field table, say):
     /// built in one pass, where inserting each would look through the ones before it.
+    #[cfg_attr(not(feature = "amqp"), allow(dead_code))]
     pub(crate) fn from_distinct(entries: Vec<(Cow<'static, str>, HeaderValue)>) -> Self {
         Self(entries)
     }

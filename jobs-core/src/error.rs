@@ -87,6 +87,20 @@ pub enum Error {
     /// The worker was asked to serve a job that is not registered.
     #[error("no job named `{0}` is registered")]
     UnknownJob(String),
+    /// A job takes a [`State`](crate::State) the worker was not given: found before the first
+    /// job is served.
+    #[error(
+        "job `{job}` takes `State<{needs}>`, but the worker has no `{needs}`: give it one with \
+         `.state(..)` (it has: {has})"
+    )]
+    MissingState {
+        /// The job.
+        job: &'static str,
+        /// The type it needs, without module paths.
+        needs: String,
+        /// The types the worker has, without module paths, or `none`.
+        has: String,
+    },
     /// A configuration value is invalid.
     #[error("invalid configuration: {0}")]
     Config(String),

@@ -3,8 +3,34 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::__private::JobParts;
 use crate::backoff::Backoff;
+use crate::extract::StateType;
+use crate::handler::Handler;
+
+/// Every field of a [`Job`], for `#[job]` to fill in a `static`. Not public API.
+#[doc(hidden)]
+#[allow(missing_debug_implementations, missing_docs)]
+pub struct JobParts {
+    pub name: &'static str,
+    pub exchange: &'static str,
+    pub kind: ExchangeKind,
+    pub routing_key: &'static str,
+    pub binding: &'static str,
+    pub headers: Option<HeaderBinding>,
+    pub queue: &'static str,
+    pub message_type: &'static str,
+    pub options: JobOptions,
+    pub handler: Handler,
+    /// What each argument after the message needs from the worker.
+    pub needs: &'static [Option<StateType>],
+}
+
+/// Builds a [`Job`] in a `static`. Not public API.
+#[doc(hidden)]
+#[must_use]
+pub const fn job(parts: JobParts) -> Job {
+    Job(parts)
+}
 
 /// A job, as `#[job]` declares it: a name, a handler, and where its messages travel.
 ///
@@ -66,6 +92,12 @@ impl Job {
     #[must_use]
     pub fn options(&self) -> &JobOptions {
         &self.0.options
+    }
+
+    /// The types of shared state its fn takes, as `State<T>` arguments: a worker must have each
+    /// before it serves the job.
+    pub fn state_types(&self) -> impl Iterator<Item = StateType> {
+        self.0.needs.iter().flatten().copied()
     }
 }
 

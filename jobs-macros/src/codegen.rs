@@ -39,25 +39,46 @@ pub(crate) fn generate(spec: &JobSpec<'_>) -> TokenStream {
     let options = options(&rt, &spec.options);
 
     let target = quote!(super::#ident);
-    // An explicit `M` and a `_` for the future put the handler's bound failures (not a message,
-    // not a `Result`, not `Send`) on the user's message and return types.
-    let future = quote_spanned!(output.span()=> _);
-    let call = if spec.with_context {
-        quote!(#rt::handle::<#msg, _, #future>(body, ctx, #target))
-    } else {
-        // Bound first: a fn used as a value is not flagged by `clippy::unused_async`, which
-        // `#[job]` fns without an `.await` would otherwise trip although they must be async.
-        quote! {
-            let job = #target;
-            #rt::handle::<#msg, _, #future>(body, ctx, move |message: #msg, _: #krate::JobContext| job(message))
-        }
+    // Generic over the message type, bounded where they are used: when the argument is not a
+    // protobuf message, the handler's one instantiation in `JOB` is the only error.
+    let m = format_ident!("__JobsMessage");
+    let bound = quote!(#m: #rt::JobMessage + #rt::MessageOf<#msg>);
+    let extractors = &spec.extractors;
+    let args: Vec<_> = (0..extractors.len())
+        .map(|n| format_ident!("__jobs_arg{n}"))
+        .collect();
+    // Bound failures are reported on the user's types, not on `#[job]`: an argument that cannot
+    // be taken is flagged where it is extracted and where its need is recorded, at the same
+    // place with the same words, which the compiler reports once.
+    let handler = quote_spanned!(msg.span()=> #handle::<#msg>);
+    let from_context = extractors
+        .iter()
+        .map(|ty| quote_spanned!(ty.span()=> <#ty as #rt::FromJobContext>::from_context(&ctx)));
+    let needs_each = extractors
+        .iter()
+        .map(|ty| quote_spanned!(ty.span()=> <#ty as #rt::FromJobContext>::NEEDS));
+    let needs = quote!(&[#(#needs_each),*]);
+    // Bound to a local first: a fn used as a value is not flagged by `clippy::unused_async`,
+    // which `#[job]` fns without an `.await` would otherwise trip although they must be async.
+    let running = quote_spanned!(output.span()=>
+        #rt::running(job(#rt::MessageOf::into_message(message), #(#args),*))
+    );
+    let call = quote! {
+        let job = #target;
+        #rt::handle::<#m, _>(body, ctx, move |message: #m, ctx: #krate::JobContext| {
+            #(
+                let #args = match #from_context {
+                    ::core::result::Result::Ok(arg) => arg,
+                    ::core::result::Result::Err(error) => return #rt::not_started(error),
+                };
+            )*
+            let _ = &ctx;
+            #running
+        })
     };
-    // Bound failures are reported on the user's types, not on `#[job]`.
-    let assert_message = quote_spanned!(msg.span()=> #rt::require_message::<#msg>(););
-    let assert_output = quote_spanned!(output.span()=> #rt::require_result::<#output>(););
 
-    let new_enqueue = quote_spanned!(msg.span()=> #krate::Enqueue::<#msg>::new(&JOB, message));
-    let send = quote_spanned!(msg.span()=> with(message).enqueue(producer).await);
+    let new_enqueue = quote!(#krate::Enqueue::<#m>::new(&JOB, message));
+    let send = quote!(with(message).enqueue(producer).await);
     let message_type = compact(msg);
     let module_doc = format!(
         "The `{fn_name}` job: a typed producer of its `{message_type}` messages and its definition.\n\n\
@@ -95,12 +116,6 @@ pub(crate) fn generate(spec: &JobSpec<'_>) -> TokenStream {
             #[allow(unused_imports, clippy::wildcard_imports)]
             use super::*;
 
-            // First, so that these errors, which say what is wrong, come before any other.
-            const _: () = {
-                #assert_message
-                #assert_output
-            };
-
             #[doc = #job_doc]
             #item_vis static JOB: #rt::Job = #rt::job(#rt::JobParts {
                 name: #name,
@@ -112,7 +127,8 @@ pub(crate) fn generate(spec: &JobSpec<'_>) -> TokenStream {
                 queue: #queue,
                 message_type: #message_type,
                 options: #options,
-                handler: #handle,
+                handler: #handler,
+                needs: #needs,
             });
 
             #[doc = #queue_doc]
@@ -125,22 +141,22 @@ pub(crate) fn generate(spec: &JobSpec<'_>) -> TokenStream {
 
             #[doc = #with_doc]
             #[allow(dead_code)]
-            #item_vis fn with(message: #msg) -> #krate::Enqueue<#msg> {
+            #item_vis fn with<#bound>(message: #m) -> #krate::Enqueue<#m> {
                 #new_enqueue
             }
 
             #[doc = #enqueue_doc]
             #[allow(dead_code)]
-            #item_vis async fn enqueue(
+            #item_vis async fn enqueue<#bound>(
                 producer: &impl ::core::convert::AsRef<#krate::Producer>,
-                message: #msg,
+                message: #m,
             ) -> #krate::Result<#krate::MessageId> {
                 #send
             }
 
             // `super::` keeps the call right when the fn is named like an item of this module
             // (`with`, `enqueue`).
-            fn #handle(body: &[u8], ctx: #krate::JobContext) -> #rt::HandleResult {
+            fn #handle<#bound>(body: &[u8], ctx: #krate::JobContext) -> #rt::HandleResult {
                 #call
             }
 

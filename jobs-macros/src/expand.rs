@@ -92,8 +92,6 @@ mod tests {
                 "unknown `job` argument `color`; expected `exchange`, `routing_key`, `kind`, `binding`, `headers`, \
                  `queue`, `name`, `retries`, `backoff`, `timeout`, `concurrency`, `queue_type` or `crate`",
                 "`#[job]` functions must be `async`",
-                "`#[job]` functions take exactly one protobuf message argument; a second argument can only be \
-                 `ctx: JobContext`",
                 "`#[job]` functions return `Result<(), E>`: add `-> Result<(), JobError>` (or another error type \
                  that converts into `JobError`)",
                 "missing `exchange = \"...\"` argument",
@@ -139,44 +137,42 @@ mod tests {
 
     #[test]
     fn checks_the_arguments_of_the_fn() {
-        let one = "`#[job]` functions take exactly one protobuf message argument, optionally followed by \
-                   `ctx: JobContext`";
         assert_eq!(
             fn_errors(quote!(
                 async fn f() -> R {}
             )),
-            [one]
+            [
+                "`#[job]` functions take a protobuf message argument first, then any of `ctx: JobContext` \
+                 and `name: State<T>`"
+            ]
         );
+        let first = "the protobuf message argument comes first: `async fn job(message: Message, ctx: JobContext)`";
         assert_eq!(
             fn_errors(quote!(
                 async fn f(ctx: JobContext, m: M) -> R {}
             )),
-            [
-                "the `JobContext` argument goes second: `async fn job(message: Message, ctx: JobContext)`"
-            ]
+            [first]
         );
         assert_eq!(
             fn_errors(quote!(
                 async fn f(ctx: jobs_core::JobContext) -> R {}
             )),
-            [
-                "the protobuf message argument is missing: `#[job]` functions take the message first, then an \
-                 optional `JobContext`"
-            ]
+            [first]
         );
         assert_eq!(
             fn_errors(quote!(
-                async fn f(m: M, ctx: &JobContext) -> R {}
+                async fn f(db: State<Db>, m: M) -> R {}
             )),
-            ["take the context by value: `ctx: JobContext`"]
+            [first]
         );
         assert_eq!(
             fn_errors(quote!(
-                async fn f(m: M, ctx: JobContext, x: u8, y: u8) -> R {}
-            ))
-            .len(),
-            2,
-            "one error per extra argument"
+                async fn f(m: M, ctx: &JobContext, db: &State<Db>) -> R {}
+            )),
+            [
+                "take it by value: `ctx: JobContext`, `db: State<Db>`",
+                "take it by value: `ctx: JobContext`, `db: State<Db>`"
+            ]
         );
         assert_eq!(
             fn_errors(quote!(
@@ -190,18 +186,23 @@ mod tests {
             )),
             ["the message argument is taken by value, not by reference"]
         );
-        assert!(
-            fn_errors(quote!(
+        // Any number of extractors, in any order; their types are checked by the compiler.
+        for ok in [
+            quote!(
+                async fn f(m: M) -> R {}
+            ),
+            quote!(
                 async fn f(m: M, ctx: JobContext) -> R {}
-            ))
-            .is_empty()
-        );
-        assert!(
-            fn_errors(quote!(
+            ),
+            quote!(
                 async fn f((a, b): M, _: jobs_core::JobContext) -> R {}
-            ))
-            .is_empty()
-        );
+            ),
+            quote!(
+                async fn f(m: M, db: State<Arc<Db>>, ctx: JobContext, http: State<Client>) -> R {}
+            ),
+        ] {
+            assert!(fn_errors(ok.clone()).is_empty(), "{ok}");
+        }
     }
 
     #[test]
@@ -421,9 +422,10 @@ mod tests {
             "{out}"
         );
         assert!(
-            out.contains(":: jobs_core :: __private :: require_message :: < Ping > ()"),
-            "{out}"
+            out.contains("handler : __jobs_handle :: < Ping >"),
+            "the one use of the message type where it must be a protobuf message: {out}"
         );
+        assert!(out.contains("needs : & []"), "{out}");
         assert!(out.contains("message_type : \"Ping\""), "{out}");
         let absolute = out
             .match_indices("jobs_core")

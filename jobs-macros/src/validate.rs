@@ -19,7 +19,8 @@ const MAX_QUEUE_LEN: usize = MAX_LEN - ".retry.99".len();
 pub(crate) struct JobSpec<'a> {
     pub(crate) func: &'a JobFn,
     pub(crate) message: &'a Type,
-    pub(crate) with_context: bool,
+    /// The types of the arguments after the message: `JobContext`, `State<T>`.
+    pub(crate) extractors: Vec<&'a Type>,
     pub(crate) output: &'a Type,
     /// The path to `jobs_core`.
     pub(crate) krate: TokenStream,
@@ -53,7 +54,7 @@ pub(crate) struct OptionsSpec {
 /// The parts of the signature the generated code uses.
 struct SignatureSpec<'a> {
     message: &'a Type,
-    with_context: bool,
+    extractors: Vec<&'a Type>,
     output: &'a Type,
 }
 
@@ -100,7 +101,7 @@ pub(crate) fn check<'a>(cx: &Ctxt, args: &'a JobArgs, func: &'a JobFn) -> Option
     Some(JobSpec {
         func,
         message: signature.message,
-        with_context: signature.with_context,
+        extractors: signature.extractors,
         output: signature.output,
         krate: args
             .krate
@@ -160,16 +161,16 @@ fn check_signature<'a>(cx: &Ctxt, sig: &'a Signature) -> Option<SignatureSpec<'a
             None
         }
     };
-    let (message, with_context) = arguments?;
+    let (message, extractors) = arguments?;
     Some(SignatureSpec {
         message,
-        with_context,
+        extractors,
         output: output?,
     })
 }
 
-/// The message type, and whether a `JobContext` follows it.
-fn check_arguments<'a>(cx: &Ctxt, sig: &'a Signature) -> Option<(&'a Type, bool)> {
+/// The message type, and the types of the arguments after it (`JobContext`, `State<T>`).
+fn check_arguments<'a>(cx: &Ctxt, sig: &'a Signature) -> Option<(&'a Type, Vec<&'a Type>)> {
     let mut types = Vec::new();
     let mut valid = true;
     for arg in &sig.inputs {
@@ -181,62 +182,43 @@ fn check_arguments<'a>(cx: &Ctxt, sig: &'a Signature) -> Option<(&'a Type, bool)
                 );
                 valid = false;
             }
-            FnArg::Typed(typed) => types.push((&*typed.ty, typed)),
+            FnArg::Typed(typed) => types.push(&*typed.ty),
         }
     }
     if !valid {
         return None;
     }
-    match types.as_slice() {
-        [] => {
-            let mut at = TokenStream::new();
-            sig.paren_token.surround(&mut at, |_| {});
-            cx.error(
-                at,
-                "`#[job]` functions take exactly one protobuf message argument, optionally followed by \
-                 `ctx: JobContext`",
-            );
-            None
-        }
-        [(only, _)] if is_context(only) => {
-            cx.error(
-                only,
-                "the protobuf message argument is missing: `#[job]` functions take the message first, then \
-                 an optional `JobContext`",
-            );
-            None
-        }
-        [(message, _)] => check_message(cx, message).then_some((*message, false)),
-        [(first, _), (second, _)] if is_context(first) => {
-            if is_context(second) {
-                cx.error(
-                    second,
-                    "`#[job]` functions take one `JobContext` argument, after the message",
-                );
+    let Some((&message, extractors)) = types.split_first() else {
+        let mut at = TokenStream::new();
+        sig.paren_token.surround(&mut at, |_| {});
+        cx.error(
+            at,
+            "`#[job]` functions take a protobuf message argument first, then any of `ctx: JobContext` \
+             and `name: State<T>`",
+        );
+        return None;
+    };
+    let mut valid = if is_extractor(message) {
+        cx.error(
+            message,
+            "the protobuf message argument comes first: `async fn job(message: Message, ctx: JobContext)`",
+        );
+        false
+    } else {
+        check_message(cx, message)
+    };
+    for &ty in extractors {
+        if let Type::Reference(reference) = ty {
+            let what = if is_extractor(&reference.elem) {
+                "take it by value: `ctx: JobContext`, `db: State<Db>`"
             } else {
-                cx.error(
-                    first,
-                    "the `JobContext` argument goes second: `async fn job(message: Message, ctx: JobContext)`",
-                );
-            }
-            None
-        }
-        [(message, _), (context, _)] => {
-            let message_ok = check_message(cx, message);
-            let context_ok = check_context(cx, context);
-            (message_ok && context_ok).then_some((*message, true))
-        }
-        [_, _, extra @ ..] => {
-            for (_, arg) in extra {
-                cx.error(
-                    arg,
-                    "too many arguments: `#[job]` functions take one protobuf message argument and an optional \
-                     `ctx: JobContext`",
-                );
-            }
-            None
+                "after the message, a job takes `JobContext` and `State<T>`, by value"
+            };
+            cx.error(ty, what);
+            valid = false;
         }
     }
+    valid.then(|| (message, extractors.to_vec()))
 }
 
 fn check_message(cx: &Ctxt, ty: &Type) -> bool {
@@ -259,34 +241,18 @@ fn check_message(cx: &Ctxt, ty: &Type) -> bool {
     }
 }
 
-fn check_context(cx: &Ctxt, ty: &Type) -> bool {
-    if is_context(ty) {
-        return true;
-    }
-    if let Type::Reference(reference) = ty
-        && is_context(&reference.elem)
-    {
-        cx.error(ty, "take the context by value: `ctx: JobContext`");
-    } else {
-        cx.error(
-            ty,
-            "`#[job]` functions take exactly one protobuf message argument; a second argument can only be \
-             `ctx: JobContext`",
-        );
-    }
-    false
-}
-
-/// Whether `ty` names `JobContext`, by its last path segment (it may be imported or qualified).
-fn is_context(ty: &Type) -> bool {
+/// Whether `ty` names `JobContext` or `State<..>`, by its last path segment (they may be
+/// imported or qualified): what can follow the message, never be it.
+fn is_extractor(ty: &Type) -> bool {
     match ty {
-        Type::Path(path) if path.qself.is_none() => path
-            .path
-            .segments
-            .last()
-            .is_some_and(|segment| segment.ident == "JobContext" && segment.arguments.is_none()),
-        Type::Paren(paren) => is_context(&paren.elem),
-        Type::Group(group) => is_context(&group.elem),
+        Type::Path(path) if path.qself.is_none() => {
+            path.path.segments.last().is_some_and(|segment| {
+                (segment.ident == "JobContext" && segment.arguments.is_none())
+                    || segment.ident == "State"
+            })
+        }
+        Type::Paren(paren) => is_extractor(&paren.elem),
+        Type::Group(group) => is_extractor(&group.elem),
         _ => false,
     }
 }

@@ -6,9 +6,9 @@
 use std::sync::Arc;
 
 use super::failure::Failure;
-use crate::__private::HandlerFuture;
 use crate::context::JobContext;
 use crate::envelope::Envelope;
+use crate::handler::HandlerFuture;
 use crate::job::Job;
 use crate::job_error::FailureKind;
 

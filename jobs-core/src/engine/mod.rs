@@ -40,7 +40,7 @@ use tokio::time::Instant;
 pub use events::{Event, EventKind, Observer};
 
 use self::dispatch::JobRuntime;
-use crate::context::{ContextShared, State};
+use crate::context::{ContextShared, StateMap};
 use crate::error::Result;
 use crate::job::Job;
 use crate::producer::{Producer, ProducerOptions};
@@ -66,7 +66,7 @@ impl Engine {
             defaults: JobDefaults::default(),
             concurrency: None,
             prefetch: None,
-            state: State::new(),
+            state: StateMap::new(),
             observers: Vec::new(),
             producer_options: ProducerOptions::default(),
             declare: Declare::Create,
@@ -138,7 +138,7 @@ pub struct EngineBuilder {
     defaults: JobDefaults,
     concurrency: Option<u16>,
     prefetch: Option<u16>,
-    state: State,
+    state: StateMap,
     observers: Vec<Arc<dyn Observer>>,
     producer_options: ProducerOptions,
     declare: Declare,
@@ -182,7 +182,8 @@ impl EngineBuilder {
         self
     }
 
-    /// Adds a value handlers reach with [`JobContext::state`](crate::JobContext::state).
+    /// Adds a value handlers take as a [`State<T>`](crate::State) argument, or reach with
+    /// [`JobContext::state`](crate::JobContext::state); one per type.
     pub fn state<T: Send + Sync + 'static>(mut self, value: T) -> Self {
         self.state.insert(value);
         self
@@ -236,16 +237,46 @@ impl EngineBuilder {
             .collect()
     }
 
+    /// Checks that every `State<T>` the jobs take is there, before anything touches the broker.
+    fn check_state(&self, jobs: &[JobSettings]) -> Result<()> {
+        for settings in jobs {
+            let job = settings.job();
+            for needed in job.state_types() {
+                if !self.state.contains(needed.id()) {
+                    let has: Vec<String> = self
+                        .state
+                        .type_names()
+                        .into_iter()
+                        .map(crate::extract::short_type_name)
+                        .map(|name| format!("`{name}`"))
+                        .collect();
+                    return Err(crate::Error::MissingState {
+                        job: job.name(),
+                        needs: needed.short_name(),
+                        has: if has.is_empty() {
+                            "none".to_owned()
+                        } else {
+                            has.join(", ")
+                        },
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Declares (or checks) the topology and attaches a consumer for every job; when it
     /// returns, every consumer is attached.
     ///
     /// # Errors
     ///
-    /// [`Error::Topology`](crate::Error::Topology) when the jobs disagree about the topology,
-    /// and whatever the transport's [`declare`](Transport::declare) and
-    /// [`consume`](Transport::consume) report.
+    /// [`Error::MissingState`](crate::Error::MissingState) when a job takes a `State<T>` the
+    /// builder was not given, [`Error::Topology`](crate::Error::Topology) when the jobs
+    /// disagree about the topology, and whatever the transport's
+    /// [`declare`](Transport::declare) and [`consume`](Transport::consume) report.
     pub async fn start(self) -> Result<Engine> {
         let jobs = self.settings();
+        self.check_state(&jobs)?;
         let topology = Topology::for_jobs(&jobs)?;
         self.transport.declare(&topology, self.declare).await?;
 

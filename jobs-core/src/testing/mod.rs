@@ -50,10 +50,12 @@ use crate::settings::{JobDefaults, error_queue_name};
 use crate::transport::Publish;
 use crate::transport::memory::MemoryTransport;
 
-mod broker;
+mod broker_url;
+mod classify;
 mod recorder;
 
-pub use broker::{DEFAULT_BROKER_URL, broker_url};
+pub use broker_url::{DEFAULT_BROKER_URL, broker_url};
+pub use classify::{Classification, classify};
 pub use recorder::{Outcome, Recorded, Recorder, TimedOut};
 
 /// The engine on an in-memory broker, with a record of everything that happened.

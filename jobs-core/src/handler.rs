@@ -1,0 +1,93 @@
+//! A job's type-erased handler, and the pieces `#[job]` builds one from: decode the body, take
+//! the arguments the job fn asks for, run it, and turn what it returns into the engine's view.
+
+use std::future::Future;
+
+use futures_util::FutureExt as _;
+
+use crate::context::JobContext;
+use crate::job::JobMessage;
+use crate::job_error::JobError;
+use crate::transport::BoxFuture;
+
+/// The future of one handler run.
+pub type HandlerFuture = BoxFuture<'static, Result<(), JobError>>;
+
+/// What a job's handler returns: the running handler, or why the body did not decode.
+pub type HandleResult = Result<HandlerFuture, prost::DecodeError>;
+
+/// A job's type-erased handler: decodes the body and starts the job fn.
+///
+/// The body is borrowed: decoding copies what it keeps, and a shared copy of the delivery's
+/// buffer would cost an allocation per job.
+pub type Handler = fn(&[u8], JobContext) -> HandleResult;
+
+/// A job fn's return value.
+#[diagnostic::on_unimplemented(
+    message = "`#[job]` functions must return `Result<(), E>`, not `{Self}`",
+    label = "expected `Result<(), JobError>`",
+    note = "`E` may be `jobs_core::JobError` or any `std::error::Error + Send + Sync + 'static`"
+)]
+pub trait IntoJobResult {
+    /// Converts into the engine's view of a handler's outcome.
+    ///
+    /// # Errors
+    ///
+    /// The handler's error, as a [`JobError`].
+    fn into_job_result(self) -> Result<(), JobError>;
+}
+
+impl<E: Into<JobError>> IntoJobResult for Result<(), E> {
+    fn into_job_result(self) -> Result<(), JobError> {
+        self.map_err(Into::into)
+    }
+}
+
+/// A job fn's run, started: `#[job]` calls it on the fn's future, so that a future that is not
+/// `Send` is reported on the fn's return type.
+pub fn running<F>(future: F) -> HandlerFuture
+where
+    F: Future + Send + 'static,
+    F::Output: IntoJobResult,
+{
+    Box::pin(future.map(IntoJobResult::into_job_result))
+}
+
+/// A job fn's run that did not start: an argument could not be had.
+#[must_use]
+pub fn not_started(error: JobError) -> HandlerFuture {
+    Box::pin(std::future::ready(Err(error)))
+}
+
+/// Decodes the body as an `M` and starts `handler` on it.
+///
+/// # Errors
+///
+/// The decode error when the body is not an `M`.
+pub fn handle<M, F>(body: &[u8], ctx: JobContext, handler: F) -> HandleResult
+where
+    M: JobMessage,
+    F: FnOnce(M, JobContext) -> HandlerFuture,
+{
+    let message = M::decode(body)?;
+    Ok(handler(message, ctx))
+}
+
+/// The message type of one job, for the functions `#[job]` generates around it: they are
+/// generic over an `M` that must be this job's message, so that their bounds are checked where
+/// they are used rather than where they are generated, and a message type that is not a
+/// protobuf message is one error, on the job fn's argument, not one per generated function.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not the message of this job",
+    label = "this job's message is `{T}`"
+)]
+pub trait MessageOf<T> {
+    /// The message, as the job's own type.
+    fn into_message(self) -> T;
+}
+
+impl<T> MessageOf<T> for T {
+    fn into_message(self) -> T {
+        self
+    }
+}
