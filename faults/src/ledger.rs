@@ -4,10 +4,10 @@
 //!   `enqueue` returned `Ok` (the broker confirmed and routed it);
 //! * the handler records it as *handled* each time it runs to completion, in this process or, for
 //!   worker child processes, as a line in a file read back with [`Ledger::load_handled`];
-//! * the drain of the error queue records it as *dead-lettered*.
+//! * the drain of the error queue records it as *failed*.
 //!
 //! The [`Report`] then says what the delivery promise is about: *lost* jobs (confirmed, yet
-//! neither handled nor dead-lettered; must be none), *duplicates* (handlings beyond the first,
+//! neither handled nor failed; must be none), *duplicates* (handlings beyond the first,
 //! bounded by the deliveries in flight when the faults hit) and *unconfirmed but handled* (a
 //! publish whose confirm was lost with the connection, yet reached the queue: allowed).
 
@@ -28,7 +28,7 @@ struct Entries {
     attempted: HashSet<u64>,
     confirmed: HashSet<u64>,
     handled: HashMap<u64, u32>,
-    dead_lettered: HashMap<u64, u32>,
+    failed: HashMap<u64, u32>,
 }
 
 impl Ledger {
@@ -59,8 +59,8 @@ impl Ledger {
     }
 
     /// The drain of the error queue found `id` there.
-    pub fn dead_lettered(&self, id: u64) {
-        *self.entries().dead_lettered.entry(id).or_default() += 1;
+    pub fn failed(&self, id: u64) {
+        *self.entries().failed.entry(id).or_default() += 1;
     }
 
     /// Records as handled every id of `path`, a file of one decimal id per line written by
@@ -87,14 +87,14 @@ impl Ledger {
         Ok(loaded)
     }
 
-    /// How many distinct ids were handled or dead-lettered so far: what a scenario waits on.
+    /// How many distinct ids were handled or failed so far: what a scenario waits on.
     #[must_use]
     pub fn settled(&self) -> usize {
         let entries = self.entries();
         entries
             .handled
             .keys()
-            .chain(entries.dead_lettered.keys())
+            .chain(entries.failed.keys())
             .collect::<HashSet<_>>()
             .len()
     }
@@ -110,7 +110,7 @@ impl Ledger {
     pub fn report(&self) -> Report {
         let entries = self.entries();
         let settled =
-            |id: &u64| entries.handled.contains_key(id) || entries.dead_lettered.contains_key(id);
+            |id: &u64| entries.handled.contains_key(id) || entries.failed.contains_key(id);
         let mut lost: Vec<u64> = entries
             .confirmed
             .iter()
@@ -121,7 +121,7 @@ impl Ledger {
         let seen: HashSet<u64> = entries
             .handled
             .keys()
-            .chain(entries.dead_lettered.keys())
+            .chain(entries.failed.keys())
             .copied()
             .collect();
         let mut unknown: Vec<u64> = seen
@@ -136,19 +136,19 @@ impl Ledger {
                 .map(|&n| u64::from(n.saturating_sub(1)))
                 .sum()
         };
-        // An id both handled and dead-lettered ran its outcome twice: also a duplicate.
+        // An id both handled and failed ran its outcome twice: also a duplicate.
         let both = entries
             .handled
             .keys()
-            .filter(|id| entries.dead_lettered.contains_key(id))
+            .filter(|id| entries.failed.contains_key(id))
             .count() as u64;
         Report {
             attempted: entries.attempted.len(),
             confirmed: entries.confirmed.len(),
             handled: entries.handled.len(),
-            dead_lettered: entries.dead_lettered.len(),
+            failed: entries.failed.len(),
             lost,
-            duplicates: extra(&entries.handled) + extra(&entries.dead_lettered) + both,
+            duplicates: extra(&entries.handled) + extra(&entries.failed) + both,
             unconfirmed_handled: seen
                 .iter()
                 .filter(|id| entries.attempted.contains(id) && !entries.confirmed.contains(id))
@@ -168,14 +168,14 @@ pub struct Report {
     /// Distinct ids a handler completed.
     pub handled: usize,
     /// Distinct ids found in the error queue.
-    pub dead_lettered: usize,
-    /// Confirmed ids neither handled nor dead-lettered: the promise broken. Must be empty.
+    pub failed: usize,
+    /// Confirmed ids neither handled nor failed: the promise broken. Must be empty.
     pub lost: Vec<u64>,
-    /// Handlings and dead-letterings beyond the first of each id.
+    /// Handlings and error-queue entries beyond the first of each id.
     pub duplicates: u64,
-    /// Ids handled or dead-lettered whose enqueue did not return `Ok`.
+    /// Ids handled or failed whose enqueue did not return `Ok`.
     pub unconfirmed_handled: usize,
-    /// Ids handled or dead-lettered that were never attempted: a broken scenario. Must be empty.
+    /// Ids handled or failed that were never attempted: a broken scenario. Must be empty.
     pub unknown: Vec<u64>,
 }
 
@@ -240,7 +240,7 @@ impl Report {
             self.attempted,
             self.confirmed,
             self.handled,
-            self.dead_lettered,
+            self.failed,
             self.lost.len(),
             self.duplicates,
             self.unconfirmed_handled,
@@ -252,12 +252,12 @@ impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "attempted {}, confirmed {}, handled {}, dead-lettered {}, lost {}, duplicates {}, \
+            "attempted {}, confirmed {}, handled {}, failed {}, lost {}, duplicates {}, \
              unconfirmed but handled {}",
             self.attempted,
             self.confirmed,
             self.handled,
-            self.dead_lettered,
+            self.failed,
             self.lost.len(),
             self.duplicates,
             self.unconfirmed_handled
@@ -279,11 +279,11 @@ mod tests {
         for id in 0..9 {
             ledger.handled(id);
         }
-        ledger.dead_lettered(9);
+        ledger.failed(9);
         let report = ledger.report();
         assert_eq!(report.lost, Vec::<u64>::new());
         assert_eq!(
-            (report.handled, report.dead_lettered, report.duplicates),
+            (report.handled, report.failed, report.duplicates),
             (9, 1, 0)
         );
         report.assert_promise("fault-free", 0);
@@ -313,12 +313,12 @@ mod tests {
         ledger.handled(0);
         ledger.handled(0);
         ledger.handled(1);
-        ledger.dead_lettered(1);
+        ledger.failed(1);
         ledger.handled(2);
         let report = ledger.report();
         assert_eq!(
             report.duplicates, 2,
-            "a second handling, and handled plus dead-lettered"
+            "a second handling, and handled plus failed"
         );
         assert_eq!(report.unconfirmed_handled, 1);
         assert!(std::panic::catch_unwind(|| report.assert_promise("over bound", 1)).is_err());

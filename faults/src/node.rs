@@ -44,6 +44,7 @@ pub fn rabbitmq_installed() -> bool {
 /// skipping.
 #[must_use]
 pub fn skip_without_rabbitmq() -> bool {
+    log_if_asked();
     if rabbitmq_installed() {
         return false;
     }
@@ -53,6 +54,17 @@ pub fn skip_without_rabbitmq() -> bool {
     );
     eprintln!("skipped: the rabbitmq-server package is not installed ({SERVER})");
     true
+}
+
+/// Logs to stderr what `JOBS_FAULTS_LOG` selects (a `RUST_LOG`-style filter such as
+/// `warn,jobs_core=debug`), to see what the engine and lapin did in a scenario that failed.
+fn log_if_asked() {
+    if let Ok(filter) = std::env::var("JOBS_FAULTS_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_writer(io::stderr)
+            .try_init();
+    }
 }
 
 /// A free TCP port on loopback, as the OS hands it out.

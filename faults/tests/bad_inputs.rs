@@ -319,7 +319,7 @@ async fn bad_inputs_go_to_the_error_queue_on_first_delivery_with_memory_bounded(
     let (_, metrics) = worker.get("/metrics").expect("the metrics");
     let dead_lettered: u64 = metrics
         .lines()
-        .filter(|line| line.starts_with("jobs_dead_lettered_total{job=\"bad_input\""))
+        .filter(|line| line.starts_with("jobs_failed_total{job=\"bad_input\""))
         .filter_map(|line| line.rsplit_once(' ')?.1.parse::<u64>().ok())
         .sum();
     assert_eq!(dead_lettered, dead as u64, "{metrics}");
@@ -338,7 +338,7 @@ async fn bad_inputs_go_to_the_error_queue_on_first_delivery_with_memory_bounded(
             .as_deref()
             .and_then(|m| m.strip_prefix("bad-")?.parse().ok())
             .expect("the original message id");
-        ledger.dead_lettered(id);
+        ledger.failed(id);
         let (label, expected) = expect[&id];
         let headers = &envelope.properties.headers;
         let Expect::Dead(want) = expected else {
@@ -382,7 +382,7 @@ async fn bad_inputs_go_to_the_error_queue_on_first_delivery_with_memory_bounded(
     // for a dead-lettered input; and every handled id must be one expected to be handled.
     report.check(&format!("bad inputs ({oversized} oversized)"), 0);
     assert_eq!(report.handled, handled_count);
-    assert_eq!(report.dead_lettered, dead);
+    assert_eq!(report.failed, dead);
     transport.close().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -511,12 +511,12 @@ async fn hostile_headers_and_terminal_escapes_are_handled_or_parked_with_the_rea
     assert!(peak < 100 * 1024, "peak RSS {peak} KiB");
 
     for delivery in drain(&transport, &error_queue, 4, Duration::from_secs(60)).await {
-        let letter = jobs_core::DeadLetter::new(delivery.envelope);
+        let letter = jobs_core::FailedJob::new(delivery.envelope);
         let id: u64 = letter
             .message_id()
             .and_then(|m| m.split('-').nth(1)?.parse().ok())
             .expect("an id in the message id");
-        ledger.dead_lettered(id);
+        ledger.failed(id);
         let case = &cases[&id];
         let error = letter.error().unwrap_or_default();
         let headers = &letter.envelope().properties.headers;
@@ -548,7 +548,7 @@ async fn hostile_headers_and_terminal_escapes_are_handled_or_parked_with_the_rea
     ledger.load_handled(&handled).expect("the handled file");
     let report = ledger.report();
     report.check("hostile headers (27,973 wide, 10,000 deep)", 0);
-    assert_eq!((report.handled, report.dead_lettered), (2, 4));
+    assert_eq!((report.handled, report.failed), (2, 4));
     transport.close().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -664,7 +664,7 @@ async fn transient_foreign_messages_have_persistent_copies_that_survive_a_restar
     {
         assert!(delivery.envelope.properties.persistent);
         let id = Document::decode(delivery.envelope.body.clone()).map_or(u64::MAX, |d| d.id);
-        ledger.dead_lettered(id);
+        ledger.failed(id);
     }
     ledger.report().check(scenario, 0);
     transport.close().await;

@@ -248,7 +248,7 @@ async fn listing_under_a_delivery_limit_policy_loses_nothing(node: &PrivateNode)
             "no read counted as a delivery"
         );
         let id = Item::decode(delivery.envelope.body.clone()).map_or(u64::MAX, |item| item.id);
-        ledger.dead_lettered(id);
+        ledger.failed(id);
     }
     node.ctl(&["clear_policy", "faults-limit"])
         .await

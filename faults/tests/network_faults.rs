@@ -232,17 +232,12 @@ impl Net {
         let waiting = usize::try_from(waiting).expect("a count that fits memory");
         for delivery in drain(&self.direct, error_queue, waiting, RECOVERY).await {
             let id = Tick::decode(delivery.envelope.body.clone()).map_or(u64::MAX, |t| t.id);
-            self.ledger.dead_lettered(id);
+            self.ledger.failed(id);
         }
         self.direct.close().await;
         let report = self.ledger.report();
         report.check(scenario, duplicate_bound);
-        assert_eq!(
-            report.dead_lettered,
-            0,
-            "no job of {} failed",
-            self.job.name()
-        );
+        assert_eq!(report.failed, 0, "no job of {} failed", self.job.name());
     }
 }
 

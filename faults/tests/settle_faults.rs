@@ -23,7 +23,7 @@ use jobs_core::testing::{Outcome, Recorder};
 use jobs_core::topology::Topology;
 use jobs_core::transport::amqp::AmqpTransport;
 use jobs_core::transport::{Declare, Transport};
-use jobs_core::{DeadLetter, Job, JobContext, JobError, Producer, ProducerOptions, job};
+use jobs_core::{FailedJob, Job, JobContext, JobError, Producer, ProducerOptions, job};
 use jobs_faults::scenario::{drain, sized};
 use jobs_faults::{Ledger, PrivateNode, skip_without_rabbitmq};
 use prost::Message as _;
@@ -214,8 +214,13 @@ impl Run {
 
     /// Waits until `queue` holds `n` ready messages.
     async fn ready(&self, queue: &str, n: u64) {
+        self.ready_within(queue, n, SETTLE).await;
+    }
+
+    /// Waits until `queue` holds `n` ready messages, at most `within`.
+    async fn ready_within(&self, queue: &str, n: u64, within: Duration) {
         let transport = &self.transport;
-        let deadline = tokio::time::Instant::now() + SETTLE;
+        let deadline = tokio::time::Instant::now() + within;
         loop {
             let now = transport.message_count(queue).await.expect("a count");
             if now == n {
@@ -248,13 +253,13 @@ impl Run {
     }
 
     /// Drains `job`'s error queue of `n` messages into the ledger, each checked with `check`.
-    async fn drain_errors(&self, job: &'static Job, n: usize, check: impl Fn(&DeadLetter)) {
+    async fn drain_errors(&self, job: &'static Job, n: usize, check: impl Fn(&FailedJob)) {
         let queue = format!("{}.err", job.queue());
         for delivery in drain(&self.transport, &queue, n, SETTLE).await {
-            let letter = DeadLetter::new(delivery.envelope);
+            let letter = FailedJob::new(delivery.envelope);
             check(&letter);
             let id = Step::decode(letter.envelope().body.clone()).map_or(u64::MAX, |s| s.id);
-            self.ledger.dead_lettered(id);
+            self.ledger.failed(id);
         }
     }
 
@@ -386,14 +391,19 @@ async fn error_queue_rejecting_publishes(node: &PrivateNode) {
 async fn retry_queue_gone_past_the_timeout_then_replayed(node: &PrivateNode) {
     let scenario = "retry queue gone past the timeout, then replayed";
     let total = sized(100, 1_000);
-    let run = Run::start(node, "retry-timeout", Duration::from_secs(2)).await;
+    let timeout = Duration::from_secs(2);
+    let run = Run::start(node, "retry-timeout", timeout).await;
     let retry_queue = format!("{}.retry.1", settle_retry::QUEUE);
     node.ctl(&["delete_queue", &retry_queue])
         .await
         .expect("the retry queue is deleted");
     run.enqueue(&settle_retry::JOB, 0..total).await;
     let error_queue = format!("{}.err", settle_retry::QUEUE);
-    run.ready(&error_queue, total).await;
+    // Each job holds one of the 16 handler slots for the whole timeout before it goes to the
+    // error queue: 63 rounds of 2 s at full size.
+    let rounds = u32::try_from(total.div_ceil(16)).expect("a count");
+    run.ready_within(&error_queue, total, timeout * rounds + SETTLE)
+        .await;
     run.redeclare().await;
 
     let errors = ErrorQueue::new(

@@ -295,7 +295,7 @@ async fn poison_jobs_get_exactly_their_attempts_then_the_error_queue_with_header
         let id = Tracked::decode(envelope.body.clone())
             .expect("the original body in the error queue")
             .id;
-        ledger.dead_lettered(id);
+        ledger.failed(id);
         let headers = &envelope.properties.headers;
         let text = |name| headers.get_str(name).unwrap_or_default().to_owned();
         assert_eq!(text(header::ERROR_KIND), "handler", "{headers:?}");
@@ -404,7 +404,7 @@ async fn a_job_that_kills_its_worker_every_time_ends_in_the_error_queue() {
         "{headers:?}"
     );
     let body = Tracked::decode(dead[0].envelope.body.clone()).expect("the original body");
-    ledger.dead_lettered(body.id);
+    ledger.failed(body.id);
     assert_eq!(
         transport.message_count(job.queue()).await.expect("a count"),
         0

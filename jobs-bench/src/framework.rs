@@ -12,7 +12,7 @@ use jobs_core::engine::Engine;
 use jobs_core::topology::Topology;
 use jobs_core::transport::{Declare, Transport};
 use jobs_core::{Job, JobDefaults, JobError, JobSettings, Producer, job};
-use jobs_worker::metrics::Metrics;
+use jobs_worker::Metrics;
 
 use crate::QueueKind;
 use crate::message::BenchJob;

@@ -25,8 +25,8 @@ use std::time::Duration;
 use futures_util::StreamExt as _;
 use futures_util::stream::FuturesOrdered;
 
-use crate::dead_letter::DeadLetter;
 use crate::error::{Error, Result};
+use crate::failed_job::FailedJob;
 use crate::producer::Producer;
 use crate::settings::error_queue_name;
 use crate::transport::{Consumer, Publish, Settlement, Transport};
@@ -86,7 +86,7 @@ pub struct ErrorQueue {
 pub enum Action {
     /// Leave it in the error queue (a copy goes to the back, the original is acked).
     Keep,
-    /// Publish it to the job's work queue at attempt 1 (see [`DeadLetter::replay_to`]), then
+    /// Publish it to the job's work queue at attempt 1 (see [`FailedJob::replay_to`]), then
     /// remove it. A replay the broker does not confirm keeps the message instead.
     Replay,
     /// Remove it.
@@ -165,7 +165,7 @@ impl ErrorQueue {
     pub async fn walk(
         &self,
         limit: Option<u64>,
-        mut visit: impl FnMut(&DeadLetter) -> Action,
+        mut visit: impl FnMut(&FailedJob) -> Action,
     ) -> Result<Walked> {
         let total = self.len().await?;
         let count = limit.map_or(total, |limit| limit.min(total));
@@ -207,7 +207,7 @@ impl ErrorQueue {
                     received += 1;
                     receiving = received < count;
                     walked.visited += 1;
-                    let letter = DeadLetter::new(delivery.envelope);
+                    let letter = FailedJob::new(delivery.envelope);
                     let action = visit(&letter);
                     pending.push_back(self.act(delivery.tag, &letter, action));
                 }
@@ -279,7 +279,7 @@ impl ErrorQueue {
     fn act(
         &self,
         tag: u64,
-        letter: &DeadLetter,
+        letter: &FailedJob,
         action: Action,
     ) -> impl Future<Output = Done> + use<> {
         let producer = self.producer.clone();
@@ -312,7 +312,7 @@ impl ErrorQueue {
     }
 
     /// The copy of `letter` that keeps it at the back of the queue.
-    fn copy(&self, letter: &DeadLetter) -> Publish {
+    fn copy(&self, letter: &FailedJob) -> Publish {
         let mut envelope = letter.envelope().clone();
         envelope.properties.persistent = true;
         envelope.properties.headers.remove("x-delivery-count");

@@ -9,13 +9,13 @@ use crate::transport::Publish;
 /// A message from an error queue (`Q.err`), read through its failure headers.
 ///
 /// Messages the broker dead-lettered itself (a quorum queue's delivery limit) carry RabbitMQ's
-/// `x-first-death-reason` instead of the framework's headers; [`DeadLetter::kind`] reads both.
+/// `x-first-death-reason` instead of the framework's headers; [`FailedJob::kind`] reads both.
 #[derive(Clone, Debug, PartialEq)]
-pub struct DeadLetter {
+pub struct FailedJob {
     envelope: Envelope,
 }
 
-impl DeadLetter {
+impl FailedJob {
     /// Reads `envelope` as an error-queue message.
     #[must_use]
     pub fn new(envelope: Envelope) -> Self {
@@ -158,7 +158,7 @@ mod tests {
 
     #[test]
     fn reads_the_failure_headers() {
-        let letter = DeadLetter::new(failed());
+        let letter = FailedJob::new(failed());
         assert_eq!(letter.kind(), Some(FailureKind::Handler));
         assert_eq!(letter.error(), Some("disk full"));
         assert_eq!(letter.attempt(), Some(6));
@@ -173,7 +173,7 @@ mod tests {
     fn replay_strips_failure_headers_and_restarts_the_count() {
         let mut message = failed();
         message.properties.persistent = false;
-        let publish = DeadLetter::new(message).replay_to("uploads.oss");
+        let publish = FailedJob::new(message).replay_to("uploads.oss");
         assert_eq!(
             (&*publish.exchange, &*publish.routing_key),
             ("", "uploads.oss"),
@@ -204,7 +204,7 @@ mod tests {
             .headers
             .insert("x-first-death-reason", "delivery_limit");
         assert_eq!(
-            DeadLetter::new(envelope).kind(),
+            FailedJob::new(envelope).kind(),
             Some(FailureKind::DeliveryLimit)
         );
     }

@@ -43,7 +43,7 @@
 //! app.run_until_idle().await;
 //!
 //! assert_eq!(app.succeeded(&transfer_to_oss::JOB), 1);
-//! assert_eq!(app.dead_letters(transfer_to_oss::QUEUE).len(), 1);
+//! assert_eq!(app.error_queue(transfer_to_oss::QUEUE).len(), 1);
 //! # }
 //! ```
 //!
@@ -63,7 +63,7 @@
 //!
 //! Error-queue messages also carry `x-jobs-error`, `x-jobs-error-kind` (see [`FailureKind`]),
 //! `x-jobs-failed-at`, `x-jobs-queue`, `x-jobs-exchange`, `x-jobs-routing-key` and
-//! `x-jobs-host`; [`DeadLetter`] reads them and builds the replay. The [`topology`] module
+//! `x-jobs-host`; [`FailedJob`] reads them and builds the replay. The [`topology`] module
 //! describes what the broker holds for each job.
 //!
 //! # Feature flags
@@ -78,12 +78,13 @@
 
 mod backoff;
 mod context;
-mod dead_letter;
+mod declared;
 pub mod engine;
 pub mod envelope;
 mod error;
 pub mod error_queue;
 mod extract;
+mod failed_job;
 mod handler;
 mod job;
 mod job_error;
@@ -101,10 +102,10 @@ pub mod __private;
 
 pub use backoff::Backoff;
 pub use context::{JobContext, JobContextBuilder};
-pub use dead_letter::DeadLetter;
 pub use envelope::{Envelope, HeaderValue, Headers};
 pub use error::{BoxError, Error, Result};
 pub use extract::{FromJobContext, State, StateType};
+pub use failed_job::FailedJob;
 pub use job::{ExchangeKind, HeaderBinding, HeaderMatch, Job, JobMessage, JobOptions, QueueType};
 pub use job_error::{FailureKind, JobError};
 pub use producer::{Enqueue, MessageId, Producer, ProducerOptions};

@@ -7,16 +7,45 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 
+use crate::declared::Declared;
 use crate::envelope::{CONTENT_TYPE, Envelope, HeaderValue, Headers, Properties, header};
 use crate::error::{Error, Result};
 use crate::job::{Job, JobMessage};
+use crate::settings::JobDefaults;
 use crate::trace::TraceContext;
 use crate::transport::{Publish, Transport};
 
 /// Publishes jobs over a transport. Cheap to clone; clones share the transport.
 ///
 /// Each `#[job]` module has typed functions that use it: `my_job::enqueue(&producer, msg)`
-/// and `my_job::with(msg)…enqueue(&producer)`.
+/// and `my_job::with(msg)…enqueue(&producer)`. Before a job's first enqueue, a producer
+/// declares the job's exchange, work queue, error queue and binding (once; see
+/// [`ProducerOptions::declare`]), so jobs enqueued before any worker started wait in their queue.
+///
+/// An application that only enqueues (a web server, say) connects one producer at start and
+/// shares clones of it with every request handler; it reconnects by itself after the broker
+/// connection drops:
+///
+/// ```no_run
+/// # use jobs_core::{job, JobError, Producer};
+/// # #[derive(Clone, PartialEq, prost::Message)]
+/// # pub struct TransferFile { #[prost(string, tag = "1")] pub path: String }
+/// # #[job(exchange = "uploads", routing_key = "oss")]
+/// # async fn transfer_to_oss(_: TransferFile) -> Result<(), JobError> { Ok(()) }
+/// // A request handler, given a clone of the producer (in axum, `State(producer): State<Producer>`).
+/// async fn upload(producer: Producer, path: String) -> jobs_core::Result<String> {
+///     let id = transfer_to_oss::enqueue(&producer, TransferFile { path }).await?;
+///     Ok(id.to_string())
+/// }
+///
+/// #[tokio::main]
+/// async fn main() -> jobs_core::Result<()> {
+///     // Once, at start.
+///     let producer = Producer::connect("amqp://guest:guest@127.0.0.1:5672/%2f").await?;
+///     upload(producer.clone(), "report.pdf".to_owned()).await?;
+///     Ok(())
+/// }
+/// ```
 #[derive(Clone)]
 pub struct Producer {
     inner: Arc<Inner>,
@@ -25,6 +54,8 @@ pub struct Producer {
 struct Inner {
     transport: Arc<dyn Transport>,
     options: ProducerOptions,
+    /// `None` when [`ProducerOptions::declare`] is off.
+    declared: Option<Declared>,
 }
 
 /// Limits a [`Producer`] holds its publishes to.
@@ -35,6 +66,13 @@ pub struct ProducerOptions {
     pub max_message_size: usize,
     /// How long to wait for the broker's confirm. Default 30 s.
     pub confirm_timeout: Duration,
+    /// Whether a job's exchange, work queue, error queue and binding are declared before its
+    /// first enqueue. Default `true`; turn it off where the topology is managed elsewhere (a
+    /// deployment step running the worker's `topology declare`) or the producer's broker user
+    /// may not configure. The producer declares queues with the default job options:
+    /// options that shape queues (`queue_type`) belong on `#[job]`, where producer and worker
+    /// both see them.
+    pub declare: bool,
 }
 
 impl Default for ProducerOptions {
@@ -42,6 +80,7 @@ impl Default for ProducerOptions {
         Self {
             max_message_size: 4 * 1024 * 1024,
             confirm_timeout: Duration::from_secs(30),
+            declare: true,
         }
     }
 }
@@ -56,8 +95,55 @@ impl Producer {
     /// A producer over `transport` with `options`.
     #[must_use]
     pub fn with_options(transport: Arc<dyn Transport>, options: ProducerOptions) -> Self {
+        let declared = options
+            .declare
+            .then(|| Declared::new(JobDefaults::default()));
         Self {
-            inner: Arc::new(Inner { transport, options }),
+            inner: Arc::new(Inner {
+                transport,
+                options,
+                declared,
+            }),
+        }
+    }
+
+    /// A producer over RabbitMQ at `url` (`amqp://user:password@host:port/vhost`), with the
+    /// default options: connect one when the application starts and share clones of it.
+    ///
+    /// # Errors
+    ///
+    /// When the broker cannot be reached or refuses the login.
+    #[cfg(feature = "amqp")]
+    pub async fn connect(url: &str) -> Result<Self> {
+        let transport = crate::transport::amqp::AmqpTransport::connect(url).await?;
+        Ok(Self::new(Arc::new(transport)))
+    }
+
+    /// The engine's producer: it declares with the engine's `defaults`, and not the engine's
+    /// own `jobs`, declared at start; with `declare` off, nothing.
+    pub(crate) fn for_engine(
+        transport: Arc<dyn Transport>,
+        options: ProducerOptions,
+        defaults: &JobDefaults,
+        jobs: impl IntoIterator<Item = &'static Job>,
+    ) -> Self {
+        let declared = options
+            .declare
+            .then(|| Declared::new(defaults.clone()).already(jobs));
+        Self {
+            inner: Arc::new(Inner {
+                transport,
+                options,
+                declared,
+            }),
+        }
+    }
+
+    /// Declares `job`'s exchange, work queue, error queue and binding, once.
+    async fn declare(&self, job: &'static Job) -> Result<()> {
+        match &self.inner.declared {
+            Some(declared) => declared.ensure(job, self.inner.transport.as_ref()).await,
+            None => Ok(()),
         }
     }
 
@@ -213,7 +299,9 @@ impl<M: JobMessage> Enqueue<M> {
     /// of [`Producer::publish`].
     pub async fn enqueue(self, producer: &impl AsRef<Producer>) -> Result<MessageId> {
         let producer = producer.as_ref();
+        let job = self.job;
         let (id, publish) = self.into_publish(producer.options().max_message_size)?;
+        producer.declare(job).await?;
         producer.publish(publish).await?;
         Ok(id)
     }

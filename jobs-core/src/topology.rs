@@ -133,6 +133,24 @@ impl Topology {
         Ok(topology)
     }
 
+    /// What a producer declares before a job's first enqueue: its exchange, its work and error
+    /// queues and their binding. Not its retry queues, whose delays are the worker's to set.
+    pub(crate) fn for_producer(settings: &JobSettings) -> Self {
+        let job = settings.job();
+        let mut topology = Self {
+            exchanges: vec![ExchangeSpec {
+                name: job.exchange().to_owned(),
+                kind: job.kind(),
+            }],
+            ..Self::default()
+        };
+        topology.add_job_queues(settings);
+        topology
+            .queues
+            .retain(|queue| !settings.retry_queues().contains(&queue.name));
+        topology
+    }
+
     fn add_job_queues(&mut self, settings: &JobSettings) {
         let job = settings.job();
         let queue_type = settings.queue_type();

@@ -16,7 +16,7 @@ use jobs_core::testing::{Outcome, Recorder};
 use jobs_core::topology::Topology;
 use jobs_core::transport::memory::MemoryTransport;
 use jobs_core::transport::{BoxFuture, Consumer, Declare, Publish, Transport};
-use jobs_core::{DeadLetter, Error, FailureKind, JobContext, JobError, Result, job};
+use jobs_core::{Error, FailedJob, FailureKind, JobContext, JobError, Result, job};
 use tokio::sync::Semaphore;
 
 /// A job's message: its failing attempts, and the key the handler counts its runs under.
@@ -195,12 +195,12 @@ async fn a_retry_that_cannot_be_published_in_time_goes_to_the_error_queue_with_t
     s.faulty.broker.until_idle().await;
 
     assert_eq!(s.runs.of("b"), [1]);
-    let failed: Vec<DeadLetter> = s
+    let failed: Vec<FailedJob> = s
         .faulty
         .broker
         .messages(&format!("{}.err", flaky::QUEUE))
         .into_iter()
-        .map(DeadLetter::new)
+        .map(FailedJob::new)
         .collect();
     assert_eq!(failed.len(), 1);
     assert_eq!(failed[0].kind(), Some(FailureKind::Handler));
@@ -238,7 +238,7 @@ async fn a_delivery_requeued_after_both_publishes_failed_is_not_run_again() {
     assert_eq!(s.runs.of("c"), [1]);
     let failed = s.faulty.broker.messages(&format!("{}.err", flaky::QUEUE));
     assert_eq!(failed.len(), 1);
-    let failed = DeadLetter::new(failed[0].clone());
+    let failed = FailedJob::new(failed[0].clone());
     assert_eq!(
         (failed.kind(), failed.attempt()),
         (Some(FailureKind::Handler), Some(1))
@@ -262,7 +262,7 @@ async fn foreign_headers_too_large_for_a_frame_are_dropped_and_the_job_goes_on()
     assert_eq!(s.runs.of("d"), [1, 2, 3], "every attempt ran, none twice");
     let failed = s.faulty.broker.messages(&format!("{}.err", flaky::QUEUE));
     assert_eq!(failed.len(), 1);
-    let failed = DeadLetter::new(failed[0].clone());
+    let failed = FailedJob::new(failed[0].clone());
     assert!(
         failed
             .envelope()

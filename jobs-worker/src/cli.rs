@@ -1,4 +1,4 @@
-//! The command line: clap types, layered into a [`WorkerConfig`], then the subcommand.
+//! The command line: the settings layered into a [`WorkerConfig`], then the subcommand.
 //!
 //! Exit codes: 0 success, 1 a runtime failure, 2 a usage error, 3 a configuration error.
 
@@ -6,18 +6,16 @@ use std::ffi::OsString;
 use std::io::IsTerminal as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
-
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use clap::{Args, CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
+use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
 use jobs_core::transport::memory::MemoryTransport;
 use jobs_core::transport::{Transport, redact_text, redact_url};
-use jobs_core::{JobDefaults, JobSettings};
 
-use crate::config::{Layer, LogFormat, WorkerConfig};
+use crate::config::{LogFormat, Settings, WorkerConfig};
 use crate::ops::{self, OpsContext};
-use crate::{Error, Worker};
+use crate::{Error, WorkerBuilder};
 
 /// A runtime failure.
 const RUNTIME: u8 = 1;
@@ -26,86 +24,40 @@ const USAGE: u8 = 2;
 /// A configuration error.
 const CONFIG: u8 = 3;
 
-/// Serves the jobs linked into this binary, and inspects the broker.
+/// Serves the jobs of this binary, and inspects the broker.
 #[derive(Debug, Parser)]
 #[command(name = "jobs-worker", version)]
 struct Cli {
-    #[arg(
-        long,
-        global = true,
-        env = "JOBS_AMQP_URL",
-        hide_env_values = true,
-        value_name = "URL",
-        help = "The broker URL [default: amqp://guest:guest@127.0.0.1:5672/%2f]"
-    )]
-    url: Option<String>,
+    #[command(flatten)]
+    settings: Settings,
     /// A TOML file of settings (keys as the long flags, with `_` for `-`).
     #[arg(long, global = true, env = "JOBS_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
-    /// The connection name the broker shows (NAME.publish, NAME.consume) [default: jobs-worker].
-    #[arg(long, global = true, env = "JOBS_CONNECTION_NAME", value_name = "NAME")]
-    connection_name: Option<String>,
-    /// A PEM file of CA certificates to trust for amqps://, besides the system's.
-    #[arg(long, global = true, env = "JOBS_TLS_CA", value_name = "FILE")]
-    tls_ca: Option<String>,
-    /// Log lines as `plain` text or `json`; filter them with `RUST_LOG` [default: plain].
-    #[arg(long, global = true, env = "JOBS_LOG_FORMAT", value_name = "FORMAT")]
-    log_format: Option<String>,
     #[command(subcommand)]
     command: Option<Command>,
-    #[command(flatten)]
-    run: RunArgs,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Serves jobs until SIGTERM or SIGINT (the default command).
-    Run(RunArgs),
-    /// Lists the jobs linked into this binary.
+    Run,
+    /// Prints the configuration the flags, environment and file resolve to, as a `--config`
+    /// file (the URL's password hidden).
+    Config,
+    /// Lists the jobs of this binary.
     Jobs(ops::jobs::JobsArgs),
     /// Prints, declares or verifies the jobs' exchanges, queues and bindings.
     Topology(ops::topology::TopologyArgs),
     /// Lists, shows, replays or purges the messages in error queues.
-    Errors(ops::errors::ErrorsArgs),
+    Errors(ops::error_queue::ErrorsArgs),
 }
 
-/// Options of `run`.
-#[derive(Debug, Clone, Default, Args)]
-struct RunArgs {
-    /// Serves only these jobs (comma-separated names) [default: every linked job].
-    #[arg(long, env = "JOBS_WORKER_JOBS", value_name = "NAMES")]
-    jobs: Option<String>,
-    /// Handlers run at once per job; overrides each job's own concurrency.
-    #[arg(long, env = "JOBS_CONCURRENCY", value_name = "N")]
-    concurrency: Option<String>,
-    /// Deliveries prefetched per job, running or waiting for a handler slot (at least the
-    /// concurrency) [default: the concurrency].
-    #[arg(long, env = "JOBS_PREFETCH", value_name = "N")]
-    prefetch: Option<String>,
-    /// How long running jobs may finish after SIGTERM before they are requeued [default: 25s].
-    #[arg(long, env = "JOBS_SHUTDOWN_TIMEOUT", value_name = "DURATION")]
-    shutdown_timeout: Option<String>,
-    /// Where /healthz, /readyz and /metrics are served [default: 0.0.0.0:9090, every
-    /// interface, as Kubernetes probes need].
-    #[arg(long, env = "JOBS_METRICS_ADDR", value_name = "ADDR")]
-    metrics_addr: Option<String>,
-}
-
-impl RunArgs {
-    /// These options, with `other`'s where these are unset.
-    fn or(self, other: Self) -> Self {
-        Self {
-            jobs: self.jobs.or(other.jobs),
-            concurrency: self.concurrency.or(other.concurrency),
-            prefetch: self.prefetch.or(other.prefetch),
-            shutdown_timeout: self.shutdown_timeout.or(other.shutdown_timeout),
-            metrics_addr: self.metrics_addr.or(other.metrics_addr),
-        }
-    }
-}
-
-/// Parses `args` (the program name first), resolves the configuration and runs the command.
-pub(crate) async fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
+/// Parses `args` (the program name first), resolves the configuration over `worker`'s and runs
+/// the command.
+pub(crate) async fn run(
+    args: impl IntoIterator<Item = OsString>,
+    worker: WorkerBuilder,
+) -> ExitCode {
     let parsed = Cli::command()
         .try_get_matches_from(args)
         .and_then(|matches| {
@@ -115,7 +67,7 @@ pub(crate) async fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         });
     let cli = match parsed {
         Ok((cli, url_on_command_line)) => {
-            if url_on_command_line && cli.url.as_deref().is_some_and(has_password) {
+            if url_on_command_line && cli.settings.url.as_deref().is_some_and(has_password) {
                 eprintln!(
                     "jobs-worker: warning: --url shows the broker password to anyone who can list \
                      processes; set JOBS_AMQP_URL or `url` in the --config file instead"
@@ -137,22 +89,35 @@ pub(crate) async fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    let (config, command) = match configure(cli) {
+    let (config, command) = match configure(cli, worker.base_config()) {
         Ok(configured) => configured,
         Err(err) => {
             eprintln!("jobs-worker: {}", redact_text(&format!("{err:#}")));
             return ExitCode::from(CONFIG);
         }
     };
+    if matches!(command, Command::Config) {
+        #[allow(clippy::print_stdout, reason = "the command's output")]
+        {
+            print!("{}", config.to_toml());
+        }
+        return ExitCode::SUCCESS;
+    }
     init_logging(config.log_format);
     let url = config.url.clone();
     let scrub = |text: &str| scrub(text, &url);
+    let worker = worker.with_config(config);
     match command {
-        Command::Run(_) => match Worker::builder().config(config.clone()).run().await {
+        Command::Run => match worker.run().await {
             Ok(()) => ExitCode::SUCCESS,
-            Err(err @ (Error::NoJobs | Error::UnknownJob { .. } | Error::TlsCa { .. })) => {
+            Err(
+                err @ (Error::NoJobs
+                | Error::UnknownJob { .. }
+                | Error::TlsCa { .. }
+                | Error::Start(jobs_core::Error::MissingState { .. })),
+            ) => {
                 let err = anyhow::Error::from(err);
-                eprintln!("jobs-worker: {err:#}");
+                eprintln!("jobs-worker: {}", scrub(&format!("{err:#}")));
                 ExitCode::from(CONFIG)
             }
             Err(err) => {
@@ -162,7 +127,7 @@ pub(crate) async fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
                 ExitCode::from(RUNTIME)
             }
         },
-        command => match operate(command, &config).await {
+        command => match operate(command, &worker).await {
             Ok(code) => code,
             Err(err) => {
                 eprintln!("jobs-worker: {}", scrub(&format!("{err:#}")));
@@ -170,6 +135,61 @@ pub(crate) async fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
             }
         },
     }
+}
+
+/// Runs an operator command. `jobs` and `topology print` need no broker, so they run on an
+/// in-memory one.
+async fn operate(command: Command, worker: &WorkerBuilder) -> anyhow::Result<ExitCode> {
+    let config = worker.base_config();
+    let offline = matches!(
+        &command,
+        Command::Jobs(_)
+            | Command::Topology(ops::topology::TopologyArgs {
+                action: ops::topology::TopologyAction::Print,
+                ..
+            })
+    );
+    let transport: Arc<dyn Transport> = if let Some(given) = worker.given_transport() {
+        Arc::clone(given)
+    } else if offline {
+        Arc::new(MemoryTransport::new())
+    } else {
+        let transport = crate::worker::transport_builder(config)?
+            .connect()
+            .await
+            .with_context(|| format!("could not connect to {}", redact_url(&config.url)))?;
+        Arc::new(transport)
+    };
+    let jobs = match worker.settings() {
+        Ok(jobs) => jobs,
+        Err(Error::NoJobs) => Vec::new(),
+        Err(err) => return Err(err.into()),
+    };
+    let ctx = OpsContext { transport, jobs };
+    let mut out = std::io::stdout();
+    let code = match command {
+        Command::Jobs(args) => ops::jobs::run(args, &ctx, &mut out).await?,
+        Command::Topology(args) => ops::topology::run(args, &ctx, &mut out).await?,
+        Command::Errors(args) => ops::error_queue::run(args, &ctx, &mut out).await?,
+        Command::Run | Command::Config => ExitCode::SUCCESS,
+    };
+    Ok(code)
+}
+
+/// The configuration: flags and environment over the `--config` file over `base`.
+fn configure(cli: Cli, base: &WorkerConfig) -> anyhow::Result<(WorkerConfig, Command)> {
+    let command = cli.command.unwrap_or(Command::Run);
+    let file = match &cli.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("could not read the config file {}", path.display()))?;
+            Settings::from_toml(&text)
+                .with_context(|| format!("in the config file {}", path.display()))?
+        }
+        None => Settings::default(),
+    };
+    let config = base.clone().apply(file)?.apply(cli.settings)?;
+    Ok((config, command))
 }
 
 /// Whether `url` carries a password.
@@ -199,82 +219,6 @@ fn password_of(url: &str) -> Option<&str> {
     let (user, after) = shown_rest.split_once(":**@")?;
     let tail_len = after.len() + 1;
     rest.get(user.len() + 1..rest.len().checked_sub(tail_len)?)
-}
-
-/// Runs an operator command. `jobs` and `topology print` need no broker, so they run on an
-/// in-memory one.
-async fn operate(command: Command, config: &WorkerConfig) -> anyhow::Result<ExitCode> {
-    let offline = matches!(
-        &command,
-        Command::Jobs(_)
-            | Command::Topology(ops::topology::TopologyArgs {
-                action: ops::topology::TopologyAction::Print,
-                ..
-            })
-    );
-    let transport: Arc<dyn Transport> = if offline {
-        Arc::new(MemoryTransport::new())
-    } else {
-        let transport = crate::worker::transport_builder(config)?
-            .connect()
-            .await
-            .with_context(|| format!("could not connect to {}", redact_url(&config.url)))?;
-        Arc::new(transport)
-    };
-    let worker = Worker::builder().config(config.clone());
-    let jobs = match worker.resolve_jobs() {
-        Ok(jobs) => jobs,
-        Err(Error::NoJobs) => Vec::new(),
-        Err(err) => return Err(err.into()),
-    };
-    let defaults = JobDefaults::default();
-    let ctx = OpsContext {
-        transport,
-        jobs: jobs
-            .into_iter()
-            .map(|job| JobSettings::resolve(job, &defaults))
-            .collect(),
-    };
-    let mut out = std::io::stdout();
-    let code = match command {
-        Command::Jobs(args) => ops::jobs::run(args, &ctx, &mut out).await?,
-        Command::Topology(args) => ops::topology::run(args, &ctx, &mut out).await?,
-        Command::Errors(args) => ops::errors::run(args, &ctx, &mut out).await?,
-        Command::Run(_) => ExitCode::SUCCESS,
-    };
-    Ok(code)
-}
-
-/// The configuration from flags and environment over the `--config` file over the defaults.
-fn configure(cli: Cli) -> anyhow::Result<(WorkerConfig, Command)> {
-    let command = cli
-        .command
-        .unwrap_or_else(|| Command::Run(RunArgs::default()));
-    // `run`'s options may come before or after the word `run`; after wins.
-    let run = match &command {
-        Command::Run(run) => run.clone().or(cli.run),
-        _ => cli.run,
-    };
-    let args = Layer::default()
-        .with("url", cli.url)
-        .with("connection_name", cli.connection_name)
-        .with("tls_ca", cli.tls_ca)
-        .with("log_format", cli.log_format)
-        .with("jobs", run.jobs.clone())
-        .with("concurrency", run.concurrency.clone())
-        .with("prefetch", run.prefetch.clone())
-        .with("shutdown_timeout", run.shutdown_timeout.clone())
-        .with("metrics_addr", run.metrics_addr.clone());
-    let file = match &cli.config {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("could not read the config file {}", path.display()))?;
-            Layer::from_toml(&text)
-                .with_context(|| format!("in the config file {}", path.display()))?
-        }
-        None => Layer::default(),
-    };
-    Ok((WorkerConfig::resolve(&args, &file)?, command))
 }
 
 /// Logs to stderr, filtered by `RUST_LOG` (default `info`).
@@ -312,13 +256,17 @@ mod tests {
     }
 
     #[test]
-    fn flags_override_and_run_is_the_default() {
+    fn flags_override_the_base_and_run_is_the_default() {
+        let base = WorkerConfig::default().with_connection_name("app");
         let cli = Cli::try_parse_from(["w", "--shutdown-timeout", "3s", "--jobs", "a,b"]).unwrap();
-        let (config, _) = configure(cli).unwrap();
+        let (config, command) = configure(cli, &base).unwrap();
+        assert!(matches!(command, Command::Run));
         assert_eq!(config.shutdown_timeout, std::time::Duration::from_secs(3));
         assert_eq!(config.jobs, Some(vec!["a".to_owned(), "b".to_owned()]));
+        assert_eq!(config.connection_name, "app");
         let cli = Cli::try_parse_from(["w", "run", "--concurrency", "4"]).unwrap();
-        let (config, _) = configure(cli).unwrap();
+        let (config, _) = configure(cli, &base).unwrap();
         assert_eq!(config.concurrency, Some(4));
+        assert!(Cli::try_parse_from(["w", "--concurrency", "0"]).is_err());
     }
 }

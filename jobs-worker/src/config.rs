@@ -1,45 +1,36 @@
-//! The worker's configuration: flags, environment, an optional TOML file and defaults, in that
-//! order of precedence.
+//! The worker's configuration: [`WorkerConfig`], and the partial [`Settings`] it is resolved
+//! from.
 //!
-//! Flags and environment variables arrive together from clap (a flag beats its variable); the
-//! file fills in what neither set, and the defaults what the file leaves out. Every value is
-//! checked here, so a bad one is reported with its key whichever layer it came from:
-//! `invalid configuration: shutdown_timeout = "25x": expected a duration like "25s"`.
+//! One struct, [`Settings`], is every layer: the flags and environment (clap, a flag beating its
+//! variable), the `--config` TOML file (serde, unknown keys refused), and the base the
+//! application's [`WorkerBuilder`](crate::WorkerBuilder) sets. Each field is a key, spelled once;
+//! layers merge field by field, flags and environment over the file over the builder over the
+//! defaults, and every value is typed by the time it is read, so a bad one is reported with its
+//! key whichever layer it came from.
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
+use std::num::NonZeroU16;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use jobs_core::transport::redact_url;
+use serde::Deserialize;
 
 /// The broker URL when none is configured.
-pub const DEFAULT_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+pub(crate) const DEFAULT_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 /// The HTTP address for `/healthz`, `/readyz` and `/metrics` when none is configured: every
 /// interface, as a Kubernetes probe needs.
-pub const DEFAULT_METRICS_ADDR: &str = "0.0.0.0:9090";
+pub(crate) const DEFAULT_METRICS_ADDR: &str = "0.0.0.0:9090";
 /// How long in-flight jobs may run on after a shutdown signal, when not configured: under
 /// Kubernetes' 30 s grace period.
-pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(25);
+pub(crate) const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(25);
 /// The connection name the broker shows when none is configured.
-pub const DEFAULT_CONNECTION_NAME: &str = "jobs-worker";
-
-/// The keys the TOML file may set.
-pub const KEYS: &[&str] = &[
-    "url",
-    "connection_name",
-    "jobs",
-    "concurrency",
-    "prefetch",
-    "shutdown_timeout",
-    "metrics_addr",
-    "log_format",
-    "tls_ca",
-];
+pub(crate) const DEFAULT_CONNECTION_NAME: &str = "jobs-worker";
 
 /// How log lines are written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     /// Human-readable lines.
     #[default]
@@ -50,12 +41,13 @@ pub enum LogFormat {
 
 /// Everything the worker needs to run, resolved and checked.
 #[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct WorkerConfig {
     /// The broker URL; printed only through [`redact_url`].
     pub url: String,
     /// The connection name the broker shows (`NAME.publish`, `NAME.consume`).
     pub connection_name: String,
-    /// The job names to serve; `None` serves every job linked into the binary.
+    /// The job names to serve; `None` serves every job the worker was given.
     pub jobs: Option<Vec<String>>,
     /// Overrides every job's concurrency.
     pub concurrency: Option<u16>,
@@ -90,188 +82,105 @@ impl fmt::Debug for WorkerConfig {
 
 impl Default for WorkerConfig {
     fn default() -> Self {
-        Self::resolve(&Layer::default(), &Layer::default())
-            .unwrap_or_else(|_| unreachable!("the defaults are valid"))
-    }
-}
-
-/// A configuration value that could not be used.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
-    /// The key, as the TOML file spells it.
-    pub key: String,
-    /// The value as given (a URL with its password redacted).
-    pub value: String,
-    /// What was expected.
-    pub expected: String,
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "invalid configuration: {} = {:?}: {}",
-            self.key, self.value, self.expected
-        )
-    }
-}
-
-impl std::error::Error for ConfigError {}
-
-/// One source of configuration values, as strings keyed by their TOML name; `jobs` is a
-/// comma-separated list.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Layer(BTreeMap<&'static str, String>);
-
-impl Layer {
-    /// Sets `key` (one of [`KEYS`]) when `value` is `Some`.
-    #[must_use]
-    pub fn with(mut self, key: &'static str, value: Option<String>) -> Self {
-        if let Some(value) = value {
-            self.0.insert(key, value);
+        Self {
+            url: DEFAULT_URL.to_owned(),
+            connection_name: DEFAULT_CONNECTION_NAME.to_owned(),
+            jobs: None,
+            concurrency: None,
+            prefetch: None,
+            shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
+            metrics_addr: DEFAULT_METRICS_ADDR
+                .parse()
+                .unwrap_or_else(|_| unreachable!("the default address parses")),
+            log_format: LogFormat::Plain,
+            tls_ca: None,
         }
-        self
-    }
-
-    fn get(&self, key: &str) -> Option<&str> {
-        self.0.get(key).map(String::as_str)
-    }
-
-    /// The values of a TOML document (the `--config` file).
-    ///
-    /// # Errors
-    ///
-    /// When it is not TOML, sets a key that is not in [`KEYS`], or gives a value of the wrong
-    /// type.
-    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
-        let table: toml::Table = text.parse().map_err(|err: toml::de::Error| ConfigError {
-            key: "config".to_owned(),
-            value: String::new(),
-            expected: format!("expected a TOML file ({})", err.message()),
-        })?;
-        let mut layer = Self::default();
-        for (key, value) in table {
-            let Some(&known) = KEYS.iter().find(|known| **known == key) else {
-                // Not echoed: a misspelt or unknown key may well hold a secret.
-                return Err(ConfigError {
-                    value: "…".to_owned(),
-                    key,
-                    expected: format!("expected a known key (one of {})", KEYS.join(", ")),
-                });
-            };
-            let text = match (&value, known) {
-                (toml::Value::String(s), _) => s.clone(),
-                (toml::Value::Integer(i), "concurrency" | "prefetch") => i.to_string(),
-                (toml::Value::Array(items), "jobs") => {
-                    let mut names = Vec::with_capacity(items.len());
-                    for item in items {
-                        match item.as_str() {
-                            Some(name) => names.push(name.to_owned()),
-                            None => {
-                                return Err(bad(
-                                    known,
-                                    &value.to_string(),
-                                    "expected a list of job names",
-                                ));
-                            }
-                        }
-                    }
-                    names.join(",")
-                }
-                _ => {
-                    let shown = if known == "url" {
-                        String::from("…")
-                    } else {
-                        value.to_string()
-                    };
-                    return Err(bad(known, &shown, "expected a string"));
-                }
-            };
-            layer.0.insert(known, text);
-        }
-        Ok(layer)
-    }
-}
-
-fn bad(key: &str, value: &str, expected: &str) -> ConfigError {
-    ConfigError {
-        key: key.to_owned(),
-        value: value.to_owned(),
-        expected: expected.to_owned(),
     }
 }
 
 impl WorkerConfig {
-    /// Resolves the configuration from flags-and-environment over the file over the defaults.
-    ///
-    /// # Errors
-    ///
-    /// The first value that cannot be used, named by its key.
-    pub fn resolve(args: &Layer, file: &Layer) -> Result<Self, ConfigError> {
-        let get = |key: &str| args.get(key).or_else(|| file.get(key));
+    /// The broker URL.
+    #[must_use]
+    pub fn with_url(mut self, url: impl Into<String>) -> Self {
+        self.url = url.into();
+        self
+    }
 
-        let url = get("url").unwrap_or(DEFAULT_URL).to_owned();
-        if !(url.starts_with("amqp://") || url.starts_with("amqps://")) {
-            // Not echoed: without a scheme, nothing says where a password would be.
-            return Err(bad("url", "…", "expected an amqp:// or amqps:// URL"));
-        }
-        let connection_name = get("connection_name")
-            .unwrap_or(DEFAULT_CONNECTION_NAME)
-            .to_owned();
-        let jobs = match get("jobs") {
-            None => None,
-            Some(list) => {
-                let names: Vec<String> = list
-                    .split(',')
-                    .map(str::trim)
-                    .filter(|name| !name.is_empty())
-                    .map(str::to_owned)
-                    .collect();
-                if names.is_empty() {
-                    return Err(bad(
-                        "jobs",
-                        list,
-                        "expected a comma-separated list of job names",
-                    ));
-                }
-                Some(names)
+    /// The connection name the broker shows.
+    #[must_use]
+    pub fn with_connection_name(mut self, name: impl Into<String>) -> Self {
+        self.connection_name = name.into();
+        self
+    }
+
+    /// Where `/healthz`, `/readyz` and `/metrics` are served.
+    #[must_use]
+    pub fn with_metrics_addr(mut self, addr: SocketAddr) -> Self {
+        self.metrics_addr = addr;
+        self
+    }
+
+    /// How long in-flight jobs may run on after a shutdown signal.
+    #[must_use]
+    pub fn with_shutdown_timeout(mut self, timeout: Duration) -> Self {
+        self.shutdown_timeout = timeout;
+        self
+    }
+
+    /// This configuration as a `--config` file would set it, the URL's password hidden; what
+    /// is left to each job is a comment.
+    pub(crate) fn to_toml(&self) -> String {
+        let quoted = |text: &str| toml::Value::String(text.to_owned()).to_string();
+        let mut out = String::new();
+        let mut line = |text: String| {
+            out.push_str(&text);
+            out.push('\n');
+        };
+        line(format!("url = {}", quoted(&redact_url(&self.url))));
+        line(format!(
+            "connection_name = {}",
+            quoted(&self.connection_name)
+        ));
+        line(match &self.jobs {
+            Some(names) => {
+                let names: Vec<String> = names.iter().map(|name| quoted(name)).collect();
+                format!("jobs = [{}]", names.join(", "))
             }
-        };
-        let count = |key: &str| -> Result<Option<u16>, ConfigError> {
-            get(key)
-                .map(|value| match value.trim().parse::<u16>() {
-                    Ok(n) if n > 0 => Ok(n),
-                    _ => Err(bad(key, value, "expected a whole number from 1 to 65535")),
-                })
-                .transpose()
-        };
-        let concurrency = count("concurrency")?;
-        let prefetch = count("prefetch")?;
-        let shutdown_timeout = match get("shutdown_timeout") {
-            None => DEFAULT_SHUTDOWN_TIMEOUT,
-            Some(value) => humantime::parse_duration(value.trim()).map_err(|_| {
-                bad(
-                    "shutdown_timeout",
-                    value,
-                    "expected a duration like \"25s\"",
-                )
-            })?,
-        };
-        let metrics_addr = get("metrics_addr").unwrap_or(DEFAULT_METRICS_ADDR);
-        let metrics_addr = metrics_addr.trim().parse().map_err(|_| {
-            bad(
-                "metrics_addr",
-                metrics_addr,
-                "expected an address like \"0.0.0.0:9090\"",
-            )
-        })?;
-        let log_format = match get("log_format") {
-            None | Some("plain") => LogFormat::Plain,
-            Some("json") => LogFormat::Json,
-            Some(other) => return Err(bad("log_format", other, "expected \"plain\" or \"json\"")),
-        };
-        let tls_ca = get("tls_ca").map(PathBuf::from);
-        Ok(Self {
+            None => "# jobs: every job of the worker".to_owned(),
+        });
+        line(match self.concurrency {
+            Some(n) => format!("concurrency = {n}"),
+            None => "# concurrency: each job's own".to_owned(),
+        });
+        line(match self.prefetch {
+            Some(n) => format!("prefetch = {n}"),
+            None => "# prefetch: the concurrency".to_owned(),
+        });
+        line(format!(
+            "shutdown_timeout = {}",
+            quoted(&humantime::format_duration(self.shutdown_timeout).to_string())
+        ));
+        line(format!(
+            "metrics_addr = {}",
+            quoted(&self.metrics_addr.to_string())
+        ));
+        line(format!(
+            "log_format = {}",
+            quoted(match self.log_format {
+                LogFormat::Plain => "plain",
+                LogFormat::Json => "json",
+            })
+        ));
+        line(match &self.tls_ca {
+            Some(path) => format!("tls_ca = {}", quoted(&path.to_string_lossy())),
+            None => "# tls_ca: the system's certificates only".to_owned(),
+        });
+        out
+    }
+
+    /// `settings` over this configuration, field by field.
+    pub(crate) fn apply(mut self, settings: Settings) -> Result<Self, ConfigError> {
+        let Settings {
             url,
             connection_name,
             jobs,
@@ -281,18 +190,196 @@ impl WorkerConfig {
             metrics_addr,
             log_format,
             tls_ca,
+        } = settings;
+        if let Some(url) = url {
+            if !(url.starts_with("amqp://") || url.starts_with("amqps://")) {
+                // Not echoed: without a scheme, nothing says where a password would be.
+                return Err(ConfigError::new(
+                    "url",
+                    "…",
+                    "expected an amqp:// or amqps:// URL",
+                ));
+            }
+            self.url = url;
+        }
+        if let Some(name) = connection_name {
+            self.connection_name = name;
+        }
+        if let Some(JobNames(names)) = jobs {
+            if names.is_empty() {
+                return Err(ConfigError::new("jobs", "", "expected a list of job names"));
+            }
+            self.jobs = Some(names);
+        }
+        self.concurrency = concurrency.map(NonZeroU16::get).or(self.concurrency);
+        self.prefetch = prefetch.map(NonZeroU16::get).or(self.prefetch);
+        if let Some(HumanDuration(timeout)) = shutdown_timeout {
+            self.shutdown_timeout = timeout;
+        }
+        self.metrics_addr = metrics_addr.unwrap_or(self.metrics_addr);
+        self.log_format = log_format.unwrap_or(self.log_format);
+        self.tls_ca = tls_ca.or(self.tls_ca);
+        Ok(self)
+    }
+}
+
+/// One layer of settings: flags and environment, the `--config` file, or the application's
+/// base. Every field is optional; a set one overrides the layers below.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, clap::Args)]
+#[serde(deny_unknown_fields)]
+#[allow(
+    clippy::doc_markdown,
+    reason = "the fields' docs are the flags' --help text, read without Markdown"
+)]
+pub(crate) struct Settings {
+    /// The broker URL; prefer JOBS_AMQP_URL or the file: on the command line its password shows
+    /// in the process list [default: amqp://guest:guest@127.0.0.1:5672/%2f].
+    #[arg(
+        long,
+        global = true,
+        env = "JOBS_AMQP_URL",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
+    pub(crate) url: Option<String>,
+    /// The connection name the broker shows (NAME.publish, NAME.consume) [default: jobs-worker].
+    #[arg(long, global = true, env = "JOBS_CONNECTION_NAME", value_name = "NAME")]
+    pub(crate) connection_name: Option<String>,
+    /// Serves only these jobs (comma-separated names) [default: every job of the worker].
+    #[arg(long, global = true, env = "JOBS_WORKER_JOBS", value_name = "NAMES")]
+    pub(crate) jobs: Option<JobNames>,
+    /// Handlers run at once per job; overrides each job's own concurrency.
+    #[arg(long, global = true, env = "JOBS_CONCURRENCY", value_name = "N")]
+    pub(crate) concurrency: Option<NonZeroU16>,
+    /// Deliveries prefetched per job, running or waiting for a handler slot (at least the
+    /// concurrency) [default: the concurrency].
+    #[arg(long, global = true, env = "JOBS_PREFETCH", value_name = "N")]
+    pub(crate) prefetch: Option<NonZeroU16>,
+    /// How long running jobs may finish after SIGTERM before they are requeued [default: 25s].
+    #[arg(
+        long,
+        global = true,
+        env = "JOBS_SHUTDOWN_TIMEOUT",
+        value_name = "DURATION"
+    )]
+    pub(crate) shutdown_timeout: Option<HumanDuration>,
+    /// Where /healthz, /readyz and /metrics are served [default: 0.0.0.0:9090, every interface,
+    /// as Kubernetes probes need].
+    #[arg(long, global = true, env = "JOBS_METRICS_ADDR", value_name = "ADDR")]
+    pub(crate) metrics_addr: Option<SocketAddr>,
+    /// Log lines as `plain` text or `json`; filter them with RUST_LOG [default: plain].
+    #[arg(long, global = true, env = "JOBS_LOG_FORMAT", value_name = "FORMAT")]
+    pub(crate) log_format: Option<LogFormat>,
+    /// A PEM file of CA certificates to trust for amqps://, besides the system's.
+    #[arg(long, global = true, env = "JOBS_TLS_CA", value_name = "FILE")]
+    pub(crate) tls_ca: Option<PathBuf>,
+}
+
+impl Settings {
+    /// The settings of a TOML document (the `--config` file).
+    ///
+    /// # Errors
+    ///
+    /// When it is not TOML, sets a key that is not a setting, or gives one a value of the
+    /// wrong type; the error names the key and the line, never the file's text.
+    pub(crate) fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        toml::from_str(text).map_err(|err: toml::de::Error| {
+            let line = err
+                .span()
+                .map(|span| text[..span.start.min(text.len())].lines().count().max(1));
+            let at = line.map_or_else(String::new, |line| format!(" (line {line})"));
+            // The message names the key; the error's own Display would quote the line, and with
+            // it a value that may be a secret.
+            ConfigError::new("config", "", format!("{}{at}", err.message().trim()))
         })
     }
 }
+
+/// Job names: a comma-separated list on the command line, a list in the file.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub(crate) struct JobNames(pub(crate) Vec<String>);
+
+impl std::str::FromStr for JobNames {
+    type Err = String;
+
+    fn from_str(list: &str) -> Result<Self, Self::Err> {
+        let names: Vec<String> = list
+            .split(',')
+            .map(str::trim)
+            .filter(|name| !name.is_empty())
+            .map(str::to_owned)
+            .collect();
+        if names.is_empty() {
+            return Err("expected a comma-separated list of job names".to_owned());
+        }
+        Ok(Self(names))
+    }
+}
+
+/// A duration like `25s` or `1m30s`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct HumanDuration(pub(crate) Duration);
+
+impl std::str::FromStr for HumanDuration {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        humantime::parse_duration(text.trim())
+            .map(Self)
+            .map_err(|_| format!("expected a duration like \"25s\", not {text:?}"))
+    }
+}
+
+impl<'de> Deserialize<'de> for HumanDuration {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// A configuration value that could not be used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ConfigError {
+    /// The key, as the TOML file spells it.
+    pub(crate) key: String,
+    /// The value as given (never a URL's password, never an unknown key's value).
+    pub(crate) value: String,
+    /// What was expected.
+    pub(crate) expected: String,
+}
+
+impl ConfigError {
+    fn new(key: &str, value: &str, expected: impl Into<String>) -> Self {
+        Self {
+            key: key.to_owned(),
+            value: value.to_owned(),
+            expected: expected.into(),
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.value.is_empty() {
+            write!(f, "invalid configuration: {}: {}", self.key, self.expected)
+        } else {
+            write!(
+                f,
+                "invalid configuration: {} = {:?}: {}",
+                self.key, self.value, self.expected
+            )
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn layer(pairs: &[(&'static str, &str)]) -> Layer {
-        pairs.iter().fold(Layer::default(), |l, (k, v)| {
-            l.with(k, Some((*v).to_owned()))
-        })
+    fn file(text: &str) -> Settings {
+        Settings::from_toml(text).unwrap()
     }
 
     #[test]
@@ -306,56 +393,71 @@ mod tests {
     }
 
     #[test]
-    fn args_beat_the_file_and_the_file_beats_the_defaults() {
-        let file = Layer::from_toml(
+    fn layers_merge_field_by_field() {
+        let base = WorkerConfig::default().with_connection_name("from-the-builder");
+        let from_file = file(
             "shutdown_timeout = \"40s\"\nconcurrency = 3\njobs = [\"a\", \"b\"]\nmetrics_addr = \"127.0.0.1:9999\"",
-        )
-        .unwrap();
-        let args = layer(&[("shutdown_timeout", "5s"), ("log_format", "json")]);
-        let config = WorkerConfig::resolve(&args, &file).unwrap();
+        );
+        let flags = Settings {
+            shutdown_timeout: Some("5s".parse().unwrap()),
+            log_format: Some(LogFormat::Json),
+            ..Settings::default()
+        };
+        let config = base.apply(from_file).unwrap().apply(flags).unwrap();
         assert_eq!(config.shutdown_timeout, Duration::from_secs(5));
         assert_eq!(config.concurrency, Some(3));
         assert_eq!(config.jobs, Some(vec!["a".to_owned(), "b".to_owned()]));
         assert_eq!(config.metrics_addr.to_string(), "127.0.0.1:9999");
         assert_eq!(config.log_format, LogFormat::Json);
+        assert_eq!(config.connection_name, "from-the-builder");
         assert_eq!(config.url, DEFAULT_URL);
     }
 
     #[test]
-    fn a_bad_value_is_named_with_its_key() {
-        let err = WorkerConfig::resolve(&layer(&[("shutdown_timeout", "25x")]), &Layer::default())
-            .unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "invalid configuration: shutdown_timeout = \"25x\": expected a duration like \"25s\""
-        );
-        let err =
-            WorkerConfig::resolve(&Layer::default(), &layer(&[("concurrency", "0")])).unwrap_err();
-        assert_eq!(err.key, "concurrency");
+    fn a_bad_file_value_is_named_by_its_key_and_line() {
+        let err = Settings::from_toml("concurrency = 0").unwrap_err();
+        assert!(err.to_string().contains("line 1"), "{err}");
+        let err = Settings::from_toml("\nshutdown_timeout = \"25x\"").unwrap_err();
+        assert!(err.to_string().contains("expected a duration"), "{err}");
+        assert!(err.to_string().contains("line 2"), "{err}");
     }
 
     #[test]
     fn an_unknown_file_key_is_named_and_its_value_never_shown() {
-        let err = Layer::from_toml("shutdown_timout = \"5s\"").unwrap_err();
-        assert_eq!(err.key, "shutdown_timout");
-        assert!(err.to_string().contains("expected a known key"), "{err}");
-        let err = Layer::from_toml("password = \"hunter2\"").unwrap_err();
-        assert_eq!(err.key, "password");
+        let err = Settings::from_toml("shutdown_timout = \"5s\"").unwrap_err();
+        assert!(
+            err.to_string().contains("unknown field `shutdown_timout`"),
+            "{err}"
+        );
+        let err = Settings::from_toml("password = \"hunter2\"").unwrap_err();
+        assert!(err.to_string().contains("`password`"), "{err}");
         assert!(!err.to_string().contains("hunter2"), "{err}");
     }
 
     #[test]
-    fn a_bad_url_is_redacted() {
-        let err = WorkerConfig::resolve(
-            &layer(&[("url", "http://guest:hunter2@host/")]),
-            &Layer::default(),
-        )
-        .unwrap_err();
-        assert!(!err.to_string().contains("hunter2"), "{err}");
-        let config = WorkerConfig {
-            url: "amqp://guest:hunter2@host/".to_owned(),
-            ..WorkerConfig::default()
+    fn the_printed_configuration_reads_back_as_the_same_file() {
+        let from_file = file(
+            "connection_name = \"a \\\"quoted\\\" name\"\nshutdown_timeout = \"1m 30s\"\njobs = [\"a\"]\nprefetch = 7\nlog_format = \"json\"",
+        );
+        let config = WorkerConfig::default().apply(from_file).unwrap();
+        let printed = config.to_toml();
+        let again = WorkerConfig::default().apply(file(&printed)).unwrap();
+        // All but the password, which is printed hidden.
+        assert_eq!(again.url, "amqp://guest:**@127.0.0.1:5672/%2f");
+        assert_eq!(again.with_url(DEFAULT_URL), config, "{printed}");
+        let secret = WorkerConfig::default().with_url("amqp://guest:hunter2@host/");
+        assert!(!secret.to_toml().contains("hunter2"));
+    }
+
+    #[test]
+    fn a_bad_url_is_refused_and_never_shown() {
+        let bad = Settings {
+            url: Some("http://guest:hunter2@host/".to_owned()),
+            ..Settings::default()
         };
+        let err = WorkerConfig::default().apply(bad).unwrap_err();
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+        let config = WorkerConfig::default().with_url("amqp://guest:hunter2@host/");
         assert!(!format!("{config:?}").contains("hunter2"));
     }
 }

@@ -11,6 +11,9 @@
 //!
 //! and serves every `#[job]` linked into it; the same binary gives the operator commands.
 //!
+//! A worker whose handlers need the application's state (a database pool, an HTTP client) is
+//! started with [`main_with`] and a [`Worker::builder`] that has it.
+//!
 //! `run` (the default command) connects to RabbitMQ, serves the jobs, answers `/healthz`,
 //! `/readyz` and `/metrics` over HTTP (default `0.0.0.0:9090`), and on SIGTERM or SIGINT
 //! stops taking deliveries, lets running jobs finish until the shutdown timeout (default 25 s),
@@ -22,19 +25,51 @@
 //! configuration error.
 
 mod cli;
-pub mod config;
+mod config;
 mod error;
 mod http;
-pub mod metrics;
-pub mod ops;
+mod metrics;
+mod ops;
 mod shutdown;
 mod worker;
 
-pub use config::WorkerConfig;
+pub use config::{LogFormat, WorkerConfig};
 pub use error::{Error, Result};
+pub use metrics::Metrics;
 pub use worker::{Worker, WorkerBuilder};
 
-/// Runs the worker CLI on the process's arguments and environment, and returns its exit code.
+/// Runs the worker CLI on the process's arguments and environment, serving every job linked
+/// into the binary, and returns its exit code.
 pub async fn main() -> std::process::ExitCode {
-    cli::run(std::env::args_os()).await
+    main_with(Worker::builder()).await
+}
+
+/// Runs the worker CLI with `worker` as the base: its jobs, the values its jobs take as
+/// [`State<T>`](jobs_core::State), its defaults and observers, and its configuration, with the
+/// command line's flags, environment and `--config` file applied on top. The same binary is
+/// both the worker and the operator's tool.
+///
+/// ```no_run
+/// use std::sync::Arc;
+///
+/// struct Storage; // the application's client, shared by every handler
+///
+/// #[tokio::main]
+/// async fn main() -> std::process::ExitCode {
+///     let worker = jobs_worker::Worker::builder().state(Arc::new(Storage));
+///     jobs_worker::main_with(worker).await
+/// }
+/// ```
+pub async fn main_with(worker: WorkerBuilder) -> std::process::ExitCode {
+    cli::run(std::env::args_os(), worker).await
+}
+
+/// [`main_with`] on `args` (the program name first) instead of the process's arguments: for a
+/// test, or a program that embeds the worker's command line.
+pub async fn main_with_args<I, T>(worker: WorkerBuilder, args: I) -> std::process::ExitCode
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    cli::run(args.into_iter().map(Into::into), worker).await
 }

@@ -2,9 +2,9 @@
 //! exposition format 0.0.4.
 //!
 //! The hot path is atomics only: every job the worker serves gets its counters up front, so an
-//! event finds them with a lookup in an immutable map. Dead letters, rare, go through a mutex.
+//! event finds them with a lookup in an immutable map. Failures, rare, go through a mutex.
 //!
-//! `jobs_in_flight` counts handlers started and not yet finished. A delivery dead-lettered
+//! `jobs_in_flight` counts handlers started and not yet finished. A delivery sent to the error queue
 //! before its handler ran (undecodable, unknown job, too large) never counted as started, so it
 //! does not count as finished either.
 
@@ -17,7 +17,7 @@ use jobs_core::Job;
 use jobs_core::engine::{Event, EventKind, Observer};
 
 /// The upper bounds, in seconds, of the `jobs_duration_seconds` buckets.
-pub const BUCKETS: [f64; 14] = [
+pub(crate) const BUCKETS: [f64; 14] = [
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0,
 ];
 
@@ -36,7 +36,7 @@ struct JobMetrics {
     publish_failures: AtomicU64,
     requeued: AtomicU64,
     in_flight: AtomicI64,
-    dead_lettered: Mutex<BTreeMap<&'static str, u64>>,
+    failed: Mutex<BTreeMap<&'static str, u64>>,
     /// Counts per bucket (not cumulative), then one for `+Inf`.
     buckets: [AtomicU64; BUCKETS.len() + 1],
     count: AtomicU64,
@@ -104,18 +104,18 @@ impl Metrics {
         );
         let _ = writeln!(
             out,
-            "# HELP jobs_dead_lettered_total Jobs moved to their error queue.\n# TYPE jobs_dead_lettered_total counter"
+            "# HELP jobs_failed_total Jobs moved to their error queue.\n# TYPE jobs_failed_total counter"
         );
         for job in &names {
             let dead = self.jobs[**job]
-                .dead_lettered
+                .failed
                 .lock()
                 .map(|counts| counts.clone())
                 .unwrap_or_else(|poisoned| poisoned.into_inner().clone());
             for (kind, n) in dead {
                 let _ = writeln!(
                     out,
-                    "jobs_dead_lettered_total{{job=\"{}\",kind=\"{kind}\"}} {n}",
+                    "jobs_failed_total{{job=\"{}\",kind=\"{kind}\"}} {n}",
                     escape(job)
                 );
             }
@@ -203,12 +203,12 @@ impl Observer for Metrics {
                     m.finished();
                 }
             }
-            EventKind::DeadLettered { kind, started, .. } => {
+            EventKind::Failed { kind, started, .. } => {
                 if started {
                     m.finished();
                 }
                 let mut counts = m
-                    .dead_lettered
+                    .failed
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner);
                 *counts.entry(kind.as_str()).or_default() += 1;
@@ -227,7 +227,7 @@ impl Observer for Metrics {
     }
 }
 
-/// Whether a dead letter of this kind ran its handler first.
+/// Whether a failure of this kind ran its handler first.
 /// A label value with `\`, `"` and newlines escaped.
 fn escape(value: &str) -> String {
     value
@@ -336,7 +336,7 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains("jobs_dead_lettered_total{job=\"work\",kind=\"fatal\"} 1\n"),
+            text.contains("jobs_failed_total{job=\"work\",kind=\"fatal\"} 1\n"),
             "{text}"
         );
         assert!(text.contains("jobs_in_flight{job=\"work\"} 0\n"), "{text}");

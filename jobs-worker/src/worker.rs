@@ -1,11 +1,14 @@
 //! The worker: connect, serve the jobs, answer probes, and shut down gracefully on a signal.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
-use jobs_core::engine::Engine;
+use jobs_core::engine::{Engine, EngineBuilder, Observer};
 use jobs_core::transport::amqp::{AmqpTransport, AmqpTransportBuilder};
-use jobs_core::transport::redact_url;
-use jobs_core::{Job, registry};
+use jobs_core::transport::{Transport, redact_url};
+use jobs_core::{Job, JobDefaults, JobSettings, ProducerOptions, registry};
 
 use crate::config::WorkerConfig;
 use crate::error::{Error, Result};
@@ -16,19 +19,55 @@ use crate::shutdown;
 /// A worker serving jobs on RabbitMQ; made by [`Worker::builder`].
 ///
 /// ```no_run
-/// # async fn run() -> jobs_worker::Result<()> {
-/// jobs_worker::Worker::builder().run().await
-/// # }
+/// use std::sync::Arc;
+/// use jobs_worker::Worker;
+///
+/// struct Db; // a connection pool, say
+///
+/// #[tokio::main]
+/// async fn main() -> std::process::ExitCode {
+///     // Handlers that take `State<Arc<Db>>` get this one; flags, environment and the
+///     // `--config` file still apply, and the same binary is the operator's tool.
+///     jobs_worker::main_with(Worker::builder().state(Arc::new(Db))).await
+/// }
 /// ```
 #[derive(Debug)]
 pub struct Worker;
 
-/// Configures a [`Worker`].
-#[derive(Debug, Default)]
+/// Configures a [`Worker`]: the jobs it serves, the values their handlers take as
+/// [`State<T>`](jobs_core::State), and the engine's options. Run it with
+/// [`main_with`](crate::main_with), which adds the command line, or [`run`](Self::run).
+#[derive(Default)]
 #[must_use]
 pub struct WorkerBuilder {
     config: WorkerConfig,
     jobs: Option<Vec<&'static Job>>,
+    engine: EngineBuilder,
+    transport: Option<Arc<dyn Transport>>,
+    /// In a mutex only to make the builder `Sync`: a future need not be.
+    shutdown: Mutex<Option<ShutdownSignal>>,
+}
+
+/// A future that asks for a graceful shutdown when it completes.
+type ShutdownSignal = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+impl std::fmt::Debug for WorkerBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkerBuilder")
+            .field("config", &self.config)
+            .field("jobs", &self.jobs)
+            .field("engine", &self.engine)
+            .field("transport", &self.transport)
+            .field(
+                "shutdown_signal",
+                &self
+                    .shutdown
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .is_some(),
+            )
+            .finish()
+    }
 }
 
 impl Worker {
@@ -39,41 +78,110 @@ impl Worker {
 }
 
 impl WorkerBuilder {
-    /// Uses `config`.
+    /// Uses `config` as the base the command line's flags, environment and file apply on top of.
     pub fn config(mut self, config: WorkerConfig) -> Self {
         self.config = config;
         self
     }
 
-    /// Serves `jobs` instead of every linked job (and instead of the configuration's `jobs`).
+    /// Serves `jobs` instead of every linked job; the configuration's `jobs` selects among them.
     pub fn jobs(mut self, jobs: impl IntoIterator<Item = &'static Job>) -> Self {
         self.jobs = Some(jobs.into_iter().collect());
         self
+    }
+
+    /// Adds a value handlers take as a [`State<T>`](jobs_core::State) argument, one per type:
+    /// a database pool, an HTTP client. The worker refuses to start while a job asks for a
+    /// type it was not given.
+    pub fn state<T: Send + Sync + 'static>(mut self, value: T) -> Self {
+        self.engine = self.engine.state(value);
+        self
+    }
+
+    /// Defaults for the options jobs leave unset (retries, backoff, timeout, concurrency,
+    /// queue type).
+    pub fn defaults(mut self, defaults: JobDefaults) -> Self {
+        self.engine = self.engine.defaults(defaults);
+        self
+    }
+
+    /// Adds an observer of every job event, beside the worker's metrics.
+    pub fn observer(mut self, observer: Arc<dyn Observer>) -> Self {
+        self.engine = self.engine.observer(observer);
+        self
+    }
+
+    /// The size limit and confirm timeout of the engine's producer.
+    pub fn producer_options(mut self, options: ProducerOptions) -> Self {
+        self.engine = self.engine.producer_options(options);
+        self
+    }
+
+    /// How long a failed attempt's retry or error-queue publish is tried again; see
+    /// [`EngineBuilder::outcome_publish_timeout`].
+    pub fn outcome_publish_timeout(mut self, timeout: Duration) -> Self {
+        self.engine = self.engine.outcome_publish_timeout(timeout);
+        self
+    }
+
+    /// Serves on `transport` instead of connecting to the configured URL: the in-memory
+    /// broker in a test, or a transport the application connected itself. The worker does not
+    /// close it.
+    pub fn transport(mut self, transport: Arc<dyn Transport>) -> Self {
+        self.transport = Some(transport);
+        self
+    }
+
+    /// Shuts down gracefully when `signal` completes, as on SIGTERM or SIGINT: for a worker
+    /// embedded in a larger program, or a test.
+    pub fn shutdown_signal(mut self, signal: impl Future<Output = ()> + Send + 'static) -> Self {
+        self.shutdown = Mutex::new(Some(Box::pin(signal)));
+        self
+    }
+
+    /// The transport given with [`transport`](Self::transport), if any.
+    pub(crate) fn given_transport(&self) -> Option<&Arc<dyn Transport>> {
+        self.transport.as_ref()
+    }
+
+    pub(crate) fn base_config(&self) -> &WorkerConfig {
+        &self.config
+    }
+
+    /// The jobs this worker would serve, with their options resolved: for the operator
+    /// commands.
+    pub(crate) fn settings(&self) -> Result<Vec<JobSettings>> {
+        let jobs = self.resolve_jobs()?;
+        Ok(self.engine.jobs_settings(&jobs))
     }
 
     /// The jobs this worker would serve.
     ///
     /// # Errors
     ///
-    /// [`Error::UnknownJob`] for a configured name no linked job has, and [`Error::NoJobs`]
-    /// when there is nothing to serve.
-    pub fn resolve_jobs(&self) -> Result<Vec<&'static Job>> {
-        let jobs = match (&self.jobs, &self.config.jobs) {
-            (Some(jobs), _) => jobs.clone(),
-            (None, Some(names)) => names
+    /// [`Error::UnknownJob`] for a configured name no job of the worker has, and
+    /// [`Error::NoJobs`] when there is nothing to serve.
+    pub(crate) fn resolve_jobs(&self) -> Result<Vec<&'static Job>> {
+        let available = self.jobs.clone().unwrap_or_else(registry::registered);
+        let jobs = match &self.config.jobs {
+            None => available,
+            Some(names) => names
                 .iter()
                 .map(|name| {
-                    registry::find(name).ok_or_else(|| Error::UnknownJob {
-                        name: name.clone(),
-                        known: registry::registered()
-                            .iter()
-                            .map(|job| job.name())
-                            .collect::<Vec<_>>()
-                            .join(", "),
-                    })
+                    available
+                        .iter()
+                        .find(|job| job.name() == name)
+                        .copied()
+                        .ok_or_else(|| Error::UnknownJob {
+                            name: name.clone(),
+                            known: available
+                                .iter()
+                                .map(|job| job.name())
+                                .collect::<Vec<_>>()
+                                .join(", "),
+                        })
                 })
                 .collect::<Result<_>>()?,
-            (None, None) => registry::registered(),
         };
         if jobs.is_empty() {
             return Err(Error::NoJobs);
@@ -83,26 +191,44 @@ impl WorkerBuilder {
 
     /// Runs until SIGTERM or SIGINT, then shuts down gracefully: stops taking deliveries,
     /// lets running jobs finish until the shutdown timeout, requeues the rest and closes the
-    /// connections.
+    /// connections. The configuration is the builder's as it is: [`main_with`](crate::main_with)
+    /// is the way to apply the command line.
     ///
     /// # Errors
     ///
-    /// When there are no jobs to serve, the metrics address cannot be bound, the broker cannot
-    /// be reached or the topology cannot be declared.
+    /// When there are no jobs to serve, a job takes a [`State<T>`](jobs_core::State) the
+    /// worker was not given, the metrics address cannot be bound, the broker cannot be reached
+    /// or the topology cannot be declared.
     pub async fn run(self) -> Result<()> {
         let config = self.config.clone();
         let jobs = self.resolve_jobs()?;
-        let transport = transport_builder(&config)?;
-
         let metrics = Arc::new(Metrics::new(jobs.iter().copied()));
-        let engine: Arc<Mutex<Option<Engine>>> = Arc::new(Mutex::new(None));
+        let mut engine = self
+            .engine
+            .jobs(jobs.iter().copied())
+            .observer(metrics.clone());
+        if let Some(concurrency) = config.concurrency {
+            engine = engine.concurrency(concurrency);
+        }
+        if let Some(prefetch) = config.prefetch {
+            engine = engine.prefetch(prefetch);
+        }
+        // What needs no broker fails before anything connects: a missing `State<T>` names
+        // the job and the type.
+        engine.check().map_err(Error::Start)?;
+        let source = match self.transport {
+            Some(given) => Source::Given(given),
+            None => Source::Url(transport_builder(&config)?),
+        };
+
+        let running: Arc<Mutex<Option<Engine>>> = Arc::new(Mutex::new(None));
         let listener = tokio::net::TcpListener::bind(config.metrics_addr)
             .await
             .map_err(|source| Error::Bind {
                 addr: config.metrics_addr,
                 source,
             })?;
-        let shared = Arc::clone(&engine);
+        let shared = Arc::clone(&running);
         let probes = Probes {
             ready: Arc::new(move || {
                 shared
@@ -118,45 +244,73 @@ impl WorkerBuilder {
         tracing::info!(addr = %config.metrics_addr, "serving /healthz, /readyz and /metrics");
 
         let mut signal = AbortOnDrop(tokio::spawn(shutdown::first_signal()));
-        let url = redact_url(&config.url);
-        tracing::info!(url = %url, connection_name = %config.connection_name, "connecting");
-        let transport = transport.connect().await.map_err(|source| Error::Connect {
-            url: url.clone(),
-            source,
-        })?;
-        let mut builder = Engine::builder(Arc::new(transport.clone()))
-            .jobs(jobs.iter().copied())
-            .observer(metrics);
-        if let Some(concurrency) = config.concurrency {
-            builder = builder.concurrency(concurrency);
-        }
-        if let Some(prefetch) = config.prefetch {
-            builder = builder.prefetch(prefetch);
-        }
-        let started = builder.start().await.map_err(Error::Start)?;
+        let mut asked = self
+            .shutdown
+            .into_inner()
+            .unwrap_or_else(PoisonError::into_inner)
+            .unwrap_or_else(|| Box::pin(std::future::pending()));
+        let (transport, connected): (Arc<dyn Transport>, _) = match source {
+            Source::Given(given) => (given, None),
+            Source::Url(connect) => {
+                let url = redact_url(&config.url);
+                tracing::info!(url = %url, connection_name = %config.connection_name, "connecting");
+                let transport = connect
+                    .connect()
+                    .await
+                    .map_err(|source| Error::Connect { url, source })?;
+                (Arc::new(transport.clone()), Some(transport))
+            }
+        };
+        let started = engine
+            .transport(transport)
+            .start()
+            .await
+            .map_err(Error::Start)?;
         let names: Vec<&str> = started.jobs().iter().map(|s| s.job().name()).collect();
         tracing::info!(jobs = ?names, "worker ready");
-        *engine.lock().unwrap_or_else(PoisonError::into_inner) = Some(started);
+        *running.lock().unwrap_or_else(PoisonError::into_inner) = Some(started);
 
         // Without signal handling there is no way to stop gracefully later: stop now.
-        let (name, outcome) = match (&mut signal.0).await {
-            Ok(Ok(name)) => (name, Ok(())),
-            Ok(Err(source)) => ("none", Err(Error::Signals(source))),
-            Err(_) => ("none", Ok(())),
+        let (name, outcome) = tokio::select! {
+            signalled = &mut signal.0 => match signalled {
+                Ok(Ok(name)) => (name, Ok(())),
+                Ok(Err(source)) => ("none", Err(Error::Signals(source))),
+                Err(_) => ("none", Ok(())),
+            },
+            () = &mut asked => ("the shutdown signal", Ok(())),
         };
         tracing::info!(
             signal = name,
             timeout = ?config.shutdown_timeout,
             "shutting down: finishing running jobs"
         );
-        let running = engine.lock().unwrap_or_else(PoisonError::into_inner).take();
-        if let Some(running) = running {
-            running.shutdown(config.shutdown_timeout).await;
+        let stopping = running
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(stopping) = stopping {
+            stopping.shutdown(config.shutdown_timeout).await;
         }
-        transport.close().await;
+        if let Some(transport) = connected {
+            transport.close().await;
+        }
         tracing::info!("shut down");
         outcome
     }
+
+    /// This builder with the configuration `config`, for the command line.
+    pub(crate) fn with_config(mut self, config: WorkerConfig) -> Self {
+        self.config = config;
+        self
+    }
+}
+
+/// Where the worker's transport comes from.
+enum Source {
+    /// The application gave it.
+    Given(Arc<dyn Transport>),
+    /// The worker connects to the configured URL.
+    Url(AmqpTransportBuilder),
 }
 
 /// A background task that ends with its owner.
@@ -210,11 +364,9 @@ mod tests {
     #[tokio::test]
     async fn a_worker_that_cannot_connect_fails_and_frees_its_metrics_port() {
         let (broker, metrics_addr) = (free_addr(), free_addr());
-        let config = WorkerConfig {
-            url: format!("amqp://guest:guest@{broker}/%2f"),
-            metrics_addr,
-            ..WorkerConfig::default()
-        };
+        let config = WorkerConfig::default()
+            .with_url(format!("amqp://guest:guest@{broker}/%2f"))
+            .with_metrics_addr(metrics_addr);
         let err = Worker::builder()
             .config(config)
             .jobs([&nothing::JOB])

@@ -42,3 +42,19 @@ pub fn close_connections_named(name: &str) -> usize {
     }
     pids.len()
 }
+
+/// Deletes, with `rabbitmqctl`, the queues named `names` that exist: a test's own queues, to
+/// start from a broker that never had them.
+///
+/// # Panics
+///
+/// When `rabbitmqctl` cannot run.
+pub fn delete_queues(names: &[&str]) {
+    for name in names {
+        // A queue that does not exist fails the command: nothing to delete.
+        let _ = std::process::Command::new("rabbitmqctl")
+            .args(["delete_queue", name])
+            .output()
+            .expect("rabbitmqctl runs");
+    }
+}

@@ -17,7 +17,7 @@ use jobs_core::engine::Engine;
 use jobs_core::envelope::header;
 use jobs_core::testing::{Outcome, Recorded, Recorder};
 use jobs_core::transport::{Publish, Settlement, Transport};
-use jobs_core::{DeadLetter, Envelope, Error, FailureKind, JobContext, JobError, job};
+use jobs_core::{Envelope, Error, FailedJob, FailureKind, JobContext, JobError, job};
 
 /// What the shared job should do.
 #[derive(Clone, PartialEq, prost::Message)]
@@ -121,7 +121,7 @@ impl Suite {
 
     /// Reads the error queue through the transport until the message `id` is there; acks
     /// what it reads, so older leftovers go too.
-    async fn dead_letter(&self, id: &str) -> DeadLetter {
+    async fn failed_job(&self, id: &str) -> FailedJob {
         let mut consumer = self
             .transport
             .consume(shared_work::ERROR_QUEUE, 100)
@@ -135,7 +135,7 @@ impl Suite {
                 });
                 settled.await.expect("acked");
                 if delivery.envelope.properties.message_id.as_deref() == Some(id) {
-                    return Some(DeadLetter::new(delivery.envelope));
+                    return Some(FailedJob::new(delivery.envelope));
                 }
             }
             None
@@ -194,7 +194,7 @@ pub async fn exhausted_into_the_error_queue(suite: &Suite) {
     let id = suite.enqueue(Work::new("always")).await;
     let events = suite.finished(&id).await;
     assert_eq!(starts(&events).len(), 3, "the first attempt and 2 retries");
-    let letter = suite.dead_letter(&id).await;
+    let letter = suite.failed_job(&id).await;
     assert_eq!(letter.kind(), Some(FailureKind::Handler));
     assert_eq!(letter.error(), Some("storage unavailable"));
     assert_eq!(letter.attempt(), Some(3));
@@ -214,7 +214,7 @@ pub async fn exhausted_into_the_error_queue(suite: &Suite) {
 pub async fn fatal_goes_straight_to_the_error_queue(suite: &Suite) {
     let id = suite.enqueue(Work::new("fatal")).await;
     assert_eq!(starts(&suite.finished(&id).await).len(), 1);
-    let letter = suite.dead_letter(&id).await;
+    let letter = suite.failed_job(&id).await;
     assert_eq!(
         (letter.kind(), letter.attempt()),
         (Some(FailureKind::Fatal), Some(1))
@@ -240,7 +240,7 @@ pub async fn timeout_is_a_retryable_failure(suite: &Suite) {
 /// A panicking handler is a failure; the worker keeps serving.
 pub async fn panic_is_a_failure_and_the_worker_goes_on(suite: &Suite) {
     let id = suite.enqueue(Work::new("panic")).await;
-    let letter = suite.dead_letter(&id).await;
+    let letter = suite.failed_job(&id).await;
     assert_eq!(letter.kind(), Some(FailureKind::Panic));
     assert!(letter.error().is_some_and(|e| e.contains("handler bug")));
     let after = suite.enqueue(Work::new("ok")).await;
@@ -265,7 +265,7 @@ fn raw(kind: Option<&'static str>, body: Vec<u8>, id: &str) -> Publish {
 }
 
 /// A body that is not the job's message goes to the error queue on its first delivery.
-pub async fn undecodable_body_is_dead_lettered_at_once(suite: &Suite) {
+pub async fn undecodable_body_goes_to_the_error_queue_at_once(suite: &Suite) {
     let id = format!("raw-{}", jobs_core::MessageId::generate());
     let body = vec![0x0a, 100, b'a', b'b', b'c'];
     suite
@@ -274,7 +274,7 @@ pub async fn undecodable_body_is_dead_lettered_at_once(suite: &Suite) {
         .publish(raw(Some("shared_work"), body, &id))
         .await
         .expect("published");
-    let letter = suite.dead_letter(&id).await;
+    let letter = suite.failed_job(&id).await;
     assert_eq!(letter.kind(), Some(FailureKind::Decode));
     assert!(
         suite
@@ -286,7 +286,7 @@ pub async fn undecodable_body_is_dead_lettered_at_once(suite: &Suite) {
 }
 
 /// A message naming no known job goes to the error queue on its first delivery.
-pub async fn unknown_job_is_dead_lettered_at_once(suite: &Suite) {
+pub async fn unknown_job_goes_to_the_error_queue_at_once(suite: &Suite) {
     let id = format!("raw-{}", jobs_core::MessageId::generate());
     suite
         .engine
@@ -294,7 +294,7 @@ pub async fn unknown_job_is_dead_lettered_at_once(suite: &Suite) {
         .publish(raw(Some("not_a_job"), Vec::new(), &id))
         .await
         .expect("published");
-    let letter = suite.dead_letter(&id).await;
+    let letter = suite.failed_job(&id).await;
     assert_eq!(letter.kind(), Some(FailureKind::UnknownJob));
     assert!(
         letter

@@ -59,7 +59,7 @@ fn python_ready() -> bool {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn jobs_published_from_python_are_handled_and_a_bad_body_is_dead_lettered() {
+async fn jobs_published_from_python_are_handled_and_a_bad_body_goes_to_the_error_queue() {
     let Some(url) = jobs_core::testing::broker_url() else {
         return;
     };
@@ -116,7 +116,7 @@ async fn jobs_published_from_python_are_handled_and_a_bad_body_is_dead_lettered(
             _ => assert!(
                 matches!(
                     last,
-                    Some(Outcome::DeadLettered {
+                    Some(Outcome::Failed {
                         kind: FailureKind::Decode,
                         ..
                     })

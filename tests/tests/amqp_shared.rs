@@ -22,8 +22,8 @@ async fn the_shared_scenarios_give_the_same_outcomes_on_rabbitmq() {
     scenarios::fatal_goes_straight_to_the_error_queue(&suite).await;
     scenarios::timeout_is_a_retryable_failure(&suite).await;
     scenarios::panic_is_a_failure_and_the_worker_goes_on(&suite).await;
-    scenarios::undecodable_body_is_dead_lettered_at_once(&suite).await;
-    scenarios::unknown_job_is_dead_lettered_at_once(&suite).await;
+    scenarios::undecodable_body_goes_to_the_error_queue_at_once(&suite).await;
+    scenarios::unknown_job_goes_to_the_error_queue_at_once(&suite).await;
     scenarios::unroutable_enqueue_fails(&suite).await;
     scenarios::too_large_is_refused(&suite).await;
 

@@ -60,7 +60,7 @@ async fn a_successful_job_is_handled_once_and_acked() {
     assert_eq!(outcomes, [(1, Outcome::Started), (1, Outcome::Succeeded)]);
     assert_eq!(app.transport().queue_len(run_work::QUEUE), Some(0));
     assert_eq!(app.transport().unacked(run_work::QUEUE), 0);
-    assert!(app.dead_letters(run_work::QUEUE).is_empty());
+    assert!(app.error_queue(run_work::QUEUE).is_empty());
 }
 
 #[tokio::test(start_paused = true)]
@@ -93,7 +93,7 @@ async fn a_failure_is_retried_with_the_configured_backoff_then_succeeds() {
         events.last().map(|e| (e.attempt, &e.outcome)),
         Some((3, &Outcome::Succeeded))
     );
-    assert!(app.dead_letters(run_work::QUEUE).is_empty());
+    assert!(app.error_queue(run_work::QUEUE).is_empty());
 }
 
 #[tokio::test(start_paused = true)]
@@ -107,7 +107,7 @@ async fn exhausted_retries_land_in_the_error_queue_with_every_failure_header() {
     assert_eq!(starts.len(), 4, "the first attempt and 3 retries");
     assert_eq!(gaps(&starts), [1, 2, 4].map(Duration::from_secs));
 
-    let letters = app.dead_letters(run_work::QUEUE);
+    let letters = app.error_queue(run_work::QUEUE);
     assert_eq!(letters.len(), 1);
     let letter = &letters[0];
     assert_eq!(letter.kind(), Some(FailureKind::Handler));
@@ -147,7 +147,7 @@ async fn a_handler_past_its_deadline_fails_as_timeout() {
             ..
         }
     ));
-    let letters = app.dead_letters(run_work::QUEUE);
+    let letters = app.error_queue(run_work::QUEUE);
     assert_eq!(letters.len(), 1);
     assert_eq!(letters[0].kind(), Some(FailureKind::Timeout));
     assert_eq!(letters[0].attempt(), Some(4));
@@ -171,14 +171,14 @@ fn raw(kind: Option<&'static str>, body: Vec<u8>, attempt: Option<HeaderValue>) 
     }
 }
 
-async fn publish_raw(app: &TestApp, publish: Publish) -> jobs_core::DeadLetter {
+async fn publish_raw(app: &TestApp, publish: Publish) -> jobs_core::FailedJob {
     app.producer().publish(publish).await.unwrap();
     app.run_until_idle().await;
-    let mut letters = app.dead_letters(run_work::QUEUE);
+    let mut letters = app.error_queue(run_work::QUEUE);
     assert_eq!(letters.len(), 1, "exactly one error-queue message");
     let outcomes: Vec<_> = app.events().into_iter().map(|e| e.outcome).collect();
     assert!(
-        matches!(outcomes.as_slice(), [Outcome::DeadLettered { .. }]),
+        matches!(outcomes.as_slice(), [Outcome::Failed { .. }]),
         "the handler never ran and nothing was retried: {outcomes:?}"
     );
     letters.remove(0)

@@ -26,8 +26,8 @@ on_memory!(
     fatal_goes_straight_to_the_error_queue,
     timeout_is_a_retryable_failure,
     panic_is_a_failure_and_the_worker_goes_on,
-    undecodable_body_is_dead_lettered_at_once,
-    unknown_job_is_dead_lettered_at_once,
+    undecodable_body_goes_to_the_error_queue_at_once,
+    unknown_job_goes_to_the_error_queue_at_once,
     unroutable_enqueue_fails,
     too_large_is_refused,
 );

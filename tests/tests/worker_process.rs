@@ -537,13 +537,15 @@ fn the_password_is_never_printed() {
     assert_eq!(code, Some(0));
     outputs.push(text);
     let (code, text) = run_output(&["--url", &url, "--shutdown-timeout", "25x"], &[]);
-    assert_eq!(code, Some(3));
+    assert_eq!(code, Some(2), "{text}");
     assert!(
-        text.contains(
-            "invalid configuration: shutdown_timeout = \"25x\": expected a duration like \"25s\""
-        ),
+        text.contains("'25x' for '--shutdown-timeout <DURATION>'"),
         "{text}"
     );
+    outputs.push(text);
+    let (code, text) = run_output(&["config"], &[("JOBS_AMQP_URL", &url)]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("url = \"amqp://guest:**@127.0.0.1"), "{text}");
     outputs.push(text);
     let bad_scheme = format!("http://guest:{PASSWORD}@127.0.0.1/");
     let (code, text) = run_output(&["--url", &bad_scheme], &[]);
@@ -570,25 +572,51 @@ fn the_password_is_never_printed() {
 fn flags_beat_the_environment_and_the_environment_beats_the_file() {
     let dir = std::env::temp_dir().join(format!("jobs-worker-config-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("worker.toml");
-    std::fs::write(&file, "shutdown_timeout = \"1x\"\n").unwrap();
-    let file = file.to_str().unwrap();
+    let path = dir.join("worker.toml");
+    std::fs::write(&path, "shutdown_timeout = \"1s\"\nconcurrency = 4\n").unwrap();
+    let file = path.to_str().unwrap();
+    let config = |args: &[&str], env: &[(&str, &str)]| {
+        let args: Vec<&str> = args.iter().copied().chain(["config"]).collect();
+        let (code, text) = run_output(&args, env);
+        assert_eq!(code, Some(0), "{text}");
+        text
+    };
 
-    let (code, text) = run_output(&["--config", file], &[]);
-    assert_eq!(code, Some(3));
-    assert!(text.contains("shutdown_timeout = \"1x\""), "{text}");
-    let (_, text) = run_output(&["--config", file], &[("JOBS_SHUTDOWN_TIMEOUT", "2x")]);
-    assert!(text.contains("shutdown_timeout = \"2x\""), "{text}");
-    let (_, text) = run_output(
-        &["--config", file, "--shutdown-timeout", "3x"],
-        &[("JOBS_SHUTDOWN_TIMEOUT", "2x")],
+    let text = config(&["--config", file], &[]);
+    assert!(text.contains("shutdown_timeout = \"1s\""), "{text}");
+    assert!(text.contains("concurrency = 4"), "{text}");
+    let text = config(&["--config", file], &[("JOBS_SHUTDOWN_TIMEOUT", "2s")]);
+    assert!(text.contains("shutdown_timeout = \"2s\""), "{text}");
+    assert!(text.contains("concurrency = 4"), "{text}");
+    let text = config(
+        &["--config", file, "--shutdown-timeout", "3s"],
+        &[("JOBS_SHUTDOWN_TIMEOUT", "2s")],
     );
-    assert!(text.contains("shutdown_timeout = \"3x\""), "{text}");
-    let (_, text) = run_output(&[], &[("JOBS_CONFIG", file)]);
-    assert!(text.contains("shutdown_timeout = \"1x\""), "{text}");
-    std::fs::write(dir.join("bad.toml"), "shutdown_timout = \"1s\"\n").unwrap();
-    let (code, text) = run_output(&["--config", dir.join("bad.toml").to_str().unwrap()], &[]);
-    assert_eq!(code, Some(3));
-    assert!(text.contains("shutdown_timout"), "{text}");
+    assert!(text.contains("shutdown_timeout = \"3s\""), "{text}");
+    let text = config(&[], &[("JOBS_CONFIG", file)]);
+    assert!(text.contains("shutdown_timeout = \"1s\""), "{text}");
+    let text = config(&[], &[]);
+    assert!(text.contains("shutdown_timeout = \"25s\""), "{text}");
+    assert!(text.contains("# concurrency: each job's own"), "{text}");
+
+    // A bad value in the file is named by its key and line; in the environment, by its flag.
+    std::fs::write(&path, "concurrency = 4\nshutdown_timeout = \"1x\"\n").unwrap();
+    let (code, text) = run_output(&["--config", file], &[]);
+    assert_eq!(code, Some(3), "{text}");
+    assert!(
+        text.contains("expected a duration like \"25s\", not \"1x\""),
+        "{text}"
+    );
+    assert!(text.contains("line 2"), "{text}");
+    let (code, text) = run_output(&[], &[("JOBS_SHUTDOWN_TIMEOUT", "2x")]);
+    assert_eq!(code, Some(2), "{text}");
+    assert!(
+        text.contains("'2x' for '--shutdown-timeout <DURATION>'"),
+        "{text}"
+    );
+    std::fs::write(&path, "shutdown_timout = \"1s\"\n").unwrap();
+    let (code, text) = run_output(&["--config", file], &[]);
+    assert_eq!(code, Some(3), "{text}");
+    assert!(text.contains("unknown field `shutdown_timout`"), "{text}");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -18,7 +18,7 @@ use jobs_core::testing::Recorder;
 use jobs_core::transport::amqp::AmqpTransport;
 use jobs_core::transport::memory::MemoryTransport;
 use jobs_core::transport::{Transport, redact_url};
-use jobs_core::{DeadLetter, Producer};
+use jobs_core::{FailedJob, Producer};
 use upload_server::{TransferFile, transfer_to_oss};
 
 /// Prints every job event as it happens.
@@ -33,7 +33,7 @@ impl Observer for Report {
             EventKind::Retried { error, delay, .. } => {
                 format!("failed ({error}); retry in {delay:?}")
             }
-            EventKind::DeadLettered { kind, error, .. } => {
+            EventKind::Failed { kind, error, .. } => {
                 format!("moved to the error queue [{kind}]: {error}")
             }
             EventKind::Requeued { error, .. } => format!("requeued: {error}"),
@@ -112,7 +112,7 @@ async fn main() -> jobs_core::Result<()> {
     for letter in memory
         .messages(transfer_to_oss::ERROR_QUEUE)
         .into_iter()
-        .map(DeadLetter::new)
+        .map(FailedJob::new)
     {
         let kind = letter.kind().map_or("?", |k| k.as_str());
         println!(

@@ -237,7 +237,7 @@ async fn settle_failure(
                 origin.clone(),
                 decision.trace.unwrap_or_else(TraceContext::new_root),
             ),
-            Destination::ErrorQueue => failure::dead_letter(
+            Destination::ErrorQueue => failure::to_error_queue(
                 envelope.clone(),
                 settings.error_queue(),
                 job.queue(),
@@ -355,7 +355,7 @@ fn report_durable(
                 error = %failure.error,
                 "job moved to the error queue"
             );
-            EventKind::DeadLettered {
+            EventKind::Failed {
                 kind: failure.kind,
                 error: &failure.error,
                 started,

@@ -51,8 +51,8 @@ pub enum EventKind<'a> {
         /// whose retry could not be published.
         started: bool,
     },
-    /// The job went to the error queue.
-    DeadLettered {
+    /// The job failed for good: it went to its error queue.
+    Failed {
         /// Why.
         kind: FailureKind,
         /// The error chain.

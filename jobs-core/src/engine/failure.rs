@@ -85,7 +85,7 @@ pub(crate) fn retry(
 
 /// What the error queue receives: the original message plus the failure headers, and the
 /// trace of the last attempt when the handler ran.
-pub(crate) fn dead_letter(
+pub(crate) fn to_error_queue(
     mut envelope: Envelope,
     error_queue: &str,
     work_queue: &str,

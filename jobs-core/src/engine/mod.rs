@@ -60,18 +60,7 @@ pub struct Engine {
 impl Engine {
     /// An engine builder over `transport`.
     pub fn builder(transport: Arc<dyn Transport>) -> EngineBuilder {
-        EngineBuilder {
-            transport,
-            jobs: None,
-            defaults: JobDefaults::default(),
-            concurrency: None,
-            prefetch: None,
-            state: StateMap::new(),
-            observers: Vec::new(),
-            producer_options: ProducerOptions::default(),
-            declare: Declare::Create,
-            outcome_publish_timeout: DEFAULT_OUTCOME_PUBLISH_TIMEOUT,
-        }
+        EngineBuilder::new().transport(transport)
     }
 
     /// The producer the engine publishes retries with; handlers get it in their context.
@@ -131,9 +120,39 @@ impl fmt::Debug for Engine {
 }
 
 /// Configures and starts an [`Engine`].
+///
+/// ```
+/// use std::sync::Arc;
+/// use jobs_core::engine::Engine;
+/// use jobs_core::transport::memory::MemoryTransport;
+/// use jobs_core::{job, JobError, State};
+///
+/// #[derive(Clone, PartialEq, prost::Message)]
+/// pub struct Ping {}
+///
+/// struct Db;
+///
+/// #[job(exchange = "docs.engine", routing_key = "ping")]
+/// async fn ping(_: Ping, _db: State<Arc<Db>>) -> Result<(), JobError> {
+///     Ok(())
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> jobs_core::Result<()> {
+/// let engine = Engine::builder(Arc::new(MemoryTransport::new()))
+///     .job(&ping::JOB)
+///     .state(Arc::new(Db))
+///     .concurrency(8)
+///     .start()
+///     .await?;
+/// ping::enqueue(&engine, Ping {}).await?;
+/// engine.shutdown(std::time::Duration::from_secs(5)).await;
+/// # Ok(())
+/// # }
+/// ```
 #[must_use]
 pub struct EngineBuilder {
-    transport: Arc<dyn Transport>,
+    transport: Option<Arc<dyn Transport>>,
     jobs: Option<Vec<&'static Job>>,
     defaults: JobDefaults,
     concurrency: Option<u16>,
@@ -148,7 +167,37 @@ pub struct EngineBuilder {
 /// The default of [`EngineBuilder::outcome_publish_timeout`].
 pub const DEFAULT_OUTCOME_PUBLISH_TIMEOUT: Duration = Duration::from_secs(120);
 
+impl Default for EngineBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl EngineBuilder {
+    /// A builder without its transport yet, given later with
+    /// [`transport`](Self::transport): for a runtime that gathers the engine's options before it
+    /// connects, and checks them with [`check`](Self::check) first.
+    pub fn new() -> Self {
+        Self {
+            transport: None,
+            jobs: None,
+            defaults: JobDefaults::default(),
+            concurrency: None,
+            prefetch: None,
+            state: StateMap::new(),
+            observers: Vec::new(),
+            producer_options: ProducerOptions::default(),
+            declare: Declare::Create,
+            outcome_publish_timeout: DEFAULT_OUTCOME_PUBLISH_TIMEOUT,
+        }
+    }
+
+    /// The broker to run on.
+    pub fn transport(mut self, transport: Arc<dyn Transport>) -> Self {
+        self.transport = Some(transport);
+        self
+    }
+
     /// Serves `job`. Without any `job` or `jobs` call, the engine serves every job linked into
     /// the binary.
     pub fn job(mut self, job: &'static Job) -> Self {
@@ -226,8 +275,15 @@ impl EngineBuilder {
             .jobs
             .clone()
             .unwrap_or_else(crate::registry::registered);
-        jobs.into_iter()
-            .map(|job| {
+        self.jobs_settings(&jobs)
+    }
+
+    /// `jobs`, with their options resolved as this builder would: its defaults, its
+    /// concurrency.
+    #[must_use]
+    pub fn jobs_settings(&self, jobs: &[&'static Job]) -> Vec<JobSettings> {
+        jobs.iter()
+            .map(|&job| {
                 let settings = JobSettings::resolve(job, &self.defaults);
                 match self.concurrency {
                     Some(concurrency) => settings.with_concurrency(concurrency),
@@ -235,6 +291,19 @@ impl EngineBuilder {
                 }
             })
             .collect()
+    }
+
+    /// Checks what needs no broker: every `State<T>` the jobs take is there, and the jobs agree
+    /// about the topology. [`start`](Self::start) checks the same first.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::MissingState`](crate::Error::MissingState) and
+    /// [`Error::Topology`](crate::Error::Topology), as [`start`](Self::start).
+    pub fn check(&self) -> Result<Topology> {
+        let jobs = self.settings();
+        self.check_state(&jobs)?;
+        Topology::for_jobs(&jobs)
     }
 
     /// Checks that every `State<T>` the jobs take is there, before anything touches the broker.
@@ -272,16 +341,32 @@ impl EngineBuilder {
     ///
     /// [`Error::MissingState`](crate::Error::MissingState) when a job takes a `State<T>` the
     /// builder was not given, [`Error::Topology`](crate::Error::Topology) when the jobs
-    /// disagree about the topology, and whatever the transport's
+    /// disagree about the topology, [`Error::Config`](crate::Error::Config) without a
+    /// transport, and whatever the transport's
     /// [`declare`](Transport::declare) and [`consume`](Transport::consume) report.
     pub async fn start(self) -> Result<Engine> {
         let jobs = self.settings();
         self.check_state(&jobs)?;
         let topology = Topology::for_jobs(&jobs)?;
-        self.transport.declare(&topology, self.declare).await?;
+        let Some(transport) = self.transport else {
+            return Err(crate::Error::Config(
+                "the engine has no transport: give it one with `EngineBuilder::transport`".into(),
+            ));
+        };
+        transport.declare(&topology, self.declare).await?;
 
-        let producer =
-            Producer::with_options(Arc::clone(&self.transport), self.producer_options.clone());
+        // Passive or verifying, the topology is managed elsewhere: the producer declares
+        // nothing either.
+        let options = ProducerOptions {
+            declare: self.producer_options.declare && self.declare == Declare::Create,
+            ..self.producer_options.clone()
+        };
+        let producer = Producer::for_engine(
+            Arc::clone(&transport),
+            options,
+            &self.defaults,
+            jobs.iter().map(JobSettings::job),
+        );
         let context = ContextShared::new(producer.clone(), self.state);
         let observers: Arc<[Arc<dyn Observer>]> = self.observers.into();
         let host: Arc<str> = gethostname::gethostname().to_string_lossy().into();
@@ -308,10 +393,7 @@ impl EngineBuilder {
                     settings.concurrency(),
                 )))
             });
-            let first = self
-                .transport
-                .consume(settings.job().queue(), prefetch)
-                .await?;
+            let first = transport.consume(settings.job().queue(), prefetch).await?;
             let runtime = Arc::new(JobRuntime {
                 settings: settings.clone(),
                 producer: producer.clone(),
@@ -327,7 +409,7 @@ impl EngineBuilder {
             });
             let ready = Arc::new(AtomicBool::new(true));
             let task = tokio::spawn(consumer::supervise(
-                Arc::clone(&self.transport),
+                Arc::clone(&transport),
                 runtime,
                 first,
                 stop_rx.clone(),

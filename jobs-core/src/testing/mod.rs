@@ -28,7 +28,7 @@
 //! transfer_to_oss::enqueue(&app, TransferFile { path: "a".into(), size: 0 }).await.unwrap();
 //! app.run_until_idle().await;
 //!
-//! let failed = app.dead_letters(transfer_to_oss::QUEUE);
+//! let failed = app.error_queue(transfer_to_oss::QUEUE);
 //! assert_eq!(failed.len(), 1);
 //! assert_eq!(failed[0].kind(), Some(FailureKind::Fatal));
 //! assert_eq!(failed[0].error(), Some("empty file"));
@@ -41,9 +41,9 @@ use std::sync::Arc;
 use futures_util::FutureExt;
 
 use crate::context::JobContext;
-use crate::dead_letter::DeadLetter;
 use crate::engine::{Engine, EngineBuilder, Observer};
 use crate::error::{Error, Result};
+use crate::failed_job::FailedJob;
 use crate::job::Job;
 use crate::producer::Producer;
 use crate::settings::{JobDefaults, error_queue_name};
@@ -121,11 +121,11 @@ impl TestApp {
 
     /// The messages in the error queue of work queue `queue`, oldest first.
     #[must_use]
-    pub fn dead_letters(&self, queue: &str) -> Vec<DeadLetter> {
+    pub fn error_queue(&self, queue: &str) -> Vec<FailedJob> {
         self.transport
             .messages(&error_queue_name(queue))
             .into_iter()
-            .map(DeadLetter::new)
+            .map(FailedJob::new)
             .collect()
     }
 
@@ -175,9 +175,8 @@ impl TestApp {
 
     /// How many messages of `job` went to its error queue.
     #[must_use]
-    pub fn dead_lettered(&self, job: &Job) -> usize {
-        self.log
-            .count(job, |o| matches!(o, Outcome::DeadLettered { .. }))
+    pub fn failed(&self, job: &Job) -> usize {
+        self.log.count(job, |o| matches!(o, Outcome::Failed { .. }))
     }
 }
 

@@ -43,7 +43,7 @@ pub enum Outcome {
         delay: Duration,
     },
     /// The job went to the error queue.
-    DeadLettered {
+    Failed {
         /// Why.
         kind: FailureKind,
         /// The error chain.
@@ -123,9 +123,7 @@ impl Recorder {
             let events = self.events_of(message_id);
             events
                 .last()
-                .is_some_and(|e| {
-                    matches!(e.outcome, Outcome::Succeeded | Outcome::DeadLettered { .. })
-                })
+                .is_some_and(|e| matches!(e.outcome, Outcome::Succeeded | Outcome::Failed { .. }))
                 .then_some(events)
         })
         .await
@@ -182,7 +180,7 @@ impl Observer for Recorder {
                 error: error.to_owned(),
                 delay,
             },
-            EventKind::DeadLettered { kind, error, .. } => Outcome::DeadLettered {
+            EventKind::Failed { kind, error, .. } => Outcome::Failed {
                 kind,
                 error: error.to_owned(),
             },

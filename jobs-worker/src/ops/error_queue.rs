@@ -24,7 +24,7 @@ use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
-use jobs_core::DeadLetter;
+use jobs_core::FailedJob;
 use jobs_core::error_queue::{Action, ErrorQueue, Walked};
 
 use super::jobs::write_table;
@@ -32,15 +32,15 @@ use super::{OpsContext, Progress, printable};
 
 /// Inspects, replays or purges error queues.
 #[derive(Debug, Clone, clap::Args)]
-pub struct ErrorsArgs {
+pub(crate) struct ErrorsArgs {
     /// What to do.
     #[command(subcommand)]
-    pub action: ErrorsAction,
+    pub(crate) action: ErrorsAction,
 }
 
 /// The `errors` actions.
 #[derive(Debug, Clone, clap::Subcommand)]
-pub enum ErrorsAction {
+pub(crate) enum ErrorsAction {
     /// One line per message: id, job, failure kind, attempt, failed-at, first line of the error.
     List {
         /// Which error queues.
@@ -87,13 +87,13 @@ pub enum ErrorsAction {
 
 /// One error queue, or every job's.
 #[derive(Debug, Clone, clap::Args)]
-pub struct Queues {
+pub(crate) struct Queues {
     /// The queue: a job, `Q` or `Q.err`.
     #[arg(required_unless_present = "all", conflicts_with = "all")]
-    pub queue: Option<String>,
+    pub(crate) queue: Option<String>,
     /// Every job's error queue.
     #[arg(long)]
-    pub all: bool,
+    pub(crate) all: bool,
 }
 
 /// Runs an `errors` action.
@@ -102,10 +102,10 @@ pub struct Queues {
 ///
 /// Broker and connection errors (a missing queue among them), and when writing to `out`
 /// fails.
-pub async fn run(
+pub(crate) async fn run(
     args: ErrorsArgs,
     ctx: &OpsContext,
-    out: &mut dyn Write,
+    out: &mut (dyn Write + Send),
 ) -> anyhow::Result<ExitCode> {
     // A queue that does not exist is reported and skipped, so `--all` goes on past it; the
     // exit code then says something was missing.
@@ -169,7 +169,7 @@ pub async fn run(
 }
 
 /// Whether `queue` exists; when it does not, says so on `out`.
-async fn exists(queue: &ErrorQueue, out: &mut dyn Write) -> anyhow::Result<bool> {
+async fn exists(queue: &ErrorQueue, out: &mut (dyn Write + Send)) -> anyhow::Result<bool> {
     match queue.len().await {
         Ok(_) => Ok(true),
         Err(jobs_core::Error::NotFound { .. }) => {
@@ -195,7 +195,7 @@ fn resolve_all(ctx: &OpsContext, queue: Option<&str>, all: bool) -> Vec<ErrorQue
 }
 
 /// The error queue of a job name, a work queue or an error queue.
-pub fn resolve(ctx: &OpsContext, name: &str) -> ErrorQueue {
+pub(crate) fn resolve(ctx: &OpsContext, name: &str) -> ErrorQueue {
     let known = ctx.jobs.iter().find(|settings| {
         let job = settings.job();
         job.name() == name || job.queue() == name || settings.error_queue() == name
@@ -209,7 +209,11 @@ pub fn resolve(ctx: &OpsContext, name: &str) -> ErrorQueue {
 
 /// Lists up to `limit` messages of `queue`; they all stay in the queue, in order. Returns
 /// whether the walk went through.
-async fn list(queue: &ErrorQueue, limit: u64, out: &mut dyn Write) -> anyhow::Result<bool> {
+async fn list(
+    queue: &ErrorQueue,
+    limit: u64,
+    out: &mut (dyn Write + Send),
+) -> anyhow::Result<bool> {
     let count = queue
         .len()
         .await
@@ -240,7 +244,7 @@ async fn list(queue: &ErrorQueue, limit: u64, out: &mut dyn Write) -> anyhow::Re
 }
 
 /// Says on `out` why a walk stopped early, if it did; returns whether it went through.
-fn report_stop(walked: &Walked, out: &mut dyn Write) -> anyhow::Result<bool> {
+fn report_stop(walked: &Walked, out: &mut (dyn Write + Send)) -> anyhow::Result<bool> {
     match &walked.stopped {
         None => Ok(true),
         Some(error) => {
@@ -255,7 +259,7 @@ fn report_stop(walked: &Walked, out: &mut dyn Write) -> anyhow::Result<bool> {
     }
 }
 
-fn row(letter: &DeadLetter) -> [String; 6] {
+fn row(letter: &FailedJob) -> [String; 6] {
     let missing = || "-".to_owned();
     let text = |value: &str| printable(value).into_owned();
     [
@@ -285,7 +289,7 @@ fn format_time(seconds: i64) -> String {
 }
 
 /// Shows message `id` of `queue` if it is there; every message stays in the queue, in order.
-async fn show(queue: &ErrorQueue, id: &str, out: &mut dyn Write) -> anyhow::Result<bool> {
+async fn show(queue: &ErrorQueue, id: &str, out: &mut (dyn Write + Send)) -> anyhow::Result<bool> {
     let count = queue
         .len()
         .await
@@ -311,7 +315,7 @@ async fn show(queue: &ErrorQueue, id: &str, out: &mut dyn Write) -> anyhow::Resu
     Ok(found.is_some())
 }
 
-fn describe(queue: &str, letter: &DeadLetter, out: &mut dyn Write) -> std::io::Result<()> {
+fn describe(queue: &str, letter: &FailedJob, out: &mut (dyn Write + Send)) -> std::io::Result<()> {
     let envelope = letter.envelope();
     let properties = &envelope.properties;
     writeln!(out, "queue: {queue}")?;
@@ -371,7 +375,7 @@ fn describe(queue: &str, letter: &DeadLetter, out: &mut dyn Write) -> std::io::R
 async fn replay(
     queue: &ErrorQueue,
     limit: Option<u64>,
-    out: &mut dyn Write,
+    out: &mut (dyn Write + Send),
 ) -> anyhow::Result<bool> {
     let count = queue
         .len()
@@ -411,7 +415,11 @@ async fn replay(
 }
 
 /// Purges `queue` with `yes`; without, says how many messages would go and returns `false`.
-async fn purge(queue: &ErrorQueue, yes: bool, out: &mut dyn Write) -> anyhow::Result<bool> {
+async fn purge(
+    queue: &ErrorQueue,
+    yes: bool,
+    out: &mut (dyn Write + Send),
+) -> anyhow::Result<bool> {
     let name = queue.name();
     if !yes {
         let count = queue

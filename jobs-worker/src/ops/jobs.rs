@@ -9,7 +9,7 @@ use super::OpsContext;
 
 /// Lists the jobs: name, exchange and its kind, binding, queue, retries and timeout.
 #[derive(Debug, Clone, Default, clap::Args)]
-pub struct JobsArgs {}
+pub(crate) struct JobsArgs {}
 
 /// Writes the table of `ctx.jobs` to `out`.
 ///
@@ -20,10 +20,10 @@ pub struct JobsArgs {}
     clippy::unused_async,
     reason = "every operator command is async, for the CLI"
 )]
-pub async fn run(
+pub(crate) async fn run(
     args: JobsArgs,
     ctx: &OpsContext,
-    out: &mut dyn Write,
+    out: &mut (dyn Write + Send),
 ) -> anyhow::Result<ExitCode> {
     let JobsArgs {} = args;
     if ctx.jobs.is_empty() {
@@ -73,7 +73,7 @@ fn binding(settings: &JobSettings) -> String {
 
 /// Writes `rows` under `header`, columns padded to their widest cell.
 pub(crate) fn write_table<const N: usize>(
-    out: &mut dyn Write,
+    out: &mut (dyn Write + Send),
     header: &[&str; N],
     rows: &[[String; N]],
 ) -> std::io::Result<()> {
@@ -83,7 +83,7 @@ pub(crate) fn write_table<const N: usize>(
             *width = (*width).max(cell.chars().count());
         }
     }
-    let line = |out: &mut dyn Write, cells: &mut dyn Iterator<Item = &str>| {
+    let line = |out: &mut (dyn Write + Send), cells: &mut dyn Iterator<Item = &str>| {
         let mut text = String::new();
         for (i, cell) in cells.enumerate() {
             if i + 1 < N {

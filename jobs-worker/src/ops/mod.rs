@@ -19,21 +19,24 @@ use jobs_core::JobSettings;
 use jobs_core::transport::Transport;
 use tokio::time::Instant;
 
-pub mod errors;
-pub mod jobs;
-pub mod topology;
+pub(crate) mod error_queue;
+pub(crate) mod jobs;
+pub(crate) mod topology;
+
+#[cfg(test)]
+mod tests;
 
 /// What every operator command works with.
 #[derive(Debug, Clone)]
-pub struct OpsContext {
+pub(crate) struct OpsContext {
     /// The broker.
-    pub transport: Arc<dyn Transport>,
+    pub(crate) transport: Arc<dyn Transport>,
     /// The jobs linked into this binary (or the `--jobs` subset), with their options resolved.
-    pub jobs: Vec<JobSettings>,
+    pub(crate) jobs: Vec<JobSettings>,
 }
 
 /// A progress line goes out at least every this many messages…
-pub const PROGRESS_EVERY: u64 = 1000;
+pub(crate) const PROGRESS_EVERY: u64 = 1000;
 /// …or when this long has passed since the last one.
 const PROGRESS_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -116,49 +119,4 @@ pub(crate) fn printable(text: &str) -> std::borrow::Cow<'_, str> {
         }
     }
     std::borrow::Cow::Owned(out)
-}
-
-#[cfg(test)]
-mod tests {
-    use std::sync::{Arc, Mutex};
-
-    use super::*;
-
-    /// A sink the test can read back.
-    #[derive(Clone, Default)]
-    struct Shared(Arc<Mutex<Vec<u8>>>);
-
-    impl std::io::Write for Shared {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
-    #[tokio::test]
-    async fn progress_is_a_line_every_thousand_steps_not_every_step() {
-        let sink = Shared::default();
-        let mut progress = Progress::to("replayed", 2500, Some(Box::new(sink.clone())));
-        for done in 1..=2500 {
-            progress.tick(done);
-        }
-        let text = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
-        // Unless the machine is slow enough for a second to pass, only the step count
-        // triggers lines.
-        assert!(text.lines().count() <= 4, "{text}");
-        assert!(text.contains("replayed 1000/2500\n"), "{text}");
-        assert!(text.contains("replayed 2000/2500\n"), "{text}");
-    }
-
-    #[test]
-    fn printable_escapes_control_characters_and_bidi_overrides() {
-        assert_eq!(printable("plain text ✓"), "plain text ✓");
-        assert_eq!(
-            printable("a\u{1b}[31mred\r\n\u{7}\u{9b}\u{202e}x"),
-            "a\\u{1b}[31mred\\u{d}\\u{a}\\u{7}\\u{9b}\\u{202e}x"
-        );
-    }
 }

@@ -12,15 +12,15 @@ use super::OpsContext;
 
 /// Prints, declares or verifies the jobs' topology.
 #[derive(Debug, Clone, clap::Args)]
-pub struct TopologyArgs {
+pub(crate) struct TopologyArgs {
     /// What to do.
     #[command(subcommand)]
-    pub action: TopologyAction,
+    pub(crate) action: TopologyAction,
 }
 
 /// The `topology` actions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::Subcommand)]
-pub enum TopologyAction {
+pub(crate) enum TopologyAction {
     /// Prints the declaration plan: exchanges, queues with their arguments, bindings.
     Print,
     /// Declares the topology: creates what is missing, fails on what differs.
@@ -37,10 +37,10 @@ pub enum TopologyAction {
 /// When the jobs disagree about the topology, when declaring fails, on broker and connection
 /// errors (drift found by `verify` is a report and exit code 1, not an error), and when
 /// writing to `out` fails.
-pub async fn run(
+pub(crate) async fn run(
     args: TopologyArgs,
     ctx: &OpsContext,
-    out: &mut dyn Write,
+    out: &mut (dyn Write + Send),
 ) -> anyhow::Result<ExitCode> {
     let topology = Topology::for_jobs(&ctx.jobs).context("the jobs disagree about the topology")?;
     match args.action {
@@ -67,7 +67,7 @@ pub async fn run(
 }
 
 /// Writes the declaration plan.
-fn print(topology: &Topology, out: &mut dyn Write) -> std::io::Result<()> {
+fn print(topology: &Topology, out: &mut (dyn Write + Send)) -> std::io::Result<()> {
     writeln!(out, "exchanges:")?;
     for exchange in &topology.exchanges {
         writeln!(
@@ -117,7 +117,7 @@ fn display_exchange(name: &str) -> &str {
 async fn verify(
     topology: &Topology,
     ctx: &OpsContext,
-    out: &mut dyn Write,
+    out: &mut (dyn Write + Send),
 ) -> anyhow::Result<ExitCode> {
     let mut problems = 0usize;
     let exchanges = topology.exchanges.iter().map(|exchange| Topology {

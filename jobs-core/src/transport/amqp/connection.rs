@@ -14,7 +14,7 @@ use lapin::types::LongString;
 use lapin::{Channel, Connection, ConnectionProperties};
 use tokio::sync::Mutex;
 
-use super::errors::{self, Subject};
+use super::error_map::{self, Subject};
 use crate::error::{Error, Result};
 use crate::transport::redact_url as redact;
 
@@ -122,7 +122,7 @@ impl Link {
                 let wait = state.retry.map_or(FIRST_BACKOFF, |(_, wait)| wait);
                 state.retry = Some((Instant::now() + wait, (wait * 2).min(MAX_BACKOFF)));
                 tracing::warn!(url = %redact(&self.url), connection = %self.name, error = %err, retry_in = ?wait, "could not connect to the broker");
-                Err(errors::map(err, Subject::Other))
+                Err(error_map::map(err, Subject::Other))
             }
         }
     }
@@ -145,7 +145,7 @@ impl Link {
         match tokio::time::timeout(CHANNEL_OPEN_DEADLINE, connection.create_channel()).await {
             Ok(opened) => opened
                 .map(|channel| (channel, frame_max))
-                .map_err(|err| errors::map(err, Subject::Other)),
+                .map_err(|err| error_map::map(err, Subject::Other)),
             Err(_) => {
                 self.forget(&connection).await;
                 Err(Error::Connection(

@@ -50,7 +50,7 @@ mod connection;
 mod consume;
 mod convert;
 mod declare;
-mod errors;
+mod error_map;
 mod publish;
 
 use std::fmt;

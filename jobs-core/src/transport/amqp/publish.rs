@@ -8,7 +8,7 @@ use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 
 use super::connection::Link;
 use super::convert;
-use super::errors::{self, Subject};
+use super::error_map::{self, Subject};
 use crate::error::{Error, Result};
 use crate::transport::Publish;
 
@@ -57,7 +57,7 @@ impl Publisher {
         channel
             .confirm_select(ConfirmSelectOptions::default())
             .await
-            .map_err(|err| errors::map(err, Subject::Other))?;
+            .map_err(|err| error_map::map(err, Subject::Other))?;
         let open = Open {
             channel: Arc::new(channel),
             frame_max,
@@ -116,7 +116,7 @@ pub(super) async fn publish(publisher: Arc<Publisher>, mut publish: Publish) -> 
     };
     let failed = |err| {
         refine(
-            errors::map(err, Subject::Exchange(&publish.exchange)),
+            error_map::map(err, Subject::Exchange(&publish.exchange)),
             &publish,
         )
     };

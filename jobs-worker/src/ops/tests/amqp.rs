@@ -9,23 +9,23 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use crate::ops::OpsContext;
 use jobs_core::engine::Engine;
 use jobs_core::testing::{Outcome, Recorder};
 use jobs_core::topology::{Topology, argument};
 use jobs_core::transport::amqp::AmqpTransport;
 use jobs_core::transport::{Declare, Transport};
 use jobs_core::{JobDefaults, JobError, JobSettings, job};
-use jobs_worker::ops::OpsContext;
 
 /// Generous: a bound on a wait that should end soon, not a timing assumption.
 const WAIT: Duration = Duration::from_secs(30);
 
 /// A numbered message.
 #[derive(Clone, PartialEq, prost::Message)]
-pub struct Item {
+pub(super) struct Item {
     /// Which one.
     #[prost(uint32, tag = "1")]
-    pub n: u32,
+    pub(super) n: u32,
 }
 
 /// Whether `ops_amqp_flaky` fails (fatally): until the test flips it.
@@ -54,9 +54,7 @@ async fn ops_amqp_drift(_: Item) -> Result<(), JobError> {
     Ok(())
 }
 
-#[path = "support/ops_cli.rs"]
-mod ops_cli;
-use ops_cli::run;
+use super::run;
 
 fn settings(job: &'static jobs_core::Job) -> JobSettings {
     JobSettings::resolve(job, &JobDefaults::default())
@@ -198,7 +196,7 @@ async fn errors_replay_moves_messages_to_their_job_queue_and_they_are_handled() 
         let n = u32::try_from(n).unwrap();
         ids.push(ops_amqp_flaky::enqueue(&engine, Item { n }).await.unwrap());
     }
-    let dead = |o: &Outcome| matches!(o, Outcome::DeadLettered { .. });
+    let dead = |o: &Outcome| matches!(o, Outcome::Failed { .. });
     recorder
         .wait_until(WAIT, || {
             (recorder.count(&ops_amqp_flaky::JOB, dead) == N).then_some(())

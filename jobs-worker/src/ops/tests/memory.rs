@@ -5,19 +5,19 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use crate::ops::OpsContext;
 use jobs_core::testing::{Outcome, TestApp};
 use jobs_core::topology::{QueueSpec, Topology};
 use jobs_core::transport::memory::MemoryTransport;
 use jobs_core::transport::{Declare, Transport};
 use jobs_core::{Headers, JobError, job};
-use jobs_worker::ops::OpsContext;
 
 /// A numbered message.
 #[derive(Clone, PartialEq, prost::Message)]
-pub struct Item {
+pub(super) struct Item {
     /// Which one.
     #[prost(uint32, tag = "1")]
-    pub n: u32,
+    pub(super) n: u32,
 }
 
 /// Whether `flaky` fails (fatally): true until a test flips it.
@@ -57,9 +57,7 @@ fn ids(app: &TestApp, queue: &str) -> Vec<String> {
 const ERR: &str = "ops-test.flaky.err";
 
 /// One test, since `FLAKY_FAILS` is shared: list, show, purge refused, replay, purge.
-#[path = "support/ops_cli.rs"]
-mod ops_cli;
-use ops_cli::run;
+use super::run;
 
 #[tokio::test]
 async fn error_queue_list_show_replay_and_purge() {

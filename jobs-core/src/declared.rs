@@ -1,0 +1,91 @@
+//! What a producer declares before a job's first enqueue: the job's exchange, work queue,
+//! error queue and binding, once per job, so that a web application started before any worker
+//! enqueues into a queue that keeps its jobs, as Celery's producers do, instead of failing with
+//! a missing exchange.
+//!
+//! Retry queues are left to the worker: their delays come from the worker's defaults, which a
+//! producer does not know. The work and error queues are declared with the defaults the
+//! producer has (the engine's, or [`JobDefaults::default`]); a queue that already exists with
+//! other arguments, declared by a worker with other defaults, is taken as it is.
+
+use std::collections::HashSet;
+use std::sync::{PoisonError, RwLock};
+
+use crate::error::{Error, Result};
+use crate::job::Job;
+use crate::settings::{JobDefaults, JobSettings};
+use crate::topology::Topology;
+use crate::transport::{Declare, Transport};
+
+/// The jobs a producer has declared, and the defaults it declares the rest with.
+#[derive(Debug)]
+pub(crate) struct Declared {
+    defaults: JobDefaults,
+    /// By address: a `Job` is a `static`, one per `#[job]`.
+    done: RwLock<HashSet<usize>>,
+    /// Held while a job is declared, so that concurrent first enqueues declare it once.
+    declaring: tokio::sync::Mutex<()>,
+}
+
+impl Declared {
+    /// Nothing declared yet; jobs are declared with `defaults`.
+    pub(crate) fn new(defaults: JobDefaults) -> Self {
+        Self {
+            defaults,
+            done: RwLock::new(HashSet::new()),
+            declaring: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// Marks `jobs` as declared: an engine declared them at start.
+    pub(crate) fn already(self, jobs: impl IntoIterator<Item = &'static Job>) -> Self {
+        self.done
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend(jobs.into_iter().map(key));
+        self
+    }
+
+    /// Declares `job`'s exchange, work queue, error queue and binding on `transport`, unless
+    /// this producer already did.
+    ///
+    /// # Errors
+    ///
+    /// When the broker cannot be reached. A declare the broker refuses otherwise (a queue
+    /// with other arguments, no permission to configure) is not retried: the publish goes
+    /// ahead, and its `mandatory` flag reports a job no queue takes.
+    pub(crate) async fn ensure(&self, job: &'static Job, transport: &dyn Transport) -> Result<()> {
+        if self.is_done(job) {
+            return Ok(());
+        }
+        let _declaring = self.declaring.lock().await;
+        if self.is_done(job) {
+            return Ok(());
+        }
+        let settings = JobSettings::resolve(job, &self.defaults);
+        let topology = Topology::for_producer(&settings);
+        match transport.declare(&topology, Declare::Create).await {
+            Ok(()) => {}
+            Err(err @ (Error::Connection(_) | Error::Timeout { .. })) => return Err(err),
+            Err(err) => {
+                tracing::debug!(job = job.name(), error = %err, "not declared by the producer; publishing anyway");
+            }
+        }
+        self.done
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(key(job));
+        Ok(())
+    }
+
+    fn is_done(&self, job: &'static Job) -> bool {
+        self.done
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(&key(job))
+    }
+}
+
+fn key(job: &'static Job) -> usize {
+    std::ptr::from_ref(job) as usize
+}
