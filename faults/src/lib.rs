@@ -1,4 +1,4 @@
-//! The fault battery of DESIGN §5's delivery promise: jobs run against real RabbitMQ nodes while
+//! The fault battery of the delivery promise (at least once: nothing confirmed is lost): jobs run against real RabbitMQ nodes while
 //! faults are injected, and a [`Ledger`] counts every job so that a lost one cannot hide.
 
 pub mod cluster;

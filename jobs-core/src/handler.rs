@@ -1,7 +1,9 @@
 //! A job's type-erased handler, and the pieces `#[job]` builds one from: decode the body, take
 //! the arguments the job fn asks for, run it, and turn what it returns into the engine's view.
 
+use std::fmt;
 use std::future::Future;
+use std::marker::PhantomData;
 
 use futures_util::FutureExt as _;
 
@@ -21,6 +23,58 @@ pub type HandleResult = Result<HandlerFuture, prost::DecodeError>;
 /// The body is borrowed: decoding copies what it keeps, and a shared copy of the delivery's
 /// buffer would cost an allocation per job.
 pub type Handler = fn(&[u8], JobContext) -> HandleResult;
+
+/// A body decoded as a job's message, in Rust's `Debug` notation, or why it did not decode;
+/// `None` for a message type without `Debug`.
+pub type Described = Option<Result<String, prost::DecodeError>>;
+
+/// A job's type-erased describer: decodes a body for display (`errors show`).
+pub type Describer = fn(&[u8]) -> Described;
+
+/// Picks how a job's body is described, by autoref specialization on the concrete message
+/// type the macro names: `(&&Describe::<M>::new()).describe(body)` resolves to
+/// [`DescribeFields`] when `M` is a message with `Debug` (prost derives it), and to
+/// [`DescribeOpaque`] otherwise, so a type without `Debug`, or no message at all, adds no
+/// compile error of its own.
+pub struct Describe<M>(PhantomData<M>);
+
+impl<M> fmt::Debug for Describe<M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Describe")
+    }
+}
+
+impl<M> Describe<M> {
+    /// The selector for `M`.
+    #[must_use]
+    pub const fn new() -> Self {
+        Self(PhantomData)
+    }
+}
+
+/// The describer of a message with `Debug`: its fields.
+pub trait DescribeFields {
+    /// `body` decoded and formatted with its fields, one per line.
+    fn describe(&self, body: &[u8]) -> Described;
+}
+
+impl<M: JobMessage + fmt::Debug> DescribeFields for &Describe<M> {
+    fn describe(&self, body: &[u8]) -> Described {
+        Some(M::decode(body).map(|message| format!("{message:#?}")))
+    }
+}
+
+/// The describer of a message without `Debug`: nothing to show but its bytes.
+pub trait DescribeOpaque {
+    /// Always `None`.
+    fn describe(&self, body: &[u8]) -> Described;
+}
+
+impl<M> DescribeOpaque for &&Describe<M> {
+    fn describe(&self, _body: &[u8]) -> Described {
+        None
+    }
+}
 
 /// A job fn's return value.
 #[diagnostic::on_unimplemented(

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use crate::backoff::Backoff;
 use crate::extract::StateType;
-use crate::handler::Handler;
+use crate::handler::{Describer, Handler};
 
 /// Every field of a [`Job`], for `#[job]` to fill in a `static`. Not public API.
 #[doc(hidden)]
@@ -21,6 +21,7 @@ pub struct JobParts {
     pub message_type: &'static str,
     pub options: JobOptions,
     pub handler: Handler,
+    pub describe: Describer,
     /// What each argument after the message needs from the worker.
     pub needs: &'static [Option<StateType>],
 }
@@ -86,6 +87,18 @@ impl Job {
     #[must_use]
     pub fn message_type(&self) -> &'static str {
         self.0.message_type
+    }
+
+    /// `body` decoded as this job's message and formatted with its fields, one per line (Rust's
+    /// `Debug` notation, which prost derives): what `errors show` prints. `None` when the
+    /// message type does not implement `Debug`.
+    ///
+    /// # Errors
+    ///
+    /// When `body` is not this job's message.
+    #[must_use]
+    pub fn describe(&self, body: &[u8]) -> Option<Result<String, prost::DecodeError>> {
+        (self.0.describe)(body)
     }
 
     /// The options its attribute sets; unset ones take the worker's defaults.
@@ -230,4 +243,7 @@ impl HeaderMatch {
 )]
 pub trait JobMessage: prost::Message + Default + Send + 'static {}
 
+// Reported as one missing `JobMessage`, with the note above, rather than one error per
+// missing supertrait (`Message`, `Default`).
+#[diagnostic::do_not_recommend]
 impl<T: prost::Message + Default + Send + 'static> JobMessage for T {}

@@ -3,16 +3,24 @@
 //!
 //! # Overview
 //!
-//! * [`job`] turns an `async fn(Message, JobContext) -> Result<(), JobError>` into a job: it
-//!   keeps the fn as written and generates, beside it, a module of the same name with a typed
-//!   producer (`my_job::enqueue`, `my_job::with`), the job's definition ([`Job`], as
-//!   `my_job::JOB`) and its queue names, and registers the job at link time.
+//! * [`job`] turns an `async fn(Message, …) -> Result<(), JobError>` into a job: the
+//!   protobuf message first, then any of [`JobContext`] and [`State<T>`](State) (a value the
+//!   worker was given: a database pool, an HTTP client). It keeps the fn as written and
+//!   generates, beside it, a module of the same name with a typed producer (`my_job::enqueue`,
+//!   `my_job::with`), the job's definition ([`Job`], as `my_job::JOB`) and its queue names,
+//!   and registers the job at link time.
 //! * [`Producer`] publishes jobs over a [`Transport`](transport::Transport), with publisher
 //!   confirms and `mandatory`, so `enqueue` returns `Ok` only once the broker holds the job.
+//!   An application that only enqueues connects one with `Producer::connect` (feature `amqp`)
+//!   and shares it.
 //! * [`Engine`](engine::Engine) serves jobs: one consumer per job queue, a task per delivery,
 //!   retries through per-delay retry queues, and an error queue (`Q.err`) with the reason.
 //! * [`MemoryTransport`](transport::memory::MemoryTransport) is an in-process broker with
 //!   RabbitMQ's semantics, and [`testing::TestApp`] runs the real engine on it, on virtual time.
+//!
+//! Tests on virtual time (`#[tokio::test(start_paused = true)]`, as [`testing::TestApp`]'s
+//! examples use) need tokio's `test-util` feature in your dev-dependencies:
+//! `tokio = { version = "1", features = ["macros", "rt", "test-util"] }`.
 //!
 //! # Example
 //!
@@ -69,6 +77,8 @@
 //! # Feature flags
 //!
 //! * `macros` (default): the [`job`] attribute macro.
+//! * `amqp`: the RabbitMQ transport, `transport::amqp` (lapin, with rustls on ring), and
+//!   `Producer::connect`.
 //!
 //! # Minimum supported Rust version
 //!

@@ -4,7 +4,8 @@
 pub use crate::backoff::Backoff;
 pub use crate::extract::FromJobContext;
 pub use crate::handler::{
-    HandleResult, Handler, HandlerFuture, IntoJobResult, MessageOf, handle, not_started, running,
+    Describe, DescribeFields, DescribeOpaque, Described, Describer, HandleResult, Handler,
+    HandlerFuture, IntoJobResult, MessageOf, handle, not_started, running,
 };
 pub use crate::job::{
     ExchangeKind, HeaderBinding, HeaderMatch, Job, JobMessage, JobOptions, JobParts, QueueType, job,

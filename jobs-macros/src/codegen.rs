@@ -51,6 +51,15 @@ pub(crate) fn generate(spec: &JobSpec<'_>) -> TokenStream {
     // be taken is flagged where it is extracted and where its need is recorded, at the same
     // place with the same words, which the compiler reports once.
     let handler = quote_spanned!(msg.span()=> #handle::<#msg>);
+    // On the concrete type, so the specialization picks: fields for a message with `Debug`,
+    // nothing (and no error) for any other type.
+    let describer = quote! {
+        |body: &[u8]| {
+            #[allow(unused_imports)]
+            use #rt::{DescribeFields as _, DescribeOpaque as _};
+            (&&#rt::Describe::<#msg>::new()).describe(body)
+        }
+    };
     let from_context = extractors
         .iter()
         .map(|ty| quote_spanned!(ty.span()=> <#ty as #rt::FromJobContext>::from_context(&ctx)));
@@ -128,6 +137,7 @@ pub(crate) fn generate(spec: &JobSpec<'_>) -> TokenStream {
                 message_type: #message_type,
                 options: #options,
                 handler: #handler,
+                describe: #describer,
                 needs: #needs,
             });
 

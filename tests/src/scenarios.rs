@@ -1,4 +1,5 @@
-//! The outcome scenarios of DESIGN §5, written once and run on every transport.
+//! The outcome scenarios of the delivery semantics (success, retries, the error queue),
+//! written once and run on every transport.
 //!
 //! Each scenario takes a [`Suite`]: an engine serving [`shared_work()`] on some transport, with a
 //! [`Recorder`] of its events. On the in-memory broker under a paused clock, delays are exact;

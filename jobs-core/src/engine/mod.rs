@@ -3,7 +3,7 @@
 //! For each job it keeps one consumer attached to the job's queue, with the job's concurrency
 //! as its prefetch (or a larger [`EngineBuilder::prefetch`], handlers still bounded by the
 //! concurrency), and runs each delivery as a task: decode, run the handler with its deadline
-//! and panic capture, then settle by DESIGN's rules:
+//! and panic capture, then settle by these rules:
 //!
 //! | outcome | what the engine does, in order |
 //! | --- | --- |
@@ -50,6 +50,40 @@ use crate::transport::{Declare, Transport};
 
 /// A running engine. Stop it with [`Engine::shutdown`]; dropping it stops its consumers at
 /// once, and the broker redelivers whatever they held.
+///
+/// An engine is also a producer: `my_job::enqueue(&engine, msg)` publishes through it.
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::time::Duration;
+/// use jobs_core::engine::Engine;
+/// use jobs_core::transport::memory::MemoryTransport;
+/// use jobs_core::{job, JobError};
+///
+/// #[derive(Clone, PartialEq, prost::Message)]
+/// pub struct Resize {
+///     #[prost(uint32, tag = "1")]
+///     pub width: u32,
+/// }
+///
+/// #[job(exchange = "docs.engine.resize", routing_key = "resize")]
+/// async fn resize(_: Resize) -> Result<(), JobError> {
+///     Ok(())
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> jobs_core::Result<()> {
+/// let engine = Engine::builder(Arc::new(MemoryTransport::new()))
+///     .job(&resize::JOB)
+///     .start()
+///     .await?;
+/// assert!(engine.is_ready());
+/// resize::enqueue(&engine, Resize { width: 640 }).await?;
+/// // Stops taking deliveries and lets running handlers finish, for at most 5 s.
+/// engine.shutdown(Duration::from_secs(5)).await;
+/// # Ok(())
+/// # }
+/// ```
 pub struct Engine {
     producer: Producer,
     jobs: Vec<JobSettings>,

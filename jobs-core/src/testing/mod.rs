@@ -5,6 +5,18 @@
 //! delays and handler deadlines pass instantly and deterministically, and
 //! [`TestApp::run_until_idle`] returns once nothing is left to happen.
 //!
+//! A paused clock needs tokio's `test-util` feature; without it `start_paused` does not
+//! compile. In the crate that tests its jobs:
+//!
+//! ```toml
+//! [dev-dependencies]
+//! tokio = { version = "1", features = ["macros", "rt", "test-util"] }
+//! ```
+//!
+//! A handler that takes [`State<T>`](crate::State) gets it from
+//! [`TestAppBuilder::state`], as a worker gets it from its builder; a missing one makes
+//! [`TestAppBuilder::build`] fail, naming the job and the type.
+//!
 //! ```
 //! use jobs_core::{job, testing::TestApp, FailureKind, JobError};
 //!
@@ -54,11 +66,42 @@ mod broker_url;
 mod classify;
 mod recorder;
 
+// The framework's own test harness (its broker tests and its fuzz target), not part of the
+// API an application tests its jobs with.
+#[doc(hidden)]
 pub use broker_url::{DEFAULT_BROKER_URL, broker_url};
+#[doc(hidden)]
 pub use classify::{Classification, classify};
 pub use recorder::{Outcome, Recorded, Recorder, TimedOut};
 
 /// The engine on an in-memory broker, with a record of everything that happened.
+///
+/// ```
+/// use jobs_core::{job, testing::TestApp, JobContext, JobError};
+///
+/// #[derive(Clone, PartialEq, prost::Message)]
+/// pub struct Charge {
+///     #[prost(uint64, tag = "1")]
+///     pub cents: u64,
+/// }
+///
+/// #[job(exchange = "docs.testapp", routing_key = "charge", retries = 2)]
+/// async fn charge(_: Charge, ctx: JobContext) -> Result<(), JobError> {
+///     if ctx.attempt() == 1 {
+///         return Err(JobError::retry("gateway timed out"));
+///     }
+///     Ok(())
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() -> jobs_core::Result<()> {
+/// let app = TestApp::builder().job(&charge::JOB).build()?;
+/// charge::enqueue(&app, Charge { cents: 995 }).await?;
+/// app.run_until_idle().await; // the retry delay passes on the paused clock
+/// assert_eq!((app.retried(&charge::JOB), app.succeeded(&charge::JOB)), (1, 1));
+/// # Ok(())
+/// # }
+/// ```
 pub struct TestApp {
     transport: MemoryTransport,
     engine: Engine,
@@ -216,7 +259,8 @@ impl TestAppBuilder {
         self
     }
 
-    /// Adds a value handlers reach with [`JobContext::state`].
+    /// Adds a value handlers take as a [`State<T>`](crate::State) argument (or reach with
+    /// [`JobContext::state`]), one per type.
     pub fn state<T: Send + Sync + 'static>(mut self, value: T) -> Self {
         self.engine = self.engine.state(value);
         self
@@ -238,7 +282,9 @@ impl TestAppBuilder {
     ///
     /// # Errors
     ///
-    /// [`Error::Topology`] when the jobs disagree about the topology.
+    /// [`Error::Topology`] when the jobs disagree about the topology, and
+    /// [`Error::MissingState`] when a job takes a [`State<T>`](crate::State) this builder was
+    /// not given.
     ///
     /// # Panics
     ///

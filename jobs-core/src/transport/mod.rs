@@ -4,6 +4,11 @@
 //! is always compiled, and the AMQP transport on lapin. The engine's dispatch and settle logic is
 //! written once against [`Transport`], so a test on the in-memory broker runs the same retry and
 //! error-queue code that production runs.
+//!
+//! Applications pick a transport and hand it to an [`Engine`](crate::engine::Engine) or a
+//! [`Producer`](crate::Producer); they never call it. The rest of this module ([`Transport`],
+//! [`Consumer`], [`Settle`], [`Delivery`], [`BoxFuture`]…) is the plumbing a new transport
+//! implements, and what tests use to publish raw messages and inspect queues.
 
 #[cfg(feature = "amqp")]
 #[cfg_attr(docsrs, doc(cfg(feature = "amqp")))]
@@ -24,7 +29,8 @@ use crate::envelope::Envelope;
 use crate::error::Result;
 use crate::topology::Topology;
 
-/// A boxed, sendable future.
+/// A boxed, sendable future: what [`Transport`] and [`Settle`] methods return. Transport
+/// plumbing.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// The deliveries of one consumer, in delivery-tag order. It ends when the consumer is
@@ -121,7 +127,7 @@ impl fmt::Debug for Consumer {
     }
 }
 
-/// Settles the deliveries of one consumer.
+/// Settles the deliveries of one consumer: transport plumbing, which the engine calls.
 pub trait Settle: Send + Sync + fmt::Debug {
     /// Sends one settlement to the broker. It does not wait for the broker to act on it.
     ///

@@ -24,7 +24,7 @@ use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
-use jobs_core::FailedJob;
+use jobs_core::{FailedJob, Job, JobSettings};
 use jobs_core::error_queue::{Action, ErrorQueue, Walked};
 
 use super::jobs::write_table;
@@ -123,7 +123,7 @@ pub(crate) async fn run(
         ErrorsAction::Show { id, queue } => {
             let queues = resolve_all(ctx, queue.as_deref(), queue.is_none());
             for queue in &queues {
-                if exists(queue, out).await? && show(queue, &id, out).await? {
+                if exists(queue, out).await? && show(queue, &id, &ctx.jobs, out).await? {
                     return Ok(ExitCode::SUCCESS);
                 }
             }
@@ -289,7 +289,12 @@ fn format_time(seconds: i64) -> String {
 }
 
 /// Shows message `id` of `queue` if it is there; every message stays in the queue, in order.
-async fn show(queue: &ErrorQueue, id: &str, out: &mut (dyn Write + Send)) -> anyhow::Result<bool> {
+async fn show(
+    queue: &ErrorQueue,
+    id: &str,
+    jobs: &[JobSettings],
+    out: &mut (dyn Write + Send),
+) -> anyhow::Result<bool> {
     let count = queue
         .len()
         .await
@@ -309,13 +314,31 @@ async fn show(queue: &ErrorQueue, id: &str, out: &mut (dyn Write + Send)) -> any
         .await
         .with_context(|| format!("cannot read queue `{}`", queue.name()))?;
     if let Some(letter) = &found {
-        describe(queue.name(), letter, out)?;
+        let job = job_of(letter, queue, jobs);
+        describe(queue.name(), letter, job, out)?;
     }
     report_stop(&walked, out)?;
     Ok(found.is_some())
 }
 
-fn describe(queue: &str, letter: &FailedJob, out: &mut (dyn Write + Send)) -> std::io::Result<()> {
+/// The job a failed message belongs to: the one its `type` names, or, without a `type`, the
+/// one that serves the queue it failed in.
+fn job_of(letter: &FailedJob, queue: &ErrorQueue, jobs: &[JobSettings]) -> Option<&'static Job> {
+    let job = match letter.envelope().properties.kind.as_deref() {
+        Some(name) => jobs.iter().find(|settings| settings.job().name() == name),
+        None => jobs
+            .iter()
+            .find(|settings| settings.job().queue() == queue.work_queue()),
+    };
+    job.map(JobSettings::job)
+}
+
+fn describe(
+    queue: &str,
+    letter: &FailedJob,
+    job: Option<&'static Job>,
+    out: &mut (dyn Write + Send),
+) -> std::io::Result<()> {
     let envelope = letter.envelope();
     let properties = &envelope.properties;
     writeln!(out, "queue: {queue}")?;
@@ -359,7 +382,23 @@ fn describe(queue: &str, letter: &FailedJob, out: &mut (dyn Write + Send)) -> st
             printable(&value.to_string())
         )?;
     }
-    writeln!(out, "body: {} bytes", envelope.body.len())?;
+    let size = envelope.body.len();
+    // Decoded as the job's message when the job is known: its fields, not its bytes.
+    match job.and_then(|job| Some((job, job.describe(&envelope.body)?))) {
+        Some((job, Ok(fields))) => {
+            writeln!(out, "body: {size} bytes, a `{}`:", job.message_type())?;
+            for line in fields.lines() {
+                writeln!(out, "  {}", printable(line))?;
+            }
+            return Ok(());
+        }
+        Some((job, Err(err))) => writeln!(
+            out,
+            "body: {size} bytes, not a valid `{}` ({err}):",
+            job.message_type()
+        )?,
+        None => writeln!(out, "body: {size} bytes (no job of this worker reads it):")?,
+    }
     let mut hex = String::new();
     for (i, chunk) in envelope.body.chunks(16).enumerate() {
         hex.clear();

@@ -29,6 +29,25 @@
 //!
 //! URLs appear in errors and `Debug` output with the password replaced by `**`.
 //!
+//! ```no_run
+//! use std::sync::Arc;
+//! use jobs_core::engine::Engine;
+//! use jobs_core::transport::amqp::AmqpTransport;
+//!
+//! # #[tokio::main]
+//! # async fn main() -> jobs_core::Result<()> {
+//! let transport = AmqpTransport::builder("amqp://guest:guest@127.0.0.1:5672/%2f")
+//!     .connection_name("uploads-worker") // what the management UI shows
+//!     .connect()
+//!     .await?;
+//! // Serves every `#[job]` linked into the binary.
+//! let engine = Engine::builder(Arc::new(transport.clone())).start().await?;
+//! # engine.shutdown(std::time::Duration::from_secs(5)).await;
+//! # transport.close().await;
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! # Memory and hostile messages
 //!
 //! lapin reads a delivery's whole body before the engine sees it, so the size limit

@@ -106,7 +106,11 @@ async fn error_queue_list_show_replay_and_purge() {
     );
     assert!(out.contains("  x-jobs-error-kind: \"fatal\""), "{out}");
     assert!(out.contains("  x-jobs-exchange: \"ops-test\""), "{out}");
-    assert!(out.contains("body: 2 bytes\n  00000000  08 01\n"), "{out}");
+    // The body decoded as the job's message.
+    assert!(
+        out.ends_with("body: 2 bytes, a `Item`:\n  Item {\n      n: 1,\n  }\n"),
+        "{out}"
+    );
     let (code, out) = run(&ctx, "errors show nope --queue flaky").await;
     assert_eq!(code, ExitCode::FAILURE);
     assert_eq!(out, format!("no message `nope` in {ERR}\n"));
