@@ -235,9 +235,14 @@ fn inputs(total: u64, oversized: u64) -> Vec<Input> {
     inputs
 }
 
+/// Held by each test of the `bad_input` job: they share its queues, which each one purges
+/// and counts, and the test harness runs tests in parallel.
+static BAD_INPUT_QUEUES: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_inputs_go_to_the_error_queue_on_first_delivery_with_memory_bounded() {
     let Some(url) = broker_url() else { return };
+    let _queues = BAD_INPUT_QUEUES.lock().await;
     let job = &fault_jobs::bad_input::JOB;
     let (transport, producer) = setup(&url, job, "bad-inputs").await;
     let dir = scratch("bad-inputs");
@@ -419,6 +424,7 @@ async fn hostile_headers_and_terminal_escapes_are_handled_or_parked_with_the_rea
     if !python_ready() {
         return;
     }
+    let _queues = BAD_INPUT_QUEUES.lock().await;
     let job = &fault_jobs::bad_input::JOB;
     let (transport, _producer) = setup(&url, job, "hostile").await;
     let dir = scratch("hostile");

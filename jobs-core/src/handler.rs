@@ -44,6 +44,12 @@ impl<M> fmt::Debug for Describe<M> {
     }
 }
 
+impl<M> Default for Describe<M> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl<M> Describe<M> {
     /// The selector for `M`.
     #[must_use]

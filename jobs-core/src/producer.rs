@@ -26,7 +26,9 @@ use crate::transport::{Publish, Transport};
 /// shares clones of it with every request handler; it reconnects by itself after the broker
 /// connection drops:
 ///
-/// ```no_run
+/// ```
+/// # use std::sync::Arc;
+/// # use jobs_core::transport::memory::MemoryTransport;
 /// # use jobs_core::{job, JobError, Producer};
 /// # #[derive(Clone, PartialEq, prost::Message)]
 /// # pub struct TransferFile { #[prost(string, tag = "1")] pub path: String }
@@ -40,8 +42,8 @@ use crate::transport::{Publish, Transport};
 ///
 /// #[tokio::main]
 /// async fn main() -> jobs_core::Result<()> {
-///     // Once, at start.
-///     let producer = Producer::connect("amqp://guest:guest@127.0.0.1:5672/%2f").await?;
+///     // Once, at start: `Producer::connect(url)` on RabbitMQ (feature `amqp`).
+///     let producer = Producer::new(Arc::new(MemoryTransport::new()));
 ///     upload(producer.clone(), "report.pdf".to_owned()).await?;
 ///     Ok(())
 /// }
@@ -109,6 +111,16 @@ impl Producer {
 
     /// A producer over RabbitMQ at `url` (`amqp://user:password@host:port/vhost`), with the
     /// default options: connect one when the application starts and share clones of it.
+    ///
+    /// ```no_run
+    /// # #[tokio::main]
+    /// # async fn main() -> jobs_core::Result<()> {
+    /// let producer = jobs_core::Producer::connect("amqp://guest:guest@127.0.0.1:5672/%2f").await?;
+    /// let for_a_request_handler = producer.clone(); // shares the connection
+    /// # drop(for_a_request_handler);
+    /// # Ok(())
+    /// # }
+    /// ```
     ///
     /// # Errors
     ///

@@ -5,18 +5,23 @@
 use jobs_core::{JobError, job};
 use prost::Message as _;
 
+/// An upload.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct Upload {
+    /// Where the file is.
     #[prost(string, tag = "1")]
     pub path: String,
+    /// Its size.
     #[prost(uint64, tag = "2")]
     pub size: u64,
 }
 
-/// A message whose `Debug` prost does not derive.
+/// A message whose `Debug` prost does not derive: a type without `Debug` is the point.
+#[allow(missing_debug_implementations)]
 #[derive(Clone, PartialEq, prost::Message)]
 #[prost(skip_debug)]
 pub struct Secret {
+    /// Not to be printed.
     #[prost(string, tag = "1")]
     pub token: String,
 }
@@ -47,7 +52,9 @@ fn a_body_is_described_by_its_fields() {
 
 #[test]
 fn a_body_that_is_not_the_message_says_why() {
-    let described = upload::JOB.describe(&[0xff, 0xff]).expect("Upload has Debug");
+    let described = upload::JOB
+        .describe(&[0xff, 0xff])
+        .expect("Upload has Debug");
     assert!(described.is_err(), "{described:?}");
 }
 

@@ -58,7 +58,17 @@ pub(crate) async fn run(
     args: impl IntoIterator<Item = OsString>,
     worker: WorkerBuilder,
 ) -> ExitCode {
+    let args: Vec<OsString> = args.into_iter().collect();
+    // Messages and help name the binary the user ran (`upload-worker`), not this crate.
+    let program = args
+        .first()
+        .and_then(|first| std::path::Path::new(first).file_name())
+        .map_or_else(
+            || "jobs-worker".to_owned(),
+            |name| name.to_string_lossy().into_owned(),
+        );
     let parsed = Cli::command()
+        .bin_name(program.clone())
         .try_get_matches_from(args)
         .and_then(|matches| {
             let on_command_line =
@@ -69,7 +79,7 @@ pub(crate) async fn run(
         Ok((cli, url_on_command_line)) => {
             if url_on_command_line && cli.settings.url.as_deref().is_some_and(has_password) {
                 eprintln!(
-                    "jobs-worker: warning: --url shows the broker password to anyone who can list \
+                    "{program}: warning: --url shows the broker password to anyone who can list \
                      processes; set JOBS_AMQP_URL or `url` in the --config file instead"
                 );
             }
@@ -92,7 +102,7 @@ pub(crate) async fn run(
     let (config, command) = match configure(cli, worker.base_config()) {
         Ok(configured) => configured,
         Err(err) => {
-            eprintln!("jobs-worker: {}", redact_text(&format!("{err:#}")));
+            eprintln!("{program}: {}", redact_text(&format!("{err:#}")));
             return ExitCode::from(CONFIG);
         }
     };
@@ -117,7 +127,7 @@ pub(crate) async fn run(
                 | Error::Start(jobs_core::Error::MissingState { .. })),
             ) => {
                 let err = anyhow::Error::from(err);
-                eprintln!("jobs-worker: {}", scrub(&format!("{err:#}")));
+                eprintln!("{program}: {}", scrub(&format!("{err:#}")));
                 ExitCode::from(CONFIG)
             }
             Err(err) => {
@@ -130,7 +140,7 @@ pub(crate) async fn run(
         command => match operate(command, &worker).await {
             Ok(code) => code,
             Err(err) => {
-                eprintln!("jobs-worker: {}", scrub(&format!("{err:#}")));
+                eprintln!("{program}: {}", scrub(&format!("{err:#}")));
                 ExitCode::from(RUNTIME)
             }
         },

@@ -339,13 +339,25 @@ fn report_durable(
 ) {
     let failure = &decision.failure;
     let kind = match decision.destination {
-        Destination::Retry { delay, .. } => EventKind::Retried {
-            elapsed: decision.elapsed,
-            kind: failure.kind,
-            error: &failure.error,
-            delay,
-            started,
-        },
+        Destination::Retry { delay, .. } => {
+            // Not a warning: the job is expected to succeed on a later attempt.
+            tracing::info!(
+                job = runtime.settings.job().name(),
+                message_id = message_id.unwrap_or(""),
+                attempt = decision.attempt,
+                kind = failure.kind.as_str(),
+                error = %failure.error,
+                retry_in = ?delay,
+                "job failed; retrying"
+            );
+            EventKind::Retried {
+                elapsed: decision.elapsed,
+                kind: failure.kind,
+                error: &failure.error,
+                delay,
+                started,
+            }
+        }
         Destination::ErrorQueue => {
             tracing::warn!(
                 job = runtime.settings.job().name(),

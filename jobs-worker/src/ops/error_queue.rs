@@ -24,8 +24,8 @@ use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
-use jobs_core::{FailedJob, Job, JobSettings};
 use jobs_core::error_queue::{Action, ErrorQueue, Walked};
+use jobs_core::{FailedJob, Job, JobSettings};
 
 use super::jobs::write_table;
 use super::{OpsContext, Progress, printable};

@@ -122,7 +122,7 @@ impl Link {
                 let wait = state.retry.map_or(FIRST_BACKOFF, |(_, wait)| wait);
                 state.retry = Some((Instant::now() + wait, (wait * 2).min(MAX_BACKOFF)));
                 tracing::warn!(url = %redact(&self.url), connection = %self.name, error = %err, retry_in = ?wait, "could not connect to the broker");
-                Err(error_map::map(err, Subject::Other))
+                Err(error_map::map(&err, Subject::Other))
             }
         }
     }
@@ -145,7 +145,7 @@ impl Link {
         match tokio::time::timeout(CHANNEL_OPEN_DEADLINE, connection.create_channel()).await {
             Ok(opened) => opened
                 .map(|channel| (channel, frame_max))
-                .map_err(|err| error_map::map(err, Subject::Other)),
+                .map_err(|err| error_map::map(&err, Subject::Other)),
             Err(_) => {
                 self.forget(&connection).await;
                 Err(Error::Connection(

@@ -21,7 +21,7 @@ use crate::transport::{BoxFuture, Consumer, Delivery, Settle, Settlement};
 pub(super) async fn consume(link: &Link, queue: &str, prefetch: u16) -> Result<Consumer> {
     let name = convert::short("queue", queue)?;
     let channel = link.channel().await?;
-    let failed = |err| error_map::map(err, Subject::Queue(queue));
+    let failed = |err| error_map::map(&err, Subject::Queue(queue));
     channel
         .basic_qos(prefetch, BasicQosOptions::default())
         .await
@@ -118,7 +118,7 @@ impl Settle for Settler {
                         .await
                 }
             };
-            sent.map_err(|err| error_map::map(err, Subject::Other))
+            sent.map_err(|err| error_map::map(&err, Subject::Other))
         })
     }
 
@@ -127,7 +127,7 @@ impl Settle for Settler {
             self.channel
                 .basic_cancel(self.tag.clone(), BasicCancelOptions::default())
                 .await
-                .map_err(|err| error_map::map(err, Subject::Other))
+                .map_err(|err| error_map::map(&err, Subject::Other))
         })
     }
 

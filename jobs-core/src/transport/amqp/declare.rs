@@ -55,7 +55,7 @@ async fn declare_on(channel: &lapin::Channel, topology: &Topology, mode: Declare
                     FieldTable::default(),
                 )
                 .await
-                .map_err(|err| error_map::map(err, Subject::Exchange(&exchange.name)))?;
+                .map_err(|err| error_map::map(&err, Subject::Exchange(&exchange.name)))?;
         }
     }
     for queue in &topology.queues {
@@ -74,7 +74,7 @@ async fn declare_on(channel: &lapin::Channel, topology: &Topology, mode: Declare
             channel
                 .queue_declare(name.clone(), options, arguments)
                 .await
-                .map_err(|err| error_map::map(err, Subject::Queue(&queue.name)))?;
+                .map_err(|err| error_map::map(&err, Subject::Queue(&queue.name)))?;
         }
     }
     // Bindings cannot be checked passively in AMQP 0-9-1.
@@ -89,7 +89,7 @@ async fn declare_on(channel: &lapin::Channel, topology: &Topology, mode: Declare
                     convert::headers_to_amqp(binding.arguments.clone())?,
                 )
                 .await
-                .map_err(|err| error_map::map(err, Subject::Queue(&binding.queue)))?;
+                .map_err(|err| error_map::map(&err, Subject::Queue(&binding.queue)))?;
         }
     }
     Ok(())
@@ -108,7 +108,7 @@ pub(super) async fn message_count(link: &Link, queue: &str) -> Result<u64> {
         .queue_declare(name, options, FieldTable::default())
         .await;
     close(link, &channel).await;
-    let declared = declared.map_err(|err| error_map::map(err, Subject::Queue(queue)))?;
+    let declared = declared.map_err(|err| error_map::map(&err, Subject::Queue(queue)))?;
     Ok(u64::from(declared.message_count()))
 }
 
@@ -120,7 +120,7 @@ pub(super) async fn purge(link: &Link, queue: &str) -> Result<u64> {
         .queue_purge(name, QueuePurgeOptions::default())
         .await;
     close(link, &channel).await;
-    let purged = purged.map_err(|err| error_map::map(err, Subject::Queue(queue)))?;
+    let purged = purged.map_err(|err| error_map::map(&err, Subject::Queue(queue)))?;
     Ok(u64::from(purged))
 }
 

@@ -17,9 +17,9 @@ pub(super) enum Subject<'a> {
     Other,
 }
 
-pub(super) fn map(err: lapin::Error, subject: Subject<'_>) -> Error {
+pub(super) fn map(err: &lapin::Error, subject: Subject<'_>) -> Error {
     let ErrorKind::ProtocolError(amqp) = err.kind() else {
-        return Error::Connection(Box::new(err));
+        return connection(err);
     };
     let text = amqp.get_message().as_str();
     match amqp.kind() {
@@ -28,8 +28,15 @@ pub(super) fn map(err: lapin::Error, subject: Subject<'_>) -> Error {
             inequivalent(text).unwrap_or_else(|| Error::Broker(text.to_owned()))
         }
         AMQPErrorKind::Soft(_) => Error::Broker(text.to_owned()),
-        AMQPErrorKind::Hard(_) => Error::Connection(Box::new(err)),
+        AMQPErrorKind::Hard(_) => connection(err),
     }
+}
+
+/// A lost or refused connection, as lapin words it. Only its text is kept: lapin's message
+/// already ends with its cause's, which an error chain would print a second time
+/// ("IO error: Connection refused: Connection refused").
+pub(super) fn connection(err: &lapin::Error) -> Error {
+    Error::Connection(err.to_string().into())
 }
 
 /// `NOT_FOUND - no exchange 'x' in vhost '/'` or `… no queue 'q' …`.
@@ -118,7 +125,7 @@ mod tests {
             argument,
             existing,
             declared,
-        } = map(err, Subject::Queue("q"))
+        } = map(&err, Subject::Queue("q"))
         else {
             panic!("not a mismatch");
         };
@@ -136,7 +143,7 @@ mod tests {
         );
         let Error::QueueMismatch {
             existing, declared, ..
-        } = map(err, Subject::Queue("r"))
+        } = map(&err, Subject::Queue("r"))
         else {
             panic!("not a mismatch");
         };
@@ -149,7 +156,7 @@ mod tests {
             AMQPSoftError::PRECONDITIONFAILED,
             "PRECONDITION_FAILED - inequivalent arg 'type' for exchange 'e' in vhost '/': received 'topic' but current is 'direct'",
         );
-        let Error::Topology(message) = map(err, Subject::Exchange("e")) else {
+        let Error::Topology(message) = map(&err, Subject::Exchange("e")) else {
             panic!("not a topology error");
         };
         assert!(
@@ -164,7 +171,7 @@ mod tests {
             "NOT_FOUND - no exchange 'gone' in vhost '/'",
         );
         assert!(matches!(
-            map(err, Subject::Other),
+            map(&err, Subject::Other),
             Error::NotFound { what: "exchange", name } if name == "gone"
         ));
     }

@@ -57,7 +57,7 @@ impl Publisher {
         channel
             .confirm_select(ConfirmSelectOptions::default())
             .await
-            .map_err(|err| error_map::map(err, Subject::Other))?;
+            .map_err(|err| error_map::map(&err, Subject::Other))?;
         let open = Open {
             channel: Arc::new(channel),
             frame_max,
@@ -116,7 +116,7 @@ pub(super) async fn publish(publisher: Arc<Publisher>, mut publish: Publish) -> 
     };
     let failed = |err| {
         refine(
-            error_map::map(err, Subject::Exchange(&publish.exchange)),
+            error_map::map(&err, Subject::Exchange(&publish.exchange)),
             &publish,
         )
     };
