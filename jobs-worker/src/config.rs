@@ -29,7 +29,7 @@ pub(crate) const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(25);
 pub(crate) const DEFAULT_CONNECTION_NAME: &str = "jobs-worker";
 
 /// How log lines are written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     /// Human-readable lines.
@@ -37,6 +37,19 @@ pub enum LogFormat {
     Plain,
     /// One JSON object per line.
     Json,
+}
+
+impl std::str::FromStr for LogFormat {
+    type Err = String;
+
+    /// `plain` or `json`, as the `--log-format` flag and the file spell them.
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "plain" => Ok(Self::Plain),
+            "json" => Ok(Self::Json),
+            _ => Err("expected `plain` or `json`".to_owned()),
+        }
+    }
 }
 
 /// Everything the worker needs to run, resolved and checked.
