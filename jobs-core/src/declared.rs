@@ -1,5 +1,5 @@
 //! What a producer declares before a job's first enqueue: the job's exchange, work queue,
-//! error queue and binding, once per job, so that a web application started before any worker
+//! error queue and bindings, once per job, and the delay cascade once, so that a web application started before any worker
 //! enqueues into a queue that keeps its jobs, as Celery's producers do, instead of failing with
 //! a missing exchange.
 //!
@@ -23,8 +23,9 @@ pub(crate) struct Declared {
     defaults: JobDefaults,
     /// By address: a `Job` is a `static`, one per `#[job]`.
     done: RwLock<HashSet<usize>>,
-    /// Held while a job is declared, so that concurrent first enqueues declare it once.
-    declaring: tokio::sync::Mutex<()>,
+    /// Held while a job is declared, so that concurrent first enqueues declare it once; it
+    /// holds whether the delay cascade was declared.
+    declaring: tokio::sync::Mutex<bool>,
 }
 
 impl Declared {
@@ -33,17 +34,20 @@ impl Declared {
         Self {
             defaults,
             done: RwLock::new(HashSet::new()),
-            declaring: tokio::sync::Mutex::new(()),
+            declaring: tokio::sync::Mutex::new(false),
         }
     }
 
-    /// Marks `jobs` as declared: an engine declared them at start.
+    /// Marks `jobs`, and the delay cascade, as declared: an engine declared them at start.
     pub(crate) fn already(self, jobs: impl IntoIterator<Item = &'static Job>) -> Self {
         self.done
             .write()
             .unwrap_or_else(PoisonError::into_inner)
             .extend(jobs.into_iter().map(key));
-        self
+        Self {
+            declaring: tokio::sync::Mutex::new(true),
+            ..self
+        }
     }
 
     /// Declares `job`'s exchange, work queue, error queue and binding on `transport`, unless
@@ -58,14 +62,22 @@ impl Declared {
         if self.is_done(job) {
             return Ok(());
         }
-        let _declaring = self.declaring.lock().await;
+        let mut cascade_declared = self.declaring.lock().await;
         if self.is_done(job) {
             return Ok(());
         }
         let settings = JobSettings::resolve(job, &self.defaults);
-        let topology = Topology::for_producer(&settings);
+        // The cascade first: a job queue that exists with other arguments ends the declare,
+        // and must not leave the cascade undeclared.
+        let topology = if *cascade_declared {
+            Topology::for_producer(&settings)
+        } else {
+            let mut topology = crate::delay::cascade();
+            topology.merge(Topology::for_producer(&settings));
+            topology
+        };
         match transport.declare(&topology, Declare::Create).await {
-            Ok(()) => {}
+            Ok(()) => *cascade_declared = true,
             Err(err @ (Error::Connection(_) | Error::Timeout { .. })) => return Err(err),
             Err(err) => {
                 tracing::debug!(job = job.name(), error = %err, "not declared by the producer; publishing anyway");

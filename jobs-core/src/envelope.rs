@@ -31,6 +31,10 @@ pub mod header {
     pub const ROUTING_KEY: &str = "x-jobs-routing-key";
     /// Error queue: the host of the worker that gave up on the job.
     pub const HOST: &str = "x-jobs-host";
+    /// A periodic job's run, its tick and its record: the slot, in Unix seconds.
+    pub const SLOT: &str = "x-jobs-slot";
+    /// A schedule's record of its last fired slot: the worker that fired it.
+    pub const FIRED_BY: &str = "x-jobs-fired-by";
     /// The headers that mark a message as failed; replay strips them. The origin headers
     /// ([`EXCHANGE`], [`ROUTING_KEY`]) stay: they say where the job was first published.
     pub const FAILURE: [&str; 5] = [ERROR, ERROR_KIND, FAILED_AT, QUEUE, HOST];

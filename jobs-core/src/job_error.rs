@@ -41,10 +41,9 @@ impl JobError {
         }
     }
 
-    /// A failure worth retrying after at least `delay`.
-    ///
-    /// Retries wait in queues whose delays are the job's backoff steps, so the delay is
-    /// rounded up to the shortest step that is at least `delay` (or the longest step).
+    /// A failure worth retrying after `delay` (a rate limit's `Retry-After`, say), instead of
+    /// the job's backoff step: the retry waits in the broker's delay cascade (see
+    /// [`crate::delay`]) for `delay` rounded up to the second.
     pub fn retry_after(error: impl Into<BoxError>, delay: Duration) -> Self {
         Self {
             retry_after: Some(delay),

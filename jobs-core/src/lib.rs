@@ -89,6 +89,7 @@
 mod backoff;
 mod context;
 mod declared;
+pub mod delay;
 pub mod engine;
 pub mod envelope;
 mod error;
@@ -100,6 +101,7 @@ mod job;
 mod job_error;
 mod producer;
 pub mod registry;
+pub mod schedule;
 mod settings;
 pub mod testing;
 pub mod topology;

@@ -11,6 +11,7 @@ pub use crate::job::{
     ExchangeKind, HeaderBinding, HeaderMatch, Job, JobMessage, JobOptions, JobParts, QueueType, job,
 };
 pub use crate::registry::Registration;
+pub use crate::schedule::{Missed, ScheduleSpec};
 pub use ::bytes;
 pub use ::core;
 pub use ::inventory;

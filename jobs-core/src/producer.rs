@@ -266,6 +266,16 @@ pub struct Enqueue<M> {
     message_id: Option<String>,
     routing_key: Option<Cow<'static, str>>,
     headers: Headers,
+    delay: Option<Delay>,
+}
+
+/// When a delayed job becomes due.
+#[derive(Clone, Copy, Debug)]
+enum Delay {
+    /// This long after the enqueue.
+    For(Duration),
+    /// At this time, given the transport's time of the enqueue.
+    At((SystemTime, SystemTime)),
 }
 
 impl<M: JobMessage> Enqueue<M> {
@@ -277,6 +287,7 @@ impl<M: JobMessage> Enqueue<M> {
             message_id: None,
             routing_key: None,
             headers: Headers::new(),
+            delay: None,
         }
     }
 
@@ -302,6 +313,23 @@ impl<M: JobMessage> Enqueue<M> {
         self
     }
 
+    /// Runs the job `delay` from now, rounded up to the second, up to
+    /// [`MAX_DELAY`](crate::delay::MAX_DELAY) (about 8.5 years): it waits in the broker's
+    /// delay cascade (see [`crate::delay`]), not in a worker. A delayed job goes to this job's
+    /// own queue, not through its exchange (so on a fanout or topic exchange, only this job
+    /// gets it). A delay of zero is no delay.
+    pub fn delay(mut self, delay: Duration) -> Self {
+        self.delay = Some(Delay::For(delay));
+        self
+    }
+
+    /// Runs the job at `time`, to the second; a time in the past runs it now. See
+    /// [`delay`](Self::delay).
+    pub fn at(mut self, time: SystemTime) -> Self {
+        self.delay = Some(Delay::At((time, SystemTime::UNIX_EPOCH)));
+        self
+    }
+
     /// Encodes and publishes the job, and waits for the broker's confirm.
     ///
     /// # Errors
@@ -312,7 +340,12 @@ impl<M: JobMessage> Enqueue<M> {
     pub async fn enqueue(self, producer: &impl AsRef<Producer>) -> Result<MessageId> {
         let producer = producer.as_ref();
         let job = self.job;
-        let (id, publish) = self.into_publish(producer.options().max_message_size)?;
+        let mut this = self;
+        // Read here: the transport keeps the time (a virtual one on the in-memory broker).
+        if let Some(Delay::At((_, now))) = &mut this.delay {
+            *now = producer.transport().now();
+        }
+        let (id, publish) = this.into_publish(producer.options().max_message_size)?;
         producer.declare(job).await?;
         producer.publish(publish).await?;
         Ok(id)
@@ -335,6 +368,13 @@ impl<M: JobMessage> Enqueue<M> {
             })?;
 
         let job = self.job;
+        let delay = match self.delay {
+            None => 0,
+            Some(Delay::For(delay)) => crate::delay::seconds(delay)?,
+            Some(Delay::At((time, now))) => {
+                crate::delay::seconds(time.duration_since(now).unwrap_or_default())?
+            }
+        };
         let id = self.message_id.map_or_else(MessageId::generate, MessageId);
         // No `x-jobs-attempt` on the first publish: missing means 1, and a message without any
         // header skips a whole field table, written here and parsed by broker and consumer.
@@ -350,6 +390,17 @@ impl<M: JobMessage> Enqueue<M> {
         for (name, value) in self.headers {
             headers.insert(name, value);
         }
+        let routing_key = self.routing_key.unwrap_or(Cow::Borrowed(job.routing_key()));
+        // A delayed job travels through the cascade to the job's own queue; its origin is
+        // recorded as a retry records it, for the error queue's headers.
+        let (exchange, routing_key) = if delay > 0 {
+            headers.insert(header::EXCHANGE, job.exchange());
+            headers.insert(header::ROUTING_KEY, routing_key.into_owned());
+            let (exchange, key) = crate::delay::route(delay, job.queue())?;
+            (Cow::Owned(exchange), Cow::Owned(key))
+        } else {
+            (Cow::Borrowed(job.exchange()), routing_key)
+        };
         let properties = Properties {
             content_type: Some(Cow::Borrowed(CONTENT_TYPE)),
             kind: Some(Cow::Borrowed(job.name())),
@@ -360,8 +411,8 @@ impl<M: JobMessage> Enqueue<M> {
             ..Properties::default()
         };
         let publish = Publish {
-            exchange: Cow::Borrowed(job.exchange()),
-            routing_key: self.routing_key.unwrap_or(Cow::Borrowed(job.routing_key())),
+            exchange,
+            routing_key,
             mandatory: true,
             envelope: Envelope {
                 properties,

@@ -147,27 +147,14 @@ impl JobSettings {
         self.delivery_limit
     }
 
-    /// The retry queue for the retry after failed attempt `attempt`, and its delay.
-    ///
-    /// `requested` is a handler's [`JobError::retry_after`](crate::JobError::retry_after):
-    /// the shortest level that waits at least that long, or the longest level.
-    /// `None` when the job has no retry queues.
+    /// The retry queue for the retry after failed attempt `attempt`, and its delay: the
+    /// backoff step of that attempt, or the last step. `None` when the job has no retry
+    /// queues. (A handler's [`JobError::retry_after`](crate::JobError::retry_after) waits in
+    /// the delay cascade instead, for exactly its delay.)
     #[must_use]
-    pub fn retry_level(
-        &self,
-        attempt: u32,
-        requested: Option<Duration>,
-    ) -> Option<(&str, Duration)> {
+    pub fn retry_level(&self, attempt: u32) -> Option<(&str, Duration)> {
         let last = self.retry_delays.len().checked_sub(1)?;
-        let by_attempt = (attempt.max(1) as usize - 1).min(last);
-        let level = match requested {
-            Some(delay) => self
-                .retry_delays
-                .iter()
-                .position(|&d| d >= delay)
-                .unwrap_or(last),
-            None => by_attempt,
-        };
+        let level = (attempt.max(1) as usize - 1).min(last);
         Some((&self.retry_queues[level], self.retry_delays[level]))
     }
 }

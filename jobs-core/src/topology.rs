@@ -11,7 +11,10 @@
 //!   message waits behind a longer one, and no broker plugin is needed. Retry queues are quorum
 //!   queues dead-lettering at least once, whatever the work queue's type: a classic queue
 //!   dead-letters at most once, and drops what expires while the broker stops or crashes;
-//! * `Q.err`: the durable error queue.
+//! * `Q.err`: the durable error queue;
+//! * a binding of `Q` to the delay cascade's delivery exchange, through which delayed jobs
+//!   and `retry_after` retries arrive; the cascade itself (see [`crate::delay`]) is shared by
+//!   every job, and part of every job's topology.
 
 use std::collections::HashMap;
 
@@ -19,6 +22,9 @@ use crate::envelope::{HeaderValue, Headers};
 use crate::error::{Error, Result};
 use crate::job::{ExchangeKind, QueueType};
 use crate::settings::JobSettings;
+
+/// The start of the delay cascade's names, which jobs may not use.
+pub const RESERVED_PREFIX: &str = "jobs.delay.";
 
 /// Queue argument names.
 pub mod argument {
@@ -36,6 +42,10 @@ pub mod argument {
     pub const OVERFLOW: &str = "x-overflow";
     /// Deliveries after which a quorum queue dead-letters a message.
     pub const DELIVERY_LIMIT: &str = "x-delivery-limit";
+    /// `true`: of a queue's consumers, one at a time receives deliveries.
+    pub const SINGLE_ACTIVE_CONSUMER: &str = "x-single-active-consumer";
+    /// The most ready messages a queue holds.
+    pub const MAX_LENGTH: &str = "x-max-length";
     /// `all` or `any`, on a headers binding.
     pub const MATCH: &str = "x-match";
 }
@@ -49,6 +59,8 @@ pub struct Topology {
     pub queues: Vec<QueueSpec>,
     /// Bindings of work queues to exchanges.
     pub bindings: Vec<BindingSpec>,
+    /// Bindings of exchanges to exchanges: the delay cascade's (see [`crate::delay`]).
+    pub exchange_bindings: Vec<ExchangeBindingSpec>,
 }
 
 /// A durable exchange.
@@ -82,6 +94,21 @@ pub struct BindingSpec {
     pub arguments: Headers,
 }
 
+/// A binding of an exchange to another: what the `source` exchange routes with a matching key
+/// goes on to the `destination` exchange, which routes it again (RabbitMQ's
+/// exchange-to-exchange bindings).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ExchangeBindingSpec {
+    /// The exchange messages go on to.
+    pub destination: String,
+    /// The exchange they come from.
+    pub source: String,
+    /// The binding key (a pattern on topic exchanges).
+    pub routing_key: String,
+    /// Binding arguments.
+    pub arguments: Headers,
+}
+
 impl Topology {
     /// The topology that serves `jobs`.
     ///
@@ -96,6 +123,17 @@ impl Topology {
         let mut name_owner: HashMap<&str, &str> = HashMap::new();
         for settings in jobs {
             let job = settings.job();
+            for name in [job.exchange(), job.queue()] {
+                if let Some(prefix) = [RESERVED_PREFIX, crate::schedule::RESERVED_PREFIX]
+                    .into_iter()
+                    .find(|prefix| name.starts_with(prefix))
+                {
+                    return Err(Error::Topology(format!(
+                        "job `{}` uses `{name}`: names starting `{prefix}` are the framework's",
+                        job.name()
+                    )));
+                }
+            }
             if let Some(other) = name_owner.insert(job.name(), job.queue()) {
                 return Err(Error::Topology(format!(
                     "two jobs are named `{}` (queues `{other}` and `{}`)",
@@ -130,18 +168,37 @@ impl Topology {
             }
             topology.add_job_queues(settings);
         }
+        if !topology.queues.is_empty() {
+            topology.merge(crate::delay::cascade());
+        }
         Ok(topology)
     }
 
+    /// Adds `other`'s declarations after this one's.
+    pub(crate) fn merge(&mut self, other: Self) {
+        self.exchanges.extend(other.exchanges);
+        self.queues.extend(other.queues);
+        self.bindings.extend(other.bindings);
+        self.exchange_bindings.extend(other.exchange_bindings);
+    }
+
     /// What a producer declares before a job's first enqueue: its exchange, its work and error
-    /// queues and their binding. Not its retry queues, whose delays are the worker's to set.
+    /// queues and their bindings (to the exchange and to the delay cascade's delivery
+    /// exchange, declared here too). Not its retry queues, whose delays are the worker's to
+    /// set, nor the cascade's levels, declared once per producer.
     pub(crate) fn for_producer(settings: &JobSettings) -> Self {
         let job = settings.job();
         let mut topology = Self {
-            exchanges: vec![ExchangeSpec {
-                name: job.exchange().to_owned(),
-                kind: job.kind(),
-            }],
+            exchanges: vec![
+                ExchangeSpec {
+                    name: job.exchange().to_owned(),
+                    kind: job.kind(),
+                },
+                ExchangeSpec {
+                    name: crate::delay::DELIVER_EXCHANGE.to_owned(),
+                    kind: ExchangeKind::Topic,
+                },
+            ],
             ..Self::default()
         };
         topology.add_job_queues(settings);
@@ -208,5 +265,13 @@ impl Topology {
             routing_key: job.binding().to_owned(),
             arguments,
         });
+        self.bindings
+            .push(crate::delay::deliver_binding(job.queue()));
+        if job.options().schedule.is_some() {
+            let queues = crate::schedule::queues(job);
+            self.bindings
+                .push(crate::delay::deliver_binding(&queues[0].name));
+            self.queues.extend(queues);
+        }
     }
 }

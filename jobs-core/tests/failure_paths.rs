@@ -273,7 +273,7 @@ async fn foreign_headers_too_large_for_a_frame_are_dropped_and_the_job_goes_on()
     );
     let error = failed.error().unwrap();
     assert!(
-        error.contains("its 103 foreign headers were dropped"),
+        error.contains("its 104 foreign headers were dropped"),
         "{error}"
     );
 }

@@ -3,6 +3,8 @@
 //! Only the syntax is checked here (a string where a string goes, no key twice); what the
 //! values mean is `validate`'s job.
 
+use std::cmp::Reverse;
+
 use proc_macro2::{Span, TokenStream, TokenTree};
 use quote::ToTokens;
 use syn::ext::IdentExt as _;
@@ -13,7 +15,7 @@ use syn::{Ident, Lit, LitInt, LitStr, Token};
 use crate::ctxt::Ctxt;
 
 /// Every key `#[job]` takes, in the order the docs list them.
-pub(crate) const KEYS: [&str; 13] = [
+pub(crate) const KEYS: [&str; 17] = [
     "exchange",
     "routing_key",
     "kind",
@@ -26,7 +28,23 @@ pub(crate) const KEYS: [&str; 13] = [
     "timeout",
     "concurrency",
     "queue_type",
+    "schedule",
+    "every",
+    "timezone",
+    "missed",
     "crate",
+];
+
+/// Keys of other schedulers and spellings that name one of ours: `(written, key)`.
+const ALIASES: [(&str, &str); 8] = [
+    ("cron", "schedule"),
+    ("crontab", "schedule"),
+    ("interval", "every"),
+    ("period", "every"),
+    ("tz", "timezone"),
+    ("zone", "timezone"),
+    ("misfire", "missed"),
+    ("catch_up", "missed"),
 ];
 
 /// The arguments of one `#[job(...)]`.
@@ -44,6 +62,10 @@ pub(crate) struct JobArgs {
     pub(crate) timeout: Option<LitStr>,
     pub(crate) concurrency: Option<LitInt>,
     pub(crate) queue_type: Option<LitStr>,
+    pub(crate) schedule: Option<LitStr>,
+    pub(crate) every: Option<LitStr>,
+    pub(crate) timezone: Option<LitStr>,
+    pub(crate) missed: Option<LitStr>,
     pub(crate) krate: Option<syn::Path>,
 }
 
@@ -102,6 +124,20 @@ impl JobArgs {
             "timeout" => set_once(cx, &mut self.timeout, path, string(meta, "\"30s\"")?),
             "concurrency" => set_once(cx, &mut self.concurrency, path, int(meta, "32")?),
             "queue_type" => set_once(cx, &mut self.queue_type, path, string(meta, "\"quorum\"")?),
+            "schedule" => set_once(
+                cx,
+                &mut self.schedule,
+                path,
+                string(meta, "\"0 */5 * * * *\"")?,
+            ),
+            "every" => set_once(cx, &mut self.every, path, string(meta, "\"5m\"")?),
+            "timezone" => set_once(
+                cx,
+                &mut self.timezone,
+                path,
+                string(meta, "\"Europe/Paris\"")?,
+            ),
+            "missed" => set_once(cx, &mut self.missed, path, string(meta, "\"skip\"")?),
             "crate" => {
                 let lit = string(meta, "\"my_app::jobs_core\"")?;
                 let krate = lit.parse_with(syn::Path::parse_mod_style).map_err(|_| {
@@ -279,6 +315,9 @@ fn unknown_key(path: &syn::Path) -> syn::Error {
 /// The key the user most likely meant.
 fn suggestion(written: &str) -> Option<&'static str> {
     let written = written.to_ascii_lowercase().replace('-', "_");
+    if let Some((_, key)) = ALIASES.iter().find(|(alias, _)| *alias == written) {
+        return Some(key);
+    }
     let limit = if written.len() >= 5 { 3 } else { 1 };
     KEYS.iter()
         .filter_map(|key| {
@@ -286,14 +325,21 @@ fn suggestion(written: &str) -> Option<&'static str> {
             let related = written.len() >= 4
                 && key.len() >= 4
                 && (written.contains(key) || key.contains(&written));
-            (distance <= limit || related).then_some((distance, *key))
+            // Between keys as far, the one that starts as written (`retry`: `retries`, not
+            // `every`).
+            let shared = written
+                .chars()
+                .zip(key.chars())
+                .take_while(|(a, b)| a == b)
+                .count();
+            (distance <= limit || related).then_some((distance, Reverse(shared), *key))
         })
         .min()
-        .map(|(_, key)| key)
+        .map(|(_, _, key)| key)
 }
 
 /// Levenshtein distance.
-fn edit_distance(a: &str, b: &str) -> usize {
+pub(crate) fn edit_distance(a: &str, b: &str) -> usize {
     let b: Vec<char> = b.chars().collect();
     let mut previous: Vec<usize> = (0..=b.len()).collect();
     for (i, ca) in a.chars().enumerate() {
@@ -332,11 +378,16 @@ mod tests {
             exchange = "e", routing_key = "k", kind = "topic", binding = "k.#",
             headers(match = "any", tenant = "a", content-kind = "pdf", "x y" = "z"),
             queue = "q", name = "n", retries = 3, backoff = "1s", timeout = "5s",
-            concurrency = 4, queue_type = "classic", crate = "::my::jc",
+            concurrency = 4, queue_type = "classic", schedule = "0 * * * * *", every = "5m",
+            timezone = "Europe/Paris", missed = "skip", crate = "::my::jc",
         });
         assert!(errors.is_empty(), "{errors:?}");
         assert_eq!(args.exchange.unwrap().value(), "e");
         assert_eq!(args.retries.unwrap().base10_digits(), "3");
+        assert_eq!(args.schedule.unwrap().value(), "0 * * * * *");
+        assert_eq!(args.every.unwrap().value(), "5m");
+        assert_eq!(args.timezone.unwrap().value(), "Europe/Paris");
+        assert_eq!(args.missed.unwrap().value(), "skip");
         let headers = args.headers.unwrap();
         assert_eq!(headers.matching.unwrap().value(), "any");
         let names: Vec<&str> = headers.pairs.iter().map(|p| p.name.as_str()).collect();
@@ -359,12 +410,14 @@ mod tests {
                 format!(
                     "unknown `job` argument `retry` (did you mean `retries`?); expected {}",
                     "`exchange`, `routing_key`, `kind`, `binding`, `headers`, `queue`, `name`, `retries`, \
-                     `backoff`, `timeout`, `concurrency`, `queue_type` or `crate`"
+                     `backoff`, `timeout`, `concurrency`, `queue_type`, `schedule`, `every`, `timezone`, \
+                     `missed` or `crate`"
                 ),
                 "expected a string: `routing_key = \"oss\"`".to_owned(),
                 "unknown `job` argument `tiemout` (did you mean `timeout`?); expected `exchange`, \
                  `routing_key`, `kind`, `binding`, `headers`, `queue`, `name`, `retries`, `backoff`, \
-                 `timeout`, `concurrency`, `queue_type` or `crate`"
+                 `timeout`, `concurrency`, `queue_type`, `schedule`, `every`, `timezone`, `missed` or \
+                 `crate`"
                     .to_owned(),
             ]
         );
@@ -373,12 +426,35 @@ mod tests {
     }
 
     #[test]
+    fn reports_repeated_schedule_keys() {
+        let (args, errors) = parse(quote! {
+            schedule = "0 * * * * *", every = "1m", timezone = "UTC", missed = "skip",
+            schedule = "1 * * * * *", every = "2m", timezone = "Europe/Paris", missed = "fire-once",
+        });
+        assert_eq!(
+            errors,
+            [
+                "duplicate `schedule` argument",
+                "duplicate `every` argument",
+                "duplicate `timezone` argument",
+                "duplicate `missed` argument",
+            ]
+        );
+        assert_eq!(args.schedule.unwrap().value(), "0 * * * * *");
+        assert_eq!(args.missed.unwrap().value(), "skip");
+    }
+
+    #[test]
     fn reports_values_of_the_wrong_kind() {
         let (_, errors) = parse(quote!(
             retries = "5",
             exchange,
             concurrency = 1.5,
-            crate = "not a path"
+            crate = "not a path",
+            schedule = 5,
+            every = 300,
+            timezone,
+            missed = true
         ));
         assert_eq!(
             errors,
@@ -387,6 +463,10 @@ mod tests {
                 "expected a string: `exchange = \"uploads\"`",
                 "expected a whole number: `concurrency = 32`",
                 "expected a path to `jobs_core`, e.g. `crate = \"my_app::jobs_core\"`",
+                "expected a string: `schedule = \"0 */5 * * * *\"`",
+                "expected a string: `every = \"5m\"`",
+                "expected a string: `timezone = \"Europe/Paris\"`",
+                "expected a string: `missed = \"skip\"`",
             ]
         );
     }
@@ -416,6 +496,13 @@ mod tests {
         assert_eq!(suggestion("routing-key"), Some("routing_key"));
         assert_eq!(suggestion("max_retries"), Some("retries"));
         assert_eq!(suggestion("prefetch"), None);
+        assert_eq!(suggestion("retry"), Some("retries"));
+        assert_eq!(suggestion("schedul"), Some("schedule"));
+        assert_eq!(suggestion("cron"), Some("schedule"));
+        assert_eq!(suggestion("interval"), Some("every"));
+        assert_eq!(suggestion("time_zone"), Some("timezone"));
+        assert_eq!(suggestion("tz"), Some("timezone"));
+        assert_eq!(suggestion("misfire"), Some("missed"));
         assert_eq!(edit_distance("kitten", "sitting"), 3);
     }
 }

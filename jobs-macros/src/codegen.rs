@@ -12,6 +12,7 @@ use syn::{Type, Visibility};
 
 use crate::duration::BackoffSpec;
 use crate::routing::Kind;
+use crate::schedule::When;
 use crate::validate::{JobSpec, OptionsSpec};
 
 pub(crate) fn generate(spec: &JobSpec<'_>) -> TokenStream {
@@ -286,6 +287,33 @@ fn options(rt: &TokenStream, options: &OptionsSpec) -> TokenStream {
             })
         },
     );
+    let schedule = options.schedule.as_ref().map_or_else(
+        || none.clone(),
+        |schedule| {
+            let (cron, every) = match &schedule.when {
+                When::Cron(expression) => (some(expression.into_token_stream()), none.clone()),
+                When::Every(seconds) => {
+                    let seconds = Literal::u64_unsuffixed(*seconds);
+                    let period = quote!(#rt::core::time::Duration::from_secs(#seconds));
+                    (none.clone(), some(period))
+                }
+            };
+            let timezone = &schedule.timezone;
+            let missed = if schedule.skip_missed {
+                quote!(#rt::Missed::Skip)
+            } else {
+                quote!(#rt::Missed::FireOnce)
+            };
+            some(quote! {
+                #rt::ScheduleSpec {
+                    cron: #cron,
+                    every: #every,
+                    timezone: #timezone,
+                    missed: #missed,
+                }
+            })
+        },
+    );
     quote! {
         #rt::JobOptions {
             retries: #retries,
@@ -293,6 +321,7 @@ fn options(rt: &TokenStream, options: &OptionsSpec) -> TokenStream {
             timeout: #timeout,
             concurrency: #concurrency,
             queue_type: #queue_type,
+            schedule: #schedule,
         }
     }
 }

@@ -90,7 +90,8 @@ mod tests {
             [
                 "expected a whole number: `retries = 5`",
                 "unknown `job` argument `color`; expected `exchange`, `routing_key`, `kind`, `binding`, `headers`, \
-                 `queue`, `name`, `retries`, `backoff`, `timeout`, `concurrency`, `queue_type` or `crate`",
+                 `queue`, `name`, `retries`, `backoff`, `timeout`, `concurrency`, `queue_type`, `schedule`, \
+                 `every`, `timezone`, `missed` or `crate`",
                 "`#[job]` functions must be `async`",
                 "`#[job]` functions return `Result<(), E>`: add `-> Result<(), JobError>` (or another error type \
                  that converts into `JobError`)",
@@ -405,6 +406,138 @@ mod tests {
             arg_errors(quote!(exchange = "e", routing_key = "k", queue = "amq.q")),
             ["queue `amq.q`: names starting with `amq.` are reserved by RabbitMQ"]
         );
+    }
+
+    #[test]
+    fn checks_schedules() {
+        let errors = |schedule: TokenStream| {
+            arg_errors(quote!(exchange = "e", routing_key = "k", #schedule))
+        };
+        assert!(errors(quote!(schedule = "0 */5 * * * *")).is_empty());
+        assert!(
+            errors(quote!(
+                schedule = "0 0 9 * * Mon-Fri",
+                timezone = "Europe/Paris",
+                missed = "skip"
+            ))
+            .is_empty()
+        );
+        assert!(errors(quote!(every = "1h30m", missed = "fire-once")).is_empty());
+        assert_eq!(
+            errors(quote!(schedule = "*/5 * * * *")),
+            [
+                "invalid cron expression `*/5 * * * *`: 5 fields, not 6 or 7; the first field is seconds: \
+                 `sec min hour day-of-month month day-of-week [year]`, so did you mean `0 */5 * * * *`?"
+            ]
+        );
+        assert_eq!(
+            errors(quote!(schedule = "0 0 9 * * *", timezone = "Europe/Pariss")),
+            [
+                "unknown time zone `Europe/Pariss` (did you mean `Europe/Paris`?); expected an IANA time zone \
+                 name such as `UTC`, `Europe/Paris` or `America/New_York`"
+            ]
+        );
+        assert_eq!(
+            errors(quote!(every = "1500ms")),
+            [
+                "`every = \"1500ms\"`: a period is a whole number of seconds, e.g. `1s`, `90s` or `1m30s`"
+            ]
+        );
+        assert_eq!(
+            errors(quote!(every = "0s")),
+            ["`every = \"0s\"`: a period must be longer than zero, at least `1s`"]
+        );
+        assert_eq!(
+            errors(quote!(schedule = "0 * * * * *", every = "1m")),
+            [
+                "`schedule` and `every` are exclusive: a job runs on a cron expression or on a fixed period; \
+                 remove one"
+            ]
+        );
+        assert_eq!(
+            errors(quote!(every = "1m", timezone = "Europe/Paris")),
+            [
+                "`timezone` only applies to `schedule`: the slots of `every` fall on multiples of its period \
+                 since the Unix epoch, the same in every time zone"
+            ]
+        );
+        assert_eq!(
+            errors(quote!(timezone = "Europe/Paris")),
+            [
+                "`timezone` only applies to `schedule`: add `schedule = \"0 0 9 * * *\"`, or remove `timezone`"
+            ]
+        );
+        assert_eq!(
+            errors(quote!(missed = "skip")),
+            [
+                "`missed` only applies to a periodic job: add `schedule = \"0 */5 * * * *\"` or \
+                 `every = \"5m\"`, or remove `missed`"
+            ]
+        );
+        assert_eq!(
+            errors(quote!(every = "5m", missed = "later")),
+            [
+                "unknown `missed` value `later`; expected `fire-once` (run the latest missed slot once) or `skip`"
+            ]
+        );
+        // Every problem at once.
+        assert_eq!(
+            errors(quote!(
+                schedule = "bad",
+                every = "5",
+                timezone = "Nowhere",
+                missed = "never"
+            ))
+            .len(),
+            5
+        );
+    }
+
+    #[test]
+    fn generates_schedules() {
+        let out = expand(quote!(exchange = "e", routing_key = "k"));
+        assert!(
+            out.contains("schedule : :: core :: option :: Option :: None"),
+            "{out}"
+        );
+        let out = expand(quote!(
+            exchange = "e",
+            routing_key = "k",
+            schedule = "0 */5 * * * *"
+        ));
+        assert!(
+            out.contains(
+                "schedule : :: core :: option :: Option :: Some (:: jobs_core :: __private :: ScheduleSpec { \
+                 cron : :: core :: option :: Option :: Some (\"0 */5 * * * *\") , \
+                 every : :: core :: option :: Option :: None , timezone : \"UTC\" , \
+                 missed : :: jobs_core :: __private :: Missed :: FireOnce , })"
+            ),
+            "{out}"
+        );
+        let out = expand(quote!(
+            exchange = "e",
+            routing_key = "k",
+            every = "1h30m",
+            missed = "skip",
+            crate = "my::jc"
+        ));
+        assert!(
+            out.contains(
+                "schedule : :: core :: option :: Option :: Some (my :: jc :: __private :: ScheduleSpec { \
+                 cron : :: core :: option :: Option :: None , \
+                 every : :: core :: option :: Option :: Some (my :: jc :: __private :: core :: time :: \
+                 Duration :: from_secs (5400)) , timezone : \"UTC\" , \
+                 missed : my :: jc :: __private :: Missed :: Skip , })"
+            ),
+            "{out}"
+        );
+        let out = expand(quote!(
+            exchange = "e",
+            routing_key = "k",
+            schedule = "0 0 9 * * Mon-Fri",
+            timezone = "Europe/Paris"
+        ));
+        assert!(out.contains("timezone : \"Europe/Paris\""), "{out}");
     }
 
     #[test]

@@ -11,6 +11,7 @@ mod duration;
 mod expand;
 mod item;
 mod routing;
+mod schedule;
 mod validate;
 
 /// Declares an async fn as a job handler; documented at `jobs_core::job`.

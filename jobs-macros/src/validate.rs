@@ -11,6 +11,7 @@ use crate::ctxt::Ctxt;
 use crate::duration::{self, BackoffSpec};
 use crate::item::JobFn;
 use crate::routing::{self, Kind, MAX_LEN};
+use crate::schedule::{self, ScheduleSpec, When};
 
 /// Room left under the 255-byte limit for the `.retry.N` and `.err` queues of a job.
 const MAX_QUEUE_LEN: usize = MAX_LEN - ".retry.99".len();
@@ -49,6 +50,8 @@ pub(crate) struct OptionsSpec {
     pub(crate) timeout: Option<u64>,
     pub(crate) concurrency: Option<u16>,
     pub(crate) quorum: Option<bool>,
+    /// `Some` for a periodic job.
+    pub(crate) schedule: Option<ScheduleSpec>,
 }
 
 /// The parts of the signature the generated code uses.
@@ -528,13 +531,95 @@ fn check_options(cx: &Ctxt, args: &JobArgs) -> Option<OptionsSpec> {
             None
         }
     });
+    let schedule = check_schedule(cx, args);
     Some(OptionsSpec {
         retries: retries?,
         backoff: backoff?,
         timeout: timeout?,
         concurrency: concurrency?,
         quorum: quorum?,
+        schedule: schedule?,
     })
+}
+
+/// `schedule` or `every`, with `timezone` and `missed`: `Some(None)` for a job that only runs
+/// on messages.
+fn check_schedule(cx: &Ctxt, args: &JobArgs) -> Option<Option<ScheduleSpec>> {
+    let mut valid = true;
+    if let Some(lit) = &args.schedule
+        && let Err(why) = schedule::parse_cron(&lit.value())
+    {
+        cx.error(lit, why);
+        valid = false;
+    }
+    let every = args.every.as_ref().and_then(|lit| {
+        schedule::parse_period(&lit.value())
+            .map_err(|why| {
+                cx.error(lit, why);
+                valid = false;
+            })
+            .ok()
+    });
+    if let (Some(_), Some(lit)) = (&args.schedule, &args.every) {
+        cx.error(
+            lit,
+            "`schedule` and `every` are exclusive: a job runs on a cron expression or on a fixed period; \
+             remove one",
+        );
+        valid = false;
+    }
+    match (&args.timezone, &args.schedule, &args.every) {
+        (None, _, _) => {}
+        (Some(lit), Some(_), _) => {
+            if let Err(why) = schedule::parse_timezone(&lit.value()) {
+                cx.error(lit, why);
+                valid = false;
+            }
+        }
+        (Some(lit), None, every) => {
+            let why = if every.is_some() {
+                "`timezone` only applies to `schedule`: the slots of `every` fall on multiples of its period \
+                 since the Unix epoch, the same in every time zone"
+            } else {
+                "`timezone` only applies to `schedule`: add `schedule = \"0 0 9 * * *\"`, or remove `timezone`"
+            };
+            cx.error(lit, why);
+            valid = false;
+        }
+    }
+    let skip_missed = match &args.missed {
+        None => false,
+        Some(lit) if args.schedule.is_none() && args.every.is_none() => {
+            cx.error(
+                lit,
+                "`missed` only applies to a periodic job: add `schedule = \"0 */5 * * * *\"` or \
+                 `every = \"5m\"`, or remove `missed`",
+            );
+            valid = false;
+            false
+        }
+        Some(lit) => schedule::parse_missed(&lit.value()).unwrap_or_else(|why| {
+            cx.error(lit, why);
+            valid = false;
+            false
+        }),
+    };
+    if !valid {
+        return None;
+    }
+    let when = match (&args.schedule, every) {
+        (Some(lit), _) => When::Cron(lit.value()),
+        (None, Some(seconds)) => When::Every(seconds),
+        (None, None) => return Some(None),
+    };
+    Some(Some(ScheduleSpec {
+        when,
+        timezone: args
+            .timezone
+            .as_ref()
+            .map_or_else(|| "UTC".to_owned(), LitStr::value),
+        skip_missed,
+    }))
 }
 
 /// `Some(None)` when the key is absent, `Some(Some(_))` when valid, `None` when invalid.

@@ -50,6 +50,8 @@ enum Command {
     Topology(ops::topology::TopologyArgs),
     /// Lists, shows, replays or purges the messages in error queues.
     Errors(ops::error_queue::ErrorsArgs),
+    /// Lists the periodic jobs: schedule, last slot fired and by which worker, next slot.
+    Schedules(ops::schedules::SchedulesArgs),
 }
 
 /// Parses `args` (the program name first), resolves the configuration over `worker`'s and runs
@@ -147,40 +149,56 @@ pub(crate) async fn run(
     }
 }
 
-/// Runs an operator command. `jobs` and `topology print` need no broker, so they run on an
-/// in-memory one.
+/// Runs an operator command. `topology print` needs no broker, and `jobs` does without one
+/// (it then does not count delayed jobs): they run on an in-memory stand-in.
 async fn operate(command: Command, worker: &WorkerBuilder) -> anyhow::Result<ExitCode> {
     let config = worker.base_config();
     let offline = matches!(
         &command,
-        Command::Jobs(_)
-            | Command::Topology(ops::topology::TopologyArgs {
-                action: ops::topology::TopologyAction::Print,
-                ..
-            })
+        Command::Topology(ops::topology::TopologyArgs {
+            action: ops::topology::TopologyAction::Print,
+            ..
+        })
     );
-    let transport: Arc<dyn Transport> = if let Some(given) = worker.given_transport() {
-        Arc::clone(given)
-    } else if offline {
-        Arc::new(MemoryTransport::new())
-    } else {
+    let connect = || async {
         let transport = crate::worker::transport_builder(config)?
             .connect()
             .await
             .with_context(|| format!("could not connect to {}", redact_url(&config.url)))?;
-        Arc::new(transport)
+        anyhow::Ok(Arc::new(transport) as Arc<dyn Transport>)
+    };
+    let stand_in = || Arc::new(MemoryTransport::new()) as Arc<dyn Transport>;
+    let (transport, connected) = if let Some(given) = worker.given_transport() {
+        (Arc::clone(given), true)
+    } else if offline {
+        (stand_in(), false)
+    } else if matches!(command, Command::Jobs(_)) {
+        match connect().await {
+            Ok(transport) => (transport, true),
+            Err(err) => {
+                tracing::debug!(error = %format!("{err:#}"), "jobs: no broker");
+                (stand_in(), false)
+            }
+        }
+    } else {
+        (connect().await?, true)
     };
     let jobs = match worker.settings() {
         Ok(jobs) => jobs,
         Err(Error::NoJobs) => Vec::new(),
         Err(err) => return Err(err.into()),
     };
-    let ctx = OpsContext { transport, jobs };
+    let ctx = OpsContext {
+        transport,
+        connected,
+        jobs,
+    };
     let mut out = std::io::stdout();
     let code = match command {
         Command::Jobs(args) => ops::jobs::run(args, &ctx, &mut out).await?,
         Command::Topology(args) => ops::topology::run(args, &ctx, &mut out).await?,
         Command::Errors(args) => ops::error_queue::run(args, &ctx, &mut out).await?,
+        Command::Schedules(args) => ops::schedules::run(args, &ctx, &mut out).await?,
         Command::Run | Command::Config => ExitCode::SUCCESS,
     };
     Ok(code)

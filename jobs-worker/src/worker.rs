@@ -206,6 +206,7 @@ impl WorkerBuilder {
         let mut engine = self
             .engine
             .jobs(jobs.iter().copied())
+            .name(config.connection_name.clone())
             .observer(metrics.clone());
         if let Some(concurrency) = config.concurrency {
             engine = engine.concurrency(concurrency);

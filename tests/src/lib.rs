@@ -2,5 +2,6 @@
 //! and the broker of the `amqp_*` tests.
 
 pub mod broker;
+pub mod delays;
 pub mod routing;
 pub mod scenarios;

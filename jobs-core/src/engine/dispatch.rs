@@ -189,15 +189,21 @@ async fn run(
     };
 
     let settings = &runtime.settings;
-    let destination = (failure.kind.is_retryable() && attempt <= settings.retries())
-        .then(|| settings.retry_level(attempt, failure.retry_after))
-        .flatten()
-        .map_or(Destination::ErrorQueue, |(queue, delay)| {
-            Destination::Retry {
-                queue: queue.to_owned(),
-                delay,
-            }
-        });
+    let retry = failure.kind.is_retryable() && attempt <= settings.retries();
+    let destination = match (retry, failure.retry_after) {
+        (false, _) => Destination::ErrorQueue,
+        (true, Some(delay)) => Destination::Delayed { delay },
+        (true, None) => {
+            settings
+                .retry_level(attempt)
+                .map_or(Destination::ErrorQueue, |(queue, delay)| {
+                    Destination::Retry {
+                        queue: queue.to_owned(),
+                        delay,
+                    }
+                })
+        }
+    };
     let decision = Decision {
         attempt,
         failure,
@@ -230,14 +236,22 @@ async fn settle_failure(
     let mut envelope = envelope;
     loop {
         let publish = match &decision.destination {
-            Destination::Retry { queue, .. } => failure::retry(
+            Destination::Retry { queue, .. } => Ok(failure::retry(
                 envelope.clone(),
                 queue,
                 decision.attempt + 1,
                 origin.clone(),
                 decision.trace.unwrap_or_else(TraceContext::new_root),
+            )),
+            Destination::Delayed { delay } => failure::retry_delayed(
+                envelope.clone(),
+                job.queue(),
+                *delay,
+                decision.attempt + 1,
+                origin.clone(),
+                decision.trace.unwrap_or_else(TraceContext::new_root),
             ),
-            Destination::ErrorQueue => failure::to_error_queue(
+            Destination::ErrorQueue => Ok(failure::to_error_queue(
                 envelope.clone(),
                 settings.error_queue(),
                 job.queue(),
@@ -245,7 +259,20 @@ async fn settle_failure(
                 origin.clone(),
                 &runtime.host,
                 decision.trace,
-            ),
+            )),
+        };
+        // A delay the cascade cannot hold (over 8.5 years, or a queue name too long to spell
+        // it with) is no retry: the job goes to the error queue, saying why.
+        let publish = match publish {
+            Ok(publish) => publish,
+            Err(error) => {
+                decision.failure.error = format!(
+                    "{}; its retry could not be delayed: {error}",
+                    decision.failure.error
+                );
+                decision.destination = Destination::ErrorQueue;
+                continue;
+            }
         };
         let published = durable::publish(
             &runtime.producer,
@@ -298,10 +325,14 @@ async fn settle_failure(
         }
         let error = error_chain(&error);
         match decision.destination {
-            Destination::Retry { ref queue, .. } => {
+            Destination::Retry { .. } | Destination::Delayed { .. } => {
+                let to = match &decision.destination {
+                    Destination::Retry { queue, .. } => format!("`{queue}`"),
+                    _ => "the delay cascade".to_owned(),
+                };
                 // The error queue instead, where the job waits, replayable, with the reason.
                 decision.failure.error = format!(
-                    "{}; its retry could not be published to `{queue}` within {timeout:?}: {error}",
+                    "{}; its retry could not be published to {to} within {timeout:?}: {error}",
                     decision.failure.error
                 );
                 decision.destination = Destination::ErrorQueue;
@@ -339,7 +370,7 @@ fn report_durable(
 ) {
     let failure = &decision.failure;
     let kind = match decision.destination {
-        Destination::Retry { delay, .. } => {
+        Destination::Retry { delay, .. } | Destination::Delayed { delay } => {
             // Not a warning: the job is expected to succeed on a later attempt.
             tracing::info!(
                 job = runtime.settings.job().name(),

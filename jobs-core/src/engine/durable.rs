@@ -83,6 +83,9 @@ pub(crate) async fn publish(
 pub(crate) enum Destination {
     /// This retry queue, which holds the job for this long.
     Retry { queue: String, delay: Duration },
+    /// The delay cascade, which brings the job back to its queue after `delay`: a handler's
+    /// `retry_after`.
+    Delayed { delay: Duration },
     /// The error queue.
     ErrorQueue,
 }

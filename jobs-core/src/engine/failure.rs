@@ -83,6 +83,37 @@ pub(crate) fn retry(
     to_queue(retry_queue, envelope)
 }
 
+/// The message for the next attempt, through the delay cascade back to `work_queue` after
+/// `delay` (rounded up to the second): a handler's `retry_after`.
+///
+/// # Errors
+///
+/// When the cascade cannot hold the delay, or `work_queue`'s name is too long to spell it.
+pub(crate) fn retry_delayed(
+    mut envelope: Envelope,
+    work_queue: &str,
+    delay: Duration,
+    next_attempt: u32,
+    origin: Origin,
+    trace: TraceContext,
+) -> crate::Result<Publish> {
+    let (exchange, routing_key) = crate::delay::route(crate::delay::seconds(delay)?, work_queue)?;
+    envelope.properties.persistent = true;
+    let headers = &mut envelope.properties.headers;
+    // Entering the cascade again with the deaths of an earlier pass would make RabbitMQ take
+    // it for a dead-letter cycle and drop it.
+    crate::delay::strip_death_headers(headers);
+    headers.insert(header::ATTEMPT, next_attempt);
+    origin.record(headers);
+    record_trace(headers, Some(trace));
+    Ok(Publish {
+        exchange: Cow::Owned(exchange),
+        routing_key: Cow::Owned(routing_key),
+        mandatory: true,
+        envelope,
+    })
+}
+
 /// What the error queue receives: the original message plus the failure headers, and the
 /// trace of the last attempt when the handler ran.
 pub(crate) fn to_error_queue(

@@ -8,7 +8,7 @@
 //! | outcome | what the engine does, in order |
 //! | --- | --- |
 //! | success | ack |
-//! | retryable failure, attempts left | publish to `Q.retry.N` with attempt + 1, await the confirm, ack |
+//! | retryable failure, attempts left | publish to `Q.retry.N` with attempt + 1 (or, for a handler's `retry_after`, to the delay cascade), await the confirm, ack |
 //! | fatal failure, attempts exhausted | publish to `Q.err` with failure headers, await the confirm, ack |
 //! | undecodable body, unknown job name, body over the size limit | publish to `Q.err` on the first delivery, ack |
 //! | handler panic | a failure like any other; the worker keeps running |
@@ -19,6 +19,9 @@
 //! coalesces contiguous delivery tags into one `multiple` ack. A consumer whose channel
 //! refuses a settlement ends and is attached again; deliveries still waiting for a handler slot
 //! when their consumer ends are dropped unrun, since the broker has already requeued them.
+//!
+//! A job with a schedule also gets a scheduler (see [`crate::schedule`]), which every engine
+//! serving it runs and the broker lets one at a time act.
 
 pub(crate) mod classify;
 mod consumer;
@@ -27,6 +30,8 @@ mod durable;
 mod events;
 mod failure;
 mod settle;
+
+pub(crate) use consumer::StopSignal;
 
 use std::fmt;
 use std::sync::Arc;
@@ -44,6 +49,7 @@ use crate::context::{ContextShared, StateMap};
 use crate::error::Result;
 use crate::job::Job;
 use crate::producer::{Producer, ProducerOptions};
+use crate::schedule::{Schedule, Scheduler};
 use crate::settings::{JobDefaults, JobSettings};
 use crate::topology::Topology;
 use crate::transport::{Declare, Transport};
@@ -89,6 +95,7 @@ pub struct Engine {
     jobs: Vec<JobSettings>,
     stop: watch::Sender<Option<Instant>>,
     consumers: Vec<(Arc<AtomicBool>, JoinHandle<()>)>,
+    schedulers: Vec<JoinHandle<()>>,
 }
 
 impl Engine {
@@ -124,6 +131,12 @@ impl Engine {
         for (_, task) in std::mem::take(&mut self.consumers) {
             if let Err(err) = task.await {
                 tracing::error!(error = %err, "consumer task failed");
+            }
+        }
+        // A scheduler stops at once: an unacked tick goes back to the queue for another.
+        for task in std::mem::take(&mut self.schedulers) {
+            if let Err(err) = task.await {
+                tracing::error!(error = %err, "scheduler task failed");
             }
         }
     }
@@ -196,6 +209,7 @@ pub struct EngineBuilder {
     producer_options: ProducerOptions,
     declare: Declare,
     outcome_publish_timeout: Duration,
+    name: Option<String>,
 }
 
 /// The default of [`EngineBuilder::outcome_publish_timeout`].
@@ -223,7 +237,16 @@ impl EngineBuilder {
             producer_options: ProducerOptions::default(),
             declare: Declare::Create,
             outcome_publish_timeout: DEFAULT_OUTCOME_PUBLISH_TIMEOUT,
+            name: None,
         }
+    }
+
+    /// The name this engine goes by where it leaves a trace for operators (the record of each
+    /// scheduled slot it fires), with its host and process id: `NAME on HOST (pid N)`. A
+    /// worker gives its connection name; `jobs` by default.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
     }
 
     /// The broker to run on.
@@ -337,6 +360,7 @@ impl EngineBuilder {
     pub fn check(&self) -> Result<Topology> {
         let jobs = self.settings();
         self.check_state(&jobs)?;
+        schedules(&jobs)?;
         Topology::for_jobs(&jobs)
     }
 
@@ -381,6 +405,7 @@ impl EngineBuilder {
     pub async fn start(self) -> Result<Engine> {
         let jobs = self.settings();
         self.check_state(&jobs)?;
+        let schedules = schedules(&jobs)?;
         let topology = Topology::for_jobs(&jobs)?;
         let Some(transport) = self.transport else {
             return Err(crate::Error::Config(
@@ -451,13 +476,48 @@ impl EngineBuilder {
             ));
             consumers.push((ready, task));
         }
+        let identity: Arc<str> = format!(
+            "{} on {host} (pid {})",
+            self.name.as_deref().unwrap_or("jobs"),
+            std::process::id()
+        )
+        .into();
+        let schedulers = schedules
+            .into_iter()
+            .map(|(job, schedule)| {
+                let scheduler = Scheduler {
+                    job,
+                    schedule,
+                    transport: Arc::clone(&transport),
+                    producer: producer.clone(),
+                    identity: Arc::clone(&identity),
+                };
+                tokio::spawn(scheduler.supervise(stop_rx.clone()))
+            })
+            .collect();
         Ok(Engine {
             producer,
             jobs,
             stop,
             consumers,
+            schedulers,
         })
     }
+}
+
+/// The schedules of `jobs` that have one, checked.
+fn schedules(jobs: &[JobSettings]) -> Result<Vec<(&'static Job, Schedule)>> {
+    jobs.iter()
+        .filter_map(|settings| {
+            let job = settings.job();
+            let spec = job.options().schedule?;
+            Some(
+                Schedule::parse(spec)
+                    .map(|schedule| (job, schedule))
+                    .map_err(|err| crate::Error::Config(format!("job `{}`: {err}", job.name()))),
+            )
+        })
+        .collect()
 }
 
 impl fmt::Debug for EngineBuilder {

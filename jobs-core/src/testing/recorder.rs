@@ -83,6 +83,13 @@ impl Recorder {
         }
     }
 
+    /// The time since the record was made, on the clock its events' [`Recorded::at`] use
+    /// (virtual on a paused clock): to time something against them.
+    #[must_use]
+    pub fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+
     /// Every event so far, in order.
     #[must_use]
     pub fn events(&self) -> Vec<Recorded> {

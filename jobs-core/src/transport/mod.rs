@@ -68,6 +68,13 @@ pub trait Transport: Send + Sync + fmt::Debug + 'static {
     /// [`Error::NotFound`](crate::Error::NotFound) for a missing queue, and connection errors.
     fn consume<'a>(&'a self, queue: &'a str, prefetch: u16) -> BoxFuture<'a, Result<Consumer>>;
 
+    /// The time in the broker's world: the wall clock, or for the in-memory broker a clock
+    /// that follows tokio's, so that on a paused clock a delay or a schedule's slot comes as
+    /// its TTLs pass. Delays (`at`) and schedules read it.
+    fn now(&self) -> std::time::SystemTime {
+        std::time::SystemTime::now()
+    }
+
     /// How many messages of `queue` are ready for delivery (not counting unacked deliveries).
     ///
     /// # Errors

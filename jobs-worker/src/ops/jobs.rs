@@ -1,13 +1,18 @@
-//! `jobs`: the jobs this binary serves, as a table.
+//! `jobs`: the jobs this binary serves, as a table, and the delayed jobs waiting in each level
+//! of the delay cascade.
 
 use std::io::Write;
 use std::process::ExitCode;
 
-use jobs_core::JobSettings;
+use std::time::Duration;
+
+use jobs_core::schedule::Schedule;
+use jobs_core::{Job, JobSettings, delay};
 
 use super::OpsContext;
 
-/// Lists the jobs: name, exchange and its kind, binding, queue, retries and timeout.
+/// Lists the jobs: name, exchange and its kind, binding, queue, retries, timeout and schedule;
+/// then the delayed jobs waiting in each level of the delay cascade.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub(crate) struct JobsArgs {}
 
@@ -16,10 +21,6 @@ pub(crate) struct JobsArgs {}
 /// # Errors
 ///
 /// When writing to `out` fails.
-#[allow(
-    clippy::unused_async,
-    reason = "every operator command is async, for the CLI"
-)]
 pub(crate) async fn run(
     args: JobsArgs,
     ctx: &OpsContext,
@@ -31,14 +32,60 @@ pub(crate) async fn run(
         return Ok(ExitCode::SUCCESS);
     }
     let header = [
-        "NAME", "EXCHANGE", "KIND", "BINDING", "QUEUE", "RETRIES", "TIMEOUT",
+        "NAME", "EXCHANGE", "KIND", "BINDING", "QUEUE", "RETRIES", "TIMEOUT", "SCHEDULE",
     ];
-    let rows: Vec<[String; 7]> = ctx.jobs.iter().map(row).collect();
+    let rows: Vec<[String; 8]> = ctx.jobs.iter().map(row).collect();
     write_table(out, &header, &rows)?;
+    writeln!(out)?;
+    delayed(ctx, out).await?;
     Ok(ExitCode::SUCCESS)
 }
 
-fn row(settings: &JobSettings) -> [String; 7] {
+/// The delayed jobs waiting in each level of the cascade (every job's: the levels are shared).
+async fn delayed(ctx: &OpsContext, out: &mut (dyn Write + Send)) -> anyhow::Result<()> {
+    let transport = &ctx.transport;
+    if !ctx.connected {
+        writeln!(
+            out,
+            "delayed jobs: not counted (no broker; they wait in the queues jobs.delay.0 to jobs.delay.{})",
+            delay::LEVELS - 1
+        )?;
+        return Ok(());
+    }
+    let mut rows = Vec::new();
+    let mut total = 0;
+    for level in 0..delay::LEVELS {
+        let queue = delay::level_name(level);
+        let waiting = match transport.message_count(&queue).await {
+            Ok(waiting) => waiting,
+            // A cascade nobody declared yet holds nothing.
+            Err(jobs_core::Error::NotFound { .. }) => 0,
+            Err(err) => {
+                return Err(anyhow::Error::from(err).context(format!("cannot count `{queue}`")));
+            }
+        };
+        total += waiting;
+        if waiting > 0 {
+            rows.push([
+                queue,
+                humantime::format_duration(Duration::from_secs(1 << level)).to_string(),
+                waiting.to_string(),
+            ]);
+        }
+    }
+    if rows.is_empty() {
+        writeln!(out, "delayed jobs: none waiting")?;
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "delayed jobs: {total} waiting, by level (every job's):"
+    )?;
+    write_table(out, &["LEVEL", "TTL", "WAITING"], &rows)?;
+    Ok(())
+}
+
+fn row(settings: &JobSettings) -> [String; 8] {
     let job = settings.job();
     [
         job.name().to_owned(),
@@ -52,7 +99,17 @@ fn row(settings: &JobSettings) -> [String; 7] {
         job.queue().to_owned(),
         settings.retries().to_string(),
         humantime::format_duration(settings.timeout()).to_string(),
+        schedule(settings.job()),
     ]
+}
+
+/// The job's schedule, or `-`.
+pub(crate) fn schedule(job: &Job) -> String {
+    match job.options().schedule.map(Schedule::parse) {
+        None => "-".to_owned(),
+        Some(Ok(schedule)) => schedule.to_string(),
+        Some(Err(err)) => format!("invalid: {err}"),
+    }
 }
 
 /// The binding key, or for a headers exchange the header match: `all: a=1, b=2`.

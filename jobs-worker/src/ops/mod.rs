@@ -1,4 +1,4 @@
-//! Operator commands that act on the broker: `jobs`, `topology`, `errors`.
+//! Operator commands that act on the broker: `jobs`, `topology`, `errors`, `schedules`.
 //!
 //! Each command is a clap `Args`/`Subcommand` type and a `run` function taking an
 //! [`OpsContext`]; `cli.rs` parses, builds the context and calls them. A command writes its
@@ -21,6 +21,7 @@ use tokio::time::Instant;
 
 pub(crate) mod error_queue;
 pub(crate) mod jobs;
+pub(crate) mod schedules;
 pub(crate) mod topology;
 
 #[cfg(test)]
@@ -31,6 +32,9 @@ mod tests;
 pub(crate) struct OpsContext {
     /// The broker.
     pub(crate) transport: Arc<dyn Transport>,
+    /// Whether `transport` is the broker, rather than an in-memory stand-in for a command
+    /// that needs none (`jobs` without a broker, `topology print`).
+    pub(crate) connected: bool,
     /// The jobs linked into this binary (or the `--jobs` subset), with their options resolved.
     pub(crate) jobs: Vec<JobSettings>,
 }

@@ -58,7 +58,7 @@ pub(crate) async fn run(
                 "declared {} exchanges, {} queues, {} bindings",
                 topology.exchanges.len(),
                 topology.queues.len(),
-                topology.bindings.len()
+                topology.bindings.len() + topology.exchange_bindings.len()
             )?;
             Ok(ExitCode::SUCCESS)
         }
@@ -105,6 +105,15 @@ fn print(topology: &Topology, out: &mut (dyn Write + Send)) -> std::io::Result<(
                 .collect();
             writeln!(out, " [{}]", arguments.join(", "))?;
         }
+    }
+    for binding in &topology.exchange_bindings {
+        writeln!(
+            out,
+            "  {} -> exchange {} (key {:?})",
+            display_exchange(&binding.source),
+            display_exchange(&binding.destination),
+            binding.routing_key
+        )?;
     }
     Ok(())
 }

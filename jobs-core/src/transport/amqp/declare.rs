@@ -2,7 +2,8 @@
 
 use lapin::ExchangeKind as AmqpExchangeKind;
 use lapin::options::{
-    ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions, QueuePurgeOptions,
+    ExchangeBindOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
+    QueuePurgeOptions,
 };
 use lapin::types::FieldTable;
 
@@ -90,6 +91,18 @@ async fn declare_on(channel: &lapin::Channel, topology: &Topology, mode: Declare
                 )
                 .await
                 .map_err(|err| error_map::map(&err, Subject::Queue(&binding.queue)))?;
+        }
+        for binding in &topology.exchange_bindings {
+            channel
+                .exchange_bind(
+                    convert::short("exchange", &binding.destination)?,
+                    convert::short("exchange", &binding.source)?,
+                    convert::short("binding key", &binding.routing_key)?,
+                    ExchangeBindOptions::default(),
+                    convert::headers_to_amqp(binding.arguments.clone())?,
+                )
+                .await
+                .map_err(|err| error_map::map(&err, Subject::Exchange(&binding.source)))?;
         }
     }
     Ok(())

@@ -4,15 +4,15 @@ use std::collections::HashMap;
 use std::fmt;
 use std::mem;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use tokio::runtime::Handle;
 use tokio::time::Instant;
 
 use super::dead_letter::Reason;
+use super::exchange::{Exchange, ExchangeId};
 use super::idle::IdleSignal;
 use super::queue::{Message, Queue, QueueId};
-use super::routing::Exchange;
-use crate::envelope::Headers;
 use crate::error::{Error, Result};
 use crate::transport::{Delivery, Publish};
 
@@ -57,7 +57,8 @@ impl fmt::Debug for Shared {
 /// Everything the broker holds.
 pub(super) struct Broker {
     /// Declared exchanges; the default exchange `""` is implicit.
-    pub(super) exchanges: HashMap<String, Exchange>,
+    pub(super) exchanges: Vec<Exchange>,
+    pub(super) exchange_ids: HashMap<String, ExchangeId>,
     pub(super) queues: Vec<Queue>,
     pub(super) queue_ids: HashMap<String, QueueId>,
     pub(super) next_consumer: u64,
@@ -72,12 +73,15 @@ pub(super) struct Broker {
     pub(super) shared: Weak<Shared>,
     /// The runtime to spawn expiry timers on when called from outside one.
     pub(super) runtime: Option<Handle>,
+    /// The wall clock and tokio's clock at creation; see [`Broker::unix_time`].
+    epoch: (SystemTime, Instant),
 }
 
 impl Broker {
     fn new(shared: Weak<Shared>, idle: Arc<IdleSignal>, recording: bool) -> Self {
         Self {
-            exchanges: HashMap::new(),
+            exchanges: Vec::new(),
+            exchange_ids: HashMap::new(),
             queues: Vec::new(),
             queue_ids: HashMap::new(),
             next_consumer: 1,
@@ -87,6 +91,7 @@ impl Broker {
             idle,
             shared,
             runtime: Handle::try_current().ok(),
+            epoch: (SystemTime::now(), Instant::now()),
         }
     }
 
@@ -103,6 +108,13 @@ impl Broker {
     // ===== publish and route =====
 
     /// Routes and enqueues one message; the confirm is this call returning.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotFound`] for a missing exchange, [`Error::Unroutable`] for a `mandatory`
+    /// message no queue takes, and [`Error::Nacked`] when a target queue refuses it
+    /// (`x-overflow = reject-publish`): RabbitMQ nacks such a publish even though the other
+    /// queues took the message, and so does this.
     pub(super) fn publish(&mut self, publish: Publish) -> Result<()> {
         let mut targets = mem::take(&mut self.scratch);
         let headers = &publish.envelope.properties.headers;
@@ -119,12 +131,20 @@ impl Broker {
                 routing_key: publish.routing_key.into_owned(),
             }),
             Ok(()) => {
-                if let Some(log) = &mut self.log {
+                let refused = targets.iter().any(|&q| self.queues[q].refuses_publish());
+                if refused {
+                    targets.retain(|&q| !self.queues[q].refuses_publish());
+                } else if let Some(log) = &mut self.log {
+                    // A nacked publish is not a successful one, even if some queue took it.
                     log.push(publish.clone());
                 }
+                let exchange = refused.then(|| publish.exchange.to_string());
                 let message = Message::new(publish.exchange, publish.routing_key, publish.envelope);
                 self.enqueue_all(&targets, message);
-                Ok(())
+                match exchange {
+                    Some(exchange) => Err(Error::Nacked { exchange }),
+                    None => Ok(()),
+                }
             }
         };
         targets.clear();
@@ -132,36 +152,18 @@ impl Broker {
         outcome
     }
 
-    /// Fills `targets` with the queues `exchange` routes the message to, each once.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::NotFound`] when the exchange does not exist.
-    pub(super) fn route(
-        &self,
-        exchange: &str,
-        routing_key: &str,
-        headers: &Headers,
-        targets: &mut Vec<QueueId>,
-    ) -> Result<()> {
-        if exchange.is_empty() {
-            targets.extend(self.queue_id(routing_key));
-            return Ok(());
-        }
-        let exchange = self
-            .exchanges
-            .get(exchange)
-            .ok_or_else(|| Error::NotFound {
-                what: "exchange",
-                name: exchange.to_owned(),
-            })?;
-        exchange.router.route(routing_key, headers, targets);
-        if targets.len() > 1 {
-            // Two bindings to one queue still put one copy of the message in it.
-            targets.sort_unstable();
-            targets.dedup();
-        }
-        Ok(())
+    /// The broker's time: the wall clock at its creation plus tokio's time since, so that on a
+    /// paused clock it moves with the virtual time.
+    pub(super) fn now(&self) -> SystemTime {
+        let (wall, at) = self.epoch;
+        wall + Instant::now().saturating_duration_since(at)
+    }
+
+    /// [`Broker::now`] as Unix seconds, for `x-death` entries.
+    pub(super) fn unix_time(&self) -> u64 {
+        self.now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |since| since.as_secs())
     }
 
     /// Puts a copy of `message` in each of `targets`; the body is shared, not copied.
@@ -191,8 +193,9 @@ impl Broker {
 
     // ===== deliver =====
 
-    /// Delivers ready messages to consumers with credit, round-robin, then updates the
-    /// queue's busy state.
+    /// Delivers ready messages to consumers with credit (round-robin, or to the single active
+    /// consumer), applies the queue's length limit to what is left, then updates the queue's
+    /// busy state.
     pub(super) fn drain(&mut self, id: QueueId) {
         let now = self.queues[id].args.ttl.map(|_| Instant::now());
         loop {
@@ -209,7 +212,7 @@ impl Broker {
                 }
                 continue;
             }
-            let Some(index) = queue.next_with_credit() else {
+            let Some(index) = queue.next_recipient() else {
                 break;
             };
             let Some(message) = queue.ready.pop_front() else {
@@ -245,6 +248,9 @@ impl Broker {
                 queue.ready.push_front(message);
             }
         }
+        // After delivering, as both queue types do: a message a consumer takes at once never
+        // counts toward the limit.
+        self.apply_limit(id);
         self.refresh(id);
     }
 
@@ -276,6 +282,7 @@ impl Broker {
         let ready = &mut self.queues[id].ready;
         let count = ready.len();
         ready.clear();
+        self.apply_limit(id);
         self.refresh(id);
         Ok(u64::try_from(count).unwrap_or(u64::MAX))
     }

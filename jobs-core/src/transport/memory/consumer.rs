@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 
 use super::broker::{Broker, Shared};
 use super::dead_letter::Reason;
-use super::queue::{Message, QueueId};
+use super::queue::{Message, Queue, QueueId};
 use crate::error::{BoxError, Error, Result};
 use crate::transport::{BoxFuture, Consumer, Delivery, Settle, Settlement};
 
@@ -39,9 +39,14 @@ pub(super) struct ConsumerState {
 }
 
 impl ConsumerState {
+    /// Whether the consumer still takes deliveries: it is not cancelled.
+    pub(super) fn is_consuming(&self) -> bool {
+        self.sender.is_some()
+    }
+
     /// Whether the consumer takes a delivery now.
     pub(super) fn has_credit(&self) -> bool {
-        self.sender.is_some()
+        self.is_consuming()
             && (self.prefetch == 0 || self.unacked.len() < usize::from(self.prefetch))
     }
 
@@ -184,7 +189,8 @@ impl Broker {
             && queue.consumers[index].sender.take().is_some()
         {
             queue.active_consumers -= 1;
-            self.refresh(id);
+            // On a single-active-consumer queue the next consumer takes over now.
+            self.drain(id);
         }
     }
 
@@ -195,29 +201,49 @@ impl Broker {
         let Some(index) = queue.consumer(consumer) else {
             return;
         };
-        let state = queue.consumers.remove(index);
         if index < queue.cursor {
             queue.cursor -= 1;
         }
-        if state.sender.is_some() {
-            queue.active_consumers -= 1;
-        }
-        queue.unacked -= state.unacked.len();
-        // Before the sender drops: the stream, woken by the drop, must see the close.
-        state.closed.store(true, Ordering::Release);
-        drop(state.sender);
-        self.return_messages(id, state.unacked.into_values());
+        let unacked = queue.detach(index);
+        self.return_messages(id, unacked);
         self.drain(id);
     }
 
-    /// Closes every channel, as a lost connection does.
+    /// Closes every channel, as a lost connection does: every consumer is gone before any
+    /// message goes back, so that none is delivered again to a consumer about to close (which
+    /// would count one return twice toward a delivery limit).
     pub(super) fn disconnect(&mut self) {
-        for id in 0..self.queues.len() {
-            let consumers: Vec<u64> = self.queues[id].consumers.iter().map(|c| c.id).collect();
-            for consumer in consumers {
-                self.close_channel(id, consumer);
+        let mut returned = Vec::new();
+        for (id, queue) in self.queues.iter_mut().enumerate() {
+            if queue.consumers.is_empty() {
+                continue;
             }
+            queue.cursor = 0;
+            let mut unacked = Vec::new();
+            while !queue.consumers.is_empty() {
+                unacked.extend(queue.detach(0));
+            }
+            returned.push((id, unacked));
         }
+        for (id, unacked) in returned {
+            self.return_messages(id, unacked);
+            self.drain(id);
+        }
+    }
+}
+
+impl Queue {
+    /// Removes the consumer at `index` and ends its stream; returns its unacked messages.
+    fn detach(&mut self, index: usize) -> impl Iterator<Item = Message> + use<> {
+        let state = self.consumers.remove(index);
+        if state.is_consuming() {
+            self.active_consumers -= 1;
+        }
+        self.unacked -= state.unacked.len();
+        // Before the sender drops: the stream, woken by the drop, must see the close.
+        state.closed.store(true, Ordering::Release);
+        drop(state.sender);
+        state.unacked.into_values()
     }
 }
 

@@ -1,18 +1,10 @@
 //! Dead-lettering, and returning unacked messages under a quorum queue's delivery limit.
 
 use std::borrow::Cow;
-use std::mem;
 
 use super::broker::Broker;
+use super::death::{self, Death};
 use super::queue::{Message, QueueId};
-use crate::envelope::HeaderValue;
-
-/// Header RabbitMQ sets to the reason of a message's first dead-lettering.
-pub(super) const FIRST_DEATH_REASON: &str = "x-first-death-reason";
-/// Header RabbitMQ sets to the queue a message was first dead-lettered from.
-pub(super) const FIRST_DEATH_QUEUE: &str = "x-first-death-queue";
-/// Header RabbitMQ sets to the exchange a message was published to before its first death.
-pub(super) const FIRST_DEATH_EXCHANGE: &str = "x-first-death-exchange";
 
 /// Why a message is dead-lettered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -21,6 +13,8 @@ pub(super) enum Reason {
     Rejected,
     /// Its TTL passed in the queue.
     Expired,
+    /// Dropped from the head of a full queue (`x-max-length`, `drop-head`).
+    MaxLen,
     /// Returned more often than the quorum queue's `x-delivery-limit`.
     DeliveryLimit,
 }
@@ -31,61 +25,36 @@ impl Reason {
         match self {
             Self::Rejected => "rejected",
             Self::Expired => "expired",
+            Self::MaxLen => "maxlen",
             Self::DeliveryLimit => "delivery_limit",
         }
     }
 }
 
-/// One dead-lettering of a message: the queue it left and why.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) struct Death {
-    pub(super) queue: QueueId,
-    pub(super) reason: Reason,
-}
-
-/// Whether sending a message with `deaths` (newest last) to `target` closes a cycle without a
-/// rejection in it, which RabbitMQ breaks by dropping the message.
-fn is_cycle(deaths: &[Death], target: QueueId) -> bool {
-    for death in deaths.iter().rev() {
-        if death.reason == Reason::Rejected {
-            return false;
-        }
-        if death.queue == target {
-            return true;
-        }
-    }
-    false
-}
-
 impl Broker {
-    /// Sends a message from queue `from` to its dead-letter exchange, or drops it when the
-    /// queue has none or the dead-letter exchange routes it nowhere, as RabbitMQ does.
+    /// Sends a message from queue `from` to its dead-letter exchange, recording the death in
+    /// its headers; drops it when the queue has no dead-letter exchange, when that exchange
+    /// does not exist or routes it nowhere, and leaves out the target queues that would close
+    /// a cycle, as RabbitMQ 3.10 does (`rabbit_dead_letter`).
     pub(super) fn dead_letter(&mut self, from: QueueId, mut message: Message, reason: Reason) {
         let queue = &self.queues[from];
         let Some(target) = &queue.args.dead_letter else {
             return;
         };
-        let headers = &mut message.envelope.properties.headers;
-        if headers.get(FIRST_DEATH_REASON).is_none() {
-            headers.insert(FIRST_DEATH_REASON, reason.as_str());
-            headers.insert(FIRST_DEATH_QUEUE, queue.name.clone());
-            headers.insert(
-                FIRST_DEATH_EXCHANGE,
-                HeaderValue::String(message.exchange.clone().into_owned()),
-            );
-        }
-        // Like an `x-death` entry: one per (queue, reason), moved to the newest place.
-        let death = Death {
-            queue: from,
-            reason,
-        };
-        message.deaths.retain(|d| *d != death);
-        message.deaths.push(death);
-
+        death::record(
+            &mut message.envelope.properties.headers,
+            &Death {
+                reason,
+                queue: &queue.name,
+                exchange: &message.exchange,
+                routing_key: &message.routing_key,
+                time: self.unix_time(),
+            },
+        );
         let exchange = target.exchange.clone();
         let routing_key = match &target.routing_key {
             Some(key) => Cow::Owned(key.clone()),
-            None => mem::take(&mut message.routing_key),
+            None => message.routing_key.clone(),
         };
         let mut targets = Vec::new();
         let headers = &message.envelope.properties.headers;
@@ -96,9 +65,19 @@ impl Broker {
             tracing::debug!(queue = %queue.name, exchange, "dead-letter exchange does not exist; message dropped");
             return;
         }
+        // A rejection is a client's decision, never a cycle; the other reasons are checked
+        // against the history the message carries, which a client may have republished.
         if reason != Reason::Rejected {
-            targets.retain(|&target| !is_cycle(&message.deaths, target));
+            targets.retain(|&target| {
+                let name = &self.queues[target].name;
+                let cycle = death::is_cycle(headers, name);
+                if cycle {
+                    tracing::debug!(queue = %name, "dead-letter cycle without a rejection; message dropped there");
+                }
+                !cycle
+            });
         }
+        targets.retain(|&target| self.queues[target].takes_dead_letter());
         let message = Message {
             exchange: Cow::Owned(exchange),
             routing_key,
@@ -135,28 +114,5 @@ impl Broker {
         if returned && self.queues[id].args.ttl.is_some() {
             self.ensure_timer(id, true);
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn death(queue: QueueId, reason: Reason) -> Death {
-        Death { queue, reason }
-    }
-
-    #[test]
-    fn a_cycle_needs_the_target_among_deaths_and_no_rejection_since() {
-        let expired = [death(1, Reason::Expired), death(2, Reason::Expired)];
-        assert!(is_cycle(&expired, 1));
-        assert!(is_cycle(&expired, 2));
-        assert!(!is_cycle(&expired, 3));
-        let rejected = [death(1, Reason::Rejected), death(2, Reason::Expired)];
-        assert!(
-            !is_cycle(&rejected, 1),
-            "a rejection in the loop is a deliberate retry loop"
-        );
-        assert!(is_cycle(&rejected, 2));
     }
 }

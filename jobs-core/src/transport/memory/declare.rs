@@ -2,17 +2,17 @@
 //! [`Declare::Verify`] act alike here: both compare types and arguments).
 
 use super::broker::Broker;
+use super::exchange::{Destination, Exchange, ExchangeId};
 use super::queue::{Queue, QueueArgs, QueueId};
-use super::routing::Exchange;
 use crate::envelope::Headers;
 use crate::error::{Error, Result};
 use crate::job::ExchangeKind;
-use crate::topology::{BindingSpec, ExchangeSpec, QueueSpec, Topology};
+use crate::topology::{BindingSpec, ExchangeBindingSpec, ExchangeSpec, QueueSpec, Topology};
 use crate::transport::Declare;
 
 impl Broker {
-    /// Declares (or checks) `topology` in order: exchanges, queues, bindings. As on a broker,
-    /// what was declared before an error stays declared.
+    /// Declares (or checks) `topology` in order: exchanges, queues, queue bindings, exchange
+    /// bindings. As on a broker, what was declared before an error stays declared.
     pub(super) fn declare(&mut self, topology: &Topology, mode: Declare) -> Result<()> {
         for exchange in &topology.exchanges {
             self.declare_exchange(exchange, mode)?;
@@ -23,6 +23,9 @@ impl Broker {
         for binding in &topology.bindings {
             self.bind(binding, mode)?;
         }
+        for binding in &topology.exchange_bindings {
+            self.bind_exchange(binding, mode)?;
+        }
         Ok(())
     }
 
@@ -30,7 +33,8 @@ impl Broker {
         let existing = if spec.name.is_empty() {
             Some(ExchangeKind::Direct)
         } else {
-            self.exchanges.get(&spec.name).map(|e| e.kind)
+            self.exchange_id(&spec.name)
+                .map(|id| self.exchanges[id].kind)
         };
         match existing {
             Some(kind) if kind == spec.kind => Ok(()),
@@ -43,8 +47,9 @@ impl Broker {
                 name: spec.name.clone(),
             }),
             None => {
-                self.exchanges
-                    .insert(spec.name.clone(), Exchange::new(spec.kind));
+                self.exchange_ids
+                    .insert(spec.name.clone(), self.exchanges.len());
+                self.exchanges.push(Exchange::new(spec.kind));
                 Ok(())
             }
         }
@@ -84,18 +89,47 @@ impl Broker {
                 spec.queue
             )));
         }
-        let exchange = self
-            .exchanges
-            .get_mut(&spec.exchange)
-            .ok_or_else(|| Error::NotFound {
-                what: "exchange",
-                name: spec.exchange.clone(),
-            })?;
+        let exchange = self.existing_exchange(&spec.exchange)?;
         // AMQP has no passive bind: a broker cannot be asked whether a binding exists.
         if mode != Declare::Create {
             return Ok(());
         }
-        exchange.bind(queue, &spec.routing_key, &spec.arguments)
+        self.exchanges[exchange].bind(
+            Destination::Queue(queue),
+            &spec.routing_key,
+            &spec.arguments,
+        )
+    }
+
+    /// `exchange.bind`: what `source` routes with a matching key goes on to `destination`.
+    fn bind_exchange(&mut self, spec: &ExchangeBindingSpec, mode: Declare) -> Result<()> {
+        if spec.source.is_empty() || spec.destination.is_empty() {
+            // RabbitMQ refuses it too: ACCESS_REFUSED, "operation not permitted on the default
+            // exchange".
+            return Err(Error::Topology(format!(
+                "exchange `{}` cannot be bound to exchange `{}`: the default exchange takes no \
+                 bindings",
+                spec.destination, spec.source
+            )));
+        }
+        let source = self.existing_exchange(&spec.source)?;
+        let destination = self.existing_exchange(&spec.destination)?;
+        if mode != Declare::Create {
+            return Ok(());
+        }
+        self.exchanges[source].bind(
+            Destination::Exchange(destination),
+            &spec.routing_key,
+            &spec.arguments,
+        )
+    }
+
+    /// The declared exchange named `name`.
+    fn existing_exchange(&self, name: &str) -> Result<ExchangeId> {
+        self.exchange_id(name).ok_or_else(|| Error::NotFound {
+            what: "exchange",
+            name: name.to_owned(),
+        })
     }
 }
 

@@ -52,6 +52,8 @@ impl Broker {
                 self.dead_letter(id, message, Reason::Expired);
             }
         };
+        // Fewer ready messages may reopen a quorum queue that refuses publishes.
+        self.apply_limit(id);
         self.refresh(id);
         next
     }

@@ -2,23 +2,24 @@
 //!
 //! [`MemoryTransport`] is not a mock: it is a second implementation of the broker behaviour the
 //! worker engine relies on, so a unit test of a job runs the real retry and error-queue code.
-//! Time comes from tokio, so under `#[tokio::test(start_paused = true)]` retry delays (queue
+//! Time comes from tokio, and so does the broker's wall clock ([`Transport::now`]), so under
+//! `#[tokio::test(start_paused = true)]` retry delays, delayed jobs and schedules (queue
 //! TTLs) pass instantly and deterministically.
 //!
 //! # What it emulates, and what it does not
 //!
 //! | area | emulated | not emulated |
 //! | --- | --- | --- |
-//! | exchanges | `direct` (exact key); `topic` (`*` one word, `#` zero or more); `fanout`; `headers` (`x-match` `all` (default) or `any`, also `all-with-x`/`any-with-x`; binding arguments starting with `x-` ignored; a void value asks for presence); the default exchange `""`, routing to the queue named by the key; one copy per queue however many bindings match | exchange-to-exchange bindings, alternate exchanges, CC/BCC headers, deletion |
-//! | declaration | idempotent; an exchange of another type is [`Error::Topology`] naming both; a queue with other arguments is [`Error::QueueMismatch`] (`none` for a missing side); passive and verify mode create nothing and report what is missing as [`Error::NotFound`]; `message_count` counts ready messages, `purge` drops them | RabbitMQ's passive declare checks only existence, this one also types and arguments (so passive and verify act alike); neither can check bindings passively. Server-named, exclusive and auto-delete queues |
-//! | publish | confirmed at once (the returned future is ready); a `mandatory` message no queue takes is [`Error::Unroutable`]; a missing exchange is [`Error::NotFound`]; bodies are shared, not copied, between queues | negative confirms, flow control, memory and disk alarms |
-//! | consume | push delivery to consumers with prefetch credit (0 is unlimited), round-robin among a queue's consumers; tags 1, 2, 3… per consumer, each consumer on its own channel | several consumers on one channel, the consumer timeout |
+//! | exchanges | `direct` (exact key); `topic` (`*` one word, `#` zero or more); `fanout`; `headers` (`x-match` `all` (default) or `any`, also `all-with-x`/`any-with-x`; binding arguments starting with `x-` ignored; a void value asks for presence); the default exchange `""`, routing to the queue named by the key; exchange-to-exchange bindings between exchanges of any types (not the default exchange), routing the same message on with the same key and headers, each exchange visited once per routing (which ends binding loops); one copy per queue however many bindings or paths lead to it | alternate exchanges, CC/BCC headers, deletion |
+//! | declaration | idempotent (bindings too); an exchange of another type is [`Error::Topology`] naming both; a queue with other arguments is [`Error::QueueMismatch`] (`none` for a missing side); passive and verify mode create nothing and report what is missing as [`Error::NotFound`], exchange bindings' two exchanges included; `message_count` counts ready messages, `purge` drops them | RabbitMQ's passive declare checks only existence, this one also types and arguments (so passive and verify act alike); neither can check bindings passively. Server-named, exclusive and auto-delete queues |
+//! | publish | confirmed at once (the returned future is ready); a `mandatory` message no queue takes is [`Error::Unroutable`] (queues reached through exchange bindings count); a missing exchange is [`Error::NotFound`]; a publish a `reject-publish` queue refuses is [`Error::Nacked`], though the other queues take it; bodies are shared, not copied, between queues | other negative confirms, flow control, memory and disk alarms |
+//! | consume | push delivery to consumers with prefetch credit (0 is unlimited), round-robin among a queue's consumers; tags 1, 2, 3… per consumer, each consumer on its own channel; `x-single-active-consumer` (quorum and classic): only the earliest attached consumer not cancelled receives, the next takes over when it is cancelled or its channel closes, and gets the messages that channel returns first (RabbitMQ does not promise that order) | several consumers on one channel, consumer priorities, the consumer timeout |
 //! | settle | ack and nack, `multiple` (tag 0 with `multiple` is everything); nack with requeue returns the message to its place at the head, `redelivered`; without, dead-letters it (`rejected`); an unknown tag is [`Error::Broker`] and closes the channel as RabbitMQ's `PRECONDITION_FAILED` does | |
-//! | cancel, close, disconnect | dropping the stream, or the settler's `cancel`, cancels (unacked deliveries stay settleable); dropping stream and settler closes the channel and returns its unacked messages, `redelivered`; [`MemoryTransport::disconnect`] closes every channel | persistence and broker crashes |
-//! | quorum queues | `x-delivery-limit`: every return (requeue, channel close, disconnect) counts, later deliveries carry `x-delivery-count`, and a return past the limit dead-letters (`delivery_limit`) | replication; `x-dead-letter-strategy` and `x-overflow` are accepted and change nothing without crashes or a length limit |
+//! | cancel, close, disconnect | dropping the stream, or the settler's `cancel`, cancels (unacked deliveries stay settleable); dropping stream and settler closes the channel and returns its unacked messages, `redelivered`; [`MemoryTransport::disconnect`] closes every channel at once, so each unacked message goes back once | persistence and broker crashes |
+//! | quorum queues | `x-delivery-limit`: every return (requeue, channel close, disconnect) counts, later deliveries carry `x-delivery-count`, and a return past the limit dead-letters (`delivery_limit`) | replication; `x-dead-letter-strategy` is accepted and changes nothing without crashes (dead-lettering is immediate) |
 //! | TTL | `x-message-ttl`: messages expire that long after entering the queue, head first, and dead-letter (`expired`); an expired message is never delivered | per-message TTL (`expiration`), `x-expires` |
-//! | dead-lettering | to `x-dead-letter-exchange` (`""` allowed) with `x-dead-letter-routing-key` or the message's own key, keeping properties and body; `x-first-death-reason`, `-queue` and `-exchange` set once; dropped without a dead-letter exchange, when it routes nowhere, or in a cycle with no rejection (as RabbitMQ does) | the `x-death` history array and `x-last-death-*` headers |
-//! | limits | | `x-max-length`, `x-max-length-bytes`, `x-max-priority`: refused at declaration rather than silently ignored, as are `x-expires`, `x-single-active-consumer` and stream queues |
+//! | dead-lettering | to `x-dead-letter-exchange` (`""` allowed) with `x-dead-letter-routing-key` or the message's own key, keeping properties and body, as RabbitMQ 3.10 does: the `x-death` array (one table per queue and reason: `count`, `exchange`, `queue`, `reason`, `routing-keys`, `time` on tokio's clock; newest first, the others regrouped in reverse as 3.10 does), and `x-first-death-reason`, `-queue` and `-exchange` on a message without `x-death`; dropped without a dead-letter exchange, when it routes nowhere, or, for a queue named in the message's own `x-death` with no rejection up to it, in a cycle (so a republished message keeps its history and a stripped one starts afresh). See the `death` module | `x-last-death-*` (3.13 added them; 3.10 writes none, nor does this broker); `original-expiration`; a malformed `x-death` is reset (not an array) or loses its entries that are not tables, where 3.10 crashes |
+//! | limits | `x-max-length` counting ready messages (not unacked ones) after delivery, on both queue types; `x-overflow = drop-head` (the default) drops or dead-letters (`maxlen`) the oldest ready message, so `x-max-length` 1 is a last-value queue; `reject-publish` refuses, on a classic queue, a publish that would go over the limit, and on a quorum queue every publish from when it goes over (it takes one more, as RabbitMQ 3.10's does) until it is back to 80%; dead-lettering into a full `reject-publish` queue drops the message on a classic queue and goes past the limit on a quorum queue. See the `limit` module | `x-max-length-bytes`, `x-overflow = reject-publish-dlx`, `x-max-priority`: refused at declaration rather than silently ignored, as are `x-expires` and stream queues |
 //!
 //! # Quiescence
 //!
@@ -29,11 +30,15 @@
 mod broker;
 mod consumer;
 mod dead_letter;
+mod death;
 mod declare;
+mod exchange;
 mod expiry;
 mod idle;
+mod limit;
 mod queue;
 mod routing;
+mod single_active;
 
 #[cfg(test)]
 mod tests;
@@ -187,6 +192,12 @@ impl Transport for MemoryTransport {
     fn declare<'a>(&'a self, topology: &'a Topology, mode: Declare) -> BoxFuture<'a, Result<()>> {
         let outcome = self.shared.lock().declare(topology, mode);
         Box::pin(std::future::ready(outcome))
+    }
+
+    /// The wall clock at the broker's creation plus tokio's time since: on a paused clock,
+    /// delays and schedules see the virtual time.
+    fn now(&self) -> std::time::SystemTime {
+        self.shared.lock().now()
     }
 
     /// Routes and enqueues the message before returning: the confirm is immediate, and the

@@ -9,7 +9,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::consumer::ConsumerState;
-use super::dead_letter::Death;
+use super::limit::{MaxLength, Overflow};
 use crate::envelope::{Envelope, HeaderValue, Headers};
 use crate::error::{Error, Result};
 use crate::topology::argument;
@@ -34,9 +34,6 @@ pub(super) struct Message {
     pub(super) returns: u32,
     /// When it expires, in a queue with a message TTL.
     pub(super) expires_at: Option<Instant>,
-    /// Where it was dead-lettered before, newest last: RabbitMQ keeps this in `x-death`, which
-    /// is not emulated, but its cycle detection is.
-    pub(super) deaths: Vec<Death>,
 }
 
 impl Message {
@@ -54,7 +51,6 @@ impl Message {
             redelivered: false,
             returns: 0,
             expires_at: None,
-            deaths: Vec::new(),
         }
     }
 }
@@ -79,17 +75,20 @@ pub(super) struct QueueArgs {
     pub(super) dead_letter: Option<DeadLetterTarget>,
     /// `x-delivery-limit`, on quorum queues only.
     pub(super) delivery_limit: Option<u32>,
+    /// `x-single-active-consumer`.
+    pub(super) single_active: bool,
+    /// `x-max-length` and `x-overflow`.
+    pub(super) max_length: Option<MaxLength>,
 }
 
 /// Arguments that change what a queue does and that this broker does not emulate: declaring
 /// them is an error rather than a silent difference from RabbitMQ.
-const UNSUPPORTED: [&str; 5] = [
-    "x-max-length",
-    "x-max-length-bytes",
-    "x-expires",
-    "x-max-priority",
-    "x-single-active-consumer",
-];
+const UNSUPPORTED: [&str; 3] = ["x-max-length-bytes", "x-expires", "x-max-priority"];
+
+/// `x-single-active-consumer`.
+const SINGLE_ACTIVE_CONSUMER: &str = "x-single-active-consumer";
+/// `x-max-length`.
+const MAX_LENGTH: &str = "x-max-length";
 
 impl QueueArgs {
     /// Parses the arguments of queue `queue`.
@@ -105,6 +104,8 @@ impl QueueArgs {
         let mut args = Self::default();
         let mut delivery_limit = None;
         let mut dead_letter_key = None;
+        let mut max_length = None;
+        let mut overflow = Overflow::DropHead;
         for (name, value) in arguments.iter() {
             match name {
                 argument::QUEUE_TYPE => match value.as_str() {
@@ -138,6 +139,25 @@ impl QueueArgs {
                     let limit = value.as_i64().and_then(|n| u32::try_from(n).ok());
                     delivery_limit = Some(limit.ok_or_else(|| invalid(name, value))?);
                 }
+                // RabbitMQ takes only a boolean here.
+                SINGLE_ACTIVE_CONSUMER => match value {
+                    HeaderValue::Bool(on) => args.single_active = *on,
+                    _ => return Err(invalid(name, value)),
+                },
+                MAX_LENGTH => {
+                    let max = value.as_i64().and_then(|n| usize::try_from(n).ok());
+                    max_length = Some(max.ok_or_else(|| invalid(name, value))?);
+                }
+                argument::OVERFLOW => {
+                    overflow = match value.as_str() {
+                        Some("drop-head") => Overflow::DropHead,
+                        Some("reject-publish") => Overflow::RejectPublish,
+                        Some("reject-publish-dlx") => {
+                            return Err(unsupported("x-overflow = reject-publish-dlx"));
+                        }
+                        _ => return Err(invalid(name, value)),
+                    };
+                }
                 _ if UNSUPPORTED.contains(&name) => return Err(unsupported(name)),
                 _ => {}
             }
@@ -145,6 +165,8 @@ impl QueueArgs {
         if let Some(target) = &mut args.dead_letter {
             target.routing_key = dead_letter_key;
         }
+        // `x-overflow` alone is accepted and does nothing, as in RabbitMQ.
+        args.max_length = max_length.map(|max| MaxLength { max, overflow });
         // RabbitMQ 3.10 classic queues ignore the argument; only quorum queues count deliveries.
         if args.quorum {
             args.delivery_limit = delivery_limit;
@@ -176,6 +198,9 @@ pub(super) struct Queue {
     pub(super) busy: bool,
     /// Wakes the queue's expiry timer while one runs (TTL queues only).
     pub(super) timer: Option<Arc<Notify>>,
+    /// A quorum queue with `x-overflow = reject-publish` went over its limit and refuses
+    /// publishes until it is back to 80% of it (see [`super::limit`]).
+    pub(super) refusing: bool,
 }
 
 impl Queue {
@@ -192,6 +217,7 @@ impl Queue {
             unacked: 0,
             busy: false,
             timer: None,
+            refusing: false,
         }
     }
 

@@ -1,97 +1,73 @@
-//! Exchanges and their matching rules, compiled at bind time so a publish only compares.
+//! Binding rules of the four exchange types, compiled at bind time so a publish only compares.
 
 use std::collections::HashMap;
 
-use super::queue::QueueId;
 use crate::envelope::{HeaderValue, Headers};
 use crate::error::{Error, Result};
 use crate::job::ExchangeKind;
 use crate::topology::argument;
 
-/// A declared exchange and its bindings.
+/// The bindings of an exchange to destinations of one kind (queues, or exchanges), in the
+/// shape its type matches on.
 #[derive(Debug)]
-pub(super) struct Exchange {
-    pub(super) kind: ExchangeKind,
-    /// Bindings as declared, to make binding idempotent: (queue, key, arguments).
-    bindings: Vec<(QueueId, String, Headers)>,
-    pub(super) router: Router,
+pub(super) enum Router<T> {
+    /// Destinations by exact binding key.
+    Direct(HashMap<String, Vec<T>>),
+    /// Binding patterns.
+    Topic(Vec<(TopicPattern, T)>),
+    /// Every bound destination.
+    Fanout(Vec<T>),
+    /// Header matches.
+    Headers(Vec<(HeaderMatch, T)>),
 }
 
-impl Exchange {
+impl<T: Copy> Router<T> {
+    /// A router with no bindings, for an exchange of type `kind`.
     pub(super) fn new(kind: ExchangeKind) -> Self {
-        let router = match kind {
-            ExchangeKind::Direct => Router::Direct(HashMap::new()),
-            ExchangeKind::Topic => Router::Topic(Vec::new()),
-            ExchangeKind::Fanout => Router::Fanout(Vec::new()),
-            ExchangeKind::Headers => Router::Headers(Vec::new()),
-        };
-        Self {
-            kind,
-            bindings: Vec::new(),
-            router,
+        match kind {
+            ExchangeKind::Direct => Self::Direct(HashMap::new()),
+            ExchangeKind::Topic => Self::Topic(Vec::new()),
+            ExchangeKind::Fanout => Self::Fanout(Vec::new()),
+            ExchangeKind::Headers => Self::Headers(Vec::new()),
         }
     }
 
-    /// Binds `queue` with `key` and `arguments`; binding twice is a no-op.
+    /// Adds a binding of `destination` with `key` and `arguments`.
     ///
     /// # Errors
     ///
     /// [`Error::Topology`] for a headers binding with an invalid `x-match`.
-    pub(super) fn bind(&mut self, queue: QueueId, key: &str, arguments: &Headers) -> Result<()> {
-        if self
-            .bindings
-            .iter()
-            .any(|(q, k, a)| *q == queue && k == key && a == arguments)
-        {
-            return Ok(());
+    pub(super) fn add(&mut self, destination: T, key: &str, arguments: &Headers) -> Result<()> {
+        match self {
+            Self::Direct(keys) => keys.entry(key.to_owned()).or_default().push(destination),
+            Self::Topic(patterns) => patterns.push((TopicPattern::new(key), destination)),
+            Self::Fanout(all) => all.push(destination),
+            Self::Headers(matches) => matches.push((HeaderMatch::new(arguments)?, destination)),
         }
-        match &mut self.router {
-            Router::Direct(keys) => keys.entry(key.to_owned()).or_default().push(queue),
-            Router::Topic(patterns) => patterns.push((TopicPattern::new(key), queue)),
-            Router::Fanout(queues) => queues.push(queue),
-            Router::Headers(matches) => matches.push((HeaderMatch::new(arguments)?, queue)),
-        }
-        self.bindings
-            .push((queue, key.to_owned(), arguments.clone()));
         Ok(())
     }
-}
 
-/// The bindings of an exchange, in the shape its type matches on.
-#[derive(Debug)]
-pub(super) enum Router {
-    /// Queues by exact binding key.
-    Direct(HashMap<String, Vec<QueueId>>),
-    /// Binding patterns.
-    Topic(Vec<(TopicPattern, QueueId)>),
-    /// Every bound queue.
-    Fanout(Vec<QueueId>),
-    /// Header matches.
-    Headers(Vec<(HeaderMatch, QueueId)>),
-}
-
-impl Router {
-    /// Appends the queues a message with `routing_key` and `headers` goes to; a queue bound
+    /// Appends the destinations a message with `routing_key` and `headers` goes to; one bound
     /// twice may appear twice.
-    pub(super) fn route(&self, routing_key: &str, headers: &Headers, out: &mut Vec<QueueId>) {
+    pub(super) fn route(&self, routing_key: &str, headers: &Headers, out: &mut Vec<T>) {
         match self {
             Self::Direct(keys) => {
-                if let Some(queues) = keys.get(routing_key) {
-                    out.extend_from_slice(queues);
+                if let Some(destinations) = keys.get(routing_key) {
+                    out.extend_from_slice(destinations);
                 }
             }
             Self::Topic(patterns) => out.extend(
                 patterns
                     .iter()
                     .filter(|(pattern, _)| pattern.matches(routing_key))
-                    .map(|&(_, queue)| queue),
+                    .map(|&(_, destination)| destination),
             ),
-            Self::Fanout(queues) => out.extend_from_slice(queues),
+            Self::Fanout(all) => out.extend_from_slice(all),
             Self::Headers(matches) => out.extend(
                 matches
                     .iter()
                     .filter(|(matcher, _)| matcher.matches(headers))
-                    .map(|&(_, queue)| queue),
+                    .map(|&(_, destination)| destination),
             ),
         }
     }

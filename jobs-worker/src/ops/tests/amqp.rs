@@ -98,6 +98,7 @@ async fn topology_verify_names_the_drift_and_passes_on_the_declared_topology() {
     delete_queues(&job);
     let transport = Arc::new(AmqpTransport::connect(&url).await.unwrap());
     let ctx = OpsContext {
+        connected: true,
         transport: transport.clone(),
         jobs: vec![job.clone()],
     };
@@ -186,6 +187,7 @@ async fn errors_replay_moves_messages_to_their_job_queue_and_they_are_handled() 
         .await
         .expect("started");
     let ctx = OpsContext {
+        connected: true,
         transport: Arc::new(AmqpTransport::connect(&url).await.unwrap()),
         jobs: engine.jobs().to_vec(),
     };

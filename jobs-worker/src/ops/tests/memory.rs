@@ -41,6 +41,7 @@ async fn steady(_: Item) -> Result<(), JobError> {
 
 fn context(app: &TestApp) -> OpsContext {
     OpsContext {
+        connected: true,
         transport: Arc::new(app.transport().clone()),
         jobs: app.engine().jobs().to_vec(),
     }
@@ -316,7 +317,7 @@ async fn jobs_lists_every_job() {
     assert_eq!(
         columns[0],
         [
-            "NAME", "EXCHANGE", "KIND", "BINDING", "QUEUE", "RETRIES", "TIMEOUT"
+            "NAME", "EXCHANGE", "KIND", "BINDING", "QUEUE", "RETRIES", "TIMEOUT", "SCHEDULE"
         ]
     );
     assert_eq!(
@@ -328,7 +329,8 @@ async fn jobs_lists_every_job() {
             "flaky",
             "ops-test.flaky",
             "5",
-            "5s"
+            "5s",
+            "-"
         ]
     );
     assert_eq!(
@@ -341,6 +343,32 @@ async fn jobs_lists_every_job() {
             "ops-test.steady",
             "2"
         ]
+    );
+    assert!(out.ends_with("\ndelayed jobs: none waiting\n"), "{out}");
+
+    // Two jobs delayed 5 s and one 20 s: each waits in the level of its delay's top bit.
+    for delay in [5, 5, 20] {
+        steady::with(Item { n: delay })
+            .delay(std::time::Duration::from_secs(delay.into()))
+            .enqueue(&app)
+            .await
+            .unwrap();
+    }
+    let (code, out) = run(&context(&app), "jobs").await;
+    assert_eq!(code, ExitCode::SUCCESS);
+    let (_, delayed) = out.split_once("\n\n").unwrap();
+    let rows: Vec<Vec<&str>> = delayed
+        .lines()
+        .skip(2)
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert!(
+        delayed.starts_with("delayed jobs: 3 waiting, by level (every job's):\nLEVEL"),
+        "{out}"
+    );
+    assert_eq!(
+        rows,
+        [["jobs.delay.2", "4s", "2"], ["jobs.delay.4", "16s", "1"]]
     );
 }
 
@@ -355,6 +383,7 @@ async fn topology_print_declare_and_verify() {
         .to_vec();
     let broker = MemoryTransport::new();
     let ctx = OpsContext {
+        connected: true,
         transport: Arc::new(broker.clone()),
         jobs: settings,
     };
@@ -362,7 +391,7 @@ async fn topology_print_declare_and_verify() {
     let (code, out) = run(&ctx, "topology print").await;
     assert_eq!(code, ExitCode::SUCCESS);
     assert!(
-        out.starts_with("exchanges:\n  ops-test (direct)\nqueues:\n"),
+        out.starts_with("exchanges:\n  ops-test (direct)\n  jobs.delay.deliver (topic)\n"),
         "{out}"
     );
     assert!(
@@ -370,17 +399,25 @@ async fn topology_print_declare_and_verify() {
         "{out}"
     );
     assert!(
-        out.ends_with("bindings:\n  ops-test -> ops-test.steady (key \"steady\")\n"),
+        out.contains("bindings:\n  ops-test -> ops-test.steady (key \"steady\")\n"),
+        "{out}"
+    );
+    // The delay cascade every job shares: 28 levels, each an exchange and a queue.
+    assert!(out.contains("  jobs.delay.27 (topic)\nqueues:\n"), "{out}");
+    assert!(
+        out.ends_with("  jobs.delay.27 -> exchange jobs.delay.26 (key \"0.#\")\n"),
         "{out}"
     );
 
     let (code, out) = run(&ctx, "topology verify").await;
     assert_eq!(code, ExitCode::FAILURE);
     assert!(
-        out.starts_with("missing: exchange `ops-test`\nmissing: queue `ops-test.steady`\n"),
+        out.starts_with("missing: exchange `ops-test`\nmissing: exchange `jobs.delay.deliver`\n"),
         "{out}"
     );
-    assert!(out.ends_with("topology drift: 5 problem(s)\n"), "{out}");
+    assert!(out.contains("missing: queue `ops-test.steady`\n"), "{out}");
+    // The job's exchange and 4 queues, and the cascade's 29 exchanges and 28 queues.
+    assert!(out.ends_with("topology drift: 62 problem(s)\n"), "{out}");
     assert_eq!(
         broker.queue_len("ops-test.steady"),
         None,
@@ -389,12 +426,12 @@ async fn topology_print_declare_and_verify() {
 
     let (code, out) = run(&ctx, "topology declare").await;
     assert_eq!(code, ExitCode::SUCCESS);
-    assert_eq!(out, "declared 1 exchanges, 4 queues, 1 bindings\n");
+    assert_eq!(out, "declared 30 exchanges, 32 queues, 58 bindings\n");
     let (code, out) = run(&ctx, "topology verify").await;
     assert_eq!(code, ExitCode::SUCCESS, "{out}");
     assert_eq!(
         out,
-        "topology ok: 1 exchanges and 4 queues match (bindings are not checked)\n"
+        "topology ok: 30 exchanges and 32 queues match (bindings are not checked)\n"
     );
 
     // Another broker where the error queue was made classic by hand.
@@ -408,6 +445,7 @@ async fn topology_print_declare_and_verify() {
     };
     drifted.declare(&classic, Declare::Create).await.unwrap();
     let ctx = OpsContext {
+        connected: true,
         transport: Arc::new(drifted),
         ..ctx
     };

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use jobs_core::schedule::Missed;
 use jobs_core::{Backoff, ExchangeKind, HeaderMatch, JobContext, JobError, QueueType, job};
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -22,6 +23,9 @@ pub struct Report {
     timeout = "2m30s",
     concurrency = 65535,
     queue_type = "classic",
+    schedule = "0 0 3 * * *",
+    timezone = "Europe/Paris",
+    missed = "skip",
     crate = "::jobs_core"
 )]
 async fn render(report: Report, ctx: JobContext) -> Result<(), JobError> {
@@ -65,6 +69,10 @@ fn main() {
     assert_eq!(options.timeout, Some(Duration::from_secs(150)));
     assert_eq!(options.concurrency, Some(65535));
     assert_eq!(options.queue_type, Some(QueueType::Classic));
+    let schedule = options.schedule.unwrap();
+    assert_eq!(schedule.cron, Some("0 0 3 * * *"));
+    assert_eq!(schedule.timezone, "Europe/Paris");
+    assert_eq!(schedule.missed, Missed::Skip);
 
     let headers = archive::JOB.header_binding().unwrap();
     assert_eq!(headers.matching, HeaderMatch::All);

@@ -35,6 +35,18 @@ pub async fn pong(_: Ping) -> Result<(), JobError> {
     Ok(())
 }
 
+/// A periodic job.
+#[job(
+    exchange = "ops",
+    routing_key = "tick",
+    schedule = "0 0 * * * *",
+    timezone = "Europe/Paris",
+    missed = "skip"
+)]
+pub async fn tick(_: Ping) -> Result<(), JobError> {
+    Ok(())
+}
+
 /// Jobs in a module.
 pub mod more {
     use jobs_core::job;

@@ -28,6 +28,7 @@ async fn deliveries_carry_the_exchange_and_key_they_were_published_with() {
         exchanges: vec![exchange("ex", ExchangeKind::Topic)],
         queues: vec![queue("q", &[])],
         bindings: vec![binding("q", "ex", "a.#")],
+        ..Topology::default()
     });
     let mut consumer = consume(&broker, "q", 10);
     publish(&broker, publish_to("ex", "a.b", message("m"))).unwrap();
@@ -252,5 +253,30 @@ async fn disconnect_ends_every_stream_and_the_broker_keeps_working() {
     assert_eq!(
         all.iter().map(|d| d.redelivered).collect::<Vec<_>>(),
         [true, true, false]
+    );
+}
+
+#[tokio::test]
+async fn disconnect_counts_one_return_per_message_however_many_consumers() {
+    let broker = broker_with(&Topology {
+        queues: vec![queue(
+            "q",
+            &[
+                ("x-queue-type", "quorum".into()),
+                ("x-delivery-limit", 1i64.into()),
+            ],
+        )],
+        ..Topology::default()
+    });
+    let mut a = consume(&broker, "q", 1);
+    let mut b = consume(&broker, "q", 10);
+    send(&broker, "q", "m1");
+    send(&broker, "q", "m2");
+    assert_eq!((ready(&mut a).len(), ready(&mut b).len()), (1, 1));
+    broker.disconnect();
+    assert_eq!(
+        (queued(&broker, "q"), broker.returns("q")),
+        (vec!["m1".to_owned(), "m2".to_owned()], vec![1, 1]),
+        "a's message is not handed to b before b's channel closes too"
     );
 }

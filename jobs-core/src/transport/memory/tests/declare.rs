@@ -25,6 +25,7 @@ fn full() -> Topology {
         exchanges: vec![exchange("ex", ExchangeKind::Direct)],
         queues: vec![queue("q", &[]), retry_queue()],
         bindings: vec![binding("q", "ex", "k")],
+        ..Topology::default()
     }
 }
 
@@ -145,14 +146,45 @@ async fn a_binding_needs_its_queue_and_exchange() {
 async fn arguments_the_broker_does_not_emulate_are_refused() {
     let broker = MemoryTransport::new();
     let capped = Topology {
-        queues: vec![queue("q", &[("x-max-length", 10i64.into())])],
+        queues: vec![queue("q", &[("x-max-length-bytes", 10i64.into())])],
         ..Topology::default()
     };
     let err = declare(&broker, &capped).unwrap_err();
     assert!(
-        matches!(&err, Error::Topology(m) if m.contains("x-max-length")),
+        matches!(&err, Error::Topology(m) if m.contains("x-max-length-bytes")),
         "{err:?}"
     );
+    let dlx_overflow = Topology {
+        queues: vec![queue(
+            "q",
+            &[
+                ("x-max-length", 10i64.into()),
+                ("x-overflow", "reject-publish-dlx".into()),
+            ],
+        )],
+        ..Topology::default()
+    };
+    let err = declare(&broker, &dlx_overflow).unwrap_err();
+    assert!(
+        matches!(&err, Error::Topology(m) if m.contains("reject-publish-dlx")),
+        "{err:?}"
+    );
+    for invalid in [
+        ("x-max-length", HeaderValue::Int(-1)),
+        ("x-max-length", "10".into()),
+        ("x-overflow", "drop-tail".into()),
+        ("x-single-active-consumer", "true".into()),
+    ] {
+        let topology = Topology {
+            queues: vec![queue("q", std::slice::from_ref(&invalid))],
+            ..Topology::default()
+        };
+        let err = declare(&broker, &topology).unwrap_err();
+        assert!(
+            matches!(&err, Error::Topology(m) if m.contains("invalid") && m.contains(invalid.0)),
+            "{invalid:?}: {err:?}"
+        );
+    }
     let bad_ttl = Topology {
         queues: vec![queue("q", &[("x-message-ttl", (-1i64).into())])],
         ..Topology::default()

@@ -2,16 +2,20 @@
 
 mod consume;
 mod dead_letter;
+mod death;
 mod declare;
+mod exchange_binding;
 mod idle;
+mod max_length;
 mod routing;
+mod single_active;
 
 use futures_util::{FutureExt, StreamExt};
 
 use super::MemoryTransport;
 use crate::envelope::{Envelope, HeaderValue, Headers};
 use crate::job::ExchangeKind;
-use crate::topology::{BindingSpec, ExchangeSpec, QueueSpec, Topology};
+use crate::topology::{BindingSpec, ExchangeBindingSpec, ExchangeSpec, QueueSpec, Topology};
 use crate::transport::{Consumer, Declare, Delivery, Publish, Settlement, Transport};
 
 fn exchange(name: &str, kind: ExchangeKind) -> ExchangeSpec {
@@ -32,6 +36,15 @@ fn binding(queue: &str, exchange: &str, key: &str) -> BindingSpec {
     BindingSpec {
         queue: queue.into(),
         exchange: exchange.into(),
+        routing_key: key.into(),
+        arguments: Headers::new(),
+    }
+}
+
+fn exchange_binding(destination: &str, source: &str, key: &str) -> ExchangeBindingSpec {
+    ExchangeBindingSpec {
+        destination: destination.into(),
+        source: source.into(),
         routing_key: key.into(),
         arguments: Headers::new(),
     }

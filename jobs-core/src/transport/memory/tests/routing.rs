@@ -8,6 +8,7 @@ fn exchange_with(kind: ExchangeKind, bindings: &[(&str, BindingSpec)]) -> Memory
         exchanges: vec![exchange("ex", kind)],
         queues: bindings.iter().map(|(name, _)| queue(name, &[])).collect(),
         bindings: bindings.iter().map(|(_, b)| b.clone()).collect(),
+        ..Topology::default()
     })
 }
 

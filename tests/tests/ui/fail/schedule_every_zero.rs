@@ -1,0 +1,14 @@
+use jobs_core::{JobError, job};
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Tick {
+    #[prost(string, tag = "1")]
+    pub text: String,
+}
+
+#[job(exchange = "ops", routing_key = "tick", every = "0s")]
+async fn tick(_: Tick) -> Result<(), JobError> {
+    Ok(())
+}
+
+fn main() {}
