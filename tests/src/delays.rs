@@ -139,6 +139,39 @@ pub async fn delayed_jobs_start_when_due(suite: &DelaySuite) {
     }
 }
 
+/// Many jobs over many distinct delays, enqueued at once in a shuffled order: each starts
+/// within the tolerance after it is due. At full size (`JOBS_FAULTS_FULL`), 2,000 jobs over
+/// 200 delays up to 600 s; otherwise 200 jobs over 20 delays up to 10 s.
+pub async fn many_delays_each_start_on_time(suite: &DelaySuite) {
+    let (jobs, distinct, longest) = if std::env::var_os("JOBS_FAULTS_FULL").is_some() {
+        (2_000_u64, 200_u64, 600_u64)
+    } else {
+        (200, 20, 10)
+    };
+    let mut sent = Vec::new();
+    for n in 0..jobs {
+        // A stride coprime with the count of delays visits them all in a scrambled order.
+        let delay = Duration::from_secs((n * 7 % distinct) * longest / (distinct - 1));
+        let at = now(suite);
+        let id = later::with(Later::default())
+            .delay(delay)
+            .enqueue(&suite.engine)
+            .await
+            .expect("a delayed enqueue");
+        sent.push((id.to_string(), at, delay));
+    }
+    let mut late = Duration::ZERO;
+    for (id, at, delay) in sent {
+        let events = suite.finished(&id, delay).await;
+        let started = starts(&events)[0] - at;
+        suite.assert_on_time(&format!("a job delayed {delay:?}"), started, delay);
+        late = late.max(started - delay);
+    }
+    eprintln!(
+        "{jobs} jobs over {distinct} delays up to {longest} s: the latest started {late:?} after due"
+    );
+}
+
 /// A delay of 2^27 s is accepted and waits in level 27.
 pub async fn the_longest_level_takes_its_delay(suite: &DelaySuite) {
     let queue = delay::level_name(27);

@@ -5,3 +5,4 @@ pub mod broker;
 pub mod delays;
 pub mod routing;
 pub mod scenarios;
+pub mod schedules;

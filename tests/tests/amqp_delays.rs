@@ -17,6 +17,7 @@ async fn the_delay_scenarios_give_the_same_outcomes_on_rabbitmq() {
     let suite = DelaySuite::start(Arc::new(transport), Duration::from_millis(1500)).await;
 
     delays::delayed_jobs_start_when_due(&suite).await;
+    delays::many_delays_each_start_on_time(&suite).await;
     delays::the_longest_level_takes_its_delay(&suite).await;
     delays::retry_after_waits_its_delay(&suite).await;
     delays::the_same_level_five_times_never_drops_the_job(&suite).await;

@@ -26,9 +26,12 @@ use crate::job::Job;
 use crate::producer::Producer;
 use crate::transport::{Delivery, Settlement, Transport};
 
-/// A tick that comes this much before its slot (another worker's clock ahead of this one's)
-/// is delayed again rather than fired early.
+/// A tick up to this early (the cascade counts whole seconds, rounded down) waits for its
+/// slot; an earlier one (another worker's clock ahead of this one's) is sent again.
 const EARLY: Duration = Duration::from_secs(1);
+/// A tick up to this late fires its own slot; a later one stands for every slot it missed
+/// (see [`Missed`]).
+const CATCH_UP: Duration = Duration::from_secs(60);
 /// The longest pause between two tries of a failed step.
 const MAX_PAUSE: Duration = Duration::from_secs(5);
 
@@ -40,6 +43,15 @@ pub(crate) struct Scheduler {
     pub(crate) producer: Producer,
     /// Who this worker is, in the record of each slot it fires.
     pub(crate) identity: Arc<str>,
+}
+
+/// The last slot fired, as the active scheduler knows it.
+#[derive(Clone, Copy, Debug)]
+enum LastSlot {
+    /// Not read yet in this consumer's time as the active one.
+    Unknown,
+    /// Read, or recorded by this scheduler since (`None`: no slot fired yet).
+    Known(Option<SystemTime>),
 }
 
 /// What became of a tick.
@@ -90,6 +102,9 @@ impl Scheduler {
             };
             pause = Duration::from_millis(100);
             let mut deliveries = consumer.deliveries;
+            // While this consumer is the active one, no other scheduler fires a slot: the
+            // last slot fired is read from the broker once, then kept here.
+            let mut last = LastSlot::Unknown;
             loop {
                 let delivery = tokio::select! {
                     _ = stop.wait_for(Option::is_some) => return,
@@ -99,7 +114,10 @@ impl Scheduler {
                     },
                 };
                 let tag = delivery.tag;
-                let Some(handled) = self.handle_until_done(&delivery, &mut stop).await else {
+                let Some(handled) = self
+                    .handle_until_done(&delivery, &mut last, &mut stop)
+                    .await
+                else {
                     // Stopping: the unacked tick goes back to the queue with the channel.
                     return;
                 };
@@ -150,13 +168,16 @@ impl Scheduler {
     async fn handle_until_done(
         &self,
         delivery: &Delivery,
+        last: &mut LastSlot,
         stop: &mut StopSignal,
     ) -> Option<Handled> {
         let mut pause = Duration::from_millis(100);
         loop {
-            match self.handle(delivery).await {
+            match self.handle(delivery, last).await {
                 Ok(handled) => return Some(handled),
                 Err(error) => {
+                    // A step may have gone through before the error: read the record again.
+                    *last = LastSlot::Unknown;
                     tracing::warn!(job = self.job.name(), %error, retry_in = ?pause, "could not handle a tick; trying again");
                 }
             }
@@ -167,14 +188,20 @@ impl Scheduler {
         }
     }
 
-    async fn handle(&self, delivery: &Delivery) -> Result<Handled> {
+    async fn handle(&self, delivery: &Delivery, last: &mut LastSlot) -> Result<Handled> {
         let Some(slot) = ticks::slot_of(&delivery.envelope) else {
             tracing::warn!(job = self.job.name(), "a tick without a slot; dropped");
             return Ok(Handled::Duplicate);
         };
-        let last = ticks::last_fired(self.transport.as_ref(), self.job).await?;
+        let last_slot = match *last {
+            LastSlot::Known(slot) => slot,
+            LastSlot::Unknown => ticks::last_fired(self.transport.as_ref(), self.job)
+                .await?
+                .map(|last| last.slot),
+        };
+        *last = LastSlot::Known(last_slot);
         let now = self.transport.now();
-        let decision = decide(&self.schedule, slot, last.map(|last| last.slot), now);
+        let decision = decide(&self.schedule, slot, last_slot, now);
         let Decision::Go { fire, record, next } = decision else {
             if decision == Decision::Early {
                 let delay = slot.duration_since(now).unwrap_or_default();
@@ -186,6 +213,10 @@ impl Scheduler {
             return Ok(Handled::Duplicate);
         };
         if let Some(fire) = fire {
+            // A tick comes up to a second early (see `ticks::tick`): the rest is waited here.
+            if let Ok(early) = fire.duration_since(self.transport.now()) {
+                tokio::time::sleep(early).await;
+            }
             self.producer.publish(ticks::run(self.job, fire)).await?;
             tracing::info!(job = self.job.name(), slot = %ticks::run_id(self.job, fire), "scheduled job enqueued");
         }
@@ -198,6 +229,7 @@ impl Scheduler {
         self.producer
             .publish(ticks::record(self.job, record, &self.identity))
             .await?;
+        *last = LastSlot::Known(Some(record));
         Ok(Handled::Fired)
     }
 }
@@ -229,11 +261,18 @@ fn decide(
     if slot > now + EARLY {
         return Decision::Early;
     }
-    // A tick that waited while no worker ran may be for a slot long gone: the latest due
-    // slot stands for every slot missed.
-    let latest = schedule
-        .latest_at_or_before(now)
-        .map_or(slot, |latest| latest.max(slot));
+    // A tick a takeover or a busy broker held back a little fires its own slot, and its
+    // successor, already due, follows at once: no slot is lost to a hiccup. A tick that
+    // waited while no worker ran may be for a slot long gone: the latest due slot stands for
+    // every slot missed.
+    let late = now.duration_since(slot).unwrap_or_default();
+    let latest = if late <= CATCH_UP {
+        slot
+    } else {
+        schedule
+            .latest_at_or_before(now)
+            .map_or(slot, |latest| latest.max(slot))
+    };
     let fire = if latest > slot && schedule.missed() == Missed::Skip {
         None
     } else {
@@ -321,6 +360,20 @@ mod tests {
                 next: Some(at(3_660))
             }
         );
+    }
+
+    #[test]
+    fn a_tick_held_back_less_than_a_minute_fires_its_own_slot() {
+        for missed in [Missed::FireOnce, Missed::Skip] {
+            assert_eq!(
+                decide(&every_minute(missed), at(600), Some(at(540)), at(659)),
+                Decision::Go {
+                    fire: Some(at(600)),
+                    record: at(600),
+                    next: Some(at(660))
+                }
+            );
+        }
     }
 
     #[test]

@@ -10,6 +10,10 @@ use chrono_tz::Tz;
 use crate::error::{Error, Result};
 
 /// What a slot that passed while no worker ran becomes.
+///
+/// A slot counts as missed when its tick comes more than a minute late (no worker ran, or
+/// none could reach the broker); a tick held back less than that, by a takeover or a busy
+/// broker, fires its own slot whatever this says.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Missed {
     /// The latest missed slot runs once when a worker is back, however many passed; the ones

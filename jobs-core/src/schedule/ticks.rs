@@ -86,10 +86,12 @@ fn slot_header(slot: SystemTime) -> i64 {
     i64::try_from(super::spec::unix_seconds(slot)).unwrap_or(i64::MAX)
 }
 
-/// The tick for `slot`, due `delay` from now, through the delay cascade.
+/// The tick for `slot`, due `delay` from now, through the delay cascade. The cascade counts
+/// whole seconds: the delay is rounded down, so the tick comes up to a second early and the
+/// scheduler waits the rest, and a slot fires on time rather than up to a second late.
 pub(crate) fn tick(job: &Job, slot: SystemTime, delay: Duration) -> Result<Publish> {
     let queue = tick_queue(job);
-    let (exchange, routing_key) = crate::delay::route(crate::delay::seconds(delay)?, &queue)?;
+    let (exchange, routing_key) = crate::delay::route(delay.as_secs(), &queue)?;
     let headers = Headers::from_iter([(header::SLOT, HeaderValue::from(slot_header(slot)))]);
     Ok(Publish {
         exchange: Cow::Owned(exchange),

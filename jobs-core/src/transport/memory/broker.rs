@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::mem;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::runtime::Handle;
 use tokio::time::Instant;
@@ -91,7 +91,9 @@ impl Broker {
             idle,
             shared,
             runtime: Handle::try_current().ok(),
-            epoch: (SystemTime::now(), Instant::now()),
+            // On a whole second, so that on a paused clock the broker's time and tokio's
+            // millisecond timers agree: a job due at 10:00:00 starts at 10:00:00.000.
+            epoch: (whole_second(SystemTime::now()), Instant::now()),
         }
     }
 
@@ -286,4 +288,11 @@ impl Broker {
         self.refresh(id);
         Ok(u64::try_from(count).unwrap_or(u64::MAX))
     }
+}
+
+/// `time` rounded down to a whole second.
+fn whole_second(time: SystemTime) -> SystemTime {
+    time.duration_since(UNIX_EPOCH).map_or(time, |since| {
+        UNIX_EPOCH + Duration::from_secs(since.as_secs())
+    })
 }
