@@ -26,7 +26,7 @@ pub(crate) async fn run(
     out: &mut (dyn Write + Send),
 ) -> anyhow::Result<ExitCode> {
     let SchedulesArgs {} = args;
-    let now = SystemTime::now();
+    let now = ctx.transport.now();
     let mut rows = Vec::new();
     for settings in &ctx.jobs {
         let job = settings.job();

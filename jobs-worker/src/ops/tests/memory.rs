@@ -458,3 +458,60 @@ async fn topology_print_declare_and_verify() {
         "{out}"
     );
 }
+
+#[job(exchange = "ops-test", routing_key = "minutely", every = "1m")]
+async fn minutely(_: Item) -> Result<(), JobError> {
+    Ok(())
+}
+
+#[tokio::test(start_paused = true)]
+async fn schedules_lists_the_last_and_next_slot_of_each_periodic_job() {
+    let app = TestApp::builder()
+        .job(&minutely::JOB)
+        .job(&steady::JOB)
+        .build()
+        .unwrap();
+    let start = app
+        .transport()
+        .now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let (code, out) = run(&context(&app), "schedules").await;
+    assert_eq!(code, ExitCode::SUCCESS);
+    let lines: Vec<Vec<&str>> = out
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        lines[0],
+        ["NAME", "SCHEDULE", "MISSED", "LAST", "FIRED", "BY", "NEXT"]
+    );
+    assert_eq!(lines[1][..4], ["minutely", "every", "1m", "fire-once"]);
+    assert_eq!(lines[1][4..6], ["never", "-"]);
+    assert_eq!(lines.len(), 2, "one periodic job: {out}");
+
+    // Two or three slots later: the last one fired is listed, with the worker that fired it.
+    tokio::time::sleep(std::time::Duration::from_secs(150)).await;
+    let now = app.transport().now();
+    let (code, out) = run(&context(&app), "schedules").await;
+    assert_eq!(code, ExitCode::SUCCESS);
+    let row: Vec<&str> = out.lines().nth(1).unwrap().split_whitespace().collect();
+    let slot = |seconds: u64| {
+        humantime::format_rfc3339_seconds(
+            std::time::UNIX_EPOCH + std::time::Duration::from_secs(seconds),
+        )
+        .to_string()
+    };
+    let now = now.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    assert_eq!(row[4], slot(now - now % 60));
+    assert_eq!(row[5..7], ["jobs", "on"]);
+    assert_eq!(
+        row.last().copied(),
+        Some(slot(now - now % 60 + 60).as_str())
+    );
+    assert_eq!(
+        app.succeeded(&minutely::JOB),
+        usize::try_from(now / 60 - start / 60).unwrap()
+    );
+}

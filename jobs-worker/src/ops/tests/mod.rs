@@ -16,6 +16,7 @@ enum Command {
     Jobs(ops::jobs::JobsArgs),
     Topology(ops::topology::TopologyArgs),
     Errors(ops::error_queue::ErrorsArgs),
+    Schedules(ops::schedules::SchedulesArgs),
 }
 
 /// Runs `args` (a command line without the program name) and returns the exit code and what
@@ -28,6 +29,7 @@ pub(crate) async fn run(ctx: &OpsContext, args: &str) -> (ExitCode, String) {
         Command::Jobs(args) => ops::jobs::run(args, ctx, &mut out).await,
         Command::Topology(args) => ops::topology::run(args, ctx, &mut out).await,
         Command::Errors(args) => ops::error_queue::run(args, ctx, &mut out).await,
+        Command::Schedules(args) => ops::schedules::run(args, ctx, &mut out).await,
     }
     .unwrap_or_else(|err| panic!("`{args}`: {err:#}"));
     (code, String::from_utf8(out).unwrap())
