@@ -11,9 +11,10 @@
 //! `Ledger::load_handled` skips.
 
 use std::io::Write as _;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use jobs_core::{JobContext, JobError, job};
+use jobs_core::envelope::header;
+use jobs_core::{HeaderValue, JobContext, JobError, job};
 
 /// The file a handler appends the id of each job it completed to.
 pub(crate) const HANDLED_FILE: &str = "JOBS_FAULTS_HANDLED";
@@ -62,12 +63,21 @@ pub(crate) struct Document {
     pub(crate) id: u64,
 }
 
+/// The message of the periodic job: nothing, as a periodic job's message is its default.
+#[derive(Clone, PartialEq, prost::Message)]
+pub(crate) struct Beat {}
+
 /// Appends `id\n` to the file named by the environment variable `var`, with one `write`.
 fn record(var: &str, id: u64) -> Result<(), JobError> {
+    append(var, &format!("{id}\n"))
+}
+
+/// Appends `line` (ending in a newline) to the file named by the environment variable `var`,
+/// with one `write`.
+fn append(var: &str, line: &str) -> Result<(), JobError> {
     let Some(path) = std::env::var_os(var) else {
         return Ok(());
     };
-    let line = format!("{id}\n");
     let mut file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -165,4 +175,37 @@ pub(crate) async fn aborts_worker(job: Tracked, _ctx: JobContext) -> Result<(), 
 )]
 pub(crate) async fn bad_input(doc: Document, _ctx: JobContext) -> Result<(), JobError> {
     record(HANDLED_FILE, doc.id)
+}
+
+/// Runs every second, on the schedule's slots. Each run appends `ID SLOT STARTED_MS PID R\n`
+/// to the handled file: its message id (`fault_schedule@<slot time>`), its `x-jobs-slot` header
+/// (Unix seconds, `-` when missing), when it started (Unix milliseconds), the worker's pid,
+/// and `1` when the broker redelivered the run (a worker died with it unacked), else `0`.
+/// A worker of the schedule scenario serves it, and all three run its scheduler.
+#[job(
+    exchange = "jobs_faults.workers",
+    routing_key = "schedule",
+    queue = "jobs_faults.workers.schedule",
+    every = "1s",
+    timeout = "10s",
+    concurrency = 4
+)]
+pub(crate) async fn fault_schedule(_: Beat, ctx: JobContext) -> Result<(), JobError> {
+    let started = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| since.as_millis());
+    let slot = ctx
+        .headers()
+        .get(header::SLOT)
+        .and_then(HeaderValue::as_i64)
+        .map_or_else(|| "-".to_owned(), |slot| slot.to_string());
+    let id = ctx.message_id().unwrap_or("-");
+    append(
+        HANDLED_FILE,
+        &format!(
+            "{id} {slot} {started} {} {}\n",
+            std::process::id(),
+            u8::from(ctx.redelivered())
+        ),
+    )
 }

@@ -9,12 +9,12 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use jobs_core::engine::Engine;
 use jobs_core::transport::amqp::AmqpTransport;
-use jobs_core::{Error, JobContext, JobError, Producer, ProducerOptions, job};
+use jobs_core::{Error, HeaderValue, JobContext, JobError, Producer, ProducerOptions, job};
 use jobs_faults::Ledger;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -34,6 +34,11 @@ pub struct Tracked {
 /// handling. Recording before the ack is what makes a redelivery after a fault a duplicate, never
 /// a loss.
 async fn handle(job: &Tracked, ctx: &JobContext) -> Result<(), JobError> {
+    if let Some(due_ms) = ctx.headers().get(DUE_HEADER).and_then(HeaderValue::as_i64)
+        && let Ok(starts) = ctx.state::<Starts>()
+    {
+        starts.started(job.id, due_ms);
+    }
     if let Ok(gate) = ctx.state::<Gate>() {
         gate.passed().await;
     }
@@ -42,6 +47,39 @@ async fn handle(job: &Tracked, ctx: &JobContext) -> Result<(), JobError> {
     }
     ctx.state::<Ledger>()?.handled(job.id);
     Ok(())
+}
+
+/// The header of a delayed tracked job that carries when it is due, Unix milliseconds: its
+/// handler records how long after that it started, when the engine has [`Starts`].
+pub const DUE_HEADER: &str = "x-faults-due-ms";
+
+/// When each delayed job's handler started, relative to its due time: an engine given one as
+/// state records every start of a job that carries [`DUE_HEADER`], duplicates included.
+#[derive(Clone, Debug, Default)]
+pub struct Starts(Arc<Mutex<Vec<(u64, i64)>>>);
+
+impl Starts {
+    /// Job `id`, due at `due_ms`, starts now.
+    fn started(&self, id: u64, due_ms: i64) {
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |since| {
+                i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
+            });
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push((id, now_ms - due_ms));
+    }
+
+    /// Every start so far: the job's id and how many milliseconds after its due time it
+    /// started (negative: early).
+    pub fn all(&self) -> Vec<(u64, i64)> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
 }
 
 /// Holds handlers until opened, when an engine is given one as state: the jobs behind the
@@ -163,6 +201,36 @@ pub async fn engine_with(
     confirm_timeout: Duration,
     gate: Option<Gate>,
 ) -> Engine {
+    engine_with_state(url, scenario, ledger, confirm_timeout, gate, None).await
+}
+
+/// As [`engine`], recording the starts of delayed jobs in `starts`.
+pub async fn engine_with_starts(
+    url: &str,
+    scenario: &str,
+    ledger: &Ledger,
+    confirm_timeout: Duration,
+    starts: &Starts,
+) -> Engine {
+    engine_with_state(
+        url,
+        scenario,
+        ledger,
+        confirm_timeout,
+        None,
+        Some(starts.clone()),
+    )
+    .await
+}
+
+async fn engine_with_state(
+    url: &str,
+    scenario: &str,
+    ledger: &Ledger,
+    confirm_timeout: Duration,
+    gate: Option<Gate>,
+    starts: Option<Starts>,
+) -> Engine {
     let transport = AmqpTransport::builder(url)
         .connection_name(connection_name(scenario))
         .connect()
@@ -174,6 +242,9 @@ pub async fn engine_with(
         .state(ledger.clone());
     if let Some(gate) = gate {
         builder = builder.state(gate);
+    }
+    if let Some(starts) = starts {
+        builder = builder.state(starts);
     }
     let engine = builder
         .producer_options(ProducerOptions {
