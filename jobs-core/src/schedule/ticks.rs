@@ -172,6 +172,9 @@ pub struct LastFired {
 /// Broker errors; [`Error::Timeout`] when the message a count said is there does not come.
 pub async fn last_fired(transport: &dyn Transport, job: &Job) -> Result<Option<LastFired>> {
     let queue = last_queue(job);
+    // The count leaves out a record another reader holds for a moment: read then, it looks
+    // like none. For a scheduler that can only happen as it becomes the active one, where a
+    // slot may fire twice anyway (see the runner's docs).
     if transport.message_count(&queue).await? == 0 {
         return Ok(None);
     }
