@@ -16,7 +16,7 @@ use jobs_faults::scenario::{sized, until};
 use jobs_faults::{Ledger, PrivateNode, skip_without_rabbitmq};
 use nodes_support::{
     DEAD_LETTER_IN_FLIGHT, DUE_HEADER, IN_FLIGHT, Producers, Queue, RETRY_QUEUES, Starts, Tracked,
-    all_settled, engine, engine_with_starts, tracked_quorum,
+    all_settled, drained, engine, engine_with_starts, tracked_quorum,
 };
 
 /// Concurrent producers in every scenario.
@@ -218,6 +218,7 @@ async fn retries_across_a_restart(node: &mut PrivateNode, queue: Queue, kill: bo
     }
     node.start().await.expect("the node starts again");
     all_settled(&ledger, SETTLE).await;
+    drained(&engine, queue, SETTLE).await;
     assert_eq!(
         produced.transient_failures, 0,
         "all enqueued before the restart"

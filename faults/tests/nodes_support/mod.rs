@@ -363,6 +363,33 @@ fn take(remaining: &AtomicUsize) -> bool {
         .is_ok()
 }
 
+/// Waits (at most `within`) until no message of `queue`'s job waits in its work or retry
+/// queues: a duplicate that a restart left in a retry queue then reaches this scenario's
+/// engine and ledger, not the next scenario's.
+pub async fn drained(engine: &Engine, queue: Queue, within: Duration) {
+    let transport = engine.producer().transport();
+    let deadline = Instant::now() + within;
+    let queues: Vec<String> = queue
+        .queues()
+        .into_iter()
+        .filter(|q| !q.ends_with(".err"))
+        .collect();
+    loop {
+        let mut waiting = 0;
+        for name in &queues {
+            waiting += transport.message_count(name).await.unwrap_or(1);
+        }
+        if waiting == 0 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{waiting} messages still wait in {queues:?} after {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// Waits until every confirmed job of `ledger` is handled or dead-lettered.
 pub async fn all_settled(ledger: &Ledger, within: Duration) {
     let deadline = Instant::now() + within;
