@@ -21,8 +21,10 @@ use nodes_support::{
 
 /// Concurrent producers in every scenario.
 const PRODUCERS: usize = 8;
-/// The longest a scenario's jobs may take to settle after its last fault.
-const SETTLE: Duration = Duration::from_secs(120);
+/// The longest a scenario's jobs may take to settle after its last fault. Once, on a two-core
+/// machine loaded by other builds, a classic queue's jobs had not started two minutes after a
+/// SIGKILL and restart (the cause is not known yet); a bound, not a timing.
+const SETTLE: Duration = Duration::from_secs(300);
 /// The producer's confirm timeout: a publish stuck on a dead connection fails after this.
 const CONFIRM_TIMEOUT: Duration = Duration::from_secs(5);
 
