@@ -35,6 +35,11 @@ pub mod header {
     pub const SLOT: &str = "x-jobs-slot";
     /// A schedule's record of its last fired slot: the worker that fired it.
     pub const FIRED_BY: &str = "x-jobs-fired-by";
+    /// A call's request: when the caller stops waiting, in Unix milliseconds.
+    pub const DEADLINE: &str = "x-jobs-deadline";
+    /// A call's reply: `ok` with the reply message as the body, or `failed` with
+    /// [`ERROR_KIND`] and [`ERROR`]. Missing means `ok`.
+    pub const REPLY: &str = "x-jobs-reply";
     /// The headers that mark a message as failed; replay strips them. The origin headers
     /// ([`EXCHANGE`], [`ROUTING_KEY`]) stay: they say where the job was first published.
     pub const FAILURE: [&str; 5] = [ERROR, ERROR_KIND, FAILED_AT, QUEUE, HOST];

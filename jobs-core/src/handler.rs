@@ -5,15 +5,17 @@ use std::fmt;
 use std::future::Future;
 use std::marker::PhantomData;
 
+use bytes::Bytes;
 use futures_util::FutureExt as _;
+use prost::Message as _;
 
 use crate::context::JobContext;
 use crate::job::JobMessage;
 use crate::job_error::JobError;
 use crate::transport::BoxFuture;
 
-/// The future of one handler run.
-pub type HandlerFuture = BoxFuture<'static, Result<(), JobError>>;
+/// The future of one handler run: the reply's encoding (empty for `()`), or the error.
+pub type HandlerFuture = BoxFuture<'static, Result<Bytes, JobError>>;
 
 /// What a job's handler returns: the running handler, or why the body did not decode.
 pub type HandleResult = Result<HandlerFuture, prost::DecodeError>;
@@ -82,26 +84,35 @@ impl<M> DescribeOpaque for &&Describe<M> {
     }
 }
 
-/// A job fn's return value.
+/// A job fn's return value: `Result<(), E>`, or `Result<Reply, E>` for a job that answers
+/// its calls with a protobuf message.
 #[diagnostic::on_unimplemented(
-    message = "`#[job]` functions must return `Result<(), E>`, not `{Self}`",
+    message = "`#[job]` functions must return `Result<(), E>` or `Result<Reply, E>`, not `{Self}`",
     label = "expected `Result<(), JobError>`",
-    note = "`E` may be `jobs_core::JobError` or any `std::error::Error + Send + Sync + 'static`"
+    note = "`E` may be `jobs_core::JobError` or any `std::error::Error + Send + Sync + 'static`; `Reply` a protobuf message"
 )]
 pub trait IntoJobResult {
+    /// What the job answers a call with; `()` for a job that only runs.
+    type Reply: JobMessage;
+
     /// Converts into the engine's view of a handler's outcome.
     ///
     /// # Errors
     ///
     /// The handler's error, as a [`JobError`].
-    fn into_job_result(self) -> Result<(), JobError>;
+    fn into_job_result(self) -> Result<Self::Reply, JobError>;
 }
 
-impl<E: Into<JobError>> IntoJobResult for Result<(), E> {
-    fn into_job_result(self) -> Result<(), JobError> {
+impl<R: JobMessage, E: Into<JobError>> IntoJobResult for Result<R, E> {
+    type Reply = R;
+
+    fn into_job_result(self) -> Result<R, JobError> {
         self.map_err(Into::into)
     }
 }
+
+/// The reply type of a job fn that returns `T`.
+pub type ReplyOf<T> = <T as IntoJobResult>::Reply;
 
 /// A job fn's run, started: `#[job]` calls it on the fn's future, so that a future that is not
 /// `Send` is reported on the fn's return type.
@@ -110,7 +121,12 @@ where
     F: Future + Send + 'static,
     F::Output: IntoJobResult,
 {
-    Box::pin(future.map(IntoJobResult::into_job_result))
+    // `()` encodes to nothing, without allocating: a job that only runs pays nothing here.
+    Box::pin(future.map(|output| {
+        output
+            .into_job_result()
+            .map(|reply| Bytes::from(reply.encode_to_vec()))
+    }))
 }
 
 /// A job fn's run that did not start: an argument could not be had.

@@ -87,6 +87,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod backoff;
+pub mod call;
 mod context;
 mod declared;
 pub mod delay;
@@ -113,6 +114,7 @@ pub mod transport;
 pub mod __private;
 
 pub use backoff::Backoff;
+pub use call::{Call, CallError};
 pub use context::{JobContext, JobContextBuilder};
 pub use envelope::{Envelope, HeaderValue, Headers};
 pub use error::{BoxError, Error, Result};

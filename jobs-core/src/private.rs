@@ -5,7 +5,7 @@ pub use crate::backoff::Backoff;
 pub use crate::extract::FromJobContext;
 pub use crate::handler::{
     Describe, DescribeFields, DescribeOpaque, Described, Describer, HandleResult, Handler,
-    HandlerFuture, IntoJobResult, MessageOf, handle, not_started, running,
+    HandlerFuture, IntoJobResult, MessageOf, ReplyOf, handle, not_started, running,
 };
 pub use crate::job::{
     ExchangeKind, HeaderBinding, HeaderMatch, Job, JobMessage, JobOptions, JobParts, QueueType, job,

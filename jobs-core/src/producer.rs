@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 
+use crate::call::Calls;
 use crate::declared::Declared;
 use crate::envelope::{CONTENT_TYPE, Envelope, HeaderValue, Headers, Properties, header};
 use crate::error::{Error, Result};
@@ -58,6 +59,8 @@ struct Inner {
     options: ProducerOptions,
     /// `None` when [`ProducerOptions::declare`] is off.
     declared: Option<Declared>,
+    /// The calls in flight, and their reply channel.
+    calls: Calls,
 }
 
 /// Limits a [`Producer`] holds its publishes to.
@@ -105,6 +108,7 @@ impl Producer {
                 transport,
                 options,
                 declared,
+                calls: Calls::default(),
             }),
         }
     }
@@ -147,6 +151,7 @@ impl Producer {
                 transport,
                 options,
                 declared,
+                calls: Calls::default(),
             }),
         }
     }
@@ -157,6 +162,11 @@ impl Producer {
             Some(declared) => declared.ensure(job, self.inner.transport.as_ref()).await,
             None => Ok(()),
         }
+    }
+
+    /// The calls in flight.
+    pub(crate) fn calls(&self) -> &Calls {
+        &self.inner.calls
     }
 
     /// The transport it publishes over.
@@ -349,6 +359,17 @@ impl<M: JobMessage> Enqueue<M> {
         producer.declare(job).await?;
         producer.publish(publish).await?;
         Ok(id)
+    }
+
+    /// The request of a call: the job's message as [`enqueue`](Self::enqueue) would publish
+    /// it, its topology declared first. A delay is ignored: a call runs now.
+    pub(crate) async fn into_request(self, producer: &Producer) -> Result<Publish> {
+        let job = self.job;
+        let mut this = self;
+        this.delay = None;
+        let (_, publish) = this.into_publish(producer.options().max_message_size)?;
+        producer.declare(job).await?;
+        Ok(publish)
     }
 
     fn into_publish(self, max_message_size: usize) -> Result<(MessageId, Publish)> {

@@ -15,7 +15,7 @@ use jobs_core::engine::{DEFAULT_OUTCOME_PUBLISH_TIMEOUT, Engine, Event, Observer
 use jobs_core::testing::{Outcome, Recorder};
 use jobs_core::topology::Topology;
 use jobs_core::transport::memory::MemoryTransport;
-use jobs_core::transport::{BoxFuture, Consumer, Declare, Publish, Transport};
+use jobs_core::transport::{BoxFuture, Consumer, Declare, Publish, Requester, Transport};
 use jobs_core::{Error, FailedJob, FailureKind, JobContext, JobError, Result, job};
 use tokio::sync::Semaphore;
 
@@ -113,6 +113,10 @@ impl Transport for Faulty {
 
     fn purge<'a>(&'a self, queue: &'a str) -> BoxFuture<'a, Result<u64>> {
         self.broker.purge(queue)
+    }
+
+    fn requester(&self) -> BoxFuture<'_, Result<Requester>> {
+        self.broker.requester()
     }
 }
 

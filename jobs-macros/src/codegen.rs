@@ -118,6 +118,34 @@ pub(crate) fn generate(spec: &JobSpec<'_>) -> TokenStream {
          or when the broker nacks it, does not confirm it in time, or cannot be reached."
     );
 
+    // The reply type as the return type spells it, `Result<Reply, E>` (or an alias such as
+    // `anyhow::Result<Reply>`): naming it through `IntoJobResult` would add an error of its own
+    // to the one `running` reports for a return type that is no `Result`. Without a `Result`
+    // to read it from, there is no `call`.
+    let reply = ok_type(output);
+    let call_doc = format!(
+        "Calls the `{fn_name}` job: runs it on a worker and returns what it returned, over \
+         RabbitMQ's direct reply-to.\n\n\
+         Set per-call options (`.timeout(d)`, 30 s by default; headers, message id, routing key) \
+         before `.await`. The `call` module of `jobs_core` describes the wire and how failures \
+         and retries come back.\n\n\
+         # Errors\n\n\
+         A `CallError`: the job failed for good (with its kind and text), \
+         no reply in time, the request could not be sent (unroutable when no worker's queue is \
+         bound), or the connection closed first.",
+    );
+    let call_fn = reply.map(|reply| {
+        quote! {
+            #[doc = #call_doc]
+            #[allow(dead_code)]
+            #item_vis fn call<'p, #bound>(
+                producer: &'p impl ::core::convert::AsRef<#krate::Producer>,
+                message: #m,
+            ) -> #krate::Call<'p, #m, #reply> {
+                #krate::Call::new(with(message), producer.as_ref())
+            }
+        }
+    });
     quote! {
         #func
 
@@ -164,6 +192,8 @@ pub(crate) fn generate(spec: &JobSpec<'_>) -> TokenStream {
             ) -> #krate::Result<#krate::MessageId> {
                 #send
             }
+
+            #call_fn
 
             // `super::` keeps the call right when the fn is named like an item of this module
             // (`with`, `enqueue`).
@@ -339,6 +369,24 @@ fn compact(ty: &Type) -> String {
         })
         .map(|(_, c)| *c)
         .collect()
+}
+
+/// `T` of a return type spelled `Result<T, E>` or `Result<T>` (any path ending in `Result`).
+fn ok_type(output: &Type) -> Option<&Type> {
+    let Type::Path(path) = output else {
+        return None;
+    };
+    let last = path.path.segments.last()?;
+    if last.ident != "Result" {
+        return None;
+    }
+    let syn::PathArguments::AngleBracketed(arguments) = &last.arguments else {
+        return None;
+    };
+    match arguments.args.first()? {
+        syn::GenericArgument::Type(ty) => Some(ty),
+        _ => None,
+    }
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! and the broker of the `amqp_*` tests.
 
 pub mod broker;
+pub mod calls;
 pub mod delays;
 pub mod routing;
 pub mod scenarios;

@@ -15,6 +15,7 @@ use super::consumer::Abandon;
 use super::durable::{self, Decision, Decisions, Destination, NotPublished};
 use super::events::{Event, EventKind, Observer};
 use super::failure::{self, Failure, Origin};
+use super::reply;
 use super::settle::Verdict;
 use crate::context::{ContextShared, JobContext};
 use crate::envelope::Envelope;
@@ -168,7 +169,10 @@ async fn run(
     let result = tokio::time::timeout(timeout, running.instrument(span)).await;
     let elapsed = started.elapsed();
     let failure = match result {
-        Ok(Ok(Ok(()))) => {
+        Ok(Ok(Ok(body))) => {
+            if reply::address(&envelope).is_some() {
+                reply::ok(runtime, &envelope, body).await;
+            }
             runtime.emit(message_id, attempt, EventKind::Succeeded { elapsed });
             return Verdict::Ack;
         }
@@ -189,6 +193,7 @@ async fn run(
     };
 
     let settings = &runtime.settings;
+    let mut failure = failure;
     let retry = failure.kind.is_retryable() && attempt <= settings.retries();
     let destination = match (retry, failure.retry_after) {
         (false, _) => Destination::ErrorQueue,
@@ -204,6 +209,7 @@ async fn run(
                 })
         }
     };
+    let destination = within_deadline(runtime, &envelope, destination, &mut failure);
     let decision = Decision {
         attempt,
         failure,
@@ -217,6 +223,31 @@ async fn run(
         runtime, envelope, decision, origin, abandon, true,
     ))
     .await
+}
+
+/// A call's retry that would start after its caller stopped waiting is no retry: the attempt
+/// was the last, and the caller hears of it now rather than timing out.
+fn within_deadline(
+    runtime: &JobRuntime,
+    envelope: &Envelope,
+    destination: Destination,
+    failure: &mut Failure,
+) -> Destination {
+    let delay = match &destination {
+        Destination::Retry { delay, .. } | Destination::Delayed { delay } => *delay,
+        Destination::ErrorQueue => return destination,
+    };
+    let Some(deadline) = reply::deadline(envelope) else {
+        return destination;
+    };
+    if runtime.producer.transport().now() + delay <= deadline {
+        return destination;
+    }
+    failure.error = format!(
+        "{}; not retried: the call's deadline comes before the retry, in {delay:?}",
+        failure.error
+    );
+    Destination::ErrorQueue
 }
 
 /// Publishes a failed delivery's decided outcome (see [`durable`](super::durable)) and says how
@@ -299,6 +330,12 @@ async fn settle_failure(
         let error = match published {
             Ok(()) => {
                 report_durable(runtime, message_id.as_deref(), &decision, started);
+                if matches!(decision.destination, Destination::ErrorQueue)
+                    && reply::address(&envelope).is_some()
+                {
+                    let failure = &decision.failure;
+                    reply::failed(runtime, &envelope, failure.kind, &failure.error).await;
+                }
                 return Verdict::Ack;
             }
             Err(NotPublished::Lost) => return Verdict::Requeue,

@@ -29,6 +29,7 @@ mod dispatch;
 mod durable;
 mod events;
 mod failure;
+mod reply;
 mod settle;
 
 pub(crate) use consumer::StopSignal;

@@ -89,6 +89,44 @@ pub trait Transport: Send + Sync + fmt::Debug + 'static {
     ///
     /// [`Error::NotFound`](crate::Error::NotFound) for a missing queue, and connection errors.
     fn purge<'a>(&'a self, queue: &'a str) -> BoxFuture<'a, Result<u64>>;
+
+    /// Opens a channel for calls, RabbitMQ's *direct reply-to*: requests published through it
+    /// carry the channel's address in `reply_to` (the transport sets it), and replies sent to
+    /// that address come back on its stream, with no queue declared. A reply to a channel that
+    /// closed is dropped.
+    ///
+    /// # Errors
+    ///
+    /// Connection errors.
+    fn requester(&self) -> BoxFuture<'_, Result<Requester>>;
+}
+
+/// A channel for calls; see [`Transport::requester`]. Transport plumbing.
+pub struct Requester {
+    /// Publishes requests on the channel.
+    pub publisher: Box<dyn PublishRequest>,
+    /// The replies sent to the channel, in arrival order (no acks: a reply is settled on
+    /// arrival). It ends when the channel closes.
+    pub replies: ReplyStream,
+}
+
+impl fmt::Debug for Requester {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Requester")
+            .field("publisher", &self.publisher)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The replies of a [`Requester`].
+pub type ReplyStream = Pin<Box<dyn Stream<Item = Envelope> + Send>>;
+
+/// Publishes requests on a [`Requester`]'s channel. Transport plumbing.
+pub trait PublishRequest: Send + Sync + fmt::Debug {
+    /// Publishes `publish` with its `reply_to` set to the channel's address (whatever it
+    /// carried is replaced) and resolves once the broker confirmed it, as
+    /// [`Transport::publish`] does, with the same errors.
+    fn publish(&self, publish: Publish) -> BoxFuture<'static, Result<()>>;
 }
 
 /// Whether [`Transport::declare`] creates the topology or only checks it.

@@ -12,6 +12,12 @@
 //!   delivery stream ends when the channel or connection is lost; it is never resumed, since a
 //!   new channel numbers its deliveries from 1 again. Call
 //!   [`consume`](Transport::consume) again for a new consumer.
+//! * **Requests**: [`requester`](Transport::requester) opens a confirm-mode channel of its own
+//!   on the publishing connection, consuming RabbitMQ's direct reply-to pseudo-queue
+//!   `amq.rabbitmq.reply-to` without acks. Requests publish as above, with `reply_to` set to
+//!   that pseudo-queue, which the broker rewrites to the channel's address. Replies stream
+//!   until the channel or its connection closes; it is never reopened, since replies in flight
+//!   would go to the old address.
 //! * **Reconnecting**: lapin's auto-recovery is off. A call that finds its connection lost
 //!   opens a new one, one attempt at a time; after a failed attempt, calls fail with
 //!   [`Error::Connection`] for a backoff that doubles from 100 ms up to 5 s.
@@ -71,6 +77,9 @@ mod convert;
 mod declare;
 mod error_map;
 mod publish;
+mod requester;
+#[cfg(test)]
+mod tests;
 
 use std::fmt;
 use std::sync::Arc;
@@ -81,7 +90,7 @@ use self::publish::Publisher;
 use super::redact_url as redact;
 use crate::error::{Error, Result};
 use crate::topology::Topology;
-use crate::transport::{BoxFuture, Consumer, Declare, Publish, Transport};
+use crate::transport::{BoxFuture, Consumer, Declare, Publish, Requester, Transport};
 
 /// Connection name the broker shows when none is given.
 const DEFAULT_NAME: &str = "jobs";
@@ -174,7 +183,7 @@ impl AmqpTransport {
         }
     }
 
-    /// Closes both connections. Consumer streams end; a later call reconnects.
+    /// Closes both connections. Consumer and reply streams end; a later call reconnects.
     pub async fn close(&self) {
         self.inner.publisher.link().close().await;
         self.inner.consuming.close().await;
@@ -271,6 +280,11 @@ impl Transport for AmqpTransport {
     fn purge<'a>(&'a self, queue: &'a str) -> BoxFuture<'a, Result<u64>> {
         let purge = declare::purge(self.inner.publisher.link(), queue);
         Box::pin(self.inner.bounded("purging", purge))
+    }
+
+    fn requester(&self) -> BoxFuture<'_, Result<Requester>> {
+        let requester = requester::requester(self.inner.publisher.link());
+        Box::pin(self.inner.bounded("opening a requester", requester))
     }
 }
 

@@ -5,6 +5,7 @@ use std::sync::{Arc, PoisonError};
 use lapin::Channel;
 use lapin::Confirmation;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use lapin::types::ShortString;
 
 use super::connection::Link;
 use super::convert;
@@ -94,11 +95,50 @@ impl Publisher {
 /// A frame's type, channel and size before its payload, and its end marker after.
 const FRAME_OVERHEAD: usize = 8;
 
-pub(super) async fn publish(publisher: Arc<Publisher>, mut publish: Publish) -> Result<()> {
-    let exchange = convert::short("exchange", &publish.exchange)?;
-    let routing_key = convert::short("routing key", &publish.routing_key)?;
-    let properties = std::mem::take(&mut publish.envelope.properties);
+pub(super) async fn publish(publisher: Arc<Publisher>, publish: Publish) -> Result<()> {
+    let names = Names::of(&publish)?;
     let Open { channel, frame_max } = publisher.channel().await?;
+    let sent = send(&channel, frame_max, names, publish).await;
+    if matches!(sent, Err(Error::Nacked { .. })) {
+        // RabbitMQ 3.10 keeps nacking a channel's publishes to a quorum queue that once
+        // rejected them (a length limit with `reject-publish`) after the queue has room
+        // again; a new channel is not held to it.
+        publisher.retire(&channel);
+    }
+    sent
+}
+
+/// A publish's exchange and routing key, checked against AMQP's limits before any channel is
+/// taken.
+pub(super) struct Names {
+    exchange: ShortString,
+    routing_key: ShortString,
+}
+
+impl Names {
+    pub(super) fn of(publish: &Publish) -> Result<Self> {
+        Ok(Self {
+            exchange: convert::short("exchange", &publish.exchange)?,
+            routing_key: convert::short("routing key", &publish.routing_key)?,
+        })
+    }
+}
+
+/// Publishes on `channel`, which is in confirm mode, and resolves with the broker's confirm:
+/// [`Error::Unroutable`] for a returned `mandatory` message, [`Error::Nacked`] for a negative
+/// confirm, [`Error::HeadersTooLarge`] before anything is sent for a header table larger than
+/// a frame of `frame_max` bytes (0: no limit).
+pub(super) async fn send(
+    channel: &Channel,
+    frame_max: usize,
+    names: Names,
+    mut publish: Publish,
+) -> Result<()> {
+    let Names {
+        exchange,
+        routing_key,
+    } = names;
+    let properties = std::mem::take(&mut publish.envelope.properties);
     // A content-header frame cannot be split: one larger than the connection's frame size
     // makes the broker close the whole connection, failing every publish on it. Only a header
     // table can make one that large.
@@ -136,15 +176,9 @@ pub(super) async fn publish(publisher: Arc<Publisher>, mut publish: Publish) -> 
             exchange: publish.exchange.into_owned(),
             routing_key: publish.routing_key.into_owned(),
         }),
-        Confirmation::Nack(_) => {
-            // RabbitMQ 3.10 keeps nacking a channel's publishes to a quorum queue that once
-            // rejected them (a length limit with `reject-publish`) after the queue has room
-            // again; a new channel is not held to it.
-            publisher.retire(&channel);
-            Err(Error::Nacked {
-                exchange: publish.exchange.into_owned(),
-            })
-        }
+        Confirmation::Nack(_) => Err(Error::Nacked {
+            exchange: publish.exchange.into_owned(),
+        }),
         Confirmation::NotRequested => Err(Error::Broker(
             "the publishing channel is not in confirm mode".to_owned(),
         )),

@@ -13,6 +13,7 @@ use super::dead_letter::Reason;
 use super::exchange::{Exchange, ExchangeId};
 use super::idle::IdleSignal;
 use super::queue::{Message, Queue, QueueId};
+use super::reply_to::Requesters;
 use crate::error::{Error, Result};
 use crate::transport::{Delivery, Publish};
 
@@ -62,6 +63,8 @@ pub(super) struct Broker {
     pub(super) queues: Vec<Queue>,
     pub(super) queue_ids: HashMap<String, QueueId>,
     pub(super) next_consumer: u64,
+    /// The direct reply-to channels.
+    pub(super) requesters: Requesters,
     /// Queues where something is still to happen; zero means quiescent.
     busy_queues: usize,
     /// Every successful publish, when recording.
@@ -85,6 +88,7 @@ impl Broker {
             queues: Vec::new(),
             queue_ids: HashMap::new(),
             next_consumer: 1,
+            requesters: Requesters::default(),
             busy_queues: 0,
             log: recording.then(Vec::new),
             scratch: Vec::new(),
@@ -117,7 +121,12 @@ impl Broker {
     /// message no queue takes, and [`Error::Nacked`] when a target queue refuses it
     /// (`x-overflow = reject-publish`): RabbitMQ nacks such a publish even though the other
     /// queues took the message, and so does this.
+    ///
+    /// A direct reply-to address as the key on the default exchange reaches its requester, if
+    /// alive, and no queue: so with `mandatory` it is [`Error::Unroutable`] even when a
+    /// requester got it, as in RabbitMQ 3.10 (see the `reply_to` module).
     pub(super) fn publish(&mut self, publish: Publish) -> Result<()> {
+        self.deliver_reply(&publish.exchange, &publish.routing_key, &publish.envelope);
         let mut targets = mem::take(&mut self.scratch);
         let headers = &publish.envelope.properties.headers;
         let routed = self.route(

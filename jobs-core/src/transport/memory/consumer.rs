@@ -115,7 +115,7 @@ impl ExactSizeIterator for Taken {}
 #[error("the in-memory channel is closed")]
 struct ChannelClosed;
 
-fn channel_closed() -> Error {
+pub(super) fn channel_closed() -> Error {
     Error::Connection(Box::new(ChannelClosed) as BoxError)
 }
 

@@ -56,6 +56,8 @@ impl Broker {
             Some(key) => Cow::Owned(key.clone()),
             None => message.routing_key.clone(),
         };
+        // To a direct reply-to address, as routing by RabbitMQ's default exchange does.
+        self.deliver_reply(&exchange, &routing_key, &message.envelope);
         let mut targets = Vec::new();
         let headers = &message.envelope.properties.headers;
         if self

@@ -8,6 +8,7 @@
 
 use super::broker::Broker;
 use super::queue::QueueId;
+use super::reply_to;
 use super::routing::Router;
 use crate::envelope::Headers;
 use crate::error::{Error, Result};
@@ -99,7 +100,11 @@ impl Broker {
         targets: &mut Vec<QueueId>,
     ) -> Result<()> {
         if exchange.is_empty() {
-            targets.extend(self.queue_id(routing_key));
+            // A direct reply-to address names no queue: the caller hands the message to its
+            // requester (`Broker::deliver_reply`), as RabbitMQ's default exchange does.
+            if !reply_to::is_address(routing_key) {
+                targets.extend(self.queue_id(routing_key));
+            }
             return Ok(());
         }
         let id = self.exchange_id(exchange).ok_or_else(|| Error::NotFound {

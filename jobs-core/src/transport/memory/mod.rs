@@ -16,6 +16,7 @@
 //! | consume | push delivery to consumers with prefetch credit (0 is unlimited), round-robin among a queue's consumers; tags 1, 2, 3… per consumer, each consumer on its own channel; `x-single-active-consumer` (quorum and classic): only the earliest attached consumer not cancelled receives, the next takes over when it is cancelled or its channel closes, and gets the messages that channel returns first (RabbitMQ does not promise that order) | several consumers on one channel, consumer priorities, the consumer timeout |
 //! | settle | ack and nack, `multiple` (tag 0 with `multiple` is everything); nack with requeue returns the message to its place at the head, `redelivered`; without, dead-letters it (`rejected`); an unknown tag is [`Error::Broker`] and closes the channel as RabbitMQ's `PRECONDITION_FAILED` does | |
 //! | cancel, close, disconnect | dropping the stream, or the settler's `cancel`, cancels (unacked deliveries stay settleable); dropping stream and settler closes the channel and returns its unacked messages, `redelivered`; [`MemoryTransport::disconnect`] closes every channel at once, so each unacked message goes back once | persistence and broker crashes |
+//! | direct reply-to | [`Transport::requester`]: a channel consuming `amq.rabbitmq.reply-to` (no-ack) with its own address `amq.rabbitmq.reply-to.<n>`, which its publisher writes into each request's `reply_to` (whatever it carried is replaced) before publishing as [`Transport::publish`] does; a publish (or dead-lettering) to the default exchange with a live address as key goes straight into that requester's stream, settled on arrival and in no queue; to a dead or unknown address it is dropped. As in RabbitMQ 3.10 to 4.1, such a message reaches no queue, so with `mandatory` it is [`Error::Unroutable`] even when a live requester got it (RabbitMQ 4.2 counts it routed instead, live or not): responders reply without `mandatory`. Dropping the stream cancels the reply consumer and kills the address; a request published after that fails with [`Error::Broker`] (RabbitMQ's `PRECONDITION_FAILED`) and closes the channel, as a request to a missing exchange does after its [`Error::NotFound`] (the stream ends, later requests fail with [`Error::Connection`]); dropping stream and publisher closes it. [`MemoryTransport::disconnect`] ends every stream (unread replies are lost) and fails the publishers with [`Error::Connection`]. Replies never keep [`MemoryTransport::until_idle`] waiting. See the `reply_to` module | RabbitMQ's opaque address suffix (here a counter); declaring an address to check that its requester is alive; AMQP 1.0 requesters |
 //! | quorum queues | `x-delivery-limit`: every return (requeue, channel close, disconnect) counts, later deliveries carry `x-delivery-count`, and a return past the limit dead-letters (`delivery_limit`) | replication; `x-dead-letter-strategy` is accepted and changes nothing without crashes (dead-lettering is immediate) |
 //! | TTL | `x-message-ttl`: messages expire that long after entering the queue, head first, and dead-letter (`expired`); an expired message is never delivered | per-message TTL (`expiration`), `x-expires` |
 //! | dead-lettering | to `x-dead-letter-exchange` (`""` allowed) with `x-dead-letter-routing-key` or the message's own key, keeping properties and body, as RabbitMQ 3.10 does: the `x-death` array (one table per queue and reason: `count`, `exchange`, `queue`, `reason`, `routing-keys`, `time` on tokio's clock; newest first, the others regrouped in reverse as 3.10 does), and `x-first-death-reason`, `-queue` and `-exchange` on a message without `x-death`; dropped without a dead-letter exchange, when it routes nowhere, or, for a queue named in the message's own `x-death` with no rejection up to it, in a cycle (so a republished message keeps its history and a stripped one starts afresh). See the `death` module | `x-last-death-*` (3.13 added them; 3.10 writes none, nor does this broker); `original-expiration`; a malformed `x-death` is reset (not an array) or loses its entries that are not tables, where 3.10 crashes |
@@ -25,7 +26,10 @@
 //!
 //! [`MemoryTransport::until_idle`] waits until no delivery is unacked, no queue with a consumer
 //! holds a ready message and no queue with a TTL holds a message at all. On a paused clock,
-//! tokio then advances time to the next expiry by itself.
+//! tokio then advances time to the next expiry by itself. Direct replies never count: they are
+//! settled on arrival in their requester's stream, so one left unread there is the client's
+//! business, not the broker's, and waiting for it would hang; since a reply is in its stream as
+//! soon as it is published, a quiescent broker already holds every reply sent before.
 
 mod broker;
 mod consumer;
@@ -37,6 +41,7 @@ mod expiry;
 mod idle;
 mod limit;
 mod queue;
+mod reply_to;
 mod routing;
 mod single_active;
 
@@ -51,7 +56,7 @@ use crate::envelope::Envelope;
 use crate::error::Error;
 use crate::error::Result;
 use crate::topology::Topology;
-use crate::transport::{BoxFuture, Consumer, Declare, Publish, Transport};
+use crate::transport::{BoxFuture, Consumer, Declare, Publish, Requester, Transport};
 
 /// An in-process broker with RabbitMQ's semantics; see the [module docs](self) for what it
 /// emulates and what it does not.
@@ -175,10 +180,13 @@ impl MemoryTransport {
 
     /// Acts like a lost connection: every consumer's stream ends and its unacked messages go
     /// back to their queues, `redelivered` and counted toward a quorum queue's delivery limit.
-    /// Settling on the old consumers fails with [`Error::Connection`]; new consumers and
-    /// publishes work as before.
+    /// Every requester's reply stream ends too, unread replies with it, and its address is
+    /// dead. Settling on the old consumers and publishing on the old requesters fail with
+    /// [`Error::Connection`]; new consumers, requesters and publishes work as before.
     pub fn disconnect(&self) {
-        self.shared.lock().disconnect();
+        let mut broker = self.shared.lock();
+        broker.disconnect();
+        broker.disconnect_requesters();
     }
 }
 
@@ -232,6 +240,14 @@ impl Transport for MemoryTransport {
     fn purge<'a>(&'a self, queue: &'a str) -> BoxFuture<'a, Result<u64>> {
         let outcome = self.shared.lock().purge(queue);
         Box::pin(std::future::ready(outcome))
+    }
+
+    /// A channel consuming `amq.rabbitmq.reply-to` with its own address; see the module docs'
+    /// direct reply-to row. The returned future is already resolved.
+    fn requester(&self) -> BoxFuture<'_, Result<Requester>> {
+        let opened = self.shared.lock().open_requester();
+        let requester = opened.into_requester(Arc::clone(&self.shared));
+        Box::pin(std::future::ready(Ok(requester)))
     }
 }
 

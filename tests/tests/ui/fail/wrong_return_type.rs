@@ -7,8 +7,9 @@ pub struct Ping {
 }
 
 #[job(exchange = "ops", routing_key = "ping")]
-async fn ping(_: Ping) -> Result<u32, JobError> {
-    Ok(1)
+/// Not a protobuf message, so no reply.
+async fn ping(_: Ping) -> Result<std::time::Instant, JobError> {
+    Ok(std::time::Instant::now())
 }
 
 fn main() {}

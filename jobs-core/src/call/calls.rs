@@ -1,0 +1,172 @@
+//! The calls in flight of one producer: one requester (a direct reply-to channel) serves them
+//! all, its replies matched to their callers by correlation id.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, UNIX_EPOCH};
+
+use bytes::Bytes;
+use futures_util::StreamExt as _;
+use tokio::sync::oneshot;
+
+use super::{CallError, REPLY_FAILED};
+use crate::envelope::{Envelope, HeaderValue, header};
+use crate::error::Error;
+use crate::job_error::FailureKind;
+use crate::producer::{MessageId, Producer};
+use crate::transport::{Publish, PublishRequest, ReplyStream, Transport};
+
+/// The callers waiting, by correlation id.
+type Pending = Arc<Mutex<HashMap<String, oneshot::Sender<Envelope>>>>;
+
+/// A producer's calls: the requester is opened at the first call, and again after its
+/// channel closed.
+#[derive(Default)]
+pub(crate) struct Calls {
+    session: tokio::sync::Mutex<Option<Arc<Session>>>,
+}
+
+impl std::fmt::Debug for Calls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Calls").finish_non_exhaustive()
+    }
+}
+
+/// One requester and the calls waiting on it.
+struct Session {
+    publisher: Box<dyn PublishRequest>,
+    pending: Pending,
+    /// Set when the reply stream ended: the session is not used again.
+    closed: Arc<AtomicBool>,
+    /// Dropped with the session, which stops its reader (and closes the channel).
+    _stop: oneshot::Sender<()>,
+}
+
+impl Calls {
+    /// Publishes `request` with a fresh correlation id and the deadline `timeout` from now,
+    /// and waits for its reply's body.
+    pub(crate) async fn call(
+        &self,
+        producer: &Producer,
+        mut request: Publish,
+        timeout: Duration,
+    ) -> Result<Bytes, CallError> {
+        let started = tokio::time::Instant::now();
+        let session = self.session(producer.transport().as_ref()).await?;
+        let correlation_id = MessageId::generate().as_str().to_owned();
+        let deadline = producer.transport().now() + timeout;
+        let deadline_ms = deadline.duration_since(UNIX_EPOCH).map_or(0, |since| {
+            i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
+        });
+        let properties = &mut request.envelope.properties;
+        properties.correlation_id = Some(correlation_id.clone());
+        properties
+            .headers
+            .insert(header::DEADLINE, HeaderValue::from(deadline_ms));
+
+        let (sender, reply) = oneshot::channel();
+        lock(&session.pending).insert(correlation_id.clone(), sender);
+        let confirm_timeout = producer.options().confirm_timeout;
+        let published = tokio::time::timeout(confirm_timeout, session.publisher.publish(request))
+            .await
+            .unwrap_or(Err(Error::Timeout {
+                after: confirm_timeout,
+            }));
+        if let Err(error) = published {
+            lock(&session.pending).remove(&correlation_id);
+            if matches!(error, Error::Connection(_)) {
+                session.closed.store(true, Ordering::Release);
+            }
+            return Err(CallError::Request(error));
+        }
+        let left = timeout.saturating_sub(started.elapsed());
+        match tokio::time::timeout(left, reply).await {
+            Ok(Ok(envelope)) => reply_body(envelope),
+            Ok(Err(_)) => Err(CallError::Disconnected),
+            Err(_) => {
+                // A reply that comes later finds no caller, and is dropped.
+                lock(&session.pending).remove(&correlation_id);
+                Err(CallError::Timeout { after: timeout })
+            }
+        }
+    }
+
+    /// The open session, or a new one.
+    async fn session(&self, transport: &dyn Transport) -> Result<Arc<Session>, CallError> {
+        let mut slot = self.session.lock().await;
+        if let Some(session) = slot.as_ref()
+            && !session.closed.load(Ordering::Acquire)
+        {
+            return Ok(Arc::clone(session));
+        }
+        let requester = transport.requester().await.map_err(CallError::Request)?;
+        let pending = Pending::default();
+        let closed = Arc::new(AtomicBool::new(false));
+        let (stop, stopped) = oneshot::channel();
+        tokio::spawn(read_replies(
+            requester.replies,
+            Arc::clone(&pending),
+            Arc::clone(&closed),
+            stopped,
+        ));
+        let session = Arc::new(Session {
+            publisher: requester.publisher,
+            pending,
+            closed,
+            _stop: stop,
+        });
+        *slot = Some(Arc::clone(&session));
+        Ok(session)
+    }
+}
+
+/// Hands each reply to its caller until the stream ends or the session goes; then every call
+/// still waiting learns that its connection closed.
+async fn read_replies(
+    mut replies: ReplyStream,
+    pending: Pending,
+    closed: Arc<AtomicBool>,
+    mut stopped: oneshot::Receiver<()>,
+) {
+    loop {
+        let reply = tokio::select! {
+            _ = &mut stopped => break,
+            reply = replies.next() => reply,
+        };
+        let Some(reply) = reply else { break };
+        let Some(id) = reply.properties.correlation_id.as_deref() else {
+            continue;
+        };
+        // None: the caller gave up, or the reply is not for us; dropped quietly.
+        let caller = lock(&pending).remove(id);
+        if let Some(caller) = caller {
+            let _ = caller.send(reply);
+        }
+    }
+    closed.store(true, Ordering::Release);
+    // Dropping the senders wakes every waiting call with `Disconnected`.
+    lock(&pending).clear();
+}
+
+/// The reply's body, or the failure it reports.
+fn reply_body(envelope: Envelope) -> Result<Bytes, CallError> {
+    let headers = &envelope.properties.headers;
+    if headers.get_str(header::REPLY) == Some(REPLY_FAILED) {
+        return Err(CallError::Failed {
+            kind: headers
+                .get_str(header::ERROR_KIND)
+                .and_then(|kind| kind.parse().ok())
+                .unwrap_or(FailureKind::Handler),
+            error: headers
+                .get_str(header::ERROR)
+                .unwrap_or_default()
+                .to_owned(),
+        });
+    }
+    Ok(envelope.body)
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
