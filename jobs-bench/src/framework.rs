@@ -9,9 +9,9 @@ use anyhow::Context as _;
 use futures_util::StreamExt as _;
 use futures_util::stream::FuturesUnordered;
 use jobs_core::engine::Engine;
-use jobs_core::topology::Topology;
+use jobs_core::topology::{RESERVED_PREFIX, Topology};
 use jobs_core::transport::{Declare, Transport};
-use jobs_core::{Job, JobDefaults, JobError, JobSettings, Producer, job};
+use jobs_core::{Enqueue, Job, JobDefaults, JobError, JobSettings, Producer, job};
 use jobs_worker::Metrics;
 
 use crate::QueueKind;
@@ -57,6 +57,50 @@ pub struct Framework {
     producers: usize,
 }
 
+/// How long each enqueued job waits in the broker's delay cascade.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Delays {
+    /// No delay: a plain enqueue.
+    None,
+    /// The same delay for every job.
+    Fixed(Duration),
+    /// `distinct` whole-second delays spread evenly from 0 to `max_secs`: job `seq` waits the
+    /// (`seq` mod `distinct`)-th.
+    Spread {
+        /// The longest delay, in seconds.
+        max_secs: u64,
+        /// How many distinct delays.
+        distinct: u64,
+    },
+}
+
+impl Delays {
+    /// Job `seq`'s delay; `None` for a plain enqueue.
+    #[must_use]
+    pub fn of(self, seq: u64) -> Option<Duration> {
+        match self {
+            Self::None => None,
+            Self::Fixed(delay) => Some(delay),
+            Self::Spread { max_secs, distinct } => {
+                let secs = match distinct {
+                    0 | 1 => max_secs,
+                    _ => seq % distinct * max_secs / (distinct - 1),
+                };
+                Some(Duration::from_secs(secs))
+            }
+        }
+    }
+}
+
+/// The job measured on a queue of `kind`.
+#[must_use]
+pub fn bench_job(kind: QueueKind) -> &'static Job {
+    match kind {
+        QueueKind::Classic => &bench_classic::JOB,
+        QueueKind::Quorum => &bench_quorum::JOB,
+    }
+}
+
 impl Framework {
     /// The queues of the job measured on `kind`: its work, retry and error queues.
     ///
@@ -64,20 +108,27 @@ impl Framework {
     ///
     /// Never for the bench's jobs, whose topology is valid.
     pub fn queues(kind: QueueKind) -> anyhow::Result<Vec<String>> {
-        let job = match kind {
-            QueueKind::Classic => &bench_classic::JOB,
-            QueueKind::Quorum => &bench_quorum::JOB,
-        };
+        Self::job_queues(bench_job(kind))
+    }
+
+    /// The queues of `job` alone: its work, retry and error queues, without the delay cascade
+    /// that every job's topology includes, which the broker's other users share.
+    ///
+    /// # Errors
+    ///
+    /// When `job`'s topology is invalid.
+    pub fn job_queues(job: &'static Job) -> anyhow::Result<Vec<String>> {
         let settings = JobSettings::resolve(job, &JobDefaults::default());
         let topology = Topology::for_jobs([&settings])?;
         Ok(topology
             .queues
             .into_iter()
             .map(|queue| queue.name)
+            .filter(|name| !name.starts_with(RESERVED_PREFIX))
             .collect())
     }
 
-    /// Declares the job's topology on `transport` and empties its queue.
+    /// Declares the topology of the job measured on `kind` and empties its queue.
     ///
     /// # Errors
     ///
@@ -87,10 +138,21 @@ impl Framework {
         kind: QueueKind,
         producers: usize,
     ) -> anyhow::Result<Self> {
-        let (job, queue) = match kind {
-            QueueKind::Classic => (&bench_classic::JOB, bench_classic::QUEUE),
-            QueueKind::Quorum => (&bench_quorum::JOB, bench_quorum::QUEUE),
-        };
+        Self::for_job(transport, bench_job(kind), producers).await
+    }
+
+    /// Declares `job`'s topology on `transport` and empties its queue: `job` takes a
+    /// [`BenchJob`].
+    ///
+    /// # Errors
+    ///
+    /// When the broker refuses the topology.
+    pub async fn for_job(
+        transport: Arc<dyn Transport>,
+        job: &'static Job,
+        producers: usize,
+    ) -> anyhow::Result<Self> {
+        let queue = job.queue();
         let settings = JobSettings::resolve(job, &JobDefaults::default());
         let topology = Topology::for_jobs([&settings])?;
         transport
@@ -115,6 +177,25 @@ impl Framework {
     ///
     /// The first enqueue error.
     pub async fn publish(&self, count: u64, pacer: Option<Pacer>) -> anyhow::Result<()> {
+        self.produce(count, pacer, Delays::None).await
+    }
+
+    /// Enqueues jobs `0..count` unpaced, as [`publish`](Self::publish) does, each with its
+    /// delay of `delays` (`.delay(d)` on the same `Enqueue`).
+    ///
+    /// # Errors
+    ///
+    /// The first enqueue error.
+    pub async fn publish_delayed(&self, count: u64, delays: Delays) -> anyhow::Result<()> {
+        self.produce(count, None, delays).await
+    }
+
+    async fn produce(
+        &self,
+        count: u64,
+        pacer: Option<Pacer>,
+        delays: Delays,
+    ) -> anyhow::Result<()> {
         let mut producers = Vec::new();
         match pacer {
             None => {
@@ -132,7 +213,7 @@ impl Framework {
                                 if seq >= count {
                                     break;
                                 }
-                                in_flight.push(enqueue(job, &producer, seq));
+                                in_flight.push(enqueue(job, &producer, seq, delays));
                             }
                             match in_flight.next().await {
                                 Some(enqueued) => enqueued?,
@@ -146,9 +227,9 @@ impl Framework {
                 for seq in 0..count {
                     pacer.until_due(seq).await;
                     let (producer, job) = (self.producer.clone(), self.job);
-                    producers.push(tokio::spawn(
-                        async move { enqueue(job, &producer, seq).await },
-                    ));
+                    producers.push(tokio::spawn(async move {
+                        enqueue(job, &producer, seq, delays).await
+                    }));
                 }
             }
         }
@@ -156,6 +237,18 @@ impl Framework {
             producer.await??;
         }
         Ok(())
+    }
+
+    /// Enqueues one job outside any measurement, which the caller then purges: a producer
+    /// declares the job's topology and the delay cascade on its first enqueue, which would
+    /// otherwise hold up the first enqueues of a measurement by that declaration. The job's
+    /// number is `u64::MAX`, past any measurement's.
+    ///
+    /// # Errors
+    ///
+    /// The enqueue's error.
+    pub async fn warm_up(&self) -> anyhow::Result<()> {
+        enqueue(self.job, &self.producer, u64::MAX, Delays::None).await
     }
 
     /// Starts a worker engine for the job, at concurrency (and so prefetch) [`PREFETCH`], with
@@ -195,16 +288,73 @@ impl Framework {
     ///
     /// When the broker cannot answer.
     pub async fn ready(&self) -> anyhow::Result<u64> {
-        Ok(self.transport.message_count(self.queue).await?)
+        self.ready_in(self.queue).await
+    }
+
+    /// The messages ready in `queue`: the job's error queue, say.
+    ///
+    /// # Errors
+    ///
+    /// When the broker cannot answer.
+    pub async fn ready_in(&self, queue: &str) -> anyhow::Result<u64> {
+        Ok(self.transport.message_count(queue).await?)
+    }
+
+    /// The job measured.
+    #[must_use]
+    pub fn job(&self) -> &'static Job {
+        self.job
     }
 }
 
-async fn enqueue(job: &'static Job, producer: &Producer, seq: u64) -> anyhow::Result<()> {
-    let message = BenchJob::new(seq);
-    if std::ptr::eq(job, &bench_classic::JOB) {
-        bench_classic::enqueue(producer, message).await?;
-    } else {
-        bench_quorum::enqueue(producer, message).await?;
-    }
+/// What `#[job]`'s `my_job::enqueue(producer, message)` does, for any of the bench's jobs, with
+/// `.delay(d)` when `delays` gives job `seq` one.
+async fn enqueue(
+    job: &'static Job,
+    producer: &Producer,
+    seq: u64,
+    delays: Delays,
+) -> anyhow::Result<()> {
+    let enqueue = Enqueue::new(job, BenchJob::new(seq));
+    match delays.of(seq) {
+        None => enqueue.enqueue(producer).await?,
+        Some(delay) => enqueue.delay(delay).enqueue(producer).await?,
+    };
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_spread_of_delays_runs_evenly_from_zero_to_the_longest() {
+        let spread = Delays::Spread {
+            max_secs: 600,
+            distinct: 200,
+        };
+        let secs = |seq| spread.of(seq).map(|d| d.as_secs());
+        assert_eq!(secs(0), Some(0));
+        assert_eq!(secs(1), Some(3));
+        assert_eq!(secs(199), Some(600));
+        assert_eq!(secs(200), Some(0));
+        let distinct: std::collections::BTreeSet<_> = (0..2000).map(secs).collect();
+        assert_eq!(distinct.len(), 200);
+        assert_eq!(Delays::None.of(7), None);
+        let second = Duration::from_secs(1);
+        assert_eq!(Delays::Fixed(second).of(7), Some(second));
+    }
+
+    #[test]
+    fn the_queues_to_delete_leave_the_shared_cascade_alone() {
+        let queues = Framework::queues(QueueKind::Quorum).unwrap();
+        assert!(
+            queues.contains(&"jobs_bench.quorum".to_owned()),
+            "{queues:?}"
+        );
+        assert!(
+            queues.iter().all(|q| !q.starts_with(RESERVED_PREFIX)),
+            "{queues:?}"
+        );
+    }
 }

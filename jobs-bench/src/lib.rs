@@ -6,7 +6,13 @@
 //! publish-only, consume-only (from the queue the publish filled) and end-to-end throughput with
 //! the client's CPU per job, then send-to-handle latency when paced. The medians of the runs go
 //! into a table with the framework/raw ratio on each row, and into JSON.
+//!
+//! A second table puts figures on delays and retries, for the framework alone ([`delays`]):
+//! plain against delayed enqueues, backoff retries through the job's own retry queue against
+//! `retry_after` retries through the delay cascade, and how late jobs with many distinct delays
+//! start.
 
+pub mod delays;
 pub mod framework;
 pub mod measure;
 pub mod message;
@@ -17,6 +23,7 @@ pub mod report;
 pub mod sink;
 
 pub use plan::{ClientKind, Measure, Options, run};
+pub use report::Report;
 
 /// The kind of the benchmark's queue.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]

@@ -4,16 +4,21 @@ use std::process::ExitCode;
 
 use clap::Parser as _;
 use jobs_bench::Options;
-use jobs_bench::report::table;
+use jobs_bench::report::{cascade_table, table};
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let options = Options::parse();
     match jobs_bench::run(&options).await {
-        Ok(rows) => {
-            #[allow(clippy::print_stdout, reason = "the table is the program's output")]
+        Ok(report) => {
+            #[allow(clippy::print_stdout, reason = "the tables are the program's output")]
             {
-                println!("{}", table(&rows));
+                if !report.rows.is_empty() {
+                    println!("{}", table(&report.rows));
+                }
+                if !report.cascade.is_empty() {
+                    println!("{}", cascade_table(&report.cascade));
+                }
             }
             ExitCode::SUCCESS
         }

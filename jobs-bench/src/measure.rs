@@ -71,6 +71,57 @@ impl Latency {
     }
 }
 
+/// How late jobs started against when they were due, in milliseconds (negative: early).
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct Lateness {
+    /// The earliest.
+    pub min_ms: f64,
+    /// The median.
+    pub p50_ms: f64,
+    /// The 99th percentile.
+    pub p99_ms: f64,
+    /// The latest.
+    pub max_ms: f64,
+    /// Jobs that started before they were due, or more than the tolerance after.
+    pub outside: u64,
+}
+
+impl Lateness {
+    /// The statistics of `nanos`, each a job's start less its due time, counting those outside
+    /// `[0, tolerance]`; zero for an empty sample.
+    #[must_use]
+    pub fn of(mut nanos: Vec<i64>, tolerance: std::time::Duration) -> Self {
+        nanos.sort_unstable();
+        let tolerance = i64::try_from(tolerance.as_nanos()).unwrap_or(i64::MAX);
+        let outside = nanos
+            .iter()
+            .filter(|&&late| !(0..=tolerance).contains(&late))
+            .count();
+        let at = |q: f64| {
+            if nanos.is_empty() {
+                return 0.0;
+            }
+            let last = nanos.len() - 1;
+            #[allow(
+                clippy::cast_possible_truncation,
+                clippy::cast_sign_loss,
+                reason = "an index within 0..=last"
+            )]
+            let index = (q * as_f64(last as u64)).round() as usize;
+            #[allow(clippy::cast_precision_loss, reason = "nanoseconds well below 2^53")]
+            let late = nanos[index.min(last)] as f64;
+            late / 1e6
+        };
+        Self {
+            min_ms: at(0.0),
+            p50_ms: at(0.50),
+            p99_ms: at(0.99),
+            max_ms: at(1.0),
+            outside: u64::try_from(outside).unwrap_or(u64::MAX),
+        }
+    }
+}
+
 /// The median of `values` (the upper one of an even count); `None` for none.
 #[must_use]
 pub fn median(values: &[f64]) -> Option<f64> {
@@ -95,6 +146,22 @@ mod tests {
         let latency = Latency::of((1..=100).rev().map(|us| us * 1000).collect());
         assert!((latency.p50_us - 51.0).abs() < 1e-9, "{latency:?}");
         assert!((latency.p99_us - 99.0).abs() < 1e-9, "{latency:?}");
+    }
+
+    #[test]
+    fn lateness_counts_the_early_and_the_too_late() {
+        let ms = |ms: i64| ms * 1_000_000;
+        let mut sample: Vec<i64> = (0..98).map(|i| ms(10 + i)).collect();
+        sample.extend([ms(-3), ms(2000)]);
+        let lateness = Lateness::of(sample, std::time::Duration::from_millis(1500));
+        assert!((lateness.min_ms + 3.0).abs() < 1e-9, "{lateness:?}");
+        assert!((lateness.max_ms - 2000.0).abs() < 1e-9, "{lateness:?}");
+        assert!((lateness.p99_ms - 107.0).abs() < 1e-9, "{lateness:?}");
+        assert_eq!(lateness.outside, 2);
+        assert_eq!(
+            Lateness::of(Vec::new(), std::time::Duration::ZERO).outside,
+            0
+        );
     }
 
     #[test]

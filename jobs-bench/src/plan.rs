@@ -9,17 +9,17 @@ use jobs_core::engine::Engine;
 use jobs_core::testing::DEFAULT_BROKER_URL;
 use jobs_core::transport::amqp::AmqpTransport;
 use jobs_core::transport::memory::MemoryTransport;
-use jobs_core::transport::redact_url;
+use jobs_core::transport::{Transport, redact_url};
 use serde::Serialize;
 use tokio::task::JoinHandle;
 
-use crate::QueueKind;
 use crate::framework::Framework;
 use crate::measure::{Latency, Throughput, as_f64, timed};
 use crate::pace::Pacer;
 use crate::raw::Raw;
-use crate::report::{Row, Samples, Side};
+use crate::report::{CascadeRow, Report, Row, Samples, Side};
 use crate::sink::SINK;
+use crate::{QueueKind, delays};
 
 /// The benchmark's command line.
 #[derive(Clone, Debug, clap::Parser)]
@@ -56,9 +56,30 @@ pub struct Options {
     /// Leaves out the in-memory transport.
     #[arg(long)]
     pub no_memory: bool,
-    /// Measures to run (all by default); fewer make a profile easier to read.
-    #[arg(long, value_delimiter = ',', default_values = ["publish", "consume", "end-to-end", "latency"])]
+    /// Measures to run (all but `delay-spread` by default); fewer make a profile easier to
+    /// read.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_values = ["publish", "consume", "end-to-end", "latency", "delayed-publish", "retry"]
+    )]
     pub measures: Vec<Measure>,
+    /// The delay of the delayed enqueues (`delayed-publish`), in seconds: 1 has the cascade
+    /// dead-letter during the enqueues, a delay longer than they last has it wait until after.
+    #[arg(long, default_value_t = 1)]
+    pub publish_delay: u64,
+    /// Jobs per retry measurement (`retry`), each failing once and retried after 1 s.
+    #[arg(long, default_value_t = 5_000)]
+    pub retry_n: u64,
+    /// Jobs of the delay spread (`delay-spread`).
+    #[arg(long, default_value_t = 2_000)]
+    pub spread_jobs: u64,
+    /// Distinct delays of the delay spread, evenly from 0 to `--max-delay`.
+    #[arg(long, default_value_t = 200)]
+    pub spread_delays: u64,
+    /// The longest delay of the delay spread, in seconds: it lasts this long, and more.
+    #[arg(long, default_value_t = 600)]
+    pub max_delay: u64,
     /// Clients to run on the broker (both by default).
     #[arg(long, value_delimiter = ',', default_values = ["raw", "framework"])]
     pub clients: Vec<ClientKind>,
@@ -75,6 +96,15 @@ pub enum Measure {
     EndToEnd,
     /// Paced send-to-handle latency.
     Latency,
+    /// Plain against delayed enqueues of the framework (1 s, or `--publish-delay`), on each
+    /// queue kind.
+    DelayedPublish,
+    /// Jobs failing once and retried 1 s later, through their own retry queue and through the
+    /// delay cascade.
+    Retry,
+    /// How late jobs with many distinct delays start (as long as `--max-delay`: not run by
+    /// default).
+    DelaySpread,
 }
 
 /// A client the plan can run.
@@ -92,10 +122,16 @@ struct Results<'a> {
     n: u64,
     runs: usize,
     latency_secs: u64,
+    publish_delay: u64,
+    retry_n: u64,
+    spread_jobs: u64,
+    spread_delays: u64,
+    max_delay: u64,
     url: String,
     cpus: usize,
     cpu_model: String,
     rows: &'a [Row],
+    cascade_rows: &'a [CascadeRow],
 }
 
 /// One client under measurement: raw lapin or the framework.
@@ -163,16 +199,18 @@ impl Client for Framework {
     }
 }
 
-/// Runs the benchmark, writes the JSON and returns the rows of the table.
+/// Runs the benchmark, writes the JSON and returns the rows of both tables.
 ///
 /// # Errors
 ///
 /// When the broker cannot be reached, a run fails or stalls, or the JSON cannot be written.
-pub async fn run(options: &Options) -> anyhow::Result<Vec<Row>> {
+pub async fn run(options: &Options) -> anyhow::Result<Report> {
     ensure!(
-        options.n > 0 && options.runs > 0,
-        "--n and --runs must be at least 1"
+        options.n > 0 && options.runs > 0 && options.retry_n > 0 && options.spread_jobs > 0,
+        "--n, --runs, --retry-n and --spread-jobs must be at least 1"
     );
+    let runs = |measure| options.measures.contains(&measure);
+    let framework_runs = options.clients.contains(&ClientKind::Framework);
     eprintln!(
         "jobs-bench: {} jobs, {} runs, latency for {} s at {:?} jobs/s, on {}",
         options.n,
@@ -210,6 +248,13 @@ pub async fn run(options: &Options) -> anyhow::Result<Vec<Row>> {
                     }
                 }
             }
+            if framework_runs && runs(Measure::DelayedPublish) {
+                let delayed_first = run % 2 == 1;
+                let (queue, n) = (kind.name(), options.n);
+                let delay = Duration::from_secs(options.publish_delay);
+                delays::delayed_publish(&framework, queue, n, delay, delayed_first, &mut samples)
+                    .await?;
+            }
             raw.close().await;
             transport.close().await;
         }
@@ -222,23 +267,72 @@ pub async fn run(options: &Options) -> anyhow::Result<Vec<Row>> {
             .await?;
             measure(&memory, "memory", Side::Framework, options, &mut samples).await?;
         }
+        if framework_runs && (runs(Measure::Retry) || runs(Measure::DelaySpread)) {
+            cascade_measures(options, run, &mut samples).await?;
+        }
         eprintln!("jobs-bench: run {} of {} done", run + 1, options.runs);
     }
-    let rows = samples.rows();
+    let report = Report {
+        rows: samples.rows(),
+        cascade: samples.cascade_rows(),
+    };
     let results = Results {
         n: options.n,
         runs: options.runs,
         latency_secs: options.latency_secs,
+        publish_delay: options.publish_delay,
+        retry_n: options.retry_n,
+        spread_jobs: options.spread_jobs,
+        spread_delays: options.spread_delays,
+        max_delay: options.max_delay,
         url: redact_url(&options.url),
         cpus: std::thread::available_parallelism().map_or(0, usize::from),
         cpu_model: cpu_model(),
-        rows: &rows,
+        rows: &report.rows,
+        cascade_rows: &report.cascade,
     };
     let json = serde_json::to_string_pretty(&results)?;
     std::fs::write(&options.json, json)
         .with_context(|| format!("writing {}", options.json.display()))?;
     eprintln!("jobs-bench: wrote {}", options.json.display());
-    Ok(rows)
+    Ok(report)
+}
+
+/// The retry paths and the delay spread, on a connection of their own, their jobs' queues
+/// deleted and declared anew.
+async fn cascade_measures(
+    options: &Options,
+    run: usize,
+    samples: &mut Samples,
+) -> anyhow::Result<()> {
+    let mut queues = Vec::new();
+    for job in delays::jobs() {
+        queues.extend(Framework::job_queues(job)?);
+    }
+    Raw::delete(&options.url, &queues)
+        .await
+        .context("raw lapin")?;
+    let transport = AmqpTransport::builder(options.url.as_str())
+        .connection_name("jobs-bench delays")
+        .connect()
+        .await?;
+    let transport = Arc::new(transport);
+    let shared: Arc<dyn Transport> = transport.clone();
+    let producers = options.producers;
+    if options.measures.contains(&Measure::Retry) {
+        let (n, backoff_first) = (options.retry_n, run.is_multiple_of(2));
+        delays::retries(&shared, producers, n, backoff_first, samples).await?;
+    }
+    if options.measures.contains(&Measure::DelaySpread) {
+        let (n, distinct, max) = (
+            options.spread_jobs,
+            options.spread_delays,
+            options.max_delay,
+        );
+        delays::spread(&shared, producers, n, distinct, max, samples).await?;
+    }
+    transport.close().await;
+    Ok(())
 }
 
 /// Every measure of one run on one client.
@@ -355,7 +449,7 @@ async fn drained(client: &impl Client) -> anyhow::Result<()> {
 }
 
 /// How long a measure of `jobs` may take before it counts as stalled: far beyond any real run.
-fn stall_limit(jobs: u64) -> Duration {
+pub(crate) fn stall_limit(jobs: u64) -> Duration {
     Duration::from_secs(60).max(Duration::from_secs_f64(as_f64(jobs) / 500.0))
 }
 

@@ -58,6 +58,27 @@ impl Raw {
         Ok(())
     }
 
+    /// Deletes `queues` if they exist, over a connection of its own.
+    ///
+    /// # Errors
+    ///
+    /// When the broker cannot be reached or refuses a deletion.
+    pub async fn delete(url: &str, queues: &[String]) -> anyhow::Result<()> {
+        let properties = ConnectionProperties::default()
+            .with_connection_name("jobs-bench delete".to_owned().into());
+        let connection = Connection::connect(url, properties).await?;
+        let channel = connection.create_channel().await?;
+        for queue in queues {
+            channel
+                .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
+                .await
+                .with_context(|| format!("deleting {queue}"))?;
+        }
+        channel.close(200, "deleted".into()).await?;
+        connection.close(200, "done".into()).await?;
+        Ok(())
+    }
+
     /// Connects and declares the exchange and a durable queue of `kind`, empty.
     ///
     /// # Errors

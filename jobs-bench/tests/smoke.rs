@@ -1,5 +1,6 @@
 //! The benchmark runs end to end against the broker, on a small scale: every measure of both
-//! clients yields a figure, and the JSON holds the same rows. No timing is asserted.
+//! clients yields a figure, every measure of delays and retries too, and the JSON holds the
+//! same rows. No timing is asserted.
 
 use clap::Parser as _;
 use jobs_bench::Options;
@@ -21,12 +22,23 @@ async fn every_measure_of_both_clients_yields_a_figure() {
         "500",
         "--latency-secs",
         "1",
+        "--measures",
+        "publish,consume,end-to-end,latency,delayed-publish,retry,delay-spread",
+        "--retry-n",
+        "200",
+        "--spread-jobs",
+        "60",
+        "--spread-delays",
+        "12",
+        "--max-delay",
+        "10",
         "--url",
         &url,
         "--json",
         json.to_str().expect("a UTF-8 temp path"),
     ]);
-    let rows = jobs_bench::run(&options).await.expect("the benchmark runs");
+    let report = jobs_bench::run(&options).await.expect("the benchmark runs");
+    let rows = &report.rows;
 
     for queue in ["classic", "quorum"] {
         for measure in [
@@ -56,5 +68,62 @@ async fn every_measure_of_both_clients_yields_a_figure() {
         serde_json::from_str(&std::fs::read_to_string(&json).expect("the JSON was written"))
             .expect("valid JSON");
     assert_eq!(written["rows"].as_array().map(Vec::len), Some(rows.len()));
+
+    // Delays and retries: both paths of the delayed publish on each queue and of the retry
+    // path; the delay spread through the cascade alone.
+    let cascade = &report.cascade;
+    let both = |queue: &str, measure: &str| {
+        let row = cascade
+            .iter()
+            .find(|row| row.queue == queue && row.measure == measure)
+            .unwrap_or_else(|| panic!("no {measure} row for {queue}: {cascade:#?}"));
+        assert!(row.direct.is_some_and(f64::is_finite), "{row:?}");
+        assert!(row.cascade.is_some_and(f64::is_finite), "{row:?}");
+        row.clone()
+    };
+    for queue in ["classic", "quorum"] {
+        for measure in ["enqueue rate", "enqueue CPU", "ready rate, less the delay"] {
+            let row = both(queue, &format!("{measure} (delay 1 s)"));
+            assert!(row.direct > Some(0.0) && row.cascade > Some(0.0), "{row:?}");
+        }
+    }
+    for measure in ["retry wall", "retry rate, less the delay", "retry CPU"] {
+        let row = both("quorum", measure);
+        assert!(row.direct > Some(0.0) && row.cascade > Some(0.0), "{row:?}");
+    }
+    for measure in [
+        "retry p50 lateness",
+        "retry p99 lateness",
+        "retry max lateness",
+    ] {
+        both("quorum", measure);
+    }
+    let spread: Vec<_> = cascade
+        .iter()
+        .filter(|row| row.measure.starts_with("60 jobs, 12 delays 0–10 s: "))
+        .collect();
+    for what in [
+        "min lateness",
+        "p50 lateness",
+        "p99 lateness",
+        "max lateness",
+        "started outside [d, d + 1.5 s]",
+        "never started",
+    ] {
+        let row = spread
+            .iter()
+            .find(|row| row.measure.ends_with(what))
+            .unwrap_or_else(|| panic!("no delay spread {what} row: {spread:#?}"));
+        assert_eq!(row.direct, None, "{row:?}");
+        assert!(row.cascade.is_some_and(f64::is_finite), "{row:?}");
+    }
+    assert_eq!(cascade.len(), 3 * 2 + 6 + 6, "{cascade:#?}");
+    for row in cascade {
+        assert!(row.cascade.is_some(), "{row:?}");
+    }
+    assert_eq!(
+        written["cascade_rows"].as_array().map(Vec::len),
+        Some(cascade.len())
+    );
     std::fs::remove_file(&json).expect("the JSON is removed");
 }
