@@ -127,7 +127,7 @@ pub(crate) fn generate(spec: &JobSpec<'_>) -> TokenStream {
         "Calls the `{fn_name}` job: runs it on a worker and returns what it returned, over \
          RabbitMQ's direct reply-to.\n\n\
          Set per-call options (`.timeout(d)`, 30 s by default; headers, message id, routing key) \
-         before `.await`. The `call` module of `jobs_core` describes the wire and how failures \
+         before `.await`. The core crate's `call` module describes the wire and how failures \
          and retries come back.\n\n\
          # Errors\n\n\
          A `CallError`: the job failed for good (with its kind and text), \
