@@ -178,7 +178,7 @@ impl Net {
             .declare(&topology, Declare::Create)
             .await
             .expect("declared");
-        for queue in &topology.queues {
+        for queue in topology.job_queues() {
             direct.purge(&queue.name).await.expect("purged");
         }
         let engine = builder.start().await.expect("the engine starts");

@@ -149,7 +149,7 @@ impl Run {
             .declare(&topology, Declare::Create)
             .await
             .expect("declared");
-        for queue in &topology.queues {
+        for queue in topology.job_queues() {
             transport.purge(&queue.name).await.expect("purged");
         }
         let engine = builder.start().await.expect("the engine starts");

@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use futures_util::StreamExt as _;
 use futures_util::stream::FuturesUnordered;
 use jobs_core::engine::Engine;
-use jobs_core::topology::{RESERVED_PREFIX, Topology};
+use jobs_core::topology::Topology;
 use jobs_core::transport::{Declare, Transport};
 use jobs_core::{Enqueue, Job, JobDefaults, JobError, JobSettings, Producer, job};
 use jobs_worker::Metrics;
@@ -121,10 +121,8 @@ impl Framework {
         let settings = JobSettings::resolve(job, &JobDefaults::default());
         let topology = Topology::for_jobs([&settings])?;
         Ok(topology
-            .queues
-            .into_iter()
-            .map(|queue| queue.name)
-            .filter(|name| !name.starts_with(RESERVED_PREFIX))
+            .job_queues()
+            .map(|queue| queue.name.clone())
             .collect())
     }
 
@@ -326,6 +324,7 @@ async fn enqueue(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use jobs_core::topology::RESERVED_PREFIX;
 
     #[test]
     fn a_spread_of_delays_runs_evenly_from_zero_to_the_longest() {

@@ -110,6 +110,14 @@ pub struct ExchangeBindingSpec {
 }
 
 impl Topology {
+    /// The queues that belong to the jobs: every queue but the delay cascade's, which every
+    /// job on the broker shares. What a test or a tool may purge or delete as its own.
+    pub fn job_queues(&self) -> impl Iterator<Item = &QueueSpec> {
+        self.queues
+            .iter()
+            .filter(|queue| !queue.name.starts_with(RESERVED_PREFIX))
+    }
+
     /// The topology that serves `jobs`.
     ///
     /// # Errors

@@ -245,7 +245,7 @@ async fn scenario(transport: Arc<dyn Transport>, producer: Producer) -> Vec<Acce
     let settings = JobSettings::resolve(&transfer_to_oss::JOB, &JobDefaults::default());
     let topology = Topology::for_jobs([&settings]).unwrap();
     transport.declare(&topology, Declare::Create).await.unwrap();
-    for queue in &topology.queues {
+    for queue in topology.job_queues() {
         if queue.name != transfer_to_oss::ERROR_QUEUE {
             transport.purge(&queue.name).await.unwrap();
         }

@@ -63,7 +63,7 @@ fn settings(job: &'static jobs_core::Job) -> JobSettings {
 /// Deletes the queues of `settings`: ours, by their names.
 fn delete_queues(settings: &JobSettings) {
     let topology = Topology::for_jobs([settings]).unwrap();
-    for queue in &topology.queues {
+    for queue in topology.job_queues() {
         let status = std::process::Command::new("rabbitmqctl")
             .args(["delete_queue", "-q", &queue.name])
             .output()
