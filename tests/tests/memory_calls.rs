@@ -57,7 +57,16 @@ async fn a_lost_connection_fails_the_calls_in_flight() {
         )
     };
     let (first, second, ()) = tokio::join!(slow(1).into_future(), slow(2).into_future(), async {
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        // Both calls' jobs running (their handlers take `SLOW`): then the connection goes.
+        let running = async {
+            // A millisecond of virtual time per look, so the bound below can pass.
+            while broker.unacked(answer::QUEUE) < 2 {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        };
+        tokio::time::timeout(calls::SLOW, running)
+            .await
+            .expect("both calls reach a worker before their handlers end");
         broker.disconnect();
     });
     for result in [first, second] {
