@@ -6,17 +6,19 @@
 //! [`MemoryTransport`] except the publishes to the queues it is told to refuse, which the broker
 //! nacks, as a RabbitMQ queue with a `reject-publish` length limit does.
 
-use std::collections::{HashMap, HashSet};
+mod support;
+
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use jobs_core::engine::{DEFAULT_OUTCOME_PUBLISH_TIMEOUT, Engine, Event, Observer};
 use jobs_core::testing::{Outcome, Recorder};
-use jobs_core::topology::Topology;
+use jobs_core::transport::Transport;
 use jobs_core::transport::memory::MemoryTransport;
-use jobs_core::transport::{BoxFuture, Consumer, Declare, Publish, Requester, Transport};
-use jobs_core::{Error, FailedJob, FailureKind, JobContext, JobError, Result, job};
+use jobs_core::{FailedJob, FailureKind, JobContext, JobError, job};
+use support::faulty::Faulty;
 use tokio::sync::Semaphore;
 
 /// A job's message: its failing attempts, and the key the handler counts its runs under.
@@ -56,68 +58,6 @@ async fn flaky(work: Work, ctx: JobContext) -> Result<(), JobError> {
         return Err(JobError::retry("not yet"));
     }
     Ok(())
-}
-
-/// Publishes to these queues (through the default exchange) are nacked while listed, and
-/// messages with more headers than `header_limit` are refused as larger than a frame.
-#[derive(Debug, Default)]
-struct Faulty {
-    broker: MemoryTransport,
-    refused: Mutex<HashSet<String>>,
-    header_limit: Mutex<Option<usize>>,
-}
-
-impl Faulty {
-    fn refuse(&self, queue: &str) {
-        self.refused.lock().unwrap().insert(queue.to_owned());
-    }
-
-    fn accept_all(&self) {
-        self.refused.lock().unwrap().clear();
-    }
-}
-
-impl Transport for Faulty {
-    fn declare<'a>(&'a self, topology: &'a Topology, mode: Declare) -> BoxFuture<'a, Result<()>> {
-        self.broker.declare(topology, mode)
-    }
-
-    fn publish(&self, publish: Publish) -> BoxFuture<'static, Result<()>> {
-        let headers = publish.envelope.properties.headers.len();
-        if let Some(limit) = *self.header_limit.lock().unwrap()
-            && headers > limit
-        {
-            let too_large = Error::HeadersTooLarge {
-                size: headers,
-                limit,
-            };
-            return Box::pin(std::future::ready(Err(too_large)));
-        }
-        if publish.exchange.is_empty()
-            && self.refused.lock().unwrap().contains(&*publish.routing_key)
-        {
-            return Box::pin(std::future::ready(Err(Error::Nacked {
-                exchange: String::new(),
-            })));
-        }
-        self.broker.publish(publish)
-    }
-
-    fn consume<'a>(&'a self, queue: &'a str, prefetch: u16) -> BoxFuture<'a, Result<Consumer>> {
-        self.broker.consume(queue, prefetch)
-    }
-
-    fn message_count<'a>(&'a self, queue: &'a str) -> BoxFuture<'a, Result<u64>> {
-        self.broker.message_count(queue)
-    }
-
-    fn purge<'a>(&'a self, queue: &'a str) -> BoxFuture<'a, Result<u64>> {
-        self.broker.purge(queue)
-    }
-
-    fn requester(&self) -> BoxFuture<'_, Result<Requester>> {
-        self.broker.requester()
-    }
 }
 
 struct Setup {

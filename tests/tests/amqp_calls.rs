@@ -1,5 +1,5 @@
 //! The call scenarios on RabbitMQ, with two worker replicas: the same outcomes as on the
-//! in-memory broker. 1,000 concurrent calls here; 10,000 with `JOBS_FAULTS_FULL` set.
+//! in-memory broker, 10,000 of them concurrent.
 
 use std::sync::Arc;
 
@@ -14,12 +14,7 @@ async fn the_call_scenarios_give_the_same_outcomes_on_rabbitmq() {
     };
     let transport = AmqpTransport::connect(&url).await.expect("connected");
     let suite = CallSuite::start(Arc::new(transport), 2).await;
-    let calls = if std::env::var_os("JOBS_FAULTS_FULL").is_some() {
-        10_000
-    } else {
-        1_000
-    };
-    calls::concurrent_calls_each_get_their_reply(&suite, calls).await;
+    calls::concurrent_calls_each_get_their_reply(&suite, 10_000).await;
     calls::failures_reach_the_caller_typed(&suite).await;
     calls::bad_requests_get_failure_replies(&suite).await;
     calls::a_call_nobody_can_receive_is_unroutable(&suite).await;

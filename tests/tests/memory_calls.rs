@@ -4,8 +4,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use jobs_core::CallError;
+use jobs_core::testing::TestApp;
 use jobs_core::transport::memory::MemoryTransport;
+use jobs_core::{CallError, FailureKind};
 use jobs_tests::calls::{self, CallSuite, Question, answer};
 
 async fn suite(broker: &MemoryTransport) -> CallSuite {
@@ -15,7 +16,7 @@ async fn suite(broker: &MemoryTransport) -> CallSuite {
 #[tokio::test(start_paused = true)]
 async fn concurrent_calls_each_get_their_reply() {
     let suite = suite(&MemoryTransport::new()).await;
-    calls::concurrent_calls_each_get_their_reply(&suite, 1_000).await;
+    calls::concurrent_calls_each_get_their_reply(&suite, 10_000).await;
     suite.shutdown().await;
 }
 
@@ -83,4 +84,40 @@ async fn a_lost_connection_fails_the_calls_in_flight() {
     .expect("a new reply channel");
     assert_eq!(reply.n, 3);
     suite.shutdown().await;
+}
+
+/// A unit test of a job that answers, as an application writes one: `TestApp` serves the call,
+/// and its failures come back typed, on the paused clock.
+#[tokio::test(start_paused = true)]
+async fn a_test_app_serves_calls() {
+    let app = TestApp::builder().job(&answer::JOB).build().unwrap();
+    let reply = answer::call(
+        &app,
+        Question {
+            ask: "flaky".into(),
+            n: 7,
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(reply.text, "second", "answered by its retry");
+    assert_eq!(reply.n, 7);
+    let refused = answer::call(
+        &app,
+        Question {
+            ask: "fatal".into(),
+            n: 8,
+        },
+    )
+    .await;
+    assert!(
+        matches!(&refused, Err(CallError::Failed { kind: FailureKind::Fatal, error }) if error == "refused for good"),
+        "{refused:?}"
+    );
+    app.run_until_idle().await;
+    assert_eq!(
+        (app.retried(&answer::JOB), app.succeeded(&answer::JOB)),
+        (1, 1)
+    );
+    assert_eq!(app.error_queue(answer::QUEUE).len(), 1);
 }

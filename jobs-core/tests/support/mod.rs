@@ -1,0 +1,4 @@
+//! What the failure-path tests share.
+#![allow(dead_code, reason = "each test binary uses a part of it")]
+
+pub(crate) mod faulty;
