@@ -1,17 +1,29 @@
-//! Compiles the upload server's `.proto` into Rust for the cross-language tests
-//! (`tests/amqp_cross_language.rs`): the Rust worker decodes exactly what the Python and Go
-//! producers encode from the same file, so no side describes the message by hand.
+//! Compiles the `.proto` files that programs in other languages share with the tests, so the
+//! Rust side decodes exactly what the Python and Go programs encode from the same file and no
+//! side describes a message by hand:
 //!
-//! protox parses the file in pure Rust, so the build needs no system `protoc`.
+//! * the upload server's `uploads.proto`, for the cross-language producers
+//!   (`tests/amqp_cross_language.rs`);
+//! * `proto/calls.proto`, the `answer` job's messages (`src/calls.rs`), for the cross-language
+//!   calls (`tests/amqp_cross_language_calls.rs`).
+//!
+//! protox parses the files in pure Rust, so the build needs no system `protoc`.
 
 use std::path::PathBuf;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?);
-    let proto_dir = manifest_dir.join("../examples/upload-server/proto");
-    let proto = proto_dir.join("uploads.proto");
-    println!("cargo:rerun-if-changed={}", proto.display());
-    let descriptors = protox::compile([&proto], [&proto_dir])?;
+    let uploads_dir = manifest_dir.join("../examples/upload-server/proto");
+    let calls_dir = manifest_dir.join("proto");
+    let protos = [
+        uploads_dir.join("uploads.proto"),
+        calls_dir.join("calls.proto"),
+    ];
+    for proto in &protos {
+        println!("cargo:rerun-if-changed={}", proto.display());
+    }
+    // One file per package in OUT_DIR: `uploads.rs` and `calls.rs`.
+    let descriptors = protox::compile(&protos, [&uploads_dir, &calls_dir])?;
     prost_build::Config::new().compile_fds(descriptors)?;
     Ok(())
 }
