@@ -83,6 +83,8 @@ pub struct Properties {
     pub timestamp: Option<u64>,
     /// Delivery mode 2: the broker writes the message to disk.
     pub persistent: bool,
+    /// The AMQP priority: on a queue with priority levels, a higher one is delivered first.
+    pub priority: Option<u8>,
     /// The headers table.
     pub headers: Headers,
 }

@@ -44,6 +44,16 @@ pub enum Error {
         /// Exchange the message was published to.
         exchange: String,
     },
+    /// The enqueue asked for a priority the job's queue does not have; nothing was published.
+    #[error("priority {priority} for job `{job}`, whose queue has {}", levels_text(*.levels))]
+    Priority {
+        /// The job.
+        job: &'static str,
+        /// The priority asked for.
+        priority: u8,
+        /// The job's priority levels (`#[job(priorities = N)]`), if any.
+        levels: Option<u8>,
+    },
     /// The broker's confirm did not arrive in time; the message may or may not have been taken.
     #[error("no publisher confirm within {after:?}")]
     Timeout {
@@ -127,4 +137,12 @@ impl Error {
     pub fn is_unroutable(&self) -> bool {
         matches!(self, Self::Unroutable { .. })
     }
+}
+
+/// How [`Error::Priority`] says a job's priority levels.
+fn levels_text(levels: Option<u8>) -> String {
+    levels.map_or_else(
+        || "no priority levels (declare `#[job(priorities = N)]`)".to_owned(),
+        |levels| format!("priorities 0 to {levels}"),
+    )
 }

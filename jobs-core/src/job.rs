@@ -143,6 +143,8 @@ pub struct JobOptions {
     pub concurrency: Option<u16>,
     /// The work queue's type.
     pub queue_type: Option<QueueType>,
+    /// Priority levels of the work queue (`x-max-priority`), which makes it a classic queue.
+    pub priorities: Option<u8>,
     /// When the job runs by itself, with its message's default value.
     pub schedule: Option<crate::schedule::ScheduleSpec>,
 }

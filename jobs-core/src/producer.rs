@@ -277,6 +277,7 @@ pub struct Enqueue<M> {
     routing_key: Option<Cow<'static, str>>,
     headers: Headers,
     delay: Option<Delay>,
+    priority: Option<u8>,
 }
 
 /// When a delayed job becomes due.
@@ -298,6 +299,7 @@ impl<M: JobMessage> Enqueue<M> {
             routing_key: None,
             headers: Headers::new(),
             delay: None,
+            priority: None,
         }
     }
 
@@ -340,13 +342,22 @@ impl<M: JobMessage> Enqueue<M> {
         self
     }
 
+    /// Sends the job with priority `priority`: its queue delivers the jobs of a higher priority
+    /// first. For jobs declared with `#[job(priorities = N)]`, from 0 (the default, lowest) to
+    /// `N`; any other is an [`Error::Priority`] at enqueue.
+    pub fn priority(mut self, priority: u8) -> Self {
+        self.priority = Some(priority);
+        self
+    }
+
     /// Encodes and publishes the job, and waits for the broker's confirm.
     ///
     /// # Errors
     ///
     /// [`Error::TooLarge`] before publishing anything when the encoded job is over the
-    /// producer's limit; [`Error::Unroutable`] when no queue is bound for it; and the errors
-    /// of [`Producer::publish`].
+    /// producer's limit, and [`Error::Priority`] when its priority is not one of the job's;
+    /// [`Error::Unroutable`] when no queue is bound for it; and the errors of
+    /// [`Producer::publish`].
     pub async fn enqueue(self, producer: &impl AsRef<Producer>) -> Result<MessageId> {
         let producer = producer.as_ref();
         let job = self.job;
@@ -373,6 +384,16 @@ impl<M: JobMessage> Enqueue<M> {
     }
 
     fn into_publish(self, max_message_size: usize) -> Result<(MessageId, Publish)> {
+        let levels = self.job.options().priorities;
+        if let Some(priority) = self.priority
+            && levels.is_none_or(|levels| priority > levels)
+        {
+            return Err(Error::Priority {
+                job: self.job.name(),
+                priority,
+                levels,
+            });
+        }
         let size = self.message.encoded_len();
         if size > max_message_size {
             return Err(Error::TooLarge {
@@ -428,6 +449,7 @@ impl<M: JobMessage> Enqueue<M> {
             message_id: Some(id.0.clone()),
             timestamp: Some(unix_now()),
             persistent: true,
+            priority: self.priority,
             headers,
             ..Properties::default()
         };

@@ -53,6 +53,7 @@ pub struct JobSettings {
     timeout: Duration,
     concurrency: u16,
     queue_type: QueueType,
+    priorities: Option<u8>,
     delivery_limit: u32,
 }
 
@@ -75,7 +76,13 @@ impl JobSettings {
             error_queue: error_queue_name(job.queue()),
             timeout: options.timeout.unwrap_or(defaults.timeout),
             concurrency: options.concurrency.unwrap_or(defaults.concurrency).max(1),
-            queue_type: options.queue_type.unwrap_or(defaults.queue_type),
+            // Priorities exist on classic queues only (RabbitMQ 3.10), whatever the defaults say.
+            queue_type: if options.priorities.is_some() {
+                QueueType::Classic
+            } else {
+                options.queue_type.unwrap_or(defaults.queue_type)
+            },
+            priorities: options.priorities,
             delivery_limit: defaults.delivery_limit,
         }
     }
@@ -139,6 +146,13 @@ impl JobSettings {
     #[must_use]
     pub fn queue_type(&self) -> QueueType {
         self.queue_type
+    }
+
+    /// The work queue's priority levels, if it has any: messages of priority 0 up to this one,
+    /// the higher delivered first.
+    #[must_use]
+    pub fn priorities(&self) -> Option<u8> {
+        self.priorities
     }
 
     /// `x-delivery-limit` of a quorum work queue.

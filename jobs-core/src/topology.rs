@@ -46,6 +46,9 @@ pub mod argument {
     pub const SINGLE_ACTIVE_CONSUMER: &str = "x-single-active-consumer";
     /// The most ready messages a queue holds.
     pub const MAX_LENGTH: &str = "x-max-length";
+    /// Priority levels of a classic queue: messages of priority 0 up to this one, the higher
+    /// delivered first.
+    pub const MAX_PRIORITY: &str = "x-max-priority";
     /// `all` or `any`, on a headers binding.
     pub const MATCH: &str = "x-match";
 }
@@ -232,6 +235,9 @@ impl Topology {
             );
             work.insert(argument::DEAD_LETTER_STRATEGY, "at-least-once");
             work.insert(argument::OVERFLOW, "reject-publish");
+        }
+        if let Some(levels) = settings.priorities() {
+            work.insert(argument::MAX_PRIORITY, i64::from(levels));
         }
         self.queues.push(QueueSpec {
             name: job.queue().to_owned(),

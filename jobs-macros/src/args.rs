@@ -15,7 +15,7 @@ use syn::{Ident, Lit, LitInt, LitStr, Token};
 use crate::ctxt::Ctxt;
 
 /// Every key `#[job]` takes, in the order the docs list them.
-pub(crate) const KEYS: [&str; 17] = [
+pub(crate) const KEYS: [&str; 18] = [
     "exchange",
     "routing_key",
     "kind",
@@ -28,6 +28,7 @@ pub(crate) const KEYS: [&str; 17] = [
     "timeout",
     "concurrency",
     "queue_type",
+    "priorities",
     "schedule",
     "every",
     "timezone",
@@ -36,7 +37,7 @@ pub(crate) const KEYS: [&str; 17] = [
 ];
 
 /// Keys of other schedulers and spellings that name one of ours: `(written, key)`.
-const ALIASES: [(&str, &str); 8] = [
+const ALIASES: [(&str, &str); 9] = [
     ("cron", "schedule"),
     ("crontab", "schedule"),
     ("interval", "every"),
@@ -45,6 +46,7 @@ const ALIASES: [(&str, &str); 8] = [
     ("zone", "timezone"),
     ("misfire", "missed"),
     ("catch_up", "missed"),
+    ("max_priority", "priorities"),
 ];
 
 /// The arguments of one `#[job(...)]`.
@@ -62,6 +64,7 @@ pub(crate) struct JobArgs {
     pub(crate) timeout: Option<LitStr>,
     pub(crate) concurrency: Option<LitInt>,
     pub(crate) queue_type: Option<LitStr>,
+    pub(crate) priorities: Option<LitInt>,
     pub(crate) schedule: Option<LitStr>,
     pub(crate) every: Option<LitStr>,
     pub(crate) timezone: Option<LitStr>,
@@ -124,6 +127,7 @@ impl JobArgs {
             "timeout" => set_once(cx, &mut self.timeout, path, string(meta, "\"30s\"")?),
             "concurrency" => set_once(cx, &mut self.concurrency, path, int(meta, "32")?),
             "queue_type" => set_once(cx, &mut self.queue_type, path, string(meta, "\"quorum\"")?),
+            "priorities" => set_once(cx, &mut self.priorities, path, int(meta, "10")?),
             "schedule" => set_once(
                 cx,
                 &mut self.schedule,
@@ -410,13 +414,13 @@ mod tests {
                 format!(
                     "unknown `job` argument `retry` (did you mean `retries`?); expected {}",
                     "`exchange`, `routing_key`, `kind`, `binding`, `headers`, `queue`, `name`, `retries`, \
-                     `backoff`, `timeout`, `concurrency`, `queue_type`, `schedule`, `every`, `timezone`, \
+                     `backoff`, `timeout`, `concurrency`, `queue_type`, `priorities`, `schedule`, `every`, `timezone`, \
                      `missed` or `crate`"
                 ),
                 "expected a string: `routing_key = \"oss\"`".to_owned(),
                 "unknown `job` argument `tiemout` (did you mean `timeout`?); expected `exchange`, \
                  `routing_key`, `kind`, `binding`, `headers`, `queue`, `name`, `retries`, `backoff`, \
-                 `timeout`, `concurrency`, `queue_type`, `schedule`, `every`, `timezone`, `missed` or \
+                 `timeout`, `concurrency`, `queue_type`, `priorities`, `schedule`, `every`, `timezone`, `missed` or \
                  `crate`"
                     .to_owned(),
             ]

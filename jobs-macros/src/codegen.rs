@@ -317,6 +317,10 @@ fn options(rt: &TokenStream, options: &OptionsSpec) -> TokenStream {
             })
         },
     );
+    let priorities = options.priorities.map_or_else(
+        || none.clone(),
+        |n| some(Literal::u8_unsuffixed(n).into_token_stream()),
+    );
     let schedule = options.schedule.as_ref().map_or_else(
         || none.clone(),
         |schedule| {
@@ -351,6 +355,7 @@ fn options(rt: &TokenStream, options: &OptionsSpec) -> TokenStream {
             timeout: #timeout,
             concurrency: #concurrency,
             queue_type: #queue_type,
+            priorities: #priorities,
             schedule: #schedule,
         }
     }

@@ -90,7 +90,7 @@ mod tests {
             [
                 "expected a whole number: `retries = 5`",
                 "unknown `job` argument `color`; expected `exchange`, `routing_key`, `kind`, `binding`, `headers`, \
-                 `queue`, `name`, `retries`, `backoff`, `timeout`, `concurrency`, `queue_type`, `schedule`, \
+                 `queue`, `name`, `retries`, `backoff`, `timeout`, `concurrency`, `queue_type`, `priorities`, `schedule`, \
                  `every`, `timezone`, `missed` or `crate`",
                 "`#[job]` functions must be `async`",
                 "`#[job]` functions return `Result<(), E>`: add `-> Result<(), JobError>` (or another error type \
@@ -592,6 +592,16 @@ mod tests {
         assert!(out.contains("queue : \"q\""), "{out}");
         assert!(out.contains("name : \"n\""), "{out}");
         assert!(!out.contains(":: jobs_core"), "{out}");
+    }
+
+    #[test]
+    fn priorities_make_the_queue_classic() {
+        let out = expand(quote!(exchange = "e", routing_key = "k", priorities = 10));
+        assert!(
+            out.contains("priorities : :: core :: option :: Option :: Some (10)"),
+            "{out}"
+        );
+        assert!(out.contains("QueueType :: Classic"), "{out}");
     }
 
     #[test]

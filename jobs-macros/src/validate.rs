@@ -50,6 +50,8 @@ pub(crate) struct OptionsSpec {
     pub(crate) timeout: Option<u64>,
     pub(crate) concurrency: Option<u16>,
     pub(crate) quorum: Option<bool>,
+    /// Priority levels: the queue is then classic.
+    pub(crate) priorities: Option<u8>,
     /// `Some` for a periodic job.
     pub(crate) schedule: Option<ScheduleSpec>,
 }
@@ -531,15 +533,52 @@ fn check_options(cx: &Ctxt, args: &JobArgs) -> Option<OptionsSpec> {
             None
         }
     });
+    let priorities = check_priorities(cx, args, quorum);
     let schedule = check_schedule(cx, args);
     Some(OptionsSpec {
         retries: retries?,
         backoff: backoff?,
         timeout: timeout?,
         concurrency: concurrency?,
-        quorum: quorum?,
+        // Priorities need a classic queue: one left to the worker's default is classic.
+        quorum: match priorities? {
+            Some(_) => Some(false),
+            None => quorum?,
+        },
+        priorities: priorities?,
         schedule: schedule?,
     })
+}
+
+/// `priorities = N`, 1 to 255, on a queue that is not quorum: RabbitMQ 3.10 has priorities
+/// on classic queues only.
+fn check_priorities(
+    cx: &Ctxt,
+    args: &JobArgs,
+    quorum: Option<Option<bool>>,
+) -> Option<Option<u8>> {
+    let Some(lit) = &args.priorities else {
+        return Some(None);
+    };
+    let value = int::<u64>(cx, lit, "priorities")?;
+    let Some(levels) = u8::try_from(value).ok().filter(|levels| *levels > 0) else {
+        cx.error(
+            lit,
+            format_args!("`priorities = {value}`: expected 1 to 255 (RabbitMQ advises at most 10)"),
+        );
+        return None;
+    };
+    if quorum == Some(Some(true))
+        && let Some(queue_type) = &args.queue_type
+    {
+        cx.error(
+            queue_type,
+            "a quorum queue has no priorities on RabbitMQ 3.10: `priorities` needs \
+             `queue_type = \"classic\"`, the type a job with `priorities` gets by default",
+        );
+        return None;
+    }
+    Some(Some(levels))
 }
 
 /// `schedule` or `every`, with `timezone` and `missed`: `Some(None)` for a job that only runs

@@ -29,3 +29,13 @@ async fn the_shared_scenarios_give_the_same_outcomes_on_rabbitmq() {
 
     suite.engine.shutdown(Duration::from_secs(5)).await;
 }
+
+/// On its own queue, so beside the shared scenarios.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn high_priority_jobs_overtake_the_backlog_on_rabbitmq() {
+    let Some(url) = jobs_core::testing::broker_url() else {
+        return;
+    };
+    let transport = AmqpTransport::connect(&url).await.expect("connected");
+    jobs_tests::priorities::high_priority_jobs_overtake_the_backlog(Arc::new(transport)).await;
+}

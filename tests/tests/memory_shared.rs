@@ -31,3 +31,11 @@ on_memory!(
     unroutable_enqueue_fails,
     too_large_is_refused,
 );
+
+#[tokio::test(start_paused = true)]
+async fn high_priority_jobs_overtake_the_backlog() {
+    jobs_tests::priorities::high_priority_jobs_overtake_the_backlog(Arc::new(
+        MemoryTransport::new(),
+    ))
+    .await;
+}

@@ -145,6 +145,12 @@ impl<'p, M: JobMessage, R> Call<'p, M, R> {
         self.enqueue = self.enqueue.routing_key(key);
         self
     }
+
+    /// Sends the request with a priority, as [`Enqueue::priority`].
+    pub fn priority(mut self, priority: u8) -> Self {
+        self.enqueue = self.enqueue.priority(priority);
+        self
+    }
 }
 
 impl<M: JobMessage, R: JobMessage> Call<'_, M, R> {

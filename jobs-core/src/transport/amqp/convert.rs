@@ -45,6 +45,7 @@ pub(super) fn properties_to_amqp(properties: Properties) -> Result<BasicProperti
         reply_to,
         timestamp,
         persistent,
+        priority,
         headers,
     } = properties;
     let mut out = BasicProperties::default();
@@ -69,6 +70,9 @@ pub(super) fn properties_to_amqp(properties: Properties) -> Result<BasicProperti
     if persistent {
         out = out.with_delivery_mode(PERSISTENT);
     }
+    if let Some(priority) = priority {
+        out = out.with_priority(priority);
+    }
     if !headers.is_empty() {
         out = out.with_headers(headers_to_amqp(headers)?);
     }
@@ -88,6 +92,7 @@ pub(super) fn properties_len(properties: &Properties) -> usize {
         + short(properties.reply_to.as_deref())
         + properties.timestamp.map_or(0, |_| 8)
         + usize::from(properties.persistent)
+        + usize::from(properties.priority.is_some())
         + if properties.headers.is_empty() {
             0
         } else {
@@ -135,6 +140,7 @@ pub(super) fn envelope_from_amqp(properties: &BasicProperties, body: Vec<u8>) ->
             reply_to: text(properties.reply_to()),
             timestamp: *properties.timestamp(),
             persistent: *properties.delivery_mode() == Some(PERSISTENT),
+            priority: *properties.priority(),
             headers: properties
                 .headers()
                 .as_ref()
@@ -279,6 +285,7 @@ mod tests {
             reply_to: Some("replies".into()),
             timestamp: Some(42),
             persistent: true,
+            priority: Some(7),
             headers: every_kind(),
         };
         let amqp = properties_to_amqp(properties.clone()).unwrap();

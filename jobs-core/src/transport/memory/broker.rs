@@ -187,7 +187,8 @@ impl Broker {
         }
     }
 
-    /// Appends a message to a queue and delivers what can be delivered.
+    /// Appends a message to a queue (behind the messages of its priority and above, in a queue
+    /// with priorities) and delivers what can be delivered.
     pub(super) fn enqueue(&mut self, id: QueueId, mut message: Message) {
         let queue = &mut self.queues[id];
         if let Some(ttl) = queue.args.ttl {
@@ -195,7 +196,17 @@ impl Broker {
         }
         message.seq = queue.next_seq;
         queue.next_seq += 1;
-        queue.ready.push_back(message);
+        if let Some(max) = queue.args.max_priority {
+            // RabbitMQ delivers a priority above the queue's highest as the highest.
+            let priority = message.envelope.properties.priority.unwrap_or(0).min(max);
+            message.rank = max - priority;
+            let at = queue.ready.partition_point(|m| m.rank <= message.rank);
+            queue.ready.insert(at, message);
+        } else {
+            // A rank from a queue it was dead-lettered from means nothing here.
+            message.rank = 0;
+            queue.ready.push_back(message);
+        }
         if queue.args.ttl.is_some() {
             self.ensure_timer(id, false);
         }

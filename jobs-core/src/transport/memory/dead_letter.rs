@@ -108,7 +108,7 @@ impl Broker {
                 self.dead_letter(id, message, Reason::DeliveryLimit);
             } else {
                 let ready = &mut self.queues[id].ready;
-                let at = ready.partition_point(|m| m.seq < message.seq);
+                let at = ready.partition_point(|m| (m.rank, m.seq) < (message.rank, message.seq));
                 ready.insert(at, message);
                 returned = true;
             }

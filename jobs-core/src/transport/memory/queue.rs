@@ -25,9 +25,12 @@ pub(super) struct Message {
     /// The routing key it was published (or dead-lettered) with.
     pub(super) routing_key: Cow<'static, str>,
     pub(super) envelope: Envelope,
-    /// Its place in its queue: ready messages are always in `seq` order, so a returned message
-    /// goes back where it was, and expiry order is queue order.
+    /// Its place in its queue: ready messages are always in `(rank, seq)` order, so a
+    /// returned message goes back where it was, and expiry order is queue order.
     pub(super) seq: u64,
+    /// How far below the queue's highest priority it is: 0 in a queue without priorities, so
+    /// that such a queue is in `seq` order.
+    pub(super) rank: u8,
     /// Whether it was delivered before and returned unacked.
     pub(super) redelivered: bool,
     /// How many times it came back unacked: a quorum queue's delivery count.
@@ -48,6 +51,7 @@ impl Message {
             routing_key,
             envelope,
             seq: 0,
+            rank: 0,
             redelivered: false,
             returns: 0,
             expires_at: None,
@@ -79,11 +83,13 @@ pub(super) struct QueueArgs {
     pub(super) single_active: bool,
     /// `x-max-length` and `x-overflow`.
     pub(super) max_length: Option<MaxLength>,
+    /// `x-max-priority`, on classic queues only.
+    pub(super) max_priority: Option<u8>,
 }
 
 /// Arguments that change what a queue does and that this broker does not emulate: declaring
 /// them is an error rather than a silent difference from RabbitMQ.
-const UNSUPPORTED: [&str; 3] = ["x-max-length-bytes", "x-expires", "x-max-priority"];
+const UNSUPPORTED: [&str; 2] = ["x-max-length-bytes", "x-expires"];
 
 /// `x-single-active-consumer`.
 const SINGLE_ACTIVE_CONSUMER: &str = "x-single-active-consumer";
@@ -105,6 +111,7 @@ impl QueueArgs {
         let mut delivery_limit = None;
         let mut dead_letter_key = None;
         let mut max_length = None;
+        let mut max_priority = None;
         let mut overflow = Overflow::DropHead;
         for (name, value) in arguments.iter() {
             match name {
@@ -148,6 +155,15 @@ impl QueueArgs {
                     let max = value.as_i64().and_then(|n| usize::try_from(n).ok());
                     max_length = Some(max.ok_or_else(|| invalid(name, value))?);
                 }
+                // RabbitMQ takes 1 to 255, on classic queues only.
+                argument::MAX_PRIORITY => {
+                    let levels = value.as_i64().and_then(|n| u8::try_from(n).ok());
+                    max_priority = Some(
+                        levels
+                            .filter(|levels| *levels > 0)
+                            .ok_or_else(|| invalid(name, value))?,
+                    );
+                }
                 argument::OVERFLOW => {
                     overflow = match value.as_str() {
                         Some("drop-head") => Overflow::DropHead,
@@ -170,6 +186,20 @@ impl QueueArgs {
         // RabbitMQ 3.10 classic queues ignore the argument; only quorum queues count deliveries.
         if args.quorum {
             args.delivery_limit = delivery_limit;
+            // RabbitMQ 3.10 closes the channel: PRECONDITION_FAILED, invalid arg.
+            if let Some(levels) = max_priority {
+                return Err(Error::Topology(format!(
+                    "queue `{queue}`: a quorum queue takes no x-max-priority (= {levels})"
+                )));
+            }
+        }
+        args.max_priority = max_priority;
+        // Expiry and length limits act on the head of the queue, which a priority queue keeps
+        // per level; the framework never combines them, and this broker does not emulate it.
+        if args.max_priority.is_some() && (args.ttl.is_some() || args.max_length.is_some()) {
+            return Err(unsupported(
+                "x-max-priority together with x-message-ttl or x-max-length",
+            ));
         }
         Ok(args)
     }
@@ -182,7 +212,7 @@ pub(super) struct Queue {
     /// The arguments as declared, to compare with later declarations.
     pub(super) arguments: Headers,
     pub(super) args: QueueArgs,
-    /// Ready messages, head first, in `seq` order.
+    /// Ready messages, head first, in `(rank, seq)` order: `seq` order without priorities.
     pub(super) ready: VecDeque<Message>,
     /// The `seq` of the next message to enter.
     pub(super) next_seq: u64,

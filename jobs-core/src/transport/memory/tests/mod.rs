@@ -7,6 +7,7 @@ mod declare;
 mod exchange_binding;
 mod idle;
 mod max_length;
+mod priority;
 mod reply_to;
 mod routing;
 mod single_active;
