@@ -128,6 +128,18 @@ pub(crate) async fn tracked_term(job: Tracked, _ctx: JobContext) -> Result<(), J
 }
 
 /// Always fails, retryably: 3 attempts 100 ms apart, then the error queue.
+/// Tracked jobs for the pause scenario: three workers, 32 handlers each.
+#[job(
+    exchange = "jobs_faults.workers",
+    routing_key = "pause",
+    queue = "jobs_faults.workers.pause",
+    timeout = "60s",
+    concurrency = 32
+)]
+pub(crate) async fn tracked_pause(job: Tracked, _ctx: JobContext) -> Result<(), JobError> {
+    sleep_and_record(job).await
+}
+
 #[job(
     exchange = "jobs_faults.workers",
     routing_key = "poison",

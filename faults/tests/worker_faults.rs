@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use fault_jobs::Tracked;
 use futures_util::StreamExt as _;
+use jobs_core::control;
 use jobs_core::envelope::header;
 use jobs_core::testing::broker_url;
 use jobs_core::transport::Transport;
@@ -21,6 +22,7 @@ use jobs_core::{Job, Producer};
 use jobs_faults::scenario::{drain, full};
 use jobs_faults::{Ledger, WorkerProcess};
 use prost::Message as _;
+use tokio::time::Instant;
 use workers_support::{WORKER, scratch, setup, wait_count};
 
 /// The signal `std::process::abort` raises.
@@ -250,6 +252,113 @@ async fn sigterm_drains_running_jobs_exits_0_and_requeues_the_rest_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pause_stops_three_workers_a_restarted_one_stays_paused_and_resume_loses_nothing() {
+    let Some(url) = broker_url() else { return };
+    let job = &fault_jobs::tracked_pause::JOB;
+    let (transport, producer) = setup(&url, job, "pause").await;
+    // Whatever an earlier run left.
+    control::resume(&transport, job.name())
+        .await
+        .expect("resumed");
+    let dir = scratch("pause");
+    let total: u64 = if full() { 20_000 } else { 3_000 };
+    let ledger = Ledger::new();
+    // 100 ms handlers: three workers of 32 handlers run about 900 jobs a second.
+    enqueue_all(&producer, &ledger, 0..total, |producer, id| async move {
+        fault_jobs::tracked_pause::enqueue(&producer, Tracked::new(id, 100)).await
+    })
+    .await;
+
+    let files: Vec<PathBuf> = (0..4).map(|n| dir.join(format!("handled-{n}"))).collect();
+    let files: Vec<&Path> = files.iter().map(PathBuf::as_path).collect();
+    let mut workers: Vec<WorkerProcess> = (0..3)
+        .map(|n| start(&url, job, &[], &[(fault_jobs::HANDLED_FILE, files[n])]))
+        .collect();
+    workers[0]
+        .wait_for("500 handled", Duration::from_secs(60), |_| {
+            counts(&files).len() >= 500
+        })
+        .unwrap_or_else(|error| panic!("{error}"));
+
+    // The pause reaches all three, and their running jobs finish, within 2 s.
+    let paused = "jobs_paused{job=\"tracked_pause\"}";
+    let in_flight = "jobs_in_flight{job=\"tracked_pause\"}";
+    let pausing = Instant::now();
+    control::pause(&transport, job.name())
+        .await
+        .expect("paused");
+    for worker in &mut workers {
+        let left = Duration::from_secs(2).saturating_sub(pausing.elapsed());
+        worker
+            .wait_for("paused, nothing running", left, |w| {
+                w.metric(paused) == Some(1) && w.metric(in_flight) == Some(0)
+            })
+            .unwrap_or_else(|error| panic!("{error}"));
+    }
+    let stopped_in = pausing.elapsed();
+    let handled_at_stop = counts(&files).len();
+
+    // A worker restarted while paused starts paused.
+    workers[0].signal("TERM").expect("kill -TERM");
+    let status = workers[0]
+        .wait_exit(Duration::from_secs(30))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(status.success(), "exit {status}:\n{}", workers[0].output());
+    workers[0] = start(&url, job, &[], &[(fault_jobs::HANDLED_FILE, files[3])]);
+    assert_eq!(
+        workers[0].metric(paused),
+        Some(1),
+        "the restarted worker starts paused"
+    );
+
+    // Nothing runs while paused: every job not handled waits in the queue.
+    wait_count(
+        &transport,
+        job.queue(),
+        total - handled_at_stop as u64,
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(
+        counts(&files).len(),
+        handled_at_stop,
+        "nothing handled while paused"
+    );
+
+    control::resume(&transport, job.name())
+        .await
+        .expect("resumed");
+    let timeout = Duration::from_secs(if full() { 300 } else { 60 });
+    workers[0]
+        .wait_for("every job handled", timeout, |_| {
+            counts(&files).len() as u64 == total
+        })
+        .unwrap_or_else(|error| panic!("{error}"));
+    for worker in &mut workers {
+        assert_eq!(worker.metric(paused), Some(0), "resumed");
+        worker.signal("TERM").expect("kill -TERM");
+        let status = worker
+            .wait_exit(Duration::from_secs(30))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(status.success(), "exit {status}:\n{}", worker.output());
+        assert!(!worker.output().contains("panicked"), "{}", worker.output());
+    }
+    eprintln!(
+        "pause: 3 workers stopped in {stopped_in:?} with {handled_at_stop} of {total} handled"
+    );
+
+    for file in &files {
+        ledger.load_handled(file).expect("a handled file");
+    }
+    // No fault: a pause finishes what runs and takes nothing more, so nothing runs twice.
+    ledger
+        .report()
+        .check("pause across 3 workers, one restarted while paused", 0);
+    transport.close().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn poison_jobs_get_exactly_their_attempts_then_the_error_queue_with_headers() {
     let Some(url) = broker_url() else { return };
     let job = &fault_jobs::poison::JOB;
@@ -354,7 +463,7 @@ async fn a_job_that_kills_its_worker_every_time_ends_in_the_error_queue() {
         let mut worker = spawn(&url, job, &[], &[]);
         // Either the delivery kills this worker, or the message is already in the error
         // queue (the broker dead-letters it when the previous death returned it).
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Some(status) = worker.try_exit().expect("the worker's state") {
                 assert_eq!(status.signal(), Some(SIGABRT), "the job aborts its worker");
@@ -385,10 +494,7 @@ async fn a_job_that_kills_its_worker_every_time_ends_in_the_error_queue() {
                 deaths += 1;
                 break;
             }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "neither died nor dead-lettered"
-            );
+            assert!(Instant::now() < deadline, "neither died nor dead-lettered");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }

@@ -89,6 +89,7 @@
 mod backoff;
 pub mod call;
 mod context;
+pub mod control;
 mod declared;
 pub mod delay;
 pub mod engine;

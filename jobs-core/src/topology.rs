@@ -135,9 +135,14 @@ impl Topology {
         for settings in jobs {
             let job = settings.job();
             for name in [job.exchange(), job.queue()] {
-                if let Some(prefix) = [RESERVED_PREFIX, crate::schedule::RESERVED_PREFIX]
-                    .into_iter()
-                    .find(|prefix| name.starts_with(prefix))
+                if let Some(prefix) = [
+                    RESERVED_PREFIX,
+                    crate::schedule::RESERVED_PREFIX,
+                    crate::control::PAUSED_PREFIX,
+                    crate::control::EXCHANGE,
+                ]
+                .into_iter()
+                .find(|prefix| name.starts_with(prefix))
                 {
                     return Err(Error::Topology(format!(
                         "job `{}` uses `{name}`: names starting `{prefix}` are the framework's",
@@ -181,6 +186,7 @@ impl Topology {
         }
         if !topology.queues.is_empty() {
             topology.merge(crate::delay::cascade());
+            topology.exchanges.push(crate::control::exchange());
         }
         Ok(topology)
     }

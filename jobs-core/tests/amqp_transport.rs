@@ -850,3 +850,80 @@ async fn each_publish_learns_its_own_fate_among_many_in_flight() {
     ready_count(&transport, &name, routed).await;
     cleanup(&url, &[&name], &[]).await;
 }
+
+#[tokio::test]
+async fn a_subscription_hears_what_is_published_after_it_and_goes_with_its_stream() {
+    let Some(url) = jobs_core::testing::broker_url() else {
+        return;
+    };
+    let transport = AmqpTransport::connect(&url).await.unwrap();
+    let exchange = unique("subscribe");
+    let topology = Topology {
+        exchanges: vec![ExchangeSpec {
+            name: exchange.clone(),
+            kind: ExchangeKind::Topic,
+        }],
+        ..Topology::default()
+    };
+    transport.declare(&topology, Declare::Create).await.unwrap();
+    let publish = |key: &str, id: &str| Publish {
+        exchange: exchange.clone().into(),
+        routing_key: key.to_owned().into(),
+        mandatory: true,
+        envelope: with_id(id),
+    };
+    // Before any subscription, nothing takes it.
+    let before = transport.publish(publish("news.a", "early")).await;
+    assert!(
+        matches!(before, Err(Error::Unroutable { .. })),
+        "{before:?}"
+    );
+
+    let keys = ["news.a".to_owned(), "news.b".to_owned()];
+    let mut news = transport.subscribe(&exchange, &keys).await.unwrap();
+    for (key, id) in [("news.a", "1"), ("news.c", "not-bound"), ("news.b", "2")] {
+        let published = transport.publish(publish(key, id)).await;
+        assert_eq!(published.is_ok(), id != "not-bound", "{key}: {published:?}");
+    }
+    let mut heard = Vec::new();
+    for _ in 0..2 {
+        let envelope = tokio::time::timeout(WAIT, news.next())
+            .await
+            .unwrap()
+            .unwrap();
+        heard.push(envelope.properties.message_id.unwrap());
+    }
+    assert_eq!(heard, ["1", "2"]);
+
+    // Dropped, its queue goes with its channel: a publish finds no queue again.
+    drop(news);
+    let gone = async {
+        loop {
+            if let Err(Error::Unroutable { .. }) =
+                transport.publish(publish("news.a", "late")).await
+            {
+                return;
+            }
+        }
+    };
+    tokio::time::timeout(WAIT, gone).await.unwrap();
+    cleanup(&url, &[], &[&exchange]).await;
+}
+
+#[tokio::test]
+async fn delete_queue_removes_it_and_a_missing_one_is_no_error() {
+    let Some(url) = jobs_core::testing::broker_url() else {
+        return;
+    };
+    let transport = AmqpTransport::connect(&url).await.unwrap();
+    let name = unique("delete");
+    transport
+        .declare(&classic(&name), Declare::Create)
+        .await
+        .unwrap();
+    assert_eq!(transport.message_count(&name).await.unwrap(), 0);
+    transport.delete_queue(&name).await.unwrap();
+    let count = transport.message_count(&name).await;
+    assert!(matches!(count, Err(Error::NotFound { .. })), "{count:?}");
+    transport.delete_queue(&name).await.unwrap();
+}

@@ -552,11 +552,7 @@ fn check_options(cx: &Ctxt, args: &JobArgs) -> Option<OptionsSpec> {
 
 /// `priorities = N`, 1 to 255, on a queue that is not quorum: RabbitMQ 3.10 has priorities
 /// on classic queues only.
-fn check_priorities(
-    cx: &Ctxt,
-    args: &JobArgs,
-    quorum: Option<Option<bool>>,
-) -> Option<Option<u8>> {
+fn check_priorities(cx: &Ctxt, args: &JobArgs, quorum: Option<Option<bool>>) -> Option<Option<u8>> {
     let Some(lit) = &args.priorities else {
         return Some(None);
     };

@@ -52,6 +52,11 @@ enum Command {
     Errors(ops::error_queue::ErrorsArgs),
     /// Lists the periodic jobs: schedule, last slot fired and by which worker, next slot.
     Schedules(ops::schedules::SchedulesArgs),
+    /// Pauses a job on every worker, now and after restarts: they stop taking its jobs, which
+    /// wait in its queue.
+    Pause(ops::pause::PauseArgs),
+    /// Resumes a paused job on every worker.
+    Resume(ops::pause::PauseArgs),
 }
 
 /// Parses `args` (the program name first), resolves the configuration over `worker`'s and runs
@@ -199,6 +204,8 @@ async fn operate(command: Command, worker: &WorkerBuilder) -> anyhow::Result<Exi
         Command::Topology(args) => ops::topology::run(args, &ctx, &mut out).await?,
         Command::Errors(args) => ops::error_queue::run(args, &ctx, &mut out).await?,
         Command::Schedules(args) => ops::schedules::run(args, &ctx, &mut out).await?,
+        Command::Pause(args) => ops::pause::pause(args, &ctx, &mut out).await?,
+        Command::Resume(args) => ops::pause::resume(args, &ctx, &mut out).await?,
         Command::Run | Command::Config => ExitCode::SUCCESS,
     };
     Ok(code)

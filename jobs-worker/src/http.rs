@@ -30,6 +30,8 @@ pub(crate) struct Probes {
     pub(crate) ready: Arc<dyn Fn() -> bool + Send + Sync>,
     /// The metrics.
     pub(crate) metrics: Arc<Metrics>,
+    /// Each job served, and whether it is paused (`jobs_core::control`).
+    pub(crate) paused: Arc<dyn Fn() -> Vec<(&'static str, bool)> + Send + Sync>,
 }
 
 /// Serves `probes` on `listener` until the task is dropped.
@@ -137,7 +139,7 @@ fn route(head: &[u8], probes: &Probes) -> (u16, &'static str, String, bool) {
         "/metrics" => (
             200,
             "text/plain; version=0.0.4; charset=utf-8",
-            probes.metrics.render(),
+            probes.metrics.render() + &crate::metrics::paused_gauge(&(probes.paused)()),
         ),
         _ => (404, "text/plain", "not found\n".to_owned()),
     };
@@ -165,6 +167,7 @@ mod tests {
         let probes = Probes {
             ready: Arc::new(move || flag.load(std::sync::atomic::Ordering::Relaxed)),
             metrics: Arc::new(Metrics::new(std::iter::empty())),
+            paused: Arc::new(Vec::new),
         };
         let server = tokio::spawn(serve(listener, probes));
 
@@ -222,6 +225,7 @@ mod tests {
         let probes = Probes {
             ready: Arc::new(|| true),
             metrics: Arc::new(Metrics::new(std::iter::empty())),
+            paused: Arc::new(Vec::new),
         };
         let server = tokio::spawn(serve(listener, probes));
         // Clients that connect and never send a byte.

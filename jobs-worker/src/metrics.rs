@@ -229,6 +229,26 @@ impl Observer for Metrics {
 
 /// Whether a failure of this kind ran its handler first.
 /// A label value with `\`, `"` and newlines escaped.
+/// The `jobs_paused` gauge: 1 for each job paused on this worker, 0 for the others; empty
+/// without jobs.
+pub(crate) fn paused_gauge(jobs: &[(&str, bool)]) -> String {
+    if jobs.is_empty() {
+        return String::new();
+    }
+    let mut out =
+        "# HELP jobs_paused Whether the job is paused (jobs-worker pause).\n# TYPE jobs_paused gauge\n"
+            .to_owned();
+    for (job, paused) in jobs {
+        let _ = writeln!(
+            out,
+            "jobs_paused{{job=\"{}\"}} {}",
+            escape(job),
+            u8::from(*paused)
+        );
+    }
+    out
+}
+
 fn escape(value: &str) -> String {
     value
         .replace('\\', "\\\\")
@@ -263,6 +283,16 @@ mod tests {
             1 => Err(JobError::fatal("no")),
             _ => Err(JobError::retry("later")),
         }
+    }
+
+    #[test]
+    fn the_paused_gauge_is_one_per_paused_job() {
+        assert_eq!(paused_gauge(&[]), "");
+        let text = paused_gauge(&[("a", true), ("b\"", false)]);
+        assert!(
+            text.ends_with("jobs_paused{job=\"a\"} 1\njobs_paused{job=\"b\\\"\"} 0\n"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -239,6 +239,23 @@ impl WorkerBuilder {
                     .is_some_and(Engine::is_ready)
             }),
             metrics: Arc::clone(&metrics),
+            paused: {
+                let running = Arc::clone(&running);
+                Arc::new(move || {
+                    running
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .as_ref()
+                        .map(|engine| {
+                            engine
+                                .jobs()
+                                .iter()
+                                .map(|s| (s.job().name(), engine.is_paused(s.job())))
+                                .collect()
+                        })
+                        .unwrap_or_default()
+                })
+            },
         };
         // Aborted on every way out of `run`, errors included: the port must not stay bound.
         let _server = AbortOnDrop(tokio::spawn(http::serve(listener, probes)));

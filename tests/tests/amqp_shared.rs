@@ -39,3 +39,18 @@ async fn high_priority_jobs_overtake_the_backlog_on_rabbitmq() {
     let transport = AmqpTransport::connect(&url).await.expect("connected");
     jobs_tests::priorities::high_priority_jobs_overtake_the_backlog(Arc::new(transport)).await;
 }
+
+/// On its own queue, so beside the shared scenarios. The bound: every worker stops
+/// within 2 s of the pause.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pause_holds_every_worker_until_resumed_on_rabbitmq() {
+    let Some(url) = jobs_core::testing::broker_url() else {
+        return;
+    };
+    let transport = AmqpTransport::connect(&url).await.expect("connected");
+    jobs_tests::pauses::a_pause_holds_every_worker_until_resumed(
+        Arc::new(transport),
+        Duration::from_secs(2),
+    )
+    .await;
+}

@@ -39,3 +39,12 @@ async fn high_priority_jobs_overtake_the_backlog() {
     ))
     .await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_pause_holds_every_worker_until_resumed() {
+    jobs_tests::pauses::a_pause_holds_every_worker_until_resumed(
+        Arc::new(MemoryTransport::new()),
+        Duration::from_millis(100),
+    )
+    .await;
+}

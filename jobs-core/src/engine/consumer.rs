@@ -20,22 +20,42 @@ pub(crate) type StopSignal = watch::Receiver<Option<Instant>>;
 /// The longest wait between two attempts to attach a consumer.
 const MAX_ATTACH_BACKOFF: Duration = Duration::from_secs(30);
 
-/// Serves `first`, the consumer the engine attached at start, then keeps a consumer attached to
-/// the job's queue until the stop signal.
+/// `true` while the job is paused (see [`crate::control`]).
+pub(crate) type PauseSignal = watch::Receiver<bool>;
+
+/// Serves `first`, the consumer the engine attached at start (none when the job started
+/// paused), then keeps a consumer attached to the job's queue until the stop signal, but for
+/// while the job is paused.
 pub(crate) async fn supervise(
     transport: Arc<dyn Transport>,
     runtime: Arc<JobRuntime>,
-    first: Consumer,
+    first: Option<Consumer>,
     mut stop: StopSignal,
     ready: Arc<AtomicBool>,
+    mut paused: PauseSignal,
 ) {
     let queue = runtime.settings.job().queue();
     let prefetch = runtime.prefetch;
     let mut backoff = Duration::from_millis(100);
-    let mut attached = Some(first);
+    let mut attached = first;
     loop {
         if stop.borrow().is_some() {
             return;
+        }
+        if *paused.borrow_and_update() {
+            // A consumer attached before the pause took effect goes, with what it holds.
+            drop(attached.take());
+            // Paused is a state of the job, not a fault of the worker: probes stay ready.
+            ready.store(true, Ordering::Release);
+            tokio::select! {
+                _ = stop.wait_for(Option::is_some) => return,
+                resumed = paused.wait_for(|paused| !*paused) => {
+                    if resumed.is_err() {
+                        return;
+                    }
+                }
+            }
+            continue;
         }
         let consumer = match attached.take() {
             Some(consumer) => Ok(consumer),
@@ -45,10 +65,12 @@ pub(crate) async fn supervise(
             Ok(consumer) => {
                 backoff = Duration::from_millis(100);
                 ready.store(true, Ordering::Release);
-                let ended = serve(consumer, &runtime, &mut stop, &ready).await;
+                let ended = serve(consumer, &runtime, &mut stop, &ready, &paused).await;
                 ready.store(false, Ordering::Release);
-                if ended == Ended::Stopped {
-                    return;
+                match ended {
+                    Ended::Stopped => return,
+                    Ended::Paused => continue,
+                    Ended::Stream | Ended::Settling => {}
                 }
                 tracing::warn!(
                     queue,
@@ -74,6 +96,8 @@ enum Ended {
     Stream,
     /// The settle pipeline stopped, so deliveries could no longer be settled: attach again.
     Settling,
+    /// The job was paused: its running handlers finished and settled.
+    Paused,
     /// Shutdown.
     Stopped,
 }
@@ -83,17 +107,20 @@ impl Ended {
         match self {
             Self::Stream => "the delivery stream ended",
             Self::Settling => "settling failed",
+            Self::Paused => "paused",
             Self::Stopped => "shutdown",
         }
     }
 }
 
 /// Why a delivery that has not settled yet should give up: its consumer is gone (the broker
-/// took the delivery back), or shutdown began. Each handler task holds one.
+/// took the delivery back), or shutdown began; and, for one that has not started, the job
+/// was paused. Each handler task holds one.
 #[derive(Clone, Debug)]
 pub(crate) struct Abandon {
     stop: StopSignal,
     lost: watch::Receiver<bool>,
+    paused: PauseSignal,
 }
 
 impl Abandon {
@@ -109,12 +136,14 @@ impl Abandon {
         let _ = self.lost.wait_for(|lost| *lost).await;
     }
 
-    /// Resolves once the consumer is gone or shutdown began.
-    async fn lost_or_stopped(&mut self) {
+    /// Resolves once the consumer is gone, shutdown began or the job was paused: a delivery
+    /// waiting for a handler slot then goes back to the queue rather than start.
+    async fn lost_stopped_or_paused(&mut self) {
         let stop = &mut self.stop;
         tokio::select! {
             () = async { let _ = stop.wait_for(Option::is_some).await; } => {}
             _ = self.lost.wait_for(|lost| *lost) => {}
+            Ok(_) = self.paused.wait_for(|paused| *paused) => {}
         }
     }
 }
@@ -124,6 +153,7 @@ async fn serve(
     runtime: &Arc<JobRuntime>,
     stop: &mut StopSignal,
     ready: &AtomicBool,
+    paused: &PauseSignal,
 ) -> Ended {
     let Consumer {
         mut deliveries,
@@ -136,7 +166,9 @@ async fn serve(
     let abandon = Abandon {
         stop: stop.clone(),
         lost: lost_rx,
+        paused: paused.clone(),
     };
+    let mut pausing = paused.clone();
     // One wait for the loop's lifetime: a new one per delivery would register a waiter each time.
     let ended = {
         let stopping = stop.wait_for(Option::is_some);
@@ -145,6 +177,7 @@ async fn serve(
             tokio::select! {
                 biased;
                 _ = &mut stopping => break Ended::Stopped,
+                Ok(_) = pausing.wait_for(|paused| *paused) => break Ended::Paused,
                 // The settle pipeline ends early only when the channel refused a settlement:
                 // nothing more it holds can be settled, so this consumer is of no use.
                 _ = &mut settling => break Ended::Settling,
@@ -172,18 +205,36 @@ async fn serve(
             }
         }
     };
-    if ended != Ended::Stopped {
+    let channel_lost = matches!(ended, Ended::Stream | Ended::Settling);
+    if channel_lost {
         ready.store(false, Ordering::Release);
         // Deliveries still waiting for a handler slot went back to the queue with the channel:
         // they must not run here.
         lost.send_replace(true);
     }
-    // No more deliveries: for a broker-ended stream the channel is gone, and at shutdown this
-    // is the cancel that stops the broker sending more.
+    // No more deliveries: for a broker-ended stream the channel is gone, and at shutdown or
+    // pause this is the cancel that stops the broker sending more.
     drop(deliveries);
     drop(outcomes);
 
-    if ended != Ended::Stopped {
+    if ended == Ended::Paused {
+        // The running handlers finish and settle on this channel; the deliveries waiting for a
+        // slot go back to the queue (their `Abandon` saw the pause). Shutdown meanwhile makes
+        // this a shutdown, with its deadline.
+        let drained = tokio::select! {
+            () = async { while handlers.join_next().await.is_some() {} } => true,
+            _ = stop.wait_for(Option::is_some) => false,
+        };
+        if drained {
+            drop(lost);
+            if let Ok(settler) = settling.await {
+                settler.finish().await;
+            }
+            return Ended::Paused;
+        }
+    }
+
+    if channel_lost {
         // Finish what is running in the background while a new consumer attaches; the broker
         // redelivers what the dead channel cannot settle.
         tokio::spawn(async move {
@@ -215,7 +266,7 @@ async fn serve(
         // Before the channel closes with the settler, within the deadline.
         let _ = tokio::time::timeout_at(deadline, settler.finish()).await;
     }
-    ended
+    Ended::Stopped
 }
 
 /// One delivery's task: wait for a handler slot when the prefetch is above the concurrency,
@@ -231,7 +282,7 @@ async fn handle(
     let _permit = match &runtime.permits {
         Some(permits) => tokio::select! {
             biased;
-            () = abandon.lost_or_stopped() => return,
+            () = abandon.lost_stopped_or_paused() => return,
             permit = Arc::clone(permits).acquire_owned() => permit.ok(),
         },
         None => None,

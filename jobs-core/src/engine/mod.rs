@@ -29,6 +29,7 @@ mod dispatch;
 mod durable;
 mod events;
 mod failure;
+mod pauses;
 mod reply;
 mod settle;
 
@@ -97,6 +98,8 @@ pub struct Engine {
     stop: watch::Sender<Option<Instant>>,
     consumers: Vec<(Arc<AtomicBool>, JoinHandle<()>)>,
     schedulers: Vec<JoinHandle<()>>,
+    /// Whether each job is paused, as this engine last read it.
+    paused: pauses::Paused,
 }
 
 impl Engine {
@@ -117,7 +120,16 @@ impl Engine {
         &self.jobs
     }
 
-    /// Whether every job's consumer is attached.
+    /// Whether `job` is paused ([`crate::control`]), as this engine last heard: its consumer is
+    /// then cancelled or on its way to be. `false` for a job it does not serve.
+    #[must_use]
+    pub fn is_paused(&self, job: &Job) -> bool {
+        self.paused
+            .get(job.name())
+            .is_some_and(|paused| *paused.borrow())
+    }
+
+    /// Whether every job's consumer is attached (a paused job's counts as attached).
     #[must_use]
     pub fn is_ready(&self) -> bool {
         self.consumers
@@ -431,6 +443,8 @@ impl EngineBuilder {
         let observers: Arc<[Arc<dyn Observer>]> = self.observers.into();
         let host: Arc<str> = gethostname::gethostname().to_string_lossy().into();
         let (stop, stop_rx) = watch::channel(None);
+        let names: Vec<&'static str> = jobs.iter().map(|s| s.job().name()).collect();
+        let paused = pauses::start(&transport, &names, stop_rx.clone()).await?;
         let known: Vec<&'static Job> = crate::registry::registered()
             .into_iter()
             .chain(jobs.iter().map(JobSettings::job))
@@ -453,7 +467,16 @@ impl EngineBuilder {
                     settings.concurrency(),
                 )))
             });
-            let first = transport.consume(settings.job().queue(), prefetch).await?;
+            // A job without a state never pauses (its sender is gone, so nothing changes it).
+            let paused = paused
+                .get(job.name())
+                .cloned()
+                .unwrap_or_else(|| watch::channel(false).1);
+            let first = if *paused.borrow() {
+                None
+            } else {
+                Some(transport.consume(settings.job().queue(), prefetch).await?)
+            };
             let runtime = Arc::new(JobRuntime {
                 settings: settings.clone(),
                 producer: producer.clone(),
@@ -474,6 +497,7 @@ impl EngineBuilder {
                 first,
                 stop_rx.clone(),
                 Arc::clone(&ready),
+                paused,
             ));
             consumers.push((ready, task));
         }
@@ -502,6 +526,7 @@ impl EngineBuilder {
             stop,
             consumers,
             schedulers,
+            paused,
         })
     }
 }

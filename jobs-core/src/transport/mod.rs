@@ -99,6 +99,28 @@ pub trait Transport: Send + Sync + fmt::Debug + 'static {
     ///
     /// Connection errors.
     fn requester(&self) -> BoxFuture<'_, Result<Requester>>;
+
+    /// Subscribes to the messages `exchange` routes with one of `keys` from now on: a queue of
+    /// the subscriber's own, exclusive to it and deleted when the stream is dropped or its
+    /// channel closes, read without acks. The stream ends when the channel closes. Transport
+    /// plumbing, for the engine's control messages.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotFound`](crate::Error::NotFound) for a missing exchange, and connection
+    /// errors.
+    fn subscribe<'a>(
+        &'a self,
+        exchange: &'a str,
+        keys: &'a [String],
+    ) -> BoxFuture<'a, Result<ReplyStream>>;
+
+    /// Deletes `queue` with its messages. A queue that does not exist is no error.
+    ///
+    /// # Errors
+    ///
+    /// Connection errors.
+    fn delete_queue<'a>(&'a self, queue: &'a str) -> BoxFuture<'a, Result<()>>;
 }
 
 /// A channel for calls; see [`Transport::requester`]. Transport plumbing.

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use jobs_core::topology::Topology;
 use jobs_core::transport::memory::MemoryTransport;
 use jobs_core::transport::{
-    BoxFuture, Consumer, Declare, Publish, PublishRequest, Requester, Transport,
+    BoxFuture, Consumer, Declare, Publish, PublishRequest, ReplyStream, Requester, Transport,
 };
 use jobs_core::{Error, Result};
 
@@ -85,6 +85,18 @@ impl Transport for Faulty {
 
     fn purge<'a>(&'a self, queue: &'a str) -> BoxFuture<'a, Result<u64>> {
         self.broker.purge(queue)
+    }
+
+    fn subscribe<'a>(
+        &'a self,
+        exchange: &'a str,
+        keys: &'a [String],
+    ) -> BoxFuture<'a, Result<ReplyStream>> {
+        self.broker.subscribe(exchange, keys)
+    }
+
+    fn delete_queue<'a>(&'a self, queue: &'a str) -> BoxFuture<'a, Result<()>> {
+        self.broker.delete_queue(queue)
     }
 
     fn requester(&self) -> BoxFuture<'_, Result<Requester>> {

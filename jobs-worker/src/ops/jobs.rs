@@ -11,8 +11,9 @@ use jobs_core::{Job, JobSettings, delay};
 
 use super::OpsContext;
 
-/// Lists the jobs: name, exchange and its kind, binding, queue, retries, timeout and schedule;
-/// then the delayed jobs waiting in each level of the delay cascade.
+/// Lists the jobs: name, exchange and its kind, binding, queue, retries, timeout, schedule and
+/// state (`running`, `paused`, or `-` without a broker); then the delayed jobs waiting in each
+/// level of the delay cascade.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub(crate) struct JobsArgs {}
 
@@ -32,9 +33,12 @@ pub(crate) async fn run(
         return Ok(ExitCode::SUCCESS);
     }
     let header = [
-        "NAME", "EXCHANGE", "KIND", "BINDING", "QUEUE", "RETRIES", "TIMEOUT", "SCHEDULE",
+        "NAME", "EXCHANGE", "KIND", "BINDING", "QUEUE", "RETRIES", "TIMEOUT", "SCHEDULE", "STATE",
     ];
-    let rows: Vec<[String; 8]> = ctx.jobs.iter().map(row).collect();
+    let mut rows: Vec<[String; 9]> = Vec::with_capacity(ctx.jobs.len());
+    for settings in &ctx.jobs {
+        rows.push(row(settings, state(ctx, settings.job()).await?));
+    }
     write_table(out, &header, &rows)?;
     writeln!(out)?;
     delayed(ctx, out).await?;
@@ -85,7 +89,16 @@ async fn delayed(ctx: &OpsContext, out: &mut (dyn Write + Send)) -> anyhow::Resu
     Ok(())
 }
 
-fn row(settings: &JobSettings) -> [String; 8] {
+/// `paused` or `running`, read from the broker; `-` without one.
+async fn state(ctx: &OpsContext, job: &Job) -> anyhow::Result<String> {
+    if !ctx.connected {
+        return Ok("-".to_owned());
+    }
+    let paused = jobs_core::control::is_paused(ctx.transport.as_ref(), job.name()).await?;
+    Ok(if paused { "paused" } else { "running" }.to_owned())
+}
+
+fn row(settings: &JobSettings, state: String) -> [String; 9] {
     let job = settings.job();
     [
         job.name().to_owned(),
@@ -100,6 +113,7 @@ fn row(settings: &JobSettings) -> [String; 8] {
         settings.retries().to_string(),
         humantime::format_duration(settings.timeout()).to_string(),
         schedule(settings.job()),
+        state,
     ]
 }
 

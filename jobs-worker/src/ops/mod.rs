@@ -1,4 +1,5 @@
-//! Operator commands that act on the broker: `jobs`, `topology`, `errors`, `schedules`.
+//! Operator commands that act on the broker: `jobs`, `topology`, `errors`, `schedules`,
+//! `pause` and `resume`.
 //!
 //! Each command is a clap `Args`/`Subcommand` type and a `run` function taking an
 //! [`OpsContext`]; `cli.rs` parses, builds the context and calls them. A command writes its
@@ -21,6 +22,7 @@ use tokio::time::Instant;
 
 pub(crate) mod error_queue;
 pub(crate) mod jobs;
+pub(crate) mod pause;
 pub(crate) mod schedules;
 pub(crate) mod topology;
 

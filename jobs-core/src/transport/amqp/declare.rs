@@ -3,7 +3,7 @@
 use lapin::ExchangeKind as AmqpExchangeKind;
 use lapin::options::{
     ExchangeBindOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
-    QueuePurgeOptions,
+    QueueDeleteOptions, QueuePurgeOptions,
 };
 use lapin::types::FieldTable;
 
@@ -135,6 +135,19 @@ pub(super) async fn purge(link: &Link, queue: &str) -> Result<u64> {
     close(link, &channel).await;
     let purged = purged.map_err(|err| error_map::map(&err, Subject::Queue(queue)))?;
     Ok(u64::from(purged))
+}
+
+/// Deletes `queue` and its messages; a queue that does not exist is no error (RabbitMQ 3.10
+/// answers `delete-ok` for it).
+pub(super) async fn delete(link: &Link, queue: &str) -> Result<()> {
+    let name = convert::short("queue", queue)?;
+    let channel = link.channel().await?;
+    let deleted = channel
+        .queue_delete(name, QueueDeleteOptions::default())
+        .await;
+    close(link, &channel).await;
+    deleted.map_err(|err| error_map::map(&err, Subject::Queue(queue)))?;
+    Ok(())
 }
 
 /// Closes a channel of one operation. After a broker error the broker closed it already, and

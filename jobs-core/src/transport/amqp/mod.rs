@@ -28,8 +28,12 @@
 //!   transport checks those too). [`Declare::Verify`] checks existence passively, then
 //!   redeclares what exists as declared: that creates nothing and fails on drift. Neither
 //!   checks bindings.
-//! * **Message count and purge**: a passive `queue.declare`'s message count (ready messages
-//!   only) and `queue.purge`, each on a short-lived channel of the publishing connection.
+//! * **Message count, purge and delete**: a passive `queue.declare`'s message count (ready
+//!   messages only), `queue.purge` and `queue.delete`, each on a short-lived channel of the
+//!   publishing connection.
+//! * **Subscriptions**: [`subscribe`](Transport::subscribe) declares a server-named queue
+//!   exclusive to a channel of the consuming connection, binds it and consumes it without acks;
+//!   the broker deletes it with the channel.
 //! * **Headers**: a field table is keyed, so headers arrive sorted by name; see
 //!   [`HeaderValue`](crate::HeaderValue) for the value kinds.
 //!
@@ -78,6 +82,7 @@ mod declare;
 mod error_map;
 mod publish;
 mod requester;
+mod subscribe;
 #[cfg(test)]
 mod tests;
 
@@ -90,7 +95,7 @@ use self::publish::Publisher;
 use super::redact_url as redact;
 use crate::error::{Error, Result};
 use crate::topology::Topology;
-use crate::transport::{BoxFuture, Consumer, Declare, Publish, Requester, Transport};
+use crate::transport::{BoxFuture, Consumer, Declare, Publish, ReplyStream, Requester, Transport};
 
 /// Connection name the broker shows when none is given.
 const DEFAULT_NAME: &str = "jobs";
@@ -285,6 +290,21 @@ impl Transport for AmqpTransport {
     fn requester(&self) -> BoxFuture<'_, Result<Requester>> {
         let requester = requester::requester(self.inner.publisher.link());
         Box::pin(self.inner.bounded("opening a requester", requester))
+    }
+
+    fn subscribe<'a>(
+        &'a self,
+        exchange: &'a str,
+        keys: &'a [String],
+    ) -> BoxFuture<'a, Result<ReplyStream>> {
+        // On the consuming connection: a subscriber hears as long as its consumers run.
+        let subscribe = subscribe::subscribe(&self.inner.consuming, exchange, keys);
+        Box::pin(self.inner.bounded("subscribing", subscribe))
+    }
+
+    fn delete_queue<'a>(&'a self, queue: &'a str) -> BoxFuture<'a, Result<()>> {
+        let delete = declare::delete(self.inner.publisher.link(), queue);
+        Box::pin(self.inner.bounded("deleting a queue", delete))
     }
 }
 

@@ -71,9 +71,7 @@ pub(super) async fn requester(link: &Link) -> Result<Requester> {
             channel: Arc::new(channel),
             frame_max,
         }),
-        replies: Box::pin(Replies {
-            consumer: Some(consumer),
-        }),
+        replies: Box::pin(Replies::new(consumer)),
     })
 }
 
@@ -107,12 +105,22 @@ impl fmt::Debug for RequestPublisher {
     }
 }
 
-/// The replies to the requester's channel, until the channel or its connection closes.
+/// The deliveries of a consumer without acks (a requester's replies, a subscription's
+/// messages), until the channel or its connection closes.
 ///
 /// Dropping it cancels the consumer (lapin does that); requests published after that make the
 /// broker close the channel, as a request whose channel has no reply consumer.
-struct Replies {
+pub(super) struct Replies {
     consumer: Option<lapin::Consumer>,
+}
+
+impl Replies {
+    /// The envelopes `consumer` receives.
+    pub(super) fn new(consumer: lapin::Consumer) -> Self {
+        Self {
+            consumer: Some(consumer),
+        }
+    }
 }
 
 impl Stream for Replies {
@@ -131,7 +139,7 @@ impl Stream for Replies {
             ))),
             Poll::Ready(Some(Err(err))) => {
                 self.consumer = None;
-                tracing::debug!(error = %err, "a requester's channel closed");
+                tracing::debug!(error = %err, "a no-ack consumer's channel closed");
                 Poll::Ready(None)
             }
             Poll::Ready(None) => {

@@ -63,6 +63,8 @@ pub(super) struct Broker {
     pub(super) queues: Vec<Queue>,
     pub(super) queue_ids: HashMap<String, QueueId>,
     pub(super) next_consumer: u64,
+    /// The number of the last subscription's queue, `amq.gen-<n>`.
+    pub(super) next_subscription: u64,
     /// The direct reply-to channels.
     pub(super) requesters: Requesters,
     /// Queues where something is still to happen; zero means quiescent.
@@ -88,6 +90,7 @@ impl Broker {
             queues: Vec::new(),
             queue_ids: HashMap::new(),
             next_consumer: 1,
+            next_subscription: 0,
             requesters: Requesters::default(),
             busy_queues: 0,
             log: recording.then(Vec::new),
@@ -191,6 +194,9 @@ impl Broker {
     /// with priorities) and delivers what can be delivered.
     pub(super) fn enqueue(&mut self, id: QueueId, mut message: Message) {
         let queue = &mut self.queues[id];
+        if queue.deleted {
+            return;
+        }
         if let Some(ttl) = queue.args.ttl {
             message.expires_at = Some(Instant::now() + ttl);
         }
@@ -293,6 +299,24 @@ impl Broker {
                 self.idle.signal();
             }
         }
+    }
+
+    /// Deletes `queue`: its ready messages go, its consumers' streams end (their unacked
+    /// deliveries stay settleable), and a queue declared later under its name is a new one. A
+    /// missing queue is no error, as in RabbitMQ 3.10.
+    pub(super) fn delete_queue(&mut self, queue: &str) {
+        let Some(id) = self.queue_ids.remove(queue) else {
+            return;
+        };
+        let queue = &mut self.queues[id];
+        queue.deleted = true;
+        queue.ready.clear();
+        for consumer in &mut queue.consumers {
+            if consumer.sender.take().is_some() {
+                queue.active_consumers -= 1;
+            }
+        }
+        self.refresh(id);
     }
 
     /// Drops every ready message of `queue`; unacked deliveries stay.

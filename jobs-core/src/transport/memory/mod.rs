@@ -17,6 +17,7 @@
 //! | settle | ack and nack, `multiple` (tag 0 with `multiple` is everything); nack with requeue returns the message to its place at the head, `redelivered`; without, dead-letters it (`rejected`); an unknown tag is [`Error::Broker`] and closes the channel as RabbitMQ's `PRECONDITION_FAILED` does | |
 //! | cancel, close, disconnect | dropping the stream, or the settler's `cancel`, cancels (unacked deliveries stay settleable); dropping stream and settler closes the channel and returns its unacked messages, `redelivered`; [`MemoryTransport::disconnect`] closes every channel at once, so each unacked message goes back once | persistence and broker crashes |
 //! | direct reply-to | [`Transport::requester`]: a channel consuming `amq.rabbitmq.reply-to` (no-ack) with its own address `amq.rabbitmq.reply-to.<n>`, which its publisher writes into each request's `reply_to` (whatever it carried is replaced) before publishing as [`Transport::publish`] does; a publish (or dead-lettering) to the default exchange with a live address as key goes straight into that requester's stream, settled on arrival and in no queue; to a dead or unknown address it is dropped. As in RabbitMQ 3.10 to 4.1, such a message reaches no queue, so with `mandatory` it is [`Error::Unroutable`] even when a live requester got it (RabbitMQ 4.2 counts it routed instead, live or not): responders reply without `mandatory`. Dropping the stream cancels the reply consumer and kills the address; a request published after that fails with [`Error::Broker`] (RabbitMQ's `PRECONDITION_FAILED`) and closes the channel, as a request to a missing exchange does after its [`Error::NotFound`] (the stream ends, later requests fail with [`Error::Connection`]); dropping stream and publisher closes it. [`MemoryTransport::disconnect`] ends every stream (unread replies are lost) and fails the publishers with [`Error::Connection`]. Replies never keep [`MemoryTransport::until_idle`] waiting. See the `reply_to` module | RabbitMQ's opaque address suffix (here a counter); declaring an address to check that its requester is alive; AMQP 1.0 requesters |
+//! | subscriptions, deletion | [`Transport::subscribe`]: a queue `amq.gen-<n>` bound to the exchange with each key (a missing exchange is [`Error::NotFound`]), read by a stream that settles each message as it hands it out, deleted when the stream is dropped or [`MemoryTransport::disconnect`] ends it; [`Transport::delete_queue`]: ready messages go, consumers' streams end, a missing queue is no error, and a queue declared later under the name is a new one | a deleted queue's bindings stay behind and count as routes for `mandatory` (what they route is dropped) |
 //! | quorum queues | `x-delivery-limit`: every return (requeue, channel close, disconnect) counts, later deliveries carry `x-delivery-count`, and a return past the limit dead-letters (`delivery_limit`) | replication; `x-dead-letter-strategy` is accepted and changes nothing without crashes (dead-lettering is immediate) |
 //! | TTL | `x-message-ttl`: messages expire that long after entering the queue, head first, and dead-letter (`expired`); an expired message is never delivered | per-message TTL (`expiration`), `x-expires` |
 //! | dead-lettering | to `x-dead-letter-exchange` (`""` allowed) with `x-dead-letter-routing-key` or the message's own key, keeping properties and body, as RabbitMQ 3.10 does: the `x-death` array (one table per queue and reason: `count`, `exchange`, `queue`, `reason`, `routing-keys`, `time` on tokio's clock; newest first, the others regrouped in reverse as 3.10 does), and `x-first-death-reason`, `-queue` and `-exchange` on a message without `x-death`; dropped without a dead-letter exchange, when it routes nowhere, or, for a queue named in the message's own `x-death` with no rejection up to it, in a cycle (so a republished message keeps its history and a stripped one starts afresh). See the `death` module | `x-last-death-*` (3.13 added them; 3.10 writes none, nor does this broker); `original-expiration`; a malformed `x-death` is reset (not an array) or loses its entries that are not tables, where 3.10 crashes |
@@ -45,6 +46,7 @@ mod queue;
 mod reply_to;
 mod routing;
 mod single_active;
+mod subscribe;
 
 #[cfg(test)]
 mod tests;
@@ -57,7 +59,7 @@ use crate::envelope::Envelope;
 use crate::error::Error;
 use crate::error::Result;
 use crate::topology::Topology;
-use crate::transport::{BoxFuture, Consumer, Declare, Publish, Requester, Transport};
+use crate::transport::{BoxFuture, Consumer, Declare, Publish, ReplyStream, Requester, Transport};
 
 /// An in-process broker with RabbitMQ's semantics; see the [module docs](self) for what it
 /// emulates and what it does not.
@@ -249,6 +251,25 @@ impl Transport for MemoryTransport {
         let opened = self.shared.lock().open_requester();
         let requester = opened.into_requester(Arc::clone(&self.shared));
         Box::pin(std::future::ready(Ok(requester)))
+    }
+
+    /// A queue `amq.gen-<n>` bound with `keys`, read by the stream and deleted with it; see the
+    /// module docs' subscriptions row. The returned future is already resolved.
+    fn subscribe<'a>(
+        &'a self,
+        exchange: &'a str,
+        keys: &'a [String],
+    ) -> BoxFuture<'a, Result<ReplyStream>> {
+        Box::pin(std::future::ready(subscribe::subscribe(
+            &self.shared,
+            exchange,
+            keys,
+        )))
+    }
+
+    fn delete_queue<'a>(&'a self, queue: &'a str) -> BoxFuture<'a, Result<()>> {
+        self.shared.lock().delete_queue(queue);
+        Box::pin(std::future::ready(Ok(())))
     }
 }
 

@@ -14,7 +14,7 @@ use crate::envelope::{Envelope, HeaderValue, Headers};
 use crate::error::{Error, Result};
 use crate::topology::argument;
 
-/// Index of a queue in the broker; queues are never deleted, so it stays valid.
+/// Index of a queue in the broker; a deleted queue keeps its place, so it stays valid.
 pub(super) type QueueId = usize;
 
 /// A message held by a queue, ready or delivered and not yet settled.
@@ -231,6 +231,8 @@ pub(super) struct Queue {
     /// A quorum queue with `x-overflow = reject-publish` went over its limit and refuses
     /// publishes until it is back to 80% of it (see [`super::limit`]).
     pub(super) refusing: bool,
+    /// Deleted: no longer found by name, and what its old bindings route to it is dropped.
+    pub(super) deleted: bool,
 }
 
 impl Queue {
@@ -248,6 +250,7 @@ impl Queue {
             busy: false,
             timer: None,
             refusing: false,
+            deleted: false,
         }
     }
 

@@ -317,7 +317,8 @@ async fn jobs_lists_every_job() {
     assert_eq!(
         columns[0],
         [
-            "NAME", "EXCHANGE", "KIND", "BINDING", "QUEUE", "RETRIES", "TIMEOUT", "SCHEDULE"
+            "NAME", "EXCHANGE", "KIND", "BINDING", "QUEUE", "RETRIES", "TIMEOUT", "SCHEDULE",
+            "STATE"
         ]
     );
     assert_eq!(
@@ -330,7 +331,8 @@ async fn jobs_lists_every_job() {
             "ops-test.flaky",
             "5",
             "5s",
-            "-"
+            "-",
+            "running"
         ]
     );
     assert_eq!(
@@ -402,8 +404,12 @@ async fn topology_print_declare_and_verify() {
         out.contains("bindings:\n  ops-test -> ops-test.steady (key \"steady\")\n"),
         "{out}"
     );
-    // The delay cascade every job shares: 28 levels, each an exchange and a queue.
-    assert!(out.contains("  jobs.delay.27 (topic)\nqueues:\n"), "{out}");
+    // The delay cascade every job shares: 28 levels, each an exchange and a queue; then the
+    // control exchange.
+    assert!(
+        out.contains("  jobs.delay.27 (topic)\n  jobs.control (topic)\nqueues:\n"),
+        "{out}"
+    );
     assert!(
         out.ends_with("  jobs.delay.27 -> exchange jobs.delay.26 (key \"0.#\")\n"),
         "{out}"
@@ -416,8 +422,9 @@ async fn topology_print_declare_and_verify() {
         "{out}"
     );
     assert!(out.contains("missing: queue `ops-test.steady`\n"), "{out}");
-    // The job's exchange and 4 queues, and the cascade's 29 exchanges and 28 queues.
-    assert!(out.ends_with("topology drift: 62 problem(s)\n"), "{out}");
+    // The job's exchange and 4 queues, the cascade's 29 exchanges and 28 queues, and the
+    // control exchange.
+    assert!(out.ends_with("topology drift: 63 problem(s)\n"), "{out}");
     assert_eq!(
         broker.queue_len("ops-test.steady"),
         None,
@@ -426,12 +433,12 @@ async fn topology_print_declare_and_verify() {
 
     let (code, out) = run(&ctx, "topology declare").await;
     assert_eq!(code, ExitCode::SUCCESS);
-    assert_eq!(out, "declared 30 exchanges, 32 queues, 58 bindings\n");
+    assert_eq!(out, "declared 31 exchanges, 32 queues, 58 bindings\n");
     let (code, out) = run(&ctx, "topology verify").await;
     assert_eq!(code, ExitCode::SUCCESS, "{out}");
     assert_eq!(
         out,
-        "topology ok: 30 exchanges and 32 queues match (bindings are not checked)\n"
+        "topology ok: 31 exchanges and 32 queues match (bindings are not checked)\n"
     );
 
     // Another broker where the error queue was made classic by hand.
@@ -514,4 +521,49 @@ async fn schedules_lists_the_last_and_next_slot_of_each_periodic_job() {
         app.succeeded(&minutely::JOB),
         usize::try_from(now / 60 - start / 60).unwrap()
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn pause_stops_the_job_and_resume_brings_it_back() {
+    let app = TestApp::builder().job(&steady::JOB).build().unwrap();
+    let ctx = context(&app);
+    let (code, out) = run(&ctx, "pause steady").await;
+    assert_eq!(code, ExitCode::SUCCESS, "{out}");
+    assert!(out.starts_with("paused `steady`"), "{out}");
+    // The engine hears of it through the control exchange.
+    let heard = async {
+        while !app.engine().is_paused(&steady::JOB) {
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(1), heard)
+        .await
+        .expect("the engine hears of the pause");
+    let (_, out) = run(&ctx, "jobs").await;
+    assert!(out.lines().nth(1).unwrap().ends_with("paused"), "{out}");
+
+    steady::enqueue(&app, Item { n: 1 }).await.unwrap();
+    app.run_until_idle().await;
+    assert_eq!(app.succeeded(&steady::JOB), 0, "nothing runs while paused");
+    assert_eq!(app.transport().queue_len(steady::QUEUE), Some(1));
+
+    let (code, out) = run(&ctx, "resume steady").await;
+    assert_eq!(
+        (code, out.as_str()),
+        (ExitCode::SUCCESS, "resumed `steady`\n")
+    );
+    let resumed = async {
+        while app.succeeded(&steady::JOB) == 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(1), resumed)
+        .await
+        .expect("the job runs once resumed");
+    let (_, out) = run(&ctx, "jobs").await;
+    assert!(out.lines().nth(1).unwrap().ends_with("running"), "{out}");
+
+    let (code, out) = run(&ctx, "pause nosuch").await;
+    assert_eq!(code, ExitCode::FAILURE);
+    assert_eq!(out, "no job named `nosuch`; this binary's jobs: steady\n");
 }

@@ -17,6 +17,8 @@ enum Command {
     Topology(ops::topology::TopologyArgs),
     Errors(ops::error_queue::ErrorsArgs),
     Schedules(ops::schedules::SchedulesArgs),
+    Pause(ops::pause::PauseArgs),
+    Resume(ops::pause::PauseArgs),
 }
 
 /// Runs `args` (a command line without the program name) and returns the exit code and what
@@ -30,6 +32,8 @@ pub(crate) async fn run(ctx: &OpsContext, args: &str) -> (ExitCode, String) {
         Command::Topology(args) => ops::topology::run(args, ctx, &mut out).await,
         Command::Errors(args) => ops::error_queue::run(args, ctx, &mut out).await,
         Command::Schedules(args) => ops::schedules::run(args, ctx, &mut out).await,
+        Command::Pause(args) => ops::pause::pause(args, ctx, &mut out).await,
+        Command::Resume(args) => ops::pause::resume(args, ctx, &mut out).await,
     }
     .unwrap_or_else(|err| panic!("`{args}`: {err:#}"));
     (code, String::from_utf8(out).unwrap())

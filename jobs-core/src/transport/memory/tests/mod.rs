@@ -11,6 +11,7 @@ mod priority;
 mod reply_to;
 mod routing;
 mod single_active;
+mod subscribe;
 
 use futures_util::{FutureExt, StreamExt};
 

@@ -98,7 +98,10 @@ fn levels_out_of_range_or_with_a_length_limit_are_refused() {
         &Topology {
             queues: vec![queue(
                 "q",
-                &[("x-max-priority", 5i64.into()), ("x-max-length", 1i64.into())],
+                &[
+                    ("x-max-priority", 5i64.into()),
+                    ("x-max-length", 1i64.into()),
+                ],
             )],
             ..Topology::default()
         },
