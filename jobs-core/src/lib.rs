@@ -124,7 +124,7 @@ pub use failed_job::FailedJob;
 pub use job::{ExchangeKind, HeaderBinding, HeaderMatch, Job, JobMessage, JobOptions, QueueType};
 pub use job_error::{FailureKind, JobError};
 pub use producer::{Enqueue, MessageId, Producer, ProducerOptions};
-pub use settings::{JobDefaults, JobSettings};
+pub use settings::{JobDefaults, JobSettings, KillSwitch};
 pub use trace::TraceContext;
 
 #[cfg(feature = "macros")]

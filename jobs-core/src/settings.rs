@@ -27,6 +27,39 @@ pub struct JobDefaults {
     /// time. RabbitMQ 3.10 counts every return toward it, including requeues at shutdown, so
     /// keep it well above the number of attempts.
     pub delivery_limit: u32,
+    /// The kill switch each job gets on each worker; `None` (the default) for none.
+    pub kill_switch: Option<KillSwitch>,
+}
+
+/// A job's kill switch on one worker: when its attempts fail too often, the worker stops
+/// taking the job's deliveries for a cool-down, then lets one attempt through as a probe, and
+/// resumes when it succeeds or stops again when it fails. While it is open the job's jobs wait
+/// in its queue (or go to other workers), so they do not spend their retries against a
+/// dependency that is down.
+///
+/// An attempt fails when its handler returns an error, panics or times out; a message refused
+/// before its handler ran (undecodable, unknown job) does not count.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct KillSwitch {
+    /// The share of failed attempts that trips it, from 0 to 1. Default 0.5.
+    pub failure_ratio: f64,
+    /// The fewest attempts in the window it decides on. Default 20.
+    pub min_attempts: u32,
+    /// How far back attempts count. Default 1 minute.
+    pub window: Duration,
+    /// How long it stays open before a probe. Default 30 s.
+    pub cool_down: Duration,
+}
+
+impl Default for KillSwitch {
+    fn default() -> Self {
+        Self {
+            failure_ratio: 0.5,
+            min_attempts: 20,
+            window: Duration::from_secs(60),
+            cool_down: Duration::from_secs(30),
+        }
+    }
 }
 
 impl Default for JobDefaults {
@@ -38,6 +71,7 @@ impl Default for JobDefaults {
             concurrency: 32,
             queue_type: QueueType::Quorum,
             delivery_limit: 10,
+            kill_switch: None,
         }
     }
 }
@@ -55,6 +89,7 @@ pub struct JobSettings {
     queue_type: QueueType,
     priorities: Option<u8>,
     delivery_limit: u32,
+    kill_switch: Option<KillSwitch>,
 }
 
 impl JobSettings {
@@ -84,6 +119,7 @@ impl JobSettings {
             },
             priorities: options.priorities,
             delivery_limit: defaults.delivery_limit,
+            kill_switch: defaults.kill_switch,
         }
     }
 
@@ -153,6 +189,12 @@ impl JobSettings {
     #[must_use]
     pub fn priorities(&self) -> Option<u8> {
         self.priorities
+    }
+
+    /// The job's kill switch on each worker, if it has one.
+    #[must_use]
+    pub fn kill_switch(&self) -> Option<KillSwitch> {
+        self.kill_switch
     }
 
     /// `x-delivery-limit` of a quorum work queue.

@@ -36,6 +36,9 @@ struct JobMetrics {
     publish_failures: AtomicU64,
     requeued: AtomicU64,
     in_flight: AtomicI64,
+    /// Kill switch trips, and whether it is open now.
+    trips: AtomicU64,
+    switch_open: AtomicU64,
     failed: Mutex<BTreeMap<&'static str, u64>>,
     /// Counts per bucket (not cumulative), then one for `+Inf`.
     buckets: [AtomicU64; BUCKETS.len() + 1],
@@ -102,6 +105,24 @@ impl Metrics {
             "Deliveries given back to their queue because their outcome could not be published in time.",
             &|m| m.requeued.load(Ordering::Relaxed),
         );
+        counter(
+            &mut out,
+            "jobs_kill_switch_trips_total",
+            "Times the job's kill switch tripped on this worker.",
+            &|m| m.trips.load(Ordering::Relaxed),
+        );
+        let _ = writeln!(
+            out,
+            "# HELP jobs_kill_switch_open Whether the job's kill switch is open on this worker (1) or not.\n# TYPE jobs_kill_switch_open gauge"
+        );
+        for job in &names {
+            let open = self.jobs[**job].switch_open.load(Ordering::Relaxed);
+            let _ = writeln!(
+                out,
+                "jobs_kill_switch_open{{job=\"{}\"}} {open}",
+                escape(job)
+            );
+        }
         let _ = writeln!(
             out,
             "# HELP jobs_failed_total Jobs moved to their error queue.\n# TYPE jobs_failed_total counter"
@@ -222,6 +243,11 @@ impl Observer for Metrics {
                     m.finished();
                 }
             }
+            EventKind::SwitchTripped { .. } => {
+                m.trips.fetch_add(1, Ordering::Relaxed);
+                m.switch_open.store(1, Ordering::Relaxed);
+            }
+            EventKind::SwitchClosed => m.switch_open.store(0, Ordering::Relaxed),
             _ => {}
         }
     }

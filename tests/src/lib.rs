@@ -4,6 +4,7 @@
 pub mod broker;
 pub mod calls;
 pub mod delays;
+pub mod kill_switch;
 pub mod pauses;
 pub mod priorities;
 pub mod routing;

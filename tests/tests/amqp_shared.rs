@@ -54,3 +54,17 @@ async fn a_pause_holds_every_worker_until_resumed_on_rabbitmq() {
     )
     .await;
 }
+
+/// On its own queue, so beside the shared scenarios; a short cool-down, on real time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_half_its_attempts_trips_the_switch_and_a_probe_closes_it_on_rabbitmq() {
+    let Some(url) = jobs_core::testing::broker_url() else {
+        return;
+    };
+    let transport = AmqpTransport::connect(&url).await.expect("connected");
+    jobs_tests::kill_switch::failing_half_its_attempts_trips_the_switch_and_a_probe_closes_it(
+        Arc::new(transport),
+        Duration::from_secs(2),
+    )
+    .await;
+}

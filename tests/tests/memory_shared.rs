@@ -48,3 +48,12 @@ async fn a_pause_holds_every_worker_until_resumed() {
     )
     .await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn failing_half_its_attempts_trips_the_switch_and_a_probe_closes_it() {
+    jobs_tests::kill_switch::failing_half_its_attempts_trips_the_switch_and_a_probe_closes_it(
+        Arc::new(MemoryTransport::new()),
+        Duration::from_secs(30),
+    )
+    .await;
+}

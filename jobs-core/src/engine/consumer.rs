@@ -138,7 +138,7 @@ impl Abandon {
 
     /// Resolves once the consumer is gone, shutdown began or the job was paused: a delivery
     /// waiting for a handler slot then goes back to the queue rather than start.
-    async fn lost_stopped_or_paused(&mut self) {
+    pub(crate) async fn lost_stopped_or_paused(&mut self) {
         let stop = &mut self.stop;
         tokio::select! {
             () = async { let _ = stop.wait_for(Option::is_some).await; } => {}
@@ -290,6 +290,14 @@ async fn handle(
     if abandon.is_lost() {
         return;
     }
+    // While the kill switch is half-open, one delivery runs as the probe and the others wait.
+    let _admission = match &runtime.switch {
+        Some(switch) => match switch.admit(&mut abandon).await {
+            Some(admission) => Some(admission),
+            None => return,
+        },
+        None => None,
+    };
     let verdict = dispatch::process(&runtime, delivery, &mut abandon).await;
     settle.send(verdict);
 }

@@ -15,6 +15,7 @@ use super::consumer::Abandon;
 use super::durable::{self, Decision, Decisions, Destination, NotPublished};
 use super::events::{Event, EventKind, Observer};
 use super::failure::{self, Failure, Origin};
+use super::kill_switch::{Change, Switch};
 use super::reply;
 use super::settle::Verdict;
 use crate::context::{ContextShared, JobContext};
@@ -45,9 +46,45 @@ pub(crate) struct JobRuntime {
     pub(crate) outcome_publish_timeout: Duration,
     /// Failures decided but never published, for redeliveries.
     pub(crate) decisions: Decisions,
+    /// The job's kill switch on this worker, if it has one.
+    pub(crate) switch: Option<Arc<Switch>>,
 }
 
 impl JobRuntime {
+    /// Counts a handler's attempt on the job's kill switch, and reports what that changed.
+    fn count_attempt(&self, failed: bool) {
+        let Some(switch) = &self.switch else {
+            return;
+        };
+        let job = self.settings.job().name();
+        match switch.record(failed) {
+            Some(Change::Tripped { failures, attempts }) => {
+                let cool_down = switch.cool_down();
+                tracing::warn!(
+                    job,
+                    failures,
+                    attempts,
+                    ?cool_down,
+                    "kill switch tripped: this worker stops taking the job, then probes"
+                );
+                self.emit(
+                    None,
+                    0,
+                    EventKind::SwitchTripped {
+                        failures,
+                        attempts,
+                        cool_down,
+                    },
+                );
+            }
+            Some(Change::Closed) => {
+                tracing::info!(job, "kill switch closed: a probe succeeded");
+                self.emit(None, 0, EventKind::SwitchClosed);
+            }
+            None => {}
+        }
+    }
+
     fn emit(&self, message_id: Option<&str>, attempt: u32, kind: EventKind<'_>) {
         if self.observers.is_empty() {
             return;
@@ -174,6 +211,7 @@ async fn run(
                 reply::ok(runtime, &envelope, body).await;
             }
             runtime.emit(message_id, attempt, EventKind::Succeeded { elapsed });
+            runtime.count_attempt(false);
             return Verdict::Ack;
         }
         Ok(Ok(Err(err))) => Failure {
@@ -192,6 +230,7 @@ async fn run(
         ),
     };
 
+    runtime.count_attempt(true);
     let settings = &runtime.settings;
     let mut failure = failure;
     let retry = failure.kind.is_retryable() && attempt <= settings.retries();

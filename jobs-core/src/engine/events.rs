@@ -12,7 +12,8 @@ pub trait Observer: Send + Sync + 'static {
     fn on_event(&self, event: &Event<'_>);
 }
 
-/// Something that happened to one delivery of a job.
+/// Something that happened to one delivery of a job, or to the job on this worker (its kill
+/// switch: then without a message id, attempt 0).
 #[derive(Clone, Copy, Debug)]
 pub struct Event<'a> {
     /// The job.
@@ -79,4 +80,17 @@ pub enum EventKind<'a> {
         /// Whether the handler ran (a [`Started`](EventKind::Started) came first).
         started: bool,
     },
+    /// The job's kill switch tripped on this worker: it stops taking the job's deliveries for
+    /// `cool_down`, then lets one through as a probe.
+    SwitchTripped {
+        /// Failed attempts in the window (for a failed probe: 1).
+        failures: u32,
+        /// Attempts in the window (for a failed probe: 1).
+        attempts: u32,
+        /// How long it stays open.
+        cool_down: Duration,
+    },
+    /// The job's kill switch closed on this worker: a probe succeeded, and it takes the job's
+    /// deliveries again.
+    SwitchClosed,
 }

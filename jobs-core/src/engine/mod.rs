@@ -29,6 +29,7 @@ mod dispatch;
 mod durable;
 mod events;
 mod failure;
+mod kill_switch;
 mod pauses;
 mod reply;
 mod settle;
@@ -472,6 +473,14 @@ impl EngineBuilder {
                 .get(job.name())
                 .cloned()
                 .unwrap_or_else(|| watch::channel(false).1);
+            // The consumer stops while the job is paused or its kill switch is open.
+            let (switch, paused) = match settings.kill_switch() {
+                Some(config) => {
+                    let (switch, open) = kill_switch::Switch::new(config);
+                    (Some(switch), pauses::either(paused, open, stop_rx.clone()))
+                }
+                None => (None, paused),
+            };
             let first = if *paused.borrow() {
                 None
             } else {
@@ -489,6 +498,7 @@ impl EngineBuilder {
                 permits,
                 outcome_publish_timeout: self.outcome_publish_timeout,
                 decisions: durable::Decisions::default(),
+                switch,
             });
             let ready = Arc::new(AtomicBool::new(true));
             let task = tokio::spawn(consumer::supervise(

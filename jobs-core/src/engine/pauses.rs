@@ -132,3 +132,26 @@ impl Watcher {
         }
     }
 }
+
+/// A signal that is `true` while `a` or `b` is, until `stop`: a job's consumer stops while the
+/// job is paused or its kill switch is open. A signal whose sender is gone keeps its last value.
+pub(super) fn either(
+    mut a: watch::Receiver<bool>,
+    mut b: watch::Receiver<bool>,
+    mut stop: StopSignal,
+) -> watch::Receiver<bool> {
+    let (sender, receiver) = watch::channel(*a.borrow_and_update() || *b.borrow_and_update());
+    tokio::spawn(async move {
+        let (mut a_open, mut b_open) = (true, true);
+        while a_open || b_open {
+            tokio::select! {
+                _ = stop.wait_for(Option::is_some) => return,
+                changed = a.changed(), if a_open => a_open = changed.is_ok(),
+                changed = b.changed(), if b_open => b_open = changed.is_ok(),
+            }
+            let now = *a.borrow_and_update() || *b.borrow_and_update();
+            sender.send_if_modified(|value| std::mem::replace(value, now) != now);
+        }
+    });
+    receiver
+}

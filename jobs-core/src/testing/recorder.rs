@@ -59,6 +59,15 @@ pub enum Outcome {
         /// Why.
         error: String,
     },
+    /// The job's kill switch tripped on this worker (no message id).
+    SwitchTripped {
+        /// Failed attempts in the window.
+        failures: u32,
+        /// Attempts in the window.
+        attempts: u32,
+    },
+    /// The job's kill switch closed on this worker (no message id).
+    SwitchClosed,
 }
 
 /// An [`Observer`] that records every event, for assertions, with bounded waits.
@@ -197,6 +206,10 @@ impl Observer for Recorder {
             EventKind::Requeued { error, .. } => Outcome::Requeued {
                 error: error.to_owned(),
             },
+            EventKind::SwitchTripped {
+                failures, attempts, ..
+            } => Outcome::SwitchTripped { failures, attempts },
+            EventKind::SwitchClosed => Outcome::SwitchClosed,
         };
         self.lock().push(Recorded {
             at: self.started.elapsed(),
