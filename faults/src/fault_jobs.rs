@@ -128,6 +128,20 @@ pub(crate) async fn tracked_term(job: Tracked, _ctx: JobContext) -> Result<(), J
 }
 
 /// Always fails, retryably: 3 attempts 100 ms apart, then the error queue.
+/// Tracked jobs for the concurrency-limit scenario: three workers of 32 handlers, four
+/// handlers at once across them.
+#[job(
+    exchange = "jobs_faults.workers",
+    routing_key = "limited",
+    queue = "jobs_faults.workers.limited",
+    timeout = "60s",
+    concurrency = 32,
+    max_running = 4
+)]
+pub(crate) async fn tracked_limited(job: Tracked, _ctx: JobContext) -> Result<(), JobError> {
+    sleep_and_record(job).await
+}
+
 /// Tracked jobs for the pause scenario: three workers, 32 handlers each.
 #[job(
     exchange = "jobs_faults.workers",

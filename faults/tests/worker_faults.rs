@@ -25,6 +25,9 @@ use prost::Message as _;
 use tokio::time::Instant;
 use workers_support::{WORKER, scratch, setup, wait_count};
 
+/// How often the concurrency-limit scenario reads the workers' in-flight gauges.
+const SAMPLE_EVERY: Duration = Duration::from_millis(5);
+
 /// The signal `std::process::abort` raises.
 const SIGABRT: i32 = 6;
 
@@ -354,6 +357,105 @@ async fn a_pause_stops_three_workers_a_restarted_one_stays_paused_and_resume_los
     ledger
         .report()
         .check("pause across 3 workers, one restarted while paused", 0);
+    transport.close().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_running_holds_across_three_workers_and_a_killed_workers_slots_come_back() {
+    let Some(url) = broker_url() else { return };
+    let job = &fault_jobs::tracked_limited::JOB;
+    let (transport, producer) = setup(&url, job, "limited").await;
+    let dir = scratch("limited");
+    let total: u64 = if full() { 5_000 } else { 800 };
+    let ledger = Ledger::new();
+    // 50 ms handlers: four at once run about 80 a second.
+    enqueue_all(&producer, &ledger, 0..total, |producer, id| async move {
+        fault_jobs::tracked_limited::enqueue(&producer, Tracked::new(id, 50)).await
+    })
+    .await;
+
+    let files: Vec<PathBuf> = (0..3).map(|n| dir.join(format!("handled-{n}"))).collect();
+    let files: Vec<&Path> = files.iter().map(PathBuf::as_path).collect();
+    let mut workers: Vec<WorkerProcess> = (0..3)
+        .map(|n| start(&url, job, &[], &[(fault_jobs::HANDLED_FILE, files[n])]))
+        .collect();
+    let in_flight = "jobs_in_flight{job=\"tracked_limited\"}";
+    // The handlers running across the live workers, read one worker after another.
+    let running = |workers: &[WorkerProcess], alive: &[bool]| -> u64 {
+        workers
+            .iter()
+            .zip(alive)
+            .filter(|(_, alive)| **alive)
+            .filter_map(|(worker, _)| worker.metric(in_flight))
+            .sum()
+    };
+    let mut alive = [true; 3];
+    let mut most = 0;
+    // Sampled until a third of the jobs are handled, with the limit reached.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while counts(&files).len() < total as usize / 3 {
+        most = most.max(running(&workers, &alive));
+        assert!(Instant::now() < deadline, "a third handled within 60 s");
+        tokio::time::sleep(SAMPLE_EVERY).await;
+    }
+    assert_eq!(most, 4, "the limit was reached and never passed");
+
+    // Kill the worker that started the most (the first one started holds every slot): its
+    // slots come back to the others.
+    let started = "jobs_started_total{job=\"tracked_limited\"}";
+    let holder = (0..3)
+        .max_by_key(|&n| workers[n].metric(started).unwrap_or(0))
+        .expect("three workers");
+    eprintln!(
+        "started by each worker before the kill: {:?}",
+        workers
+            .iter()
+            .map(|w| w.metric(started))
+            .collect::<Vec<_>>()
+    );
+    workers[holder].signal("KILL").expect("kill -KILL");
+    let status = workers[holder]
+        .wait_exit(Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(!status.success(), "a killed worker: {status}");
+    alive[holder] = false;
+    let killed = Instant::now();
+    let mut back_in = None;
+    let deadline = Instant::now() + Duration::from_secs(if full() { 300 } else { 120 });
+    while counts(&files).len() < total as usize {
+        let now = running(&workers, &alive);
+        most = most.max(now);
+        if now == 4 && back_in.is_none() {
+            back_in = Some(killed.elapsed());
+        }
+        assert!(Instant::now() < deadline, "every job handled in time");
+        tokio::time::sleep(SAMPLE_EVERY).await;
+    }
+    assert!(most <= 4, "{most} handlers ran at once");
+    let back_in = back_in.expect("four handlers ran again after the kill");
+    // RabbitMQ's heartbeat timeout is 60 s; a killed process's sockets close at once.
+    assert!(back_in < Duration::from_secs(60), "back in {back_in:?}");
+    for (n, worker) in workers.iter_mut().enumerate() {
+        if alive[n] {
+            worker.signal("TERM").expect("kill -TERM");
+            let status = worker
+                .wait_exit(Duration::from_secs(30))
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert!(status.success(), "exit {status}:\n{}", worker.output());
+        }
+    }
+    eprintln!(
+        "max_running 4: at most {most} at once across 3 workers; after a SIGKILL, 4 again in {back_in:?}"
+    );
+    // A worker that never held a slot handled nothing, and wrote no file.
+    for file in files.iter().filter(|file| file.exists()) {
+        ledger.load_handled(file).expect("a handled file");
+    }
+    // The killed worker's running jobs (at most its slots) run again.
+    ledger
+        .report()
+        .check("max_running 4 across 3 workers, the holder SIGKILLed", 4);
     transport.close().await;
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -145,6 +145,10 @@ pub struct JobOptions {
     pub queue_type: Option<QueueType>,
     /// Priority levels of the work queue (`x-max-priority`), which makes it a classic queue.
     pub priorities: Option<u8>,
+    /// Handlers running at once across every worker, each in one of as many slots.
+    pub max_running: Option<u16>,
+    /// Starts across every worker, paced by tickets (see [`crate::control`]).
+    pub rate: Option<crate::control::Rate>,
     /// When the job runs by itself, with its message's default value.
     pub schedule: Option<crate::schedule::ScheduleSpec>,
 }

@@ -2,6 +2,7 @@
 //! It only re-exports what the generated code names.
 
 pub use crate::backoff::Backoff;
+pub use crate::control::Rate;
 pub use crate::extract::FromJobContext;
 pub use crate::handler::{
     Describe, DescribeFields, DescribeOpaque, Described, Describer, HandleResult, Handler,

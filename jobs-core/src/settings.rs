@@ -191,6 +191,18 @@ impl JobSettings {
         self.priorities
     }
 
+    /// The most handlers of the job running at once across every worker, if it has a limit.
+    #[must_use]
+    pub fn max_running(&self) -> Option<u16> {
+        self.job.options().max_running
+    }
+
+    /// The job's starts per period across every worker, if it has a rate.
+    #[must_use]
+    pub fn rate(&self) -> Option<crate::control::Rate> {
+        self.job.options().rate
+    }
+
     /// The job's kill switch on each worker, if it has one.
     #[must_use]
     pub fn kill_switch(&self) -> Option<KillSwitch> {

@@ -139,6 +139,8 @@ impl Topology {
                     RESERVED_PREFIX,
                     crate::schedule::RESERVED_PREFIX,
                     crate::control::PAUSED_PREFIX,
+                    crate::control::SLOTS_PREFIX,
+                    crate::control::RATE_PREFIX,
                     crate::control::EXCHANGE,
                 ]
                 .into_iter()
@@ -219,9 +221,12 @@ impl Topology {
             ..Self::default()
         };
         topology.add_job_queues(settings);
-        topology
-            .queues
-            .retain(|queue| !settings.retry_queues().contains(&queue.name));
+        // The slot, ticket and keeper queues are the workers' own.
+        topology.queues.retain(|queue| {
+            !settings.retry_queues().contains(&queue.name)
+                && !queue.name.starts_with(crate::control::SLOTS_PREFIX)
+                && !queue.name.starts_with(crate::control::RATE_PREFIX)
+        });
         topology
     }
 
@@ -287,6 +292,30 @@ impl Topology {
         });
         self.bindings
             .push(crate::delay::deliver_binding(job.queue()));
+        for n in 0..settings.max_running().unwrap_or(0) {
+            self.queues.push(QueueSpec {
+                name: crate::control::slot_queue(job.name(), n),
+                arguments: Headers::from_iter([(
+                    argument::QUEUE_TYPE,
+                    QueueType::Classic.as_str(),
+                )]),
+            });
+        }
+        if let Some(rate) = settings.rate() {
+            let classic =
+                || Headers::from_iter([(argument::QUEUE_TYPE, QueueType::Classic.as_str())]);
+            // One tick's tickets at most: those nobody took give way to the next tick's.
+            let mut tickets = classic();
+            tickets.insert(argument::MAX_LENGTH, i64::from(rate.tick().1));
+            self.queues.push(QueueSpec {
+                name: crate::control::tickets_queue(job.name()),
+                arguments: tickets,
+            });
+            self.queues.push(QueueSpec {
+                name: crate::control::keeper_queue(job.name()),
+                arguments: classic(),
+            });
+        }
         if job.options().schedule.is_some() {
             let queues = crate::schedule::queues(job);
             self.bindings

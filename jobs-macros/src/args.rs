@@ -15,7 +15,7 @@ use syn::{Ident, Lit, LitInt, LitStr, Token};
 use crate::ctxt::Ctxt;
 
 /// Every key `#[job]` takes, in the order the docs list them.
-pub(crate) const KEYS: [&str; 18] = [
+pub(crate) const KEYS: [&str; 20] = [
     "exchange",
     "routing_key",
     "kind",
@@ -29,6 +29,8 @@ pub(crate) const KEYS: [&str; 18] = [
     "concurrency",
     "queue_type",
     "priorities",
+    "max_running",
+    "rate",
     "schedule",
     "every",
     "timezone",
@@ -65,6 +67,8 @@ pub(crate) struct JobArgs {
     pub(crate) concurrency: Option<LitInt>,
     pub(crate) queue_type: Option<LitStr>,
     pub(crate) priorities: Option<LitInt>,
+    pub(crate) max_running: Option<LitInt>,
+    pub(crate) rate: Option<LitStr>,
     pub(crate) schedule: Option<LitStr>,
     pub(crate) every: Option<LitStr>,
     pub(crate) timezone: Option<LitStr>,
@@ -128,6 +132,8 @@ impl JobArgs {
             "concurrency" => set_once(cx, &mut self.concurrency, path, int(meta, "32")?),
             "queue_type" => set_once(cx, &mut self.queue_type, path, string(meta, "\"quorum\"")?),
             "priorities" => set_once(cx, &mut self.priorities, path, int(meta, "10")?),
+            "max_running" => set_once(cx, &mut self.max_running, path, int(meta, "4")?),
+            "rate" => set_once(cx, &mut self.rate, path, string(meta, "\"50/s\"")?),
             "schedule" => set_once(
                 cx,
                 &mut self.schedule,
@@ -414,13 +420,13 @@ mod tests {
                 format!(
                     "unknown `job` argument `retry` (did you mean `retries`?); expected {}",
                     "`exchange`, `routing_key`, `kind`, `binding`, `headers`, `queue`, `name`, `retries`, \
-                     `backoff`, `timeout`, `concurrency`, `queue_type`, `priorities`, `schedule`, `every`, `timezone`, \
+                     `backoff`, `timeout`, `concurrency`, `queue_type`, `priorities`, `max_running`, `rate`, `schedule`, `every`, `timezone`, \
                      `missed` or `crate`"
                 ),
                 "expected a string: `routing_key = \"oss\"`".to_owned(),
                 "unknown `job` argument `tiemout` (did you mean `timeout`?); expected `exchange`, \
                  `routing_key`, `kind`, `binding`, `headers`, `queue`, `name`, `retries`, `backoff`, \
-                 `timeout`, `concurrency`, `queue_type`, `priorities`, `schedule`, `every`, `timezone`, `missed` or \
+                 `timeout`, `concurrency`, `queue_type`, `priorities`, `max_running`, `rate`, `schedule`, `every`, `timezone`, `missed` or \
                  `crate`"
                     .to_owned(),
             ]

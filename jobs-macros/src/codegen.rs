@@ -321,6 +321,18 @@ fn options(rt: &TokenStream, options: &OptionsSpec) -> TokenStream {
         || none.clone(),
         |n| some(Literal::u8_unsuffixed(n).into_token_stream()),
     );
+    let max_running = options.max_running.map_or_else(
+        || none.clone(),
+        |n| some(Literal::u16_unsuffixed(n).into_token_stream()),
+    );
+    let rate = options.rate.map_or_else(
+        || none.clone(),
+        |(starts, ms)| {
+            let starts = Literal::u32_unsuffixed(starts);
+            let per = duration(ms);
+            some(quote!(#rt::Rate { starts: #starts, per: #per }))
+        },
+    );
     let schedule = options.schedule.as_ref().map_or_else(
         || none.clone(),
         |schedule| {
@@ -356,6 +368,8 @@ fn options(rt: &TokenStream, options: &OptionsSpec) -> TokenStream {
             concurrency: #concurrency,
             queue_type: #queue_type,
             priorities: #priorities,
+            max_running: #max_running,
+            rate: #rate,
             schedule: #schedule,
         }
     }

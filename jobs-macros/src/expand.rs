@@ -90,7 +90,7 @@ mod tests {
             [
                 "expected a whole number: `retries = 5`",
                 "unknown `job` argument `color`; expected `exchange`, `routing_key`, `kind`, `binding`, `headers`, \
-                 `queue`, `name`, `retries`, `backoff`, `timeout`, `concurrency`, `queue_type`, `priorities`, `schedule`, \
+                 `queue`, `name`, `retries`, `backoff`, `timeout`, `concurrency`, `queue_type`, `priorities`, `max_running`, `rate`, `schedule`, \
                  `every`, `timezone`, `missed` or `crate`",
                 "`#[job]` functions must be `async`",
                 "`#[job]` functions return `Result<(), E>`: add `-> Result<(), JobError>` (or another error type \
@@ -592,6 +592,40 @@ mod tests {
         assert!(out.contains("queue : \"q\""), "{out}");
         assert!(out.contains("name : \"n\""), "{out}");
         assert!(!out.contains(":: jobs_core"), "{out}");
+    }
+
+    #[test]
+    fn a_rate_is_starts_per_period() {
+        let out = expand(quote!(exchange = "e", routing_key = "k", rate = "100/m"));
+        assert!(out.contains("Rate { starts : 100 , per :"), "{out}");
+        assert!(out.contains("Duration :: from_secs (60)"), "{out}");
+        let out = expand(quote!(exchange = "e", routing_key = "k", rate = "5/1500ms"));
+        assert!(out.contains("Duration :: from_millis (1500)"), "{out}");
+        assert_eq!(
+            arg_errors(quote!(exchange = "e", routing_key = "k", rate = "fast")),
+            [
+                "`rate = \"fast\"`: expected starts per period, as `\"50/s\"`, `\"100/m\"` or `\"5/10s\"`"
+            ]
+        );
+        assert_eq!(
+            arg_errors(quote!(exchange = "e", routing_key = "k", rate = "0/s")),
+            ["`rate = \"0/s\"`: a rate lets at least one job start per period"]
+        );
+        assert_eq!(
+            arg_errors(quote!(exchange = "e", routing_key = "k", rate = "20000/s")),
+            [
+                "`rate = \"20000/s\"`: at most 10000 starts a second (each is a message on the broker)"
+            ]
+        );
+    }
+
+    #[test]
+    fn max_running_is_an_option() {
+        let out = expand(quote!(exchange = "e", routing_key = "k", max_running = 4));
+        assert!(
+            out.contains("max_running : :: core :: option :: Option :: Some (4)"),
+            "{out}"
+        );
     }
 
     #[test]

@@ -52,6 +52,10 @@ pub(crate) struct OptionsSpec {
     pub(crate) quorum: Option<bool>,
     /// Priority levels: the queue is then classic.
     pub(crate) priorities: Option<u8>,
+    /// Handlers running at once across every worker.
+    pub(crate) max_running: Option<u16>,
+    /// Starts per period across every worker: (starts, period in milliseconds).
+    pub(crate) rate: Option<(u32, u64)>,
     /// `Some` for a periodic job.
     pub(crate) schedule: Option<ScheduleSpec>,
 }
@@ -534,6 +538,26 @@ fn check_options(cx: &Ctxt, args: &JobArgs) -> Option<OptionsSpec> {
         }
     });
     let priorities = check_priorities(cx, args, quorum);
+    let max_running = optional(args.max_running.as_ref(), |lit| {
+        let value = int::<u64>(cx, lit, "max_running")?;
+        match u16::try_from(value) {
+            Ok(value @ 1..=MAX_RUNNING) => Some(value),
+            _ => {
+                cx.error(
+                    lit,
+                    format_args!(
+                        "`max_running = {value}`: expected 1 to {MAX_RUNNING} (each is a slot queue on the broker)"
+                    ),
+                );
+                None
+            }
+        }
+    });
+    let rate = optional(args.rate.as_ref(), |lit| {
+        parse_rate(&lit.value())
+            .map_err(|why| cx.error(lit, why))
+            .ok()
+    });
     let schedule = check_schedule(cx, args);
     Some(OptionsSpec {
         retries: retries?,
@@ -546,9 +570,47 @@ fn check_options(cx: &Ctxt, args: &JobArgs) -> Option<OptionsSpec> {
             None => quorum?,
         },
         priorities: priorities?,
+        max_running: max_running?,
+        rate: rate?,
         schedule: schedule?,
     })
 }
+
+/// The most starts a second `rate` may allow: each is a message on the broker.
+const MAX_RATE_PER_SECOND: u64 = 10_000;
+
+/// `"50/s"`, `"100/m"`, `"5/10s"`: starts per period.
+fn parse_rate(text: &str) -> Result<(u32, u64), String> {
+    let usage = || {
+        format!(
+            "`rate = \"{text}\"`: expected starts per period, as `\"50/s\"`, `\"100/m\"` or `\"5/10s\"`"
+        )
+    };
+    let (starts, per) = text.split_once('/').ok_or_else(usage)?;
+    let starts: u32 = starts.trim().parse().map_err(|_| usage())?;
+    let per = per.trim();
+    // A bare unit is one of it.
+    let per = if per.starts_with(|c: char| c.is_ascii_digit()) {
+        per.to_owned()
+    } else {
+        format!("1{per}")
+    };
+    let ms = duration::parse(&per).map_err(|_| usage())?;
+    if starts == 0 || ms == 0 {
+        return Err(format!(
+            "`rate = \"{text}\"`: a rate lets at least one job start per period"
+        ));
+    }
+    if u64::from(starts) * 1000 > MAX_RATE_PER_SECOND * ms {
+        return Err(format!(
+            "`rate = \"{text}\"`: at most {MAX_RATE_PER_SECOND} starts a second (each is a message on the broker)"
+        ));
+    }
+    Ok((starts, ms))
+}
+
+/// The highest `max_running`: one slot queue each.
+const MAX_RUNNING: u16 = 256;
 
 /// `priorities = N`, 1 to 255, on a queue that is not quorum: RabbitMQ 3.10 has priorities
 /// on classic queues only.

@@ -57,3 +57,26 @@ async fn failing_half_its_attempts_trips_the_switch_and_a_probe_closes_it() {
     )
     .await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn three_workers_never_run_more_than_the_limit() {
+    let broker = MemoryTransport::new();
+    jobs_tests::limits::three_workers_never_run_more_than_the_limit(|| {
+        let broker = broker.clone();
+        async move { Arc::new(broker) as Arc<dyn jobs_core::transport::Transport> }
+    })
+    .await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn three_workers_keep_to_the_rate() {
+    let broker = MemoryTransport::new();
+    jobs_tests::rates::three_workers_keep_to_the_rate(
+        || {
+            let broker = broker.clone();
+            async move { Arc::new(broker) as Arc<dyn jobs_core::transport::Transport> }
+        },
+        1_000,
+    )
+    .await;
+}

@@ -12,6 +12,7 @@ use tokio::time::Instant;
 
 use super::dispatch::{self, JobRuntime};
 use super::settle::{self, SettleOnce};
+use super::slots;
 use crate::transport::{Consumer, Transport};
 
 /// `None` while running; `Some(deadline)` once shutdown starts.
@@ -57,6 +58,32 @@ pub(crate) async fn supervise(
             }
             continue;
         }
+        // A job with `max_running` consumes with one delivery per slot it holds, and not at all
+        // while it holds none; the consumer stops as for a pause when a slot is lost.
+        let (prefetch, held) = match runtime.settings.max_running() {
+            None => (prefetch, None),
+            Some(max) => {
+                let want = max.min(runtime.settings.concurrency());
+                match slots::acquire(transport.as_ref(), runtime.settings.job().name(), max, want)
+                    .await
+                {
+                    Ok(Some(held)) => (held.count(), Some(held)),
+                    outcome => {
+                        if let Err(error) = outcome {
+                            tracing::warn!(queue, %error, "could not take a slot");
+                        }
+                        // Every slot is held elsewhere: a state of the cluster, not a fault.
+                        ready.store(true, Ordering::Release);
+                        tokio::select! {
+                            _ = stop.wait_for(Option::is_some) => return,
+                            _ = paused.changed() => {}
+                            () = tokio::time::sleep(slots::retry_after()) => {}
+                        }
+                        continue;
+                    }
+                }
+            }
+        };
         let consumer = match attached.take() {
             Some(consumer) => Ok(consumer),
             None => transport.consume(queue, prefetch).await,
@@ -65,8 +92,14 @@ pub(crate) async fn supervise(
             Ok(consumer) => {
                 backoff = Duration::from_millis(100);
                 ready.store(true, Ordering::Release);
-                let ended = serve(consumer, &runtime, &mut stop, &ready, &paused).await;
+                let halt = match &held {
+                    Some(held) => super::pauses::either(paused.clone(), held.lost(), stop.clone()),
+                    None => paused.clone(),
+                };
+                let ended = serve(consumer, &runtime, &mut stop, &ready, &halt).await;
                 ready.store(false, Ordering::Release);
+                // Let go of the slots before waiting for anything: another worker may run them.
+                drop(held);
                 match ended {
                     Ended::Stopped => return,
                     Ended::Paused => continue,
@@ -298,6 +331,12 @@ async fn handle(
         },
         None => None,
     };
+    // A job with a rate starts only with a ticket.
+    if let Some(tickets) = &runtime.tickets
+        && !tickets.take(&mut abandon).await
+    {
+        return;
+    }
     let verdict = dispatch::process(&runtime, delivery, &mut abandon).await;
     settle.send(verdict);
 }

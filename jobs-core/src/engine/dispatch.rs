@@ -48,6 +48,8 @@ pub(crate) struct JobRuntime {
     pub(crate) decisions: Decisions,
     /// The job's kill switch on this worker, if it has one.
     pub(crate) switch: Option<Arc<Switch>>,
+    /// The tickets a job with a rate starts with.
+    pub(crate) tickets: Option<super::rate::Tickets>,
 }
 
 impl JobRuntime {

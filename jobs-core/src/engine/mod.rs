@@ -31,8 +31,10 @@ mod events;
 mod failure;
 mod kill_switch;
 mod pauses;
+mod rate;
 mod reply;
 mod settle;
+mod slots;
 
 pub(crate) use consumer::StopSignal;
 
@@ -98,6 +100,7 @@ pub struct Engine {
     jobs: Vec<JobSettings>,
     stop: watch::Sender<Option<Instant>>,
     consumers: Vec<(Arc<AtomicBool>, JoinHandle<()>)>,
+    /// The schedulers and the rate keepers.
     schedulers: Vec<JoinHandle<()>>,
     /// Whether each job is paused, as this engine last read it.
     paused: pauses::Paused,
@@ -451,6 +454,7 @@ impl EngineBuilder {
             .chain(jobs.iter().map(JobSettings::job))
             .collect();
         let mut consumers = Vec::with_capacity(jobs.len());
+        let mut keepers = Vec::new();
         for settings in &jobs {
             let job = settings.job();
             let mut accepted_names = vec![job.name()];
@@ -481,7 +485,8 @@ impl EngineBuilder {
                 }
                 None => (None, paused),
             };
-            let first = if *paused.borrow() {
+            // A job with `max_running` attaches once it holds a slot (its supervisor takes them).
+            let first = if *paused.borrow() || settings.max_running().is_some() {
                 None
             } else {
                 Some(transport.consume(settings.job().queue(), prefetch).await?)
@@ -499,7 +504,18 @@ impl EngineBuilder {
                 outcome_publish_timeout: self.outcome_publish_timeout,
                 decisions: durable::Decisions::default(),
                 switch,
+                tickets: settings
+                    .rate()
+                    .map(|_| rate::Tickets::new(Arc::clone(&transport), job.name())),
             });
+            if let Some(rate) = settings.rate() {
+                keepers.push(tokio::spawn(rate::keep(
+                    Arc::clone(&transport),
+                    job.name(),
+                    rate,
+                    stop_rx.clone(),
+                )));
+            }
             let ready = Arc::new(AtomicBool::new(true));
             let task = tokio::spawn(consumer::supervise(
                 Arc::clone(&transport),
@@ -517,6 +533,7 @@ impl EngineBuilder {
             std::process::id()
         )
         .into();
+        // Schedulers and rate keepers stop at the stop signal.
         let schedulers = schedules
             .into_iter()
             .map(|(job, schedule)| {
@@ -529,6 +546,7 @@ impl EngineBuilder {
                 };
                 tokio::spawn(scheduler.supervise(stop_rx.clone()))
             })
+            .chain(keepers)
             .collect();
         Ok(Engine {
             producer,

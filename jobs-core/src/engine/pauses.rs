@@ -133,8 +133,9 @@ impl Watcher {
     }
 }
 
-/// A signal that is `true` while `a` or `b` is, until `stop`: a job's consumer stops while the
-/// job is paused or its kill switch is open. A signal whose sender is gone keeps its last value.
+/// A signal that is `true` while `a` or `b` is, until `stop` or until nobody listens: a job's
+/// consumer stops while the job is paused, its kill switch is open or it lost a slot. A signal
+/// whose sender is gone keeps its last value.
 pub(super) fn either(
     mut a: watch::Receiver<bool>,
     mut b: watch::Receiver<bool>,
@@ -146,6 +147,8 @@ pub(super) fn either(
         while a_open || b_open {
             tokio::select! {
                 _ = stop.wait_for(Option::is_some) => return,
+                // Nobody listens any more.
+                () = sender.closed() => return,
                 changed = a.changed(), if a_open => a_open = changed.is_ok(),
                 changed = b.changed(), if b_open => b_open = changed.is_ok(),
             }

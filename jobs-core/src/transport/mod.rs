@@ -115,6 +115,16 @@ pub trait Transport: Send + Sync + fmt::Debug + 'static {
         keys: &'a [String],
     ) -> BoxFuture<'a, Result<ReplyStream>>;
 
+    /// Tries to hold `queue` alone: to be its exclusive consumer, reading without acks.
+    /// `None` when another consumer has it. The hold lasts until the stream is dropped, and
+    /// ends (the stream with it) when its channel closes, so a holder that dies lets go by
+    /// itself. Transport plumbing, for the engine's cluster-wide concurrency limits.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotFound`](crate::Error::NotFound) for a missing queue, and connection errors.
+    fn hold<'a>(&'a self, queue: &'a str) -> BoxFuture<'a, Result<Option<ReplyStream>>>;
+
     /// Deletes `queue` with its messages. A queue that does not exist is no error.
     ///
     /// # Errors

@@ -99,6 +99,10 @@ impl Transport for Faulty {
         self.broker.delete_queue(queue)
     }
 
+    fn hold<'a>(&'a self, queue: &'a str) -> BoxFuture<'a, Result<Option<ReplyStream>>> {
+        self.broker.hold(queue)
+    }
+
     fn requester(&self) -> BoxFuture<'_, Result<Requester>> {
         Box::pin(async {
             let requester = self.broker.requester().await?;

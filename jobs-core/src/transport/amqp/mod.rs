@@ -34,6 +34,8 @@
 //! * **Subscriptions**: [`subscribe`](Transport::subscribe) declares a server-named queue
 //!   exclusive to a channel of the consuming connection, binds it and consumes it without acks;
 //!   the broker deletes it with the channel.
+//! * **Holds**: [`hold`](Transport::hold) consumes a queue exclusively on a channel of the
+//!   consuming connection; the broker's `ACCESS_REFUSED` means another consumer has it.
 //! * **Headers**: a field table is keyed, so headers arrive sorted by name; see
 //!   [`HeaderValue`](crate::HeaderValue) for the value kinds.
 //!
@@ -80,6 +82,7 @@ mod consume;
 mod convert;
 mod declare;
 mod error_map;
+mod hold;
 mod publish;
 mod requester;
 mod subscribe;
@@ -305,6 +308,12 @@ impl Transport for AmqpTransport {
     fn delete_queue<'a>(&'a self, queue: &'a str) -> BoxFuture<'a, Result<()>> {
         let delete = declare::delete(self.inner.publisher.link(), queue);
         Box::pin(self.inner.bounded("deleting a queue", delete))
+    }
+
+    fn hold<'a>(&'a self, queue: &'a str) -> BoxFuture<'a, Result<Option<ReplyStream>>> {
+        // On the consuming connection: a hold ends with the consumers it limits.
+        let hold = hold::hold(&self.inner.consuming, queue);
+        Box::pin(self.inner.bounded("holding a queue", hold))
     }
 }
 

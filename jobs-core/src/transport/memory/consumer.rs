@@ -128,6 +128,12 @@ impl Broker {
             what: "queue",
             name: queue.to_owned(),
         })?;
+        if self.queues[id].is_held() {
+            // RabbitMQ closes the channel: ACCESS_REFUSED.
+            return Err(Error::Broker(format!(
+                "ACCESS_REFUSED - queue '{queue}' in exclusive use"
+            )));
+        }
         let (sender, receiver) = mpsc::unbounded_channel();
         let consumer = self.next_consumer;
         self.next_consumer += 1;
@@ -149,6 +155,21 @@ impl Broker {
             receiver,
             closed,
         })
+    }
+
+    /// Attaches an exclusive consumer to `queue` (no prefetch limit), or `None` when it has an
+    /// active consumer already.
+    pub(super) fn hold(&mut self, queue: &str) -> Result<Option<Attached>> {
+        let id = self.queue_id(queue).ok_or_else(|| Error::NotFound {
+            what: "queue",
+            name: queue.to_owned(),
+        })?;
+        if self.queues[id].active_consumers > 0 {
+            return Ok(None);
+        }
+        let attached = self.consume(queue, 0)?;
+        self.queues[id].exclusive = Some(attached.consumer);
+        Ok(Some(attached))
     }
 
     /// Acks or nacks deliveries of one consumer.

@@ -233,6 +233,8 @@ pub(super) struct Queue {
     pub(super) refusing: bool,
     /// Deleted: no longer found by name, and what its old bindings route to it is dropped.
     pub(super) deleted: bool,
+    /// The consumer holding the queue exclusively, if one did; it holds it while active.
+    pub(super) exclusive: Option<u64>,
 }
 
 impl Queue {
@@ -251,6 +253,7 @@ impl Queue {
             timer: None,
             refusing: false,
             deleted: false,
+            exclusive: None,
         }
     }
 
@@ -259,6 +262,13 @@ impl Queue {
     pub(super) fn is_busy(&self) -> bool {
         self.unacked > 0
             || (!self.ready.is_empty() && (self.active_consumers > 0 || self.args.ttl.is_some()))
+    }
+
+    /// Whether an active consumer holds the queue exclusively.
+    pub(super) fn is_held(&self) -> bool {
+        self.exclusive
+            .and_then(|holder| self.consumer(holder))
+            .is_some_and(|index| self.consumers[index].sender.is_some())
     }
 
     /// The position of consumer `id`.

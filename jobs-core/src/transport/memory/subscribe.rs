@@ -1,7 +1,9 @@
 //! Subscriptions ([`Transport::subscribe`](crate::transport::Transport::subscribe)): a queue
 //! named `amq.gen-<n>`, bound to the exchange with the keys asked for, consumed by a stream
 //! that settles each message as it hands it out, and deleted when the stream is dropped, as
-//! RabbitMQ deletes an exclusive queue with its channel.
+//! RabbitMQ deletes an exclusive queue with its channel. And holds
+//! ([`Transport::hold`](crate::transport::Transport::hold)): a queue's exclusive consumer,
+//! read the same way.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -53,22 +55,36 @@ pub(super) fn subscribe(
             }
         }
     };
-    Ok(Box::pin(Subscription {
+    Ok(Box::pin(NoAck {
         consumer: Some(attached.into_consumer(Arc::clone(shared))),
         shared: Arc::clone(shared),
-        queue,
+        delete: Some(queue),
     }))
 }
 
-/// The messages of a subscription's queue, each settled as it is handed out.
-struct Subscription {
+/// Holds `queue` exclusively ([`Transport::hold`](crate::transport::Transport::hold)).
+pub(super) fn hold(shared: &Arc<Shared>, queue: &str) -> Result<Option<ReplyStream>> {
+    let attached = shared.lock().hold(queue)?;
+    Ok(attached.map(|attached| {
+        Box::pin(NoAck {
+            consumer: Some(attached.into_consumer(Arc::clone(shared))),
+            shared: Arc::clone(shared),
+            delete: None,
+        }) as ReplyStream
+    }))
+}
+
+/// The messages of a consumer without acks, each settled as it is handed out: a
+/// subscription's, whose queue goes with it, or a hold's.
+struct NoAck {
     /// `None` once dropped.
     consumer: Option<Consumer>,
     shared: Arc<Shared>,
-    queue: String,
+    /// The queue deleted with the stream: a subscription's.
+    delete: Option<String>,
 }
 
-impl Stream for Subscription {
+impl Stream for NoAck {
     type Item = Envelope;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Envelope>> {
@@ -92,10 +108,12 @@ impl Stream for Subscription {
     }
 }
 
-impl Drop for Subscription {
+impl Drop for NoAck {
     fn drop(&mut self) {
         // The channel first (which returns nothing: every delivery was settled), then the queue.
         drop(self.consumer.take());
-        self.shared.lock().delete_queue(&self.queue);
+        if let Some(queue) = &self.delete {
+            self.shared.lock().delete_queue(queue);
+        }
     }
 }
