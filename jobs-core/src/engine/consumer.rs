@@ -202,15 +202,23 @@ async fn serve(
         paused: paused.clone(),
     };
     let mut pausing = paused.clone();
-    // One wait for the loop's lifetime: a new one per delivery would register a waiter each time.
+    // One wait each for the loop's lifetime: a new one per delivery would register a waiter
+    // each time.
     let ended = {
         let stopping = stop.wait_for(Option::is_some);
         tokio::pin!(stopping);
+        let pause = pausing.wait_for(|paused| *paused);
+        tokio::pin!(pause);
+        // A signal whose sender is gone never pauses.
+        let mut can_pause = true;
         loop {
             tokio::select! {
                 biased;
                 _ = &mut stopping => break Ended::Stopped,
-                Ok(_) = pausing.wait_for(|paused| *paused) => break Ended::Paused,
+                paused = &mut pause, if can_pause => match paused {
+                    Ok(_) => break Ended::Paused,
+                    Err(_) => can_pause = false,
+                },
                 // The settle pipeline ends early only when the channel refused a settlement:
                 // nothing more it holds can be settled, so this consumer is of no use.
                 _ = &mut settling => break Ended::Settling,
