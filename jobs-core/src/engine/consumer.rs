@@ -76,7 +76,7 @@ pub(crate) async fn supervise(
                         ready.store(true, Ordering::Release);
                         tokio::select! {
                             _ = stop.wait_for(Option::is_some) => return,
-                            _ = paused.changed() => {}
+                            Ok(()) = paused.changed() => {}
                             () = tokio::time::sleep(slots::retry_after()) => {}
                         }
                         continue;
