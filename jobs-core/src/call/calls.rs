@@ -65,20 +65,44 @@ impl Calls {
             .headers
             .insert(header::DEADLINE, HeaderValue::from(deadline_ms));
 
-        let (sender, reply) = oneshot::channel();
+        let (sender, mut reply) = oneshot::channel();
         lock(&session.pending).insert(correlation_id.clone(), sender);
         let confirm_timeout = producer.options().confirm_timeout;
-        let published = tokio::time::timeout(confirm_timeout, session.publisher.publish(request))
-            .await
-            .unwrap_or(Err(Error::Timeout {
-                after: confirm_timeout,
-            }));
-        if let Err(error) = published {
-            lock(&session.pending).remove(&correlation_id);
-            if matches!(error, Error::Connection(_)) {
-                session.closed.store(true, Ordering::Release);
+        let publish = tokio::time::timeout(confirm_timeout, session.publisher.publish(request));
+        let mut publish = std::pin::pin!(publish);
+        // The reply proves the request arrived, so it ends the wait for the broker's confirm
+        // too. On a classic queue that confirm usually comes after the reply: the broker
+        // confirms a persistent message once the worker acked it (or it reached the disk),
+        // which a worker does only after its reply.
+        let mut reply_closed = false;
+        let replied = loop {
+            tokio::select! {
+                biased;
+                received = &mut reply, if !reply_closed => match received {
+                    Ok(envelope) => break Some(envelope),
+                    // The session ended: the publish says whether the request went out.
+                    Err(_) => reply_closed = true,
+                },
+                published = &mut publish => {
+                    let published = published.unwrap_or(Err(Error::Timeout {
+                        after: confirm_timeout,
+                    }));
+                    if let Err(error) = published {
+                        lock(&session.pending).remove(&correlation_id);
+                        if matches!(error, Error::Connection(_)) {
+                            session.closed.store(true, Ordering::Release);
+                        }
+                        return Err(CallError::Request(error));
+                    }
+                    break None;
+                }
             }
-            return Err(CallError::Request(error));
+        };
+        if let Some(envelope) = replied {
+            return reply_body(envelope);
+        }
+        if reply_closed {
+            return Err(CallError::Disconnected);
         }
         let left = timeout.saturating_sub(started.elapsed());
         match tokio::time::timeout(left, reply).await {
