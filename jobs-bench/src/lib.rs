@@ -11,7 +11,12 @@
 //! plain against delayed enqueues, backoff retries through the job's own retry queue against
 //! `retry_after` retries through the delay cascade, and how late jobs with many distinct delays
 //! start.
+//!
+//! A third table measures request/reply calls ([`calls`]): the framework's `my_job::call`
+//! against the same calls by hand with raw lapin over direct reply-to, from 1, 10 and 100
+//! concurrent callers, with tonic gRPC unary calls on loopback for reference.
 
+pub mod calls;
 pub mod delays;
 pub mod framework;
 pub mod measure;

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::Parser as _;
 use jobs_bench::Options;
-use jobs_bench::report::{cascade_table, table};
+use jobs_bench::report::{calls_table, cascade_table, table};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -18,6 +18,9 @@ async fn main() -> ExitCode {
                 }
                 if !report.cascade.is_empty() {
                     println!("{}", cascade_table(&report.cascade));
+                }
+                if !report.calls.is_empty() {
+                    println!("{}", calls_table(&report.calls));
                 }
             }
             ExitCode::SUCCESS

@@ -17,9 +17,9 @@ use crate::framework::Framework;
 use crate::measure::{Latency, Throughput, as_f64, timed};
 use crate::pace::Pacer;
 use crate::raw::Raw;
-use crate::report::{CascadeRow, Report, Row, Samples, Side};
+use crate::report::{CallRow, CascadeRow, Report, Row, Samples, Side};
 use crate::sink::SINK;
-use crate::{QueueKind, delays};
+use crate::{QueueKind, calls, delays};
 
 /// The benchmark's command line.
 #[derive(Clone, Debug, clap::Parser)]
@@ -80,9 +80,18 @@ pub struct Options {
     /// The longest delay of the delay spread, in seconds: it lasts this long, and more.
     #[arg(long, default_value_t = 600)]
     pub max_delay: u64,
-    /// Clients to run on the broker (both by default).
-    #[arg(long, value_delimiter = ',', default_values = ["raw", "framework"])]
+    /// Clients to run (all by default; `grpc` only runs in `calls`).
+    #[arg(long, value_delimiter = ',', default_values = ["raw", "framework", "grpc"])]
     pub clients: Vec<ClientKind>,
+    /// Calls per `calls` measurement with more than one caller.
+    #[arg(long, default_value_t = 20_000)]
+    pub calls: u64,
+    /// Calls per `calls` measurement with a single caller, which makes one call at a time.
+    #[arg(long, default_value_t = 5_000)]
+    pub serial_calls: u64,
+    /// Concurrent callers of the `calls` measure, sharing one client.
+    #[arg(long, value_delimiter = ',', default_values_t = [1, 10, 100])]
+    pub callers: Vec<usize>,
 }
 
 /// A measure of the plan.
@@ -105,6 +114,10 @@ pub enum Measure {
     /// How late jobs with many distinct delays start (as long as `--max-delay`: not run by
     /// default).
     DelaySpread,
+    /// Request/reply calls from 1, 10 and 100 callers (`--callers`): the framework's
+    /// `my_job::call` against raw lapin over direct reply-to, and tonic gRPC on loopback (not
+    /// run by default).
+    Calls,
 }
 
 /// A client the plan can run.
@@ -114,6 +127,8 @@ pub enum ClientKind {
     Raw,
     /// The framework.
     Framework,
+    /// tonic gRPC, the reference of the `calls` measure.
+    Grpc,
 }
 
 /// What the JSON file holds.
@@ -127,11 +142,15 @@ struct Results<'a> {
     spread_jobs: u64,
     spread_delays: u64,
     max_delay: u64,
+    calls: u64,
+    serial_calls: u64,
+    callers: &'a [usize],
     url: String,
     cpus: usize,
     cpu_model: String,
     rows: &'a [Row],
     cascade_rows: &'a [CascadeRow],
+    call_rows: &'a [CallRow],
 }
 
 /// One client under measurement: raw lapin or the framework.
@@ -206,11 +225,26 @@ impl Client for Framework {
 /// When the broker cannot be reached, a run fails or stalls, or the JSON cannot be written.
 pub async fn run(options: &Options) -> anyhow::Result<Report> {
     ensure!(
-        options.n > 0 && options.runs > 0 && options.retry_n > 0 && options.spread_jobs > 0,
-        "--n, --runs, --retry-n and --spread-jobs must be at least 1"
+        options.n > 0
+            && options.runs > 0
+            && options.retry_n > 0
+            && options.spread_jobs > 0
+            && options.calls > 0
+            && options.serial_calls > 0,
+        "--n, --runs, --retry-n, --spread-jobs, --calls and --serial-calls must be at least 1"
     );
     let runs = |measure| options.measures.contains(&measure);
     let framework_runs = options.clients.contains(&ClientKind::Framework);
+    // The measures of the first table, and the delayed publish, which shares their clients.
+    let main_measures = [
+        Measure::Publish,
+        Measure::Consume,
+        Measure::EndToEnd,
+        Measure::Latency,
+        Measure::DelayedPublish,
+    ]
+    .into_iter()
+    .any(runs);
     eprintln!(
         "jobs-bench: {} jobs, {} runs, latency for {} s at {:?} jobs/s, on {}",
         options.n,
@@ -221,7 +255,12 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
     );
     let mut samples = Samples::default();
     for run in 0..options.runs {
-        for &kind in &options.queues {
+        let queues = if main_measures {
+            options.queues.as_slice()
+        } else {
+            &[]
+        };
+        for &kind in queues {
             let raw = Raw::connect(&options.url, kind)
                 .await
                 .context("raw lapin")?;
@@ -246,6 +285,7 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
                         let side = Side::Framework;
                         measure(&framework, kind.name(), side, options, &mut samples).await?;
                     }
+                    ClientKind::Grpc => {}
                 }
             }
             if framework_runs && runs(Measure::DelayedPublish) {
@@ -258,7 +298,7 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
             raw.close().await;
             transport.close().await;
         }
-        if !options.no_memory && options.clients.contains(&ClientKind::Framework) {
+        if main_measures && !options.no_memory && framework_runs {
             let memory = Framework::new(
                 Arc::new(MemoryTransport::new()),
                 QueueKind::Classic,
@@ -270,11 +310,15 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
         if framework_runs && (runs(Measure::Retry) || runs(Measure::DelaySpread)) {
             cascade_measures(options, run, &mut samples).await?;
         }
+        if runs(Measure::Calls) {
+            calls::measure(options, run, &mut samples).await?;
+        }
         eprintln!("jobs-bench: run {} of {} done", run + 1, options.runs);
     }
     let report = Report {
         rows: samples.rows(),
         cascade: samples.cascade_rows(),
+        calls: samples.call_rows(),
     };
     let results = Results {
         n: options.n,
@@ -285,11 +329,15 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
         spread_jobs: options.spread_jobs,
         spread_delays: options.spread_delays,
         max_delay: options.max_delay,
+        calls: options.calls,
+        serial_calls: options.serial_calls,
+        callers: &options.callers,
         url: redact_url(&options.url),
         cpus: std::thread::available_parallelism().map_or(0, usize::from),
         cpu_model: cpu_model(),
         rows: &report.rows,
         cascade_rows: &report.cascade,
+        call_rows: &report.calls,
     };
     let json = serde_json::to_string_pretty(&results)?;
     std::fs::write(&options.json, json)

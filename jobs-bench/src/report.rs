@@ -33,63 +33,91 @@ struct Line {
     unit: &'static str,
 }
 
-/// The samples of one table with two columns, in the order the lines first appeared.
-#[derive(Debug, Default)]
-struct Columns {
-    lines: Vec<Line>,
-    left: Vec<Vec<f64>>,
-    right: Vec<Vec<f64>>,
+/// One line of the calls table: a measure on one queue at one number of callers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct CallLine {
+    queue: String,
+    callers: usize,
+    measure: String,
+    unit: &'static str,
 }
 
-impl Columns {
-    fn add(&mut self, queue: &str, measure: &str, unit: &'static str, left: bool, value: f64) {
-        let line = Line {
-            queue: queue.to_owned(),
-            measure: measure.to_owned(),
-            unit,
-        };
+/// The samples of one table with `N` columns, by line, in the order the lines first appeared.
+#[derive(Debug)]
+struct Columns<K, const N: usize> {
+    lines: Vec<K>,
+    samples: Vec<[Vec<f64>; N]>,
+}
+
+impl<K, const N: usize> Default for Columns<K, N> {
+    fn default() -> Self {
+        Self {
+            lines: Vec::new(),
+            samples: Vec::new(),
+        }
+    }
+}
+
+impl<K: PartialEq, const N: usize> Columns<K, N> {
+    fn add(&mut self, line: K, column: usize, value: f64) {
         let index = if let Some(index) = self.lines.iter().position(|l| *l == line) {
             index
         } else {
             self.lines.push(line);
-            self.left.push(Vec::new());
-            self.right.push(Vec::new());
+            self.samples.push(std::array::from_fn(|_| Vec::new()));
             self.lines.len() - 1
         };
-        if left {
-            self.left[index].push(value);
-        } else {
-            self.right[index].push(value);
-        }
+        self.samples[index][column].push(value);
     }
 
-    /// Each line with the median of each column and right / left.
-    fn medians(&self) -> impl Iterator<Item = (&Line, Option<f64>, Option<f64>, Option<f64>)> {
-        self.lines.iter().enumerate().map(|(index, line)| {
-            let left = median(&self.left[index]);
-            let right = median(&self.right[index]);
-            let ratio = match (left, right) {
-                (Some(left), Some(right)) if left > 0.0 => Some(right / left),
-                _ => None,
-            };
-            (line, left, right, ratio)
-        })
+    /// Each line with the median of each column.
+    fn medians(&self) -> impl Iterator<Item = (&K, [Option<f64>; N])> {
+        self.lines
+            .iter()
+            .zip(&self.samples)
+            .map(|(line, samples)| (line, std::array::from_fn(|i| median(&samples[i]))))
     }
 }
 
-/// Every sample of every run: the framework against raw lapin, and the direct path against
-/// the delay cascade.
+/// `right / left`, when both are there and `left` is positive.
+fn ratio(left: Option<f64>, right: Option<f64>) -> Option<f64> {
+    match (left, right) {
+        (Some(left), Some(right)) if left > 0.0 => Some(right / left),
+        _ => None,
+    }
+}
+
+/// Which column of the calls table a figure belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Caller {
+    /// Raw lapin over direct reply-to.
+    Raw,
+    /// The framework's `my_job::call`.
+    Framework,
+    /// A tonic gRPC unary call on loopback.
+    Grpc,
+}
+
+/// Every sample of every run: the framework against raw lapin, the direct path against the
+/// delay cascade, and request/reply calls.
 #[derive(Debug, Default)]
 pub struct Samples {
-    clients: Columns,
-    paths: Columns,
+    /// Raw lapin, then the framework.
+    clients: Columns<Line, 2>,
+    /// The direct path, then the cascade.
+    paths: Columns<Line, 2>,
+    /// Raw lapin, the framework, then tonic.
+    calls: Columns<CallLine, 3>,
 }
 
 impl Samples {
     /// Adds one run's `value` of `measure` on `queue` for `side`.
     pub fn add(&mut self, queue: &str, measure: &str, unit: &'static str, side: Side, value: f64) {
-        self.clients
-            .add(queue, measure, unit, side == Side::Raw, value);
+        let column = match side {
+            Side::Raw => 0,
+            Side::Framework => 1,
+        };
+        self.clients.add(line(queue, measure, unit), column, value);
     }
 
     /// Adds one run's `value` of `measure` on `queue` for `path`, to the second table.
@@ -101,8 +129,35 @@ impl Samples {
         path: Path,
         value: f64,
     ) {
-        self.paths
-            .add(queue, measure, unit, path == Path::Direct, value);
+        let column = match path {
+            Path::Direct => 0,
+            Path::Cascade => 1,
+        };
+        self.paths.add(line(queue, measure, unit), column, value);
+    }
+
+    /// Adds one run's `value` of `measure` for `caller` with `callers` concurrent callers, on
+    /// `queue`, to the calls table.
+    pub fn add_call(
+        &mut self,
+        queue: &str,
+        callers: usize,
+        (measure, unit): (&str, &'static str),
+        caller: Caller,
+        value: f64,
+    ) {
+        let line = CallLine {
+            queue: queue.to_owned(),
+            callers,
+            measure: measure.to_owned(),
+            unit,
+        };
+        let column = match caller {
+            Caller::Raw => 0,
+            Caller::Framework => 1,
+            Caller::Grpc => 2,
+        };
+        self.calls.add(line, column, value);
     }
 
     /// The medians, one row per line.
@@ -110,13 +165,13 @@ impl Samples {
     pub fn rows(&self) -> Vec<Row> {
         self.clients
             .medians()
-            .map(|(line, raw, framework, ratio)| Row {
+            .map(|(line, [raw, framework])| Row {
                 queue: line.queue.clone(),
                 measure: line.measure.clone(),
                 unit: line.unit,
                 raw,
                 framework,
-                ratio,
+                ratio: ratio(raw, framework),
             })
             .collect()
     }
@@ -126,15 +181,41 @@ impl Samples {
     pub fn cascade_rows(&self) -> Vec<CascadeRow> {
         self.paths
             .medians()
-            .map(|(line, direct, cascade, ratio)| CascadeRow {
+            .map(|(line, [direct, cascade])| CascadeRow {
                 queue: line.queue.clone(),
                 measure: line.measure.clone(),
                 unit: line.unit,
                 direct,
                 cascade,
-                ratio,
+                ratio: ratio(direct, cascade),
             })
             .collect()
+    }
+
+    /// The medians of the calls table, one row per line.
+    #[must_use]
+    pub fn call_rows(&self) -> Vec<CallRow> {
+        self.calls
+            .medians()
+            .map(|(line, [raw, framework, grpc])| CallRow {
+                queue: line.queue.clone(),
+                callers: line.callers,
+                measure: line.measure.clone(),
+                unit: line.unit,
+                raw,
+                framework,
+                ratio: ratio(raw, framework),
+                grpc,
+            })
+            .collect()
+    }
+}
+
+fn line(queue: &str, measure: &str, unit: &'static str) -> Line {
+    Line {
+        queue: queue.to_owned(),
+        measure: measure.to_owned(),
+        unit,
     }
 }
 
@@ -173,13 +254,36 @@ pub struct CascadeRow {
     pub ratio: Option<f64>,
 }
 
-/// Both tables' rows.
+/// The median figures of one measure of request/reply calls at one number of callers.
+#[derive(Clone, Debug, Serialize)]
+pub struct CallRow {
+    /// The type of the queue the requests go through (tonic has none: it runs beside them).
+    pub queue: String,
+    /// Concurrent callers.
+    pub callers: usize,
+    /// What was measured.
+    pub measure: String,
+    /// Its unit.
+    pub unit: &'static str,
+    /// Raw lapin's median.
+    pub raw: Option<f64>,
+    /// The framework's median.
+    pub framework: Option<f64>,
+    /// framework / raw.
+    pub ratio: Option<f64>,
+    /// tonic gRPC's median, for reference.
+    pub grpc: Option<f64>,
+}
+
+/// Every table's rows.
 #[derive(Clone, Debug, Default)]
 pub struct Report {
     /// The framework against raw lapin.
     pub rows: Vec<Row>,
     /// Delays and retries: direct against through the cascade.
     pub cascade: Vec<CascadeRow>,
+    /// Request/reply calls: the framework against raw lapin, and tonic.
+    pub calls: Vec<CallRow>,
 }
 
 /// The table, in Markdown so that it pastes into the README as it is.
@@ -234,9 +338,38 @@ pub fn cascade_table(rows: &[CascadeRow]) -> String {
     out
 }
 
+/// The calls table, in Markdown.
+#[must_use]
+pub fn calls_table(rows: &[CallRow]) -> String {
+    let mut out = String::from(
+        "| queue | callers | measure | raw lapin | framework | framework/raw | tonic gRPC |\n\
+         |---|---:|---|---:|---:|---:|---:|\n",
+    );
+    for row in rows {
+        let figure = |value: Option<f64>| {
+            value.map_or_else(|| "—".to_owned(), |v| format_figure(v, row.unit))
+        };
+        let ratio = row
+            .ratio
+            .map_or_else(|| "—".to_owned(), |r| format!("{r:.2}"));
+        // Writing to a String cannot fail.
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {ratio} | {} |",
+            row.queue,
+            row.callers,
+            row.measure,
+            figure(row.raw),
+            figure(row.framework),
+            figure(row.grpc),
+        );
+    }
+    out
+}
+
 fn format_figure(value: f64, unit: &str) -> String {
     match unit {
-        "jobs/s" | "jobs" => format!("{value:.0} {unit}"),
+        "jobs/s" | "jobs" | "calls/s" => format!("{value:.0} {unit}"),
         "s" => format!("{value:.2} {unit}"),
         _ => format!("{value:.1} {unit}"),
     }
@@ -295,6 +428,40 @@ mod tests {
         );
         assert!(
             table.contains("| quorum | late | — | 4 jobs | — |"),
+            "{table}"
+        );
+    }
+
+    #[test]
+    fn the_calls_table_holds_each_caller_by_number_of_callers() {
+        let mut samples = Samples::default();
+        let rate = ("calls/s", "calls/s");
+        for (raw, framework, grpc) in [(1000.0, 950.0, 4000.0), (800.0, 700.0, 5000.0)] {
+            for (callers, n) in [(1, 1.0), (10, 10.0)] {
+                samples.add_call("quorum", callers, rate, Caller::Raw, raw * n);
+                samples.add_call("quorum", callers, rate, Caller::Framework, framework * n);
+                samples.add_call("quorum", callers, rate, Caller::Grpc, grpc * n);
+            }
+        }
+        samples.add_call("quorum", 1, ("p99 latency", "µs"), Caller::Grpc, 80.0);
+        assert!(samples.rows().is_empty() && samples.cascade_rows().is_empty());
+        let rows = samples.call_rows();
+        assert_eq!(rows.len(), 3);
+        assert_eq!((rows[0].callers, rows[1].callers), (1, 10));
+        // The upper median of two runs.
+        assert_eq!(
+            (rows[1].raw, rows[1].framework, rows[1].grpc),
+            (Some(10_000.0), Some(9_500.0), Some(50_000.0))
+        );
+        let table = calls_table(&rows);
+        assert!(
+            table.contains(
+                "| quorum | 10 | calls/s | 10000 calls/s | 9500 calls/s | 0.95 | 50000 calls/s |"
+            ),
+            "{table}"
+        );
+        assert!(
+            table.contains("| quorum | 1 | p99 latency | — | — | — | 80.0 µs |"),
             "{table}"
         );
     }
