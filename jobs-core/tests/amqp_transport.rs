@@ -927,3 +927,45 @@ async fn delete_queue_removes_it_and_a_missing_one_is_no_error() {
     assert!(matches!(count, Err(Error::NotFound { .. })), "{count:?}");
     transport.delete_queue(&name).await.unwrap();
 }
+
+#[tokio::test]
+async fn an_unconfirmed_publish_arrives_and_an_unroutable_one_is_lost_quietly() {
+    let Some(url) = jobs_core::testing::broker_url() else {
+        return;
+    };
+    let transport = AmqpTransport::connect(&url).await.unwrap();
+    let name = unique("unconfirmed");
+    transport
+        .declare(&classic(&name), Declare::Create)
+        .await
+        .unwrap();
+    transport
+        .publish_unconfirmed(to_queue(&name, with_id("1")))
+        .await
+        .unwrap();
+    // No queue by that name, and no confirm to say so: the publish resolves all the same.
+    transport
+        .publish_unconfirmed(to_queue(&unique("nowhere"), with_id("2")))
+        .await
+        .unwrap();
+    // On a channel of its own: it reaches the queue when the broker gets to it.
+    eventually_ready(&transport, &name, 1).await;
+    // The confirmed channel is unaffected.
+    transport
+        .publish(to_queue(&name, with_id("3")))
+        .await
+        .unwrap();
+    eventually_ready(&transport, &name, 2).await;
+    cleanup(&url, &[&name], &[]).await;
+}
+
+/// Waits until `queue` holds `ready` messages, [`WAIT`] at most.
+async fn eventually_ready(transport: &AmqpTransport, queue: &str, ready: u64) {
+    let reached = tokio::time::timeout(WAIT, async {
+        while transport.message_count(queue).await.unwrap() != ready {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    assert!(reached.is_ok(), "{queue} never held {ready} messages");
+}

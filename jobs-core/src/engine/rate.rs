@@ -150,7 +150,8 @@ async fn publish_tickets(
             None = hold.next() => return false,
             _ = ticks.tick() => {}
         }
-        let published = join_all((0..per_tick).map(|_| transport.publish(ticket(&queue)))).await;
+        let published =
+            join_all((0..per_tick).map(|_| transport.publish_unconfirmed(ticket(&queue)))).await;
         match published.into_iter().find_map(Result::err) {
             Some(error) if !failing => {
                 tracing::warn!(job, %error, "could not publish the job's tickets");
@@ -162,8 +163,8 @@ async fn publish_tickets(
     }
 }
 
-/// A ticket: an empty message, not persistent (a ticket lost in a broker restart only slows
-/// the job for a tick).
+/// A ticket: an empty message, neither persistent nor confirmed (a lost ticket only slows the
+/// job for a tick).
 fn ticket(queue: &str) -> Publish {
     Publish {
         exchange: Cow::Borrowed(""),

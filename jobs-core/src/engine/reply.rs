@@ -56,7 +56,9 @@ async fn send(runtime: &JobRuntime, envelope: &Envelope, headers: Headers, body:
         return;
     };
     // Not mandatory: RabbitMQ returns every reply to a direct reply-to address as unroutable
-    // (up to 4.1), and a caller that gave up simply gets nothing.
+    // (up to 4.1), and a caller that gave up simply gets nothing. Not confirmed either: a reply
+    // lost is a caller that times out, whether it is lost before the broker or after (the
+    // caller's channel gone), and the job's ack waits for nothing.
     let publish = Publish {
         exchange: Cow::Borrowed(""),
         routing_key: Cow::Owned(reply_to.to_owned()),
@@ -71,7 +73,12 @@ async fn send(runtime: &JobRuntime, envelope: &Envelope, headers: Headers, body:
             body,
         },
     };
-    if let Err(error) = runtime.producer.publish(publish).await {
+    let sent = runtime
+        .producer
+        .transport()
+        .publish_unconfirmed(publish)
+        .await;
+    if let Err(error) = sent {
         // The job's outcome stands; the caller times out.
         tracing::warn!(
             job = runtime.settings.job().name(),

@@ -61,6 +61,18 @@ pub trait Transport: Send + Sync + fmt::Debug + 'static {
     /// for a missing exchange, and connection errors.
     fn publish(&self, publish: Publish) -> BoxFuture<'static, Result<()>>;
 
+    /// Publishes one message without the broker's confirm: resolves once it is sent, for a
+    /// message its sender may lose (a reply to a call, a rate's ticket). By default, as
+    /// [`publish`](Self::publish).
+    ///
+    /// # Errors
+    ///
+    /// What is found before sending ([`Error::HeadersTooLarge`](crate::Error::HeadersTooLarge)),
+    /// and connection errors. A message the broker refuses or cannot route is lost quietly.
+    fn publish_unconfirmed(&self, publish: Publish) -> BoxFuture<'static, Result<()>> {
+        self.publish(publish)
+    }
+
     /// Starts a consumer on `queue` with at most `prefetch` unsettled deliveries.
     ///
     /// # Errors

@@ -132,6 +132,8 @@ pub struct AmqpTransport {
 #[derive(Debug)]
 struct Inner {
     publisher: Arc<Publisher>,
+    /// A channel without confirms on the publishing connection, for `publish_unconfirmed`.
+    unconfirmed: Arc<Publisher>,
     consuming: Link,
     /// The deadline of every operation that waits for the broker's answer outside a publish
     /// (which the producer's confirm timeout bounds): the connect timeout.
@@ -253,9 +255,11 @@ impl AmqpTransportBuilder {
         );
         publishing.connection().await?;
         consuming.connection().await?;
+        let publishing = Arc::new(publishing);
         Ok(AmqpTransport {
             inner: Arc::new(Inner {
-                publisher: Arc::new(Publisher::new(publishing)),
+                publisher: Arc::new(Publisher::new(Arc::clone(&publishing), true)),
+                unconfirmed: Arc::new(Publisher::new(publishing, false)),
                 consuming,
                 deadline: self.connect_timeout,
             }),
@@ -273,6 +277,13 @@ impl Transport for AmqpTransport {
 
     fn publish(&self, publish: Publish) -> BoxFuture<'static, Result<()>> {
         Box::pin(publish::publish(Arc::clone(&self.inner.publisher), publish))
+    }
+
+    fn publish_unconfirmed(&self, publish: Publish) -> BoxFuture<'static, Result<()>> {
+        Box::pin(publish::publish(
+            Arc::clone(&self.inner.unconfirmed),
+            publish,
+        ))
     }
 
     fn consume<'a>(&'a self, queue: &'a str, prefetch: u16) -> BoxFuture<'a, Result<Consumer>> {

@@ -1,4 +1,5 @@
-//! Publishing with publisher confirms on the publishing connection.
+//! Publishing on the publishing connection: with publisher confirms, or (for what the sender
+//! may lose, such as replies to calls) on a channel of its own without them.
 
 use std::sync::{Arc, PoisonError};
 
@@ -13,10 +14,12 @@ use super::error_map::{self, Subject};
 use crate::error::{Error, Result};
 use crate::transport::Publish;
 
-/// One confirm-mode channel shared by every publish, opened again after it closes.
+/// One channel shared by every publish, in confirm mode or not, opened again after it closes.
 #[derive(Debug)]
 pub(super) struct Publisher {
-    link: Link,
+    link: Arc<Link>,
+    /// Whether the channel is in confirm mode: each publish then resolves with the confirm.
+    confirms: bool,
     /// The open channel: every publish takes it under this lock, which no await ever holds.
     channel: std::sync::Mutex<Option<Open>>,
     /// Held while a channel opens, so that a lost channel is replaced once, not once per
@@ -33,9 +36,10 @@ pub(super) struct Open {
 }
 
 impl Publisher {
-    pub(super) fn new(link: Link) -> Self {
+    pub(super) fn new(link: Arc<Link>, confirms: bool) -> Self {
         Self {
             link,
+            confirms,
             channel: std::sync::Mutex::new(None),
             opening: tokio::sync::Mutex::new(()),
         }
@@ -55,10 +59,12 @@ impl Publisher {
             return Ok(open);
         }
         let (channel, frame_max) = self.link.channel_and_frame_max().await?;
-        channel
-            .confirm_select(ConfirmSelectOptions::default())
-            .await
-            .map_err(|err| error_map::map(&err, Subject::Other))?;
+        if self.confirms {
+            channel
+                .confirm_select(ConfirmSelectOptions::default())
+                .await
+                .map_err(|err| error_map::map(&err, Subject::Other))?;
+        }
         let open = Open {
             channel: Arc::new(channel),
             frame_max,
@@ -98,7 +104,7 @@ const FRAME_OVERHEAD: usize = 8;
 pub(super) async fn publish(publisher: Arc<Publisher>, publish: Publish) -> Result<()> {
     let names = Names::of(&publish)?;
     let Open { channel, frame_max } = publisher.channel().await?;
-    let sent = send(&channel, frame_max, names, publish).await;
+    let sent = send(&channel, frame_max, names, publish, publisher.confirms).await;
     if matches!(sent, Err(Error::Nacked { .. })) {
         // RabbitMQ 3.10 keeps nacking a channel's publishes to a quorum queue that once
         // rejected them (a length limit with `reject-publish`) after the queue has room
@@ -124,7 +130,8 @@ impl Names {
     }
 }
 
-/// Publishes on `channel`, which is in confirm mode, and resolves with the broker's confirm:
+/// Publishes on `channel` and, when it is in confirm mode (`confirmed`), resolves with the
+/// broker's confirm, otherwise once the message is written:
 /// [`Error::Unroutable`] for a returned `mandatory` message, [`Error::Nacked`] for a negative
 /// confirm, [`Error::HeadersTooLarge`] before anything is sent for a header table larger than
 /// a frame of `frame_max` bytes (0: no limit).
@@ -133,6 +140,7 @@ pub(super) async fn send(
     frame_max: usize,
     names: Names,
     mut publish: Publish,
+    confirmed: bool,
 ) -> Result<()> {
     let Names {
         exchange,
@@ -170,6 +178,9 @@ pub(super) async fn send(
         )
         .await
         .map_err(failed)?;
+    if !confirmed {
+        return Ok(());
+    }
     match confirm.await.map_err(failed)? {
         Confirmation::Ack(None) => Ok(()),
         Confirmation::Ack(Some(_)) => Err(Error::Unroutable {
