@@ -59,9 +59,9 @@ impl JobRuntime {
             return;
         };
         let job = self.settings.job().name();
-        match switch.record(failed) {
-            Some(Change::Tripped { failures, attempts }) => {
-                let cool_down = switch.cool_down();
+        let cool_down = switch.cool_down();
+        switch.record(failed, |change| match change {
+            Change::Tripped { failures, attempts } => {
                 tracing::warn!(
                     job,
                     failures,
@@ -79,12 +79,11 @@ impl JobRuntime {
                     },
                 );
             }
-            Some(Change::Closed) => {
+            Change::Closed => {
                 tracing::info!(job, "kill switch closed: a probe succeeded");
                 self.emit(None, 0, EventKind::SwitchClosed);
             }
-            None => {}
-        }
+        });
     }
 
     fn emit(&self, message_id: Option<&str>, attempt: u32, kind: EventKind<'_>) {

@@ -118,8 +118,14 @@ impl Switch {
         }
     }
 
-    /// Counts an attempt's outcome, and returns the change it made, if any.
-    pub(crate) fn record(self: &Arc<Self>, failed: bool) -> Option<Change> {
+    /// Counts an attempt's outcome, and returns the change it made, if any, after `report`ing
+    /// it: before any delivery can see the new state, so that what the change lets run is
+    /// reported after it.
+    pub(crate) fn record(
+        self: &Arc<Self>,
+        failed: bool,
+        report: impl FnOnce(Change),
+    ) -> Option<Change> {
         let mut state = self.lock();
         let change = match &mut *state {
             State::Closed(window) => {
@@ -136,6 +142,9 @@ impl Switch {
             }),
             State::HalfOpen { .. } => Some(Change::Closed),
         };
+        if let Some(change) = change {
+            report(change);
+        }
         match change {
             Some(Change::Tripped { .. }) => {
                 *state = State::Open;
@@ -253,24 +262,32 @@ mod tests {
             cool_down: Duration::from_secs(30),
         };
         let (switch, open) = Switch::new(config);
-        assert_eq!(switch.record(true), None);
-        assert_eq!(switch.record(true), None);
-        assert_eq!(switch.record(true), None, "three attempts are too few");
+        assert_eq!(switch.record(true, drop), None);
+        assert_eq!(switch.record(true, drop), None);
         assert_eq!(
-            switch.record(false),
+            switch.record(true, drop),
+            None,
+            "three attempts are too few"
+        );
+        assert_eq!(
+            switch.record(false, drop),
             Some(Change::Tripped {
                 failures: 3,
                 attempts: 4
             })
         );
         assert!(*open.borrow());
-        assert_eq!(switch.record(false), None, "open: an old attempt ending");
+        assert_eq!(
+            switch.record(false, drop),
+            None,
+            "open: an old attempt ending"
+        );
         // Just past it: the switch's own timer fires first.
         tokio::time::sleep(config.cool_down + Duration::from_millis(1)).await;
         assert!(!*open.borrow(), "half-open after the cool-down");
         assert!(matches!(*switch.lock(), State::HalfOpen { probe: None }));
         assert_eq!(
-            switch.record(true),
+            switch.record(true, drop),
             Some(Change::Tripped {
                 failures: 1,
                 attempts: 1
@@ -279,7 +296,11 @@ mod tests {
         );
         // Just past it: the switch's own timer fires first.
         tokio::time::sleep(config.cool_down + Duration::from_millis(1)).await;
-        assert_eq!(switch.record(false), Some(Change::Closed), "a good probe");
+        assert_eq!(
+            switch.record(false, drop),
+            Some(Change::Closed),
+            "a good probe"
+        );
         assert!(!*open.borrow());
     }
 }
