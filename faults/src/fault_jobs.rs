@@ -142,6 +142,20 @@ pub(crate) async fn tracked_limited(job: Tracked, _ctx: JobContext) -> Result<()
     sleep_and_record(job).await
 }
 
+/// Tracked jobs for the rate-limit scenario: three workers of 32 handlers, fifty starts a
+/// second across them.
+#[job(
+    exchange = "jobs_faults.workers",
+    routing_key = "paced",
+    queue = "jobs_faults.workers.paced",
+    timeout = "60s",
+    concurrency = 32,
+    rate = "50/s"
+)]
+pub(crate) async fn tracked_paced(job: Tracked, _ctx: JobContext) -> Result<(), JobError> {
+    sleep_and_record(job).await
+}
+
 /// Tracked jobs for the pause scenario: three workers, 32 handlers each.
 #[job(
     exchange = "jobs_faults.workers",

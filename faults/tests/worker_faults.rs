@@ -461,6 +461,61 @@ async fn max_running_holds_across_three_workers_and_a_killed_workers_slots_come_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_of_50_a_second_holds_across_three_workers() {
+    let Some(url) = broker_url() else { return };
+    let job = &fault_jobs::tracked_paced::JOB;
+    let (transport, producer) = setup(&url, job, "paced").await;
+    let dir = scratch("paced");
+    let total: u64 = 1_000;
+    let ledger = Ledger::new();
+    enqueue_all(&producer, &ledger, 0..total, |producer, id| async move {
+        fault_jobs::tracked_paced::enqueue(&producer, Tracked::new(id, 0)).await
+    })
+    .await;
+    let files: Vec<PathBuf> = (0..3).map(|n| dir.join(format!("handled-{n}"))).collect();
+    let files: Vec<&Path> = files.iter().map(PathBuf::as_path).collect();
+    // Started together, not one after the other: the first handles jobs as soon as it is up,
+    // and the clock below must see its first one.
+    let mut workers: Vec<WorkerProcess> = (0..3)
+        .map(|n| spawn(&url, job, &[], &[(fault_jobs::HANDLED_FILE, files[n])]))
+        .collect();
+
+    // From the first job handled to the last: the rate allows one ticket ready and one held
+    // by each worker ahead, so 1,000 jobs take at least (1,000 - 4) / 50 s.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while counts(&files).is_empty() {
+        assert!(Instant::now() < deadline, "a job handled within 120 s");
+        tokio::time::sleep(SAMPLE_EVERY).await;
+    }
+    let first = Instant::now();
+    while (counts(&files).len() as u64) < total {
+        assert!(Instant::now() < deadline, "every job handled within 120 s");
+        tokio::time::sleep(SAMPLE_EVERY).await;
+    }
+    let took = first.elapsed();
+    assert!(
+        took >= Duration::from_millis(19_500),
+        "{total} jobs at 50/s took {took:?}"
+    );
+    for worker in &mut workers {
+        worker.signal("TERM").expect("kill -TERM");
+        let status = worker
+            .wait_exit(Duration::from_secs(30))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(status.success(), "exit {status}:\n{}", worker.output());
+    }
+    eprintln!("rate 50/s: {total} jobs over 3 worker processes took {took:?}");
+    for file in files.iter().filter(|file| file.exists()) {
+        ledger.load_handled(file).expect("a handled file");
+    }
+    ledger
+        .report()
+        .check("rate 50/s across 3 workers, 1,000 jobs", 0);
+    transport.close().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn poison_jobs_get_exactly_their_attempts_then_the_error_queue_with_headers() {
     let Some(url) = broker_url() else { return };
     let job = &fault_jobs::poison::JOB;

@@ -84,23 +84,3 @@ async fn three_workers_never_run_more_than_the_limit_on_rabbitmq() {
     })
     .await;
 }
-
-/// On its own queue, so beside the shared scenarios; a connection per engine, as per process.
-/// 1,000 jobs at 50/s: 20 s.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn three_workers_keep_to_the_rate_on_rabbitmq() {
-    let Some(url) = jobs_core::testing::broker_url() else {
-        return;
-    };
-    jobs_tests::rates::three_workers_keep_to_the_rate(
-        || {
-            let url = url.clone();
-            async move {
-                Arc::new(AmqpTransport::connect(&url).await.expect("connected"))
-                    as Arc<dyn jobs_core::transport::Transport>
-            }
-        },
-        1_000,
-    )
-    .await;
-}
