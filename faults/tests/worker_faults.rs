@@ -25,6 +25,10 @@ use prost::Message as _;
 use tokio::time::Instant;
 use workers_support::{WORKER, scratch, setup, wait_count};
 
+/// Held by the scenarios that run three worker processes each, one at a time: together, beside
+/// the others, they starve a 2-core machine.
+static THREE_WORKERS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// How often the concurrency-limit scenario reads the workers' in-flight gauges.
 const SAMPLE_EVERY: Duration = Duration::from_millis(5);
 
@@ -257,6 +261,7 @@ async fn sigterm_drains_running_jobs_exits_0_and_requeues_the_rest_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pause_stops_three_workers_a_restarted_one_stays_paused_and_resume_loses_nothing() {
     let Some(url) = broker_url() else { return };
+    let _alone = THREE_WORKERS.lock().await;
     let job = &fault_jobs::tracked_pause::JOB;
     let (transport, producer) = setup(&url, job, "pause").await;
     // Whatever an earlier run left.
@@ -364,6 +369,7 @@ async fn a_pause_stops_three_workers_a_restarted_one_stays_paused_and_resume_los
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn max_running_holds_across_three_workers_and_a_killed_workers_slots_come_back() {
     let Some(url) = broker_url() else { return };
+    let _alone = THREE_WORKERS.lock().await;
     let job = &fault_jobs::tracked_limited::JOB;
     let (transport, producer) = setup(&url, job, "limited").await;
     let dir = scratch("limited");
@@ -463,6 +469,7 @@ async fn max_running_holds_across_three_workers_and_a_killed_workers_slots_come_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rate_of_50_a_second_holds_across_three_workers() {
     let Some(url) = broker_url() else { return };
+    let _alone = THREE_WORKERS.lock().await;
     let job = &fault_jobs::tracked_paced::JOB;
     let (transport, producer) = setup(&url, job, "paced").await;
     let dir = scratch("paced");

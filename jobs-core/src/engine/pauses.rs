@@ -20,11 +20,13 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 pub(super) type Paused = HashMap<&'static str, watch::Receiver<bool>>;
 
 /// Subscribes to the news about `jobs`, then reads whether each is paused, and keeps that up to
-/// date in a task of its own until `stop`.
+/// date in a task of its own until `stop`. A subscription that fails at start is tried again in
+/// that task, which reads every state again once it holds: the engine starts on the states it
+/// read.
 ///
 /// # Errors
 ///
-/// When the subscription or a first read fails: the engine does not start not knowing.
+/// When a first read fails: the engine does not start not knowing.
 pub(super) async fn start(
     transport: &Arc<dyn Transport>,
     jobs: &[&'static str],
@@ -36,7 +38,13 @@ pub(super) async fn start(
     }
     let keys: Vec<String> = jobs.iter().map(|job| control::news_key(job)).collect();
     // Subscribed before the first reads: a change made between them reaches the engine as news.
-    let news = transport.subscribe(control::EXCHANGE, &keys).await?;
+    let news = match transport.subscribe(control::EXCHANGE, &keys).await {
+        Ok(news) => Some(news),
+        Err(error) => {
+            tracing::warn!(%error, "could not subscribe to the control exchange; trying again");
+            None
+        }
+    };
     let mut states = HashMap::with_capacity(jobs.len());
     for &job in jobs {
         let now = control::is_paused(transport.as_ref(), job).await?;
@@ -64,7 +72,14 @@ struct Watcher {
 }
 
 impl Watcher {
-    async fn run(self, mut news: ReplyStream, mut stop: StopSignal) {
+    async fn run(self, news: Option<ReplyStream>, mut stop: StopSignal) {
+        let mut news = match news {
+            Some(news) => news,
+            None => match self.resubscribe(&mut stop).await {
+                Some(news) => news,
+                None => return,
+            },
+        };
         loop {
             // Each piece of news says that a job's state changed: read it again.
             loop {
@@ -79,15 +94,21 @@ impl Watcher {
                 }
             }
             tracing::warn!("the control subscription ended; subscribing again");
-            let Some(again) = self.subscribe(&mut stop).await else {
+            let Some(again) = self.resubscribe(&mut stop).await else {
                 return;
             };
             news = again;
-            // What changed while no subscription was open was not heard.
-            for (&job, state) in &self.states {
-                self.refresh(job, state).await;
-            }
         }
+    }
+
+    /// A new subscription, with every state read again (what changed while no subscription was
+    /// open was not heard), or `None` at shutdown.
+    async fn resubscribe(&self, stop: &mut StopSignal) -> Option<ReplyStream> {
+        let news = self.subscribe(stop).await?;
+        for (&job, state) in &self.states {
+            self.refresh(job, state).await;
+        }
+        Some(news)
     }
 
     /// A new subscription, or `None` at shutdown.
