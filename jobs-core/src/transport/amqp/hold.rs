@@ -4,14 +4,12 @@
 //! itself. The engine's concurrency limits hold empty queues this way, one per slot.
 
 use lapin::ErrorKind;
-use lapin::options::BasicConsumeOptions;
 use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
-use lapin::types::{FieldTable, ShortString};
 
 use super::connection::Link;
 use super::convert;
 use super::error_map::{self, Subject};
-use super::requester::Replies;
+use super::requester::{Replies, consume_no_ack};
 use crate::error::Result;
 use crate::transport::ReplyStream;
 
@@ -20,18 +18,7 @@ use crate::transport::ReplyStream;
 pub(super) async fn hold(link: &Link, queue: &str) -> Result<Option<ReplyStream>> {
     let name = convert::short("queue", queue)?;
     let channel = link.channel().await?;
-    let consumed = channel
-        .basic_consume(
-            name,
-            ShortString::default(),
-            BasicConsumeOptions {
-                no_ack: true,
-                exclusive: true,
-                ..BasicConsumeOptions::default()
-            },
-            FieldTable::default(),
-        )
-        .await;
+    let consumed = consume_no_ack(&channel, name, true).await;
     match consumed {
         Ok(consumer) => Ok(Some(Box::pin(Replies::new(consumer)))),
         // The broker closed the channel as it refused.

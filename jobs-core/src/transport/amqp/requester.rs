@@ -54,16 +54,7 @@ pub(super) async fn requester(link: &Link) -> Result<Requester> {
         .confirm_select(ConfirmSelectOptions::default())
         .await
         .map_err(failed)?;
-    let consumer = channel
-        .basic_consume(
-            ShortString::from(REPLY_TO),
-            ShortString::default(),
-            BasicConsumeOptions {
-                no_ack: true,
-                ..BasicConsumeOptions::default()
-            },
-            FieldTable::default(),
-        )
+    let consumer = consume_no_ack(&channel, ShortString::from(REPLY_TO), false)
         .await
         .map_err(failed)?;
     Ok(Requester {
@@ -73,6 +64,27 @@ pub(super) async fn requester(link: &Link) -> Result<Requester> {
         }),
         replies: Box::pin(Replies::new(consumer)),
     })
+}
+
+/// Starts a consumer of `queue` on `channel` without acks (the broker settles each delivery
+/// as it sends it), `exclusive` or not: a requester's, a subscription's, a hold's.
+pub(super) async fn consume_no_ack(
+    channel: &Channel,
+    queue: ShortString,
+    exclusive: bool,
+) -> std::result::Result<lapin::Consumer, lapin::Error> {
+    channel
+        .basic_consume(
+            queue,
+            ShortString::default(),
+            BasicConsumeOptions {
+                no_ack: true,
+                exclusive,
+                ..BasicConsumeOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
 }
 
 /// Publishes requests, with confirms, on the requester's channel.

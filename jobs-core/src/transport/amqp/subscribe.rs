@@ -4,13 +4,13 @@
 //! on: a subscriber hears what is published after it subscribed, and nothing is left behind
 //! when it goes.
 
-use lapin::options::{BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::options::{QueueBindOptions, QueueDeclareOptions};
 use lapin::types::{FieldTable, ShortString};
 
 use super::connection::Link;
 use super::convert;
 use super::error_map::{self, Subject};
-use super::requester::Replies;
+use super::requester::{Replies, consume_no_ack};
 use crate::error::Result;
 use crate::transport::ReplyStream;
 
@@ -44,17 +44,7 @@ pub(super) async fn subscribe(link: &Link, exchange: &str, keys: &[String]) -> R
             .await
             .map_err(|err| error_map::map(&err, Subject::Exchange(exchange)))?;
     }
-    let consumer = channel
-        .basic_consume(
-            queue.name().clone(),
-            ShortString::default(),
-            BasicConsumeOptions {
-                no_ack: true,
-                exclusive: true,
-                ..BasicConsumeOptions::default()
-            },
-            FieldTable::default(),
-        )
+    let consumer = consume_no_ack(&channel, queue.name().clone(), true)
         .await
         .map_err(failed)?;
     Ok(Box::pin(Replies::new(consumer)))
