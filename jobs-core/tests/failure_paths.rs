@@ -324,3 +324,33 @@ async fn deliveries_waiting_for_a_slot_when_their_consumer_is_lost_never_run_on_
     );
     engine.shutdown(Duration::from_secs(1)).await;
 }
+
+/// An engine that cannot subscribe to the control exchange at start starts on the states it
+/// read, and hears of a pause once a later subscription holds.
+#[tokio::test(start_paused = true)]
+async fn an_engine_that_cannot_subscribe_at_start_hears_of_pauses_later() {
+    let faulty = Arc::new(Faulty::default());
+    faulty.refuse_subscriptions.store(true, Ordering::Relaxed);
+    let engine = Engine::builder(Arc::clone(&faulty) as Arc<dyn Transport>)
+        .job(&flaky::JOB)
+        .state(Arc::new(Runs::default()))
+        .start()
+        .await
+        .expect("it starts without the subscription");
+    assert!(!engine.is_paused(&flaky::JOB));
+    faulty.refuse_subscriptions.store(false, Ordering::Relaxed);
+    // Its next try (a backoff of at most 5 s) subscribes; a pause is then news.
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    jobs_core::control::pause(faulty.as_ref(), flaky::JOB.name())
+        .await
+        .unwrap();
+    let heard = async {
+        while !engine.is_paused(&flaky::JOB) {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(1), heard)
+        .await
+        .expect("the engine hears of the pause");
+    engine.shutdown(Duration::from_secs(1)).await;
+}

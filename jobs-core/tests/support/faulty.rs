@@ -18,7 +18,8 @@ const REPLY_TO: &str = "amq.rabbitmq.reply-to";
 /// Publishes to these queues (through the default exchange) are nacked while listed, as a
 /// RabbitMQ queue with a `reject-publish` length limit does; messages with more headers than
 /// `header_limit` are refused as larger than a frame; replies to calls are nacked while
-/// `refuse_replies` is set; and call requests are never confirmed while `stall_requests` is.
+/// `refuse_replies` is set; call requests are never confirmed while `stall_requests` is; and
+/// subscriptions fail while `refuse_subscriptions` is.
 #[derive(Debug, Default)]
 pub(crate) struct Faulty {
     /// Where everything else goes.
@@ -30,6 +31,8 @@ pub(crate) struct Faulty {
     pub(crate) refuse_replies: AtomicBool,
     /// Leave every call request unconfirmed, forever.
     pub(crate) stall_requests: Arc<AtomicBool>,
+    /// Fail every subscription, as a broker that does not answer in time.
+    pub(crate) refuse_subscriptions: AtomicBool,
 }
 
 impl Faulty {
@@ -92,6 +95,11 @@ impl Transport for Faulty {
         exchange: &'a str,
         keys: &'a [String],
     ) -> BoxFuture<'a, Result<ReplyStream>> {
+        if self.refuse_subscriptions.load(Ordering::Relaxed) {
+            return Box::pin(std::future::ready(Err(Error::Connection(
+                "no answer from the broker".into(),
+            ))));
+        }
         self.broker.subscribe(exchange, keys)
     }
 
