@@ -51,6 +51,25 @@ fn spawn(url: &str, job: &Job, args: &[&str], env: &[(&str, &Path)]) -> WorkerPr
     WorkerProcess::start(Path::new(WORKER), url, &all, env).expect("the fault worker starts")
 }
 
+/// Loads the record files a scenario's workers wrote into `ledger`; a worker that handled
+/// nothing wrote none.
+fn load_handled(ledger: &Ledger, files: &[&Path]) {
+    for file in files.iter().filter(|file| file.exists()) {
+        ledger.load_handled(file).expect("a handled file");
+    }
+}
+
+/// Stops `worker` with SIGTERM, and asserts that it drained and exited 0 within 30 s, without
+/// a panic in its output.
+fn terminate(worker: &mut WorkerProcess) {
+    worker.signal("TERM").expect("kill -TERM");
+    let status = worker
+        .wait_exit(Duration::from_secs(30))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(status.success(), "exit {status}:\n{}", worker.output());
+    assert!(!worker.output().contains("panicked"), "{}", worker.output());
+}
+
 /// The ids in record files, each with how many whole lines name it.
 ///
 /// Each worker process gets a file of its own: were a SIGKILL ever to tear a last line, the
@@ -154,12 +173,7 @@ async fn sigkill_with_hundreds_in_flight_then_a_second_worker_loses_nothing() {
             counts(&files).len() as u64 == total
         })
         .unwrap_or_else(|error| panic!("{error}"));
-    second.signal("TERM").expect("kill -TERM");
-    let status = second
-        .wait_exit(Duration::from_secs(30))
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert!(status.success(), "exit {status}:\n{}", second.output());
-    assert!(!second.output().contains("panicked"), "{}", second.output());
+    terminate(&mut second);
     assert_eq!(
         transport.message_count(job.queue()).await.expect("a count"),
         0
@@ -237,11 +251,7 @@ async fn sigterm_drains_running_jobs_exits_0_and_requeues_the_rest_once() {
             counts(&[&handled_first, &handled_second]).len() >= total as usize
         })
         .unwrap_or_else(|error| panic!("{error}"));
-    second.signal("TERM").expect("kill -TERM");
-    let status = second
-        .wait_exit(Duration::from_secs(30))
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert!(status.success(), "exit {status}:\n{}", second.output());
+    terminate(&mut second);
     assert_eq!(
         transport.message_count(job.queue()).await.expect("a count"),
         0
@@ -307,11 +317,7 @@ async fn a_pause_stops_three_workers_a_restarted_one_stays_paused_and_resume_los
     let handled_at_stop = counts(&files).len();
 
     // A worker restarted while paused starts paused.
-    workers[0].signal("TERM").expect("kill -TERM");
-    let status = workers[0]
-        .wait_exit(Duration::from_secs(30))
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert!(status.success(), "exit {status}:\n{}", workers[0].output());
+    terminate(&mut workers[0]);
     workers[0] = start(&url, job, &[], &[(fault_jobs::HANDLED_FILE, files[3])]);
     assert_eq!(
         workers[0].metric(paused),
@@ -344,20 +350,13 @@ async fn a_pause_stops_three_workers_a_restarted_one_stays_paused_and_resume_los
         .unwrap_or_else(|error| panic!("{error}"));
     for worker in &mut workers {
         assert_eq!(worker.metric(paused), Some(0), "resumed");
-        worker.signal("TERM").expect("kill -TERM");
-        let status = worker
-            .wait_exit(Duration::from_secs(30))
-            .unwrap_or_else(|e| panic!("{e}"));
-        assert!(status.success(), "exit {status}:\n{}", worker.output());
-        assert!(!worker.output().contains("panicked"), "{}", worker.output());
+        terminate(worker);
     }
     eprintln!(
         "pause: 3 workers stopped in {stopped_in:?} with {handled_at_stop} of {total} handled"
     );
 
-    for file in &files {
-        ledger.load_handled(file).expect("a handled file");
-    }
+    load_handled(&ledger, &files);
     // No fault: a pause finishes what runs and takes nothing more, so nothing runs twice.
     ledger
         .report()
@@ -444,20 +443,14 @@ async fn max_running_holds_across_three_workers_and_a_killed_workers_slots_come_
     assert!(back_in < Duration::from_secs(60), "back in {back_in:?}");
     for (n, worker) in workers.iter_mut().enumerate() {
         if alive[n] {
-            worker.signal("TERM").expect("kill -TERM");
-            let status = worker
-                .wait_exit(Duration::from_secs(30))
-                .unwrap_or_else(|e| panic!("{e}"));
-            assert!(status.success(), "exit {status}:\n{}", worker.output());
+            terminate(worker);
         }
     }
     eprintln!(
         "max_running 4: at most {most} at once across 3 workers; after a SIGKILL, 4 again in {back_in:?}"
     );
     // A worker that never held a slot handled nothing, and wrote no file.
-    for file in files.iter().filter(|file| file.exists()) {
-        ledger.load_handled(file).expect("a handled file");
-    }
+    load_handled(&ledger, &files);
     // The killed worker's running jobs (at most its slots) run again.
     ledger
         .report()
@@ -489,32 +482,27 @@ async fn a_rate_of_50_a_second_holds_across_three_workers() {
 
     // From the first job handled to the last: the rate allows one ticket ready and one held
     // by each worker ahead, so 1,000 jobs take at least (1,000 - 4) / 50 s.
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while counts(&files).is_empty() {
-        assert!(Instant::now() < deadline, "a job handled within 120 s");
-        tokio::time::sleep(SAMPLE_EVERY).await;
-    }
+    workers[0]
+        .wait_for("a job handled", Duration::from_secs(60), |_| {
+            !counts(&files).is_empty()
+        })
+        .unwrap_or_else(|error| panic!("{error}"));
     let first = Instant::now();
-    while (counts(&files).len() as u64) < total {
-        assert!(Instant::now() < deadline, "every job handled within 120 s");
-        tokio::time::sleep(SAMPLE_EVERY).await;
-    }
+    workers[0]
+        .wait_for("every job handled", Duration::from_secs(120), |_| {
+            counts(&files).len() as u64 == total
+        })
+        .unwrap_or_else(|error| panic!("{error}"));
     let took = first.elapsed();
     assert!(
         took >= Duration::from_millis(19_500),
         "{total} jobs at 50/s took {took:?}"
     );
     for worker in &mut workers {
-        worker.signal("TERM").expect("kill -TERM");
-        let status = worker
-            .wait_exit(Duration::from_secs(30))
-            .unwrap_or_else(|e| panic!("{e}"));
-        assert!(status.success(), "exit {status}:\n{}", worker.output());
+        terminate(worker);
     }
     eprintln!("rate 50/s: {total} jobs over 3 worker processes took {took:?}");
-    for file in files.iter().filter(|file| file.exists()) {
-        ledger.load_handled(file).expect("a handled file");
-    }
+    load_handled(&ledger, &files);
     ledger
         .report()
         .check("rate 50/s across 3 workers, 1,000 jobs", 0);
@@ -539,12 +527,7 @@ async fn poison_jobs_get_exactly_their_attempts_then_the_error_queue_with_header
 
     let error_queue = format!("{}.err", job.queue());
     wait_count(&transport, &error_queue, total, Duration::from_secs(60)).await;
-    worker.signal("TERM").expect("kill -TERM");
-    let status = worker
-        .wait_exit(Duration::from_secs(30))
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert!(status.success(), "exit {status}:\n{}", worker.output());
-    assert!(!worker.output().contains("panicked"), "{}", worker.output());
+    terminate(&mut worker);
 
     // retries = 2: three runs of each job, no more, no fewer.
     let attempts = 3;
