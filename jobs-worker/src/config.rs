@@ -75,6 +75,11 @@ pub struct WorkerConfig {
     pub log_format: LogFormat,
     /// A PEM file of CA certificates to trust for `amqps://`.
     pub tls_ca: Option<PathBuf>,
+    /// Whether the dashboard is served at `/` of the metrics address (the default).
+    pub dashboard: bool,
+    /// The token the dashboard's actions (replay, delete, purge, pause) require; without one
+    /// they are off and the dashboard is read-only.
+    pub dashboard_token: Option<DashboardToken>,
 }
 
 impl fmt::Debug for WorkerConfig {
@@ -89,6 +94,8 @@ impl fmt::Debug for WorkerConfig {
             .field("metrics_addr", &self.metrics_addr)
             .field("log_format", &self.log_format)
             .field("tls_ca", &self.tls_ca)
+            .field("dashboard", &self.dashboard)
+            .field("dashboard_token", &self.dashboard_token)
             .finish()
     }
 }
@@ -107,6 +114,8 @@ impl Default for WorkerConfig {
                 .unwrap_or_else(|_| unreachable!("the default address parses")),
             log_format: LogFormat::Plain,
             tls_ca: None,
+            dashboard: true,
+            dashboard_token: None,
         }
     }
 }
@@ -130,6 +139,20 @@ impl WorkerConfig {
     #[must_use]
     pub fn with_metrics_addr(mut self, addr: SocketAddr) -> Self {
         self.metrics_addr = addr;
+        self
+    }
+
+    /// The token the dashboard's actions require.
+    #[must_use]
+    pub fn with_dashboard_token(mut self, token: DashboardToken) -> Self {
+        self.dashboard_token = Some(token);
+        self
+    }
+
+    /// Whether the dashboard is served at `/`.
+    #[must_use]
+    pub fn with_dashboard(mut self, on: bool) -> Self {
+        self.dashboard = on;
         self
     }
 
@@ -188,6 +211,12 @@ impl WorkerConfig {
             Some(path) => format!("tls_ca = {}", quoted(&path.to_string_lossy())),
             None => "# tls_ca: the system's certificates only".to_owned(),
         });
+        line(format!("dashboard = {}", self.dashboard));
+        line(match &self.dashboard_token {
+            // Never the token itself: this output is meant to be shown and shared.
+            Some(_) => "# dashboard_token: set (not shown)".to_owned(),
+            None => "# dashboard_token: none, the dashboard is read-only".to_owned(),
+        });
         out
     }
 
@@ -203,6 +232,8 @@ impl WorkerConfig {
             metrics_addr,
             log_format,
             tls_ca,
+            dashboard,
+            dashboard_token,
         } = settings;
         if let Some(url) = url {
             if !(url.starts_with("amqp://") || url.starts_with("amqps://")) {
@@ -232,6 +263,8 @@ impl WorkerConfig {
         self.metrics_addr = metrics_addr.unwrap_or(self.metrics_addr);
         self.log_format = log_format.unwrap_or(self.log_format);
         self.tls_ca = tls_ca.or(self.tls_ca);
+        self.dashboard = dashboard.unwrap_or(self.dashboard);
+        self.dashboard_token = dashboard_token.or(self.dashboard_token);
         Ok(self)
     }
 }
@@ -286,6 +319,19 @@ pub(crate) struct Settings {
     /// A PEM file of CA certificates to trust for amqps://, besides the system's.
     #[arg(long, global = true, env = "JOBS_TLS_CA", value_name = "FILE")]
     pub(crate) tls_ca: Option<PathBuf>,
+    /// Serves the dashboard at / of the metrics address (true or false) [default: true].
+    #[arg(long, global = true, env = "JOBS_DASHBOARD", value_name = "BOOL")]
+    pub(crate) dashboard: Option<bool>,
+    /// The token the dashboard's actions require (at least 16 characters); prefer
+    /// JOBS_DASHBOARD_TOKEN or the file [default: none, the dashboard is read-only].
+    #[arg(
+        long,
+        global = true,
+        env = "JOBS_DASHBOARD_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    pub(crate) dashboard_token: Option<DashboardToken>,
 }
 
 impl Settings {
@@ -305,6 +351,67 @@ impl Settings {
             // it a value that may be a secret.
             ConfigError::new("config", "", format!("{}{at}", err.message().trim()))
         })
+    }
+}
+
+/// The secret the dashboard's actions require. Never printed: its `Debug` hides it, and the
+/// worker compares it in constant time.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DashboardToken(String);
+
+/// The shortest token accepted: shorter ones could be guessed.
+pub(crate) const MIN_TOKEN_LEN: usize = 16;
+
+impl DashboardToken {
+    /// The token `text`.
+    ///
+    /// # Errors
+    ///
+    /// When it is shorter than 16 characters; the error does not repeat it.
+    pub fn new(text: impl Into<String>) -> Result<Self, String> {
+        let text = text.into();
+        if text.chars().count() < MIN_TOKEN_LEN {
+            return Err(format!(
+                "expected a dashboard token of at least {MIN_TOKEN_LEN} characters"
+            ));
+        }
+        Ok(Self(text))
+    }
+
+    /// Whether `given` is this token, in time that does not depend on where they differ.
+    #[must_use]
+    pub(crate) fn matches(&self, given: &[u8]) -> bool {
+        let expected = self.0.as_bytes();
+        // Every byte of the longer is visited whatever the lengths; a length mismatch still
+        // fails.
+        let mut differ = u8::from(expected.len() != given.len());
+        for i in 0..expected.len().max(given.len()) {
+            let a = expected.get(i).copied().unwrap_or(0);
+            let b = given.get(i).copied().unwrap_or(0xff);
+            differ |= a ^ b;
+        }
+        std::hint::black_box(differ) == 0
+    }
+}
+
+impl fmt::Debug for DashboardToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("DashboardToken(**)")
+    }
+}
+
+impl std::str::FromStr for DashboardToken {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Self::new(text)
+    }
+}
+
+impl<'de> Deserialize<'de> for DashboardToken {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Self::new(text).map_err(serde::de::Error::custom)
     }
 }
 

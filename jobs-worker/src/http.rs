@@ -1,29 +1,43 @@
-//! A small HTTP/1.1 server for `/healthz`, `/readyz` and `/metrics`.
+//! The worker's HTTP server: `/healthz`, `/readyz`, `/metrics` and the dashboard, axum's
+//! router on hyper's HTTP/1.1 connections.
 //!
-//! Only `GET` (and `HEAD`) of those three paths; every response closes its connection. A
-//! request that is malformed, too large or too slow gets a 400 or just a closed socket; nothing
-//! a client sends can panic the worker. At most [`MAX_CONNECTIONS`] connections are served at
-//! once (more are closed at once), and each has [`CONNECTION_DEADLINE`] for its request and
-//! response together, so a client that never sends or never reads holds nothing for long.
+//! Limits, so that no client holds the worker's resources: at most [`MAX_CONNECTIONS`]
+//! connections at once (more are closed at once), a request head of at most [`MAX_HEAD`] bytes
+//! read within [`HEAD_TIMEOUT`], and [`CONNECTION_DEADLINE`] for a connection as a whole,
+//! keep-alive included. Request bodies (the dashboard's actions) are bounded by the dashboard.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use futures_util::future::join_all;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use jobs_core::JobSettings;
+use jobs_core::transport::Transport;
+use tokio::net::TcpListener;
 
+use crate::dashboard::{self, Dashboard};
 use crate::metrics::Metrics;
+use crate::queues;
 
 /// The largest request head read.
-const MAX_HEAD: usize = 8 * 1024;
-/// How long a client has to send its request head.
-const READ_TIMEOUT: Duration = Duration::from_secs(5);
-/// Connections served at once; probes and a scraper need a handful.
+pub(crate) const MAX_HEAD: usize = 16 * 1024;
+/// How long a client has to send a request head.
+pub(crate) const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
+/// Connections served at once; probes, a scraper and a few dashboards need a handful.
 pub(crate) const MAX_CONNECTIONS: usize = 64;
-/// How long one connection may take, request and response together.
-pub(crate) const CONNECTION_DEADLINE: Duration = Duration::from_secs(10);
+/// How long one connection may stay open, its requests and responses together: long enough
+/// for a dashboard action walking a large error queue.
+pub(crate) const CONNECTION_DEADLINE: Duration = Duration::from_secs(120);
+/// How long `/metrics` waits for the broker's queue counts before leaving them out.
+const COUNTS_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// What the endpoints report.
+/// What the probes and `/metrics` report.
 #[derive(Clone)]
 pub(crate) struct Probes {
     /// Whether the worker is ready (every consumer attached).
@@ -32,122 +46,98 @@ pub(crate) struct Probes {
     pub(crate) metrics: Arc<Metrics>,
     /// Each job served, and whether it is paused (`jobs_core::control`).
     pub(crate) paused: Arc<dyn Fn() -> Vec<(&'static str, bool)> + Send + Sync>,
+    /// The jobs served, whose queues' counts `/metrics` reads from the broker.
+    pub(crate) jobs: Arc<Vec<JobSettings>>,
+    /// The broker, once connected.
+    pub(crate) transport: Arc<OnceLock<Arc<dyn Transport>>>,
 }
 
-/// Serves `probes` on `listener` until the task is dropped.
-pub(crate) async fn serve(listener: TcpListener, probes: Probes) {
+/// The routes: the probes, the metrics, and the dashboard when there is one.
+pub(crate) fn router(probes: Probes, dashboard: Option<Arc<Dashboard>>) -> Router {
+    let probes = Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .with_state(probes);
+    match dashboard {
+        Some(dashboard) => probes.merge(dashboard::routes(dashboard)),
+        None => probes,
+    }
+}
+
+async fn readyz(State(probes): State<Probes>) -> impl IntoResponse {
+    if (probes.ready)() {
+        (StatusCode::OK, "ready\n")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+    }
+}
+
+async fn metrics(State(probes): State<Probes>) -> impl IntoResponse {
+    let mut body = probes.metrics.render() + &crate::metrics::paused_gauge(&(probes.paused)());
+    if let Some(transport) = probes.transport.get() {
+        let counts = join_all(
+            probes
+                .jobs
+                .iter()
+                .map(|settings| queues::read(transport.as_ref(), settings)),
+        );
+        // A broker that does not answer leaves the gauges out, never the scrape.
+        if let Ok(counts) = tokio::time::timeout(COUNTS_TIMEOUT, counts).await {
+            let named: Vec<(&str, Vec<queues::QueueCounts>)> = probes
+                .jobs
+                .iter()
+                .map(|settings| settings.job().name())
+                .zip(counts)
+                .collect();
+            body.push_str(&crate::metrics::queue_gauges(&named));
+        }
+    }
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        body,
+    )
+}
+
+/// Serves `router` on `listener` until the task is dropped.
+pub(crate) async fn serve(listener: TcpListener, router: Router) {
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
         let (stream, _) = match listener.accept().await {
             Ok(accepted) => accepted,
             Err(err) => {
-                tracing::warn!(error = %err, "metrics server: accept failed");
+                tracing::warn!(error = %err, "http server: accept failed");
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }
         };
         let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
-            tracing::debug!(
-                "metrics server: {MAX_CONNECTIONS} connections open; closing a new one"
-            );
+            tracing::debug!("http server: {MAX_CONNECTIONS} connections open; closing a new one");
             drop(stream);
             continue;
         };
-        let probes = probes.clone();
+        let service = TowerToHyperService::new(router.clone());
         tokio::spawn(async move {
             let _slot = slot;
-            match tokio::time::timeout(CONNECTION_DEADLINE, respond(stream, &probes)).await {
+            let mut http = hyper::server::conn::http1::Builder::new();
+            http.timer(TokioTimer::new())
+                .header_read_timeout(HEAD_TIMEOUT)
+                .max_buf_size(MAX_HEAD);
+            let connection = http.serve_connection(TokioIo::new(stream), service);
+            match tokio::time::timeout(CONNECTION_DEADLINE, connection).await {
                 Ok(Ok(())) => {}
-                Ok(Err(err)) => tracing::debug!(error = %err, "metrics server: connection failed"),
-                Err(_) => tracing::debug!("metrics server: a connection ran past its deadline"),
+                Ok(Err(err)) => tracing::debug!(error = %err, "http server: connection failed"),
+                Err(_) => tracing::debug!("http server: a connection ran past its deadline"),
             }
         });
     }
 }
 
-async fn respond(mut stream: TcpStream, probes: &Probes) -> std::io::Result<()> {
-    let mut head = Vec::with_capacity(512);
-    let read = tokio::time::timeout(READ_TIMEOUT, read_head(&mut stream, &mut head)).await;
-    let (status, content_type, body, head_only) = match read {
-        Ok(Ok(true)) => route(&head, probes),
-        Ok(Ok(false)) => (400, "text/plain", "bad request\n".to_owned(), false),
-        Ok(Err(err)) => return Err(err),
-        Err(_) => (408, "text/plain", "request timeout\n".to_owned(), false),
-    };
-    let reason = match status {
-        200 => "OK",
-        400 => "Bad Request",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        408 => "Request Timeout",
-        _ => "Service Unavailable",
-    };
-    let mut response = format!(
-        "HTTP/1.1 {status} {reason}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
-        body.len()
-    );
-    if !head_only {
-        response.push_str(&body);
-    }
-    stream.write_all(response.as_bytes()).await?;
-    stream.shutdown().await
-}
-
-/// Reads until the end of the request head; `false` when it is too large or the client
-/// closed first.
-async fn read_head(stream: &mut TcpStream, head: &mut Vec<u8>) -> std::io::Result<bool> {
-    let mut buf = [0_u8; 1024];
-    loop {
-        let n = stream.read(&mut buf).await?;
-        if n == 0 {
-            return Ok(false);
-        }
-        head.extend_from_slice(&buf[..n]);
-        if head.windows(4).any(|w| w == b"\r\n\r\n") || head.windows(2).any(|w| w == b"\n\n") {
-            return Ok(true);
-        }
-        if head.len() > MAX_HEAD {
-            return Ok(false);
-        }
-    }
-}
-
-fn route(head: &[u8], probes: &Probes) -> (u16, &'static str, String, bool) {
-    let Ok(head) = std::str::from_utf8(head) else {
-        return (400, "text/plain", "bad request\n".to_owned(), false);
-    };
-    let line = head.lines().next().unwrap_or("");
-    let mut parts = line.split(' ');
-    let (Some(method), Some(target), Some(version), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return (400, "text/plain", "bad request\n".to_owned(), false);
-    };
-    if !version.starts_with("HTTP/1.") || !target.starts_with('/') {
-        return (400, "text/plain", "bad request\n".to_owned(), false);
-    }
-    let head_only = match method {
-        "GET" => false,
-        "HEAD" => true,
-        _ => return (405, "text/plain", "method not allowed\n".to_owned(), false),
-    };
-    let path = target.split('?').next().unwrap_or(target);
-    let (status, content_type, body) = match path {
-        "/healthz" => (200, "text/plain", "ok\n".to_owned()),
-        "/readyz" if (probes.ready)() => (200, "text/plain", "ready\n".to_owned()),
-        "/readyz" => (503, "text/plain", "not ready\n".to_owned()),
-        "/metrics" => (
-            200,
-            "text/plain; version=0.0.4; charset=utf-8",
-            probes.metrics.render() + &crate::metrics::paused_gauge(&(probes.paused)()),
-        ),
-        _ => (404, "text/plain", "not found\n".to_owned()),
-    };
-    (status, content_type, body, head_only)
-}
-
 #[cfg(test)]
 mod tests {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    use tokio::net::TcpStream;
+
     use super::*;
 
     async fn get(addr: std::net::SocketAddr, request: &[u8]) -> String {
@@ -158,44 +148,54 @@ mod tests {
         out
     }
 
+    fn probes(ready: Arc<dyn Fn() -> bool + Send + Sync>) -> Probes {
+        Probes {
+            ready,
+            metrics: Arc::new(Metrics::new(std::iter::empty())),
+            paused: Arc::new(Vec::new),
+            jobs: Arc::new(Vec::new()),
+            transport: Arc::new(OnceLock::new()),
+        }
+    }
+
     #[tokio::test]
     async fn answers_probes_and_rejects_garbage() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let ready = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let flag = Arc::clone(&ready);
-        let probes = Probes {
-            ready: Arc::new(move || flag.load(std::sync::atomic::Ordering::Relaxed)),
-            metrics: Arc::new(Metrics::new(std::iter::empty())),
-            paused: Arc::new(Vec::new),
-        };
-        let server = tokio::spawn(serve(listener, probes));
+        let probes = probes(Arc::new(move || {
+            flag.load(std::sync::atomic::Ordering::Relaxed)
+        }));
+        let server = tokio::spawn(serve(listener, router(probes, None)));
 
+        let close = "Connection: close\r\n\r\n";
+        let request = |line: &str| format!("{line}\r\n{close}").into_bytes();
         assert!(
-            get(addr, b"GET /healthz HTTP/1.1\r\n\r\n")
+            get(addr, &request("GET /healthz HTTP/1.1"))
                 .await
                 .starts_with("HTTP/1.1 200")
         );
         assert!(
-            get(addr, b"GET /readyz HTTP/1.1\r\n\r\n")
+            get(addr, &request("GET /readyz HTTP/1.1"))
                 .await
                 .starts_with("HTTP/1.1 503")
         );
         ready.store(true, std::sync::atomic::Ordering::Relaxed);
         assert!(
-            get(addr, b"GET /readyz HTTP/1.1\r\n\r\n")
+            get(addr, &request("GET /readyz HTTP/1.1"))
                 .await
                 .starts_with("HTTP/1.1 200")
         );
         let metrics = get(addr, b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n").await;
         assert!(metrics.contains("version=0.0.4"), "{metrics}");
         assert!(
-            get(addr, b"GET /nope HTTP/1.1\r\n\r\n")
+            get(addr, &request("GET /nope HTTP/1.1"))
                 .await
                 .starts_with("HTTP/1.1 404")
         );
         assert!(
-            get(addr, b"POST /healthz HTTP/1.1\r\n\r\n")
+            get(addr, &request("POST /healthz HTTP/1.1"))
                 .await
                 .starts_with("HTTP/1.1 405")
         );
@@ -204,16 +204,28 @@ mod tests {
                 .await
                 .starts_with("HTTP/1.1 400")
         );
-        assert!(get(addr, b"GET\r\n\r\n").await.starts_with("HTTP/1.1 400"));
+        // A head over the limit is refused, not read on.
         let mut big = TcpStream::connect(addr).await.unwrap();
-        let _ = big.write_all(&[b'a'; 9_000]).await;
+        let mut huge = b"GET /healthz HTTP/1.1\r\nx-big: ".to_vec();
+        huge.extend(std::iter::repeat_n(b'a', MAX_HEAD + 1024));
+        let _ = big.write_all(&huge).await;
         let mut out = Vec::new();
         let _ = big.read_to_end(&mut out).await;
-        // Still serving after all that.
         assert!(
-            get(addr, b"GET /healthz HTTP/1.1\r\n\r\n")
+            out.is_empty() || out.starts_with(b"HTTP/1.1 431"),
+            "{}",
+            String::from_utf8_lossy(&out)
+        );
+        // Still serving after all that; without the dashboard, `/` is not served.
+        assert!(
+            get(addr, &request("GET /healthz HTTP/1.1"))
                 .await
                 .starts_with("HTTP/1.1 200")
+        );
+        assert!(
+            get(addr, &request("GET / HTTP/1.1"))
+                .await
+                .starts_with("HTTP/1.1 404")
         );
         server.abort();
     }
@@ -222,34 +234,29 @@ mod tests {
     async fn idle_clients_hold_a_bounded_number_of_connections_for_a_bounded_time() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let probes = Probes {
-            ready: Arc::new(|| true),
-            metrics: Arc::new(Metrics::new(std::iter::empty())),
-            paused: Arc::new(Vec::new),
-        };
-        let server = tokio::spawn(serve(listener, probes));
+        let server = tokio::spawn(serve(listener, router(probes(Arc::new(|| true)), None)));
         // Clients that connect and never send a byte.
         let mut idle = Vec::new();
         for _ in 0..MAX_CONNECTIONS {
             idle.push(TcpStream::connect(addr).await.unwrap());
         }
         // On the paused clock this returns once the server has taken them all, well before the
-        // read timeout.
+        // head timeout.
         tokio::time::sleep(Duration::from_millis(1)).await;
         let mut refused = TcpStream::connect(addr).await.unwrap();
         let mut out = Vec::new();
         refused.read_to_end(&mut out).await.unwrap();
         assert!(out.is_empty(), "over the bound, closed without an answer");
 
-        // Past the deadline each idle connection is answered and closed; then others are served.
+        // Past the head timeout each idle connection is closed; then others are served.
         for stream in &mut idle {
             let mut out = String::new();
             let _ = stream.read_to_string(&mut out).await;
-            assert!(out.starts_with("HTTP/1.1 408"), "{out}");
+            assert!(out.is_empty() || out.starts_with("HTTP/1.1 408"), "{out}");
         }
         drop(idle);
         assert!(
-            get(addr, b"GET /healthz HTTP/1.1\r\n\r\n")
+            get(addr, b"GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n")
                 .await
                 .starts_with("HTTP/1.1 200")
         );

@@ -26,14 +26,17 @@
 
 mod cli;
 mod config;
+mod dashboard;
 mod error;
+mod fleet;
 mod http;
 mod metrics;
 mod ops;
+mod queues;
 mod shutdown;
 mod worker;
 
-pub use config::{LogFormat, WorkerConfig};
+pub use config::{DashboardToken, LogFormat, WorkerConfig};
 pub use error::{Error, Result};
 pub use metrics::Metrics;
 pub use worker::{Worker, WorkerBuilder};

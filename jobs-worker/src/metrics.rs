@@ -182,6 +182,45 @@ impl Metrics {
     }
 }
 
+/// One job's counters at one moment, for the fleet's reports.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct JobCounts {
+    /// The job's name.
+    pub(crate) job: String,
+    /// Handlers running now.
+    pub(crate) in_flight: i64,
+    /// Handler runs that succeeded.
+    pub(crate) succeeded: u64,
+    /// Failed attempts sent to a retry queue.
+    pub(crate) retried: u64,
+    /// Jobs moved to the error queue.
+    pub(crate) failed: u64,
+    /// Whether the job's kill switch is open on this worker.
+    pub(crate) switch_open: bool,
+}
+
+impl Metrics {
+    /// Every job's counters now.
+    pub(crate) fn snapshot(&self) -> Vec<JobCounts> {
+        self.jobs
+            .iter()
+            .map(|(name, m)| JobCounts {
+                job: (*name).to_owned(),
+                in_flight: m.in_flight.load(Ordering::Relaxed),
+                succeeded: m.succeeded.load(Ordering::Relaxed),
+                retried: m.retried.load(Ordering::Relaxed),
+                failed: m
+                    .failed
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .values()
+                    .sum(),
+                switch_open: m.switch_open.load(Ordering::Relaxed) == 1,
+            })
+            .collect()
+    }
+}
+
 impl JobMetrics {
     fn observe(&self, elapsed: std::time::Duration) {
         let seconds = elapsed.as_secs_f64();
@@ -272,6 +311,40 @@ pub(crate) fn paused_gauge(jobs: &[(&str, bool)]) -> String {
             u8::from(*paused)
         );
     }
+    out
+}
+
+/// The broker's counts of each job's queues, as gauges: `jobs_queue_ready` (what KEDA's and
+/// the HPA's RabbitMQ scalers read) and `jobs_queue_consumers`, labelled by job, queue and role
+/// (`work`, `retry` or `error`). A queue the broker could not count is left out.
+pub(crate) fn queue_gauges(jobs: &[(&str, Vec<crate::queues::QueueCounts>)]) -> String {
+    let mut out = String::new();
+    let mut gauge = |name: &str, help: &str, get: &dyn Fn(&crate::queues::QueueCounts) -> Option<u64>| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+        for (job, queues) in jobs {
+            for queue in queues {
+                if let Some(value) = get(queue) {
+                    let _ = writeln!(
+                        out,
+                        "{name}{{job=\"{}\",queue=\"{}\",role=\"{}\"}} {value}",
+                        escape(job),
+                        escape(&queue.name),
+                        queue.role.as_str()
+                    );
+                }
+            }
+        }
+    };
+    gauge(
+        "jobs_queue_ready",
+        "Messages ready in the job's queues, as the broker counts them for every worker.",
+        &|queue| queue.ready,
+    );
+    gauge(
+        "jobs_queue_consumers",
+        "Consumers of the job's queues, as the broker counts them.",
+        &|queue| queue.consumers.map(u64::from),
+    );
     out
 }
 

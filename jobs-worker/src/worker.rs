@@ -2,7 +2,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use jobs_core::engine::{Engine, EngineBuilder, Observer};
@@ -11,6 +11,8 @@ use jobs_core::transport::{Transport, redact_url};
 use jobs_core::{Job, JobDefaults, JobSettings, ProducerOptions, registry};
 
 use crate::config::WorkerConfig;
+use crate::dashboard::Dashboard;
+use crate::fleet::{self, Fleet};
 use crate::error::{Error, Result};
 use crate::http::{self, Probes};
 use crate::metrics::Metrics;
@@ -202,6 +204,7 @@ impl WorkerBuilder {
     pub async fn run(self) -> Result<()> {
         let config = self.config.clone();
         let jobs = self.resolve_jobs()?;
+        let settings = Arc::new(self.engine.jobs_settings(&jobs));
         let metrics = Arc::new(Metrics::new(jobs.iter().copied()));
         let mut engine = self
             .engine
@@ -223,6 +226,9 @@ impl WorkerBuilder {
         };
 
         let running: Arc<Mutex<Option<Engine>>> = Arc::new(Mutex::new(None));
+        // Set once connected: the dashboard and the queue gauges read the broker through it.
+        let broker: Arc<OnceLock<Arc<dyn Transport>>> = Arc::new(OnceLock::new());
+        let fleet = Arc::new(Fleet::default());
         let listener = tokio::net::TcpListener::bind(config.metrics_addr)
             .await
             .map_err(|source| Error::Bind {
@@ -256,10 +262,29 @@ impl WorkerBuilder {
                         .unwrap_or_default()
                 })
             },
+            jobs: Arc::clone(&settings),
+            transport: Arc::clone(&broker),
         };
+        let dashboard = config.dashboard.then(|| {
+            Arc::new(Dashboard::new(
+                settings.to_vec(),
+                Arc::clone(&broker),
+                config.dashboard_token.clone(),
+                Arc::clone(&fleet),
+                config.connection_name.clone(),
+            ))
+        });
         // Aborted on every way out of `run`, errors included: the port must not stay bound.
-        let _server = AbortOnDrop(tokio::spawn(http::serve(listener, probes)));
-        tracing::info!(addr = %config.metrics_addr, "serving /healthz, /readyz and /metrics");
+        let _server = AbortOnDrop(tokio::spawn(http::serve(
+            listener,
+            http::router(probes, dashboard),
+        )));
+        tracing::info!(
+            addr = %config.metrics_addr,
+            dashboard = config.dashboard,
+            actions = config.dashboard_token.is_some(),
+            "serving /healthz, /readyz, /metrics and the dashboard at /"
+        );
 
         let mut signal = AbortOnDrop(tokio::spawn(shutdown::first_signal()));
         let mut asked = self
@@ -280,10 +305,21 @@ impl WorkerBuilder {
             }
         };
         let started = engine
-            .transport(transport)
+            .transport(Arc::clone(&transport))
             .start()
             .await
             .map_err(Error::Start)?;
+        // Every worker reports to the fleet; one serving the dashboard also listens.
+        let _report = AbortOnDrop(tokio::spawn(fleet::report(
+            Arc::clone(&transport),
+            Arc::clone(&metrics),
+            fleet::worker_id(),
+            config.connection_name.clone(),
+        )));
+        let _listen = config
+            .dashboard
+            .then(|| AbortOnDrop(tokio::spawn(Arc::clone(&fleet).listen(Arc::clone(&transport)))));
+        let _ = broker.set(transport);
         let names: Vec<&str> = started.jobs().iter().map(|s| s.job().name()).collect();
         tracing::info!(jobs = ?names, "worker ready");
         *running.lock().unwrap_or_else(PoisonError::into_inner) = Some(started);

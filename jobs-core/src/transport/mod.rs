@@ -94,6 +94,22 @@ pub trait Transport: Send + Sync + fmt::Debug + 'static {
     /// [`Error::NotFound`](crate::Error::NotFound) for a missing queue, and connection errors.
     fn message_count<'a>(&'a self, queue: &'a str) -> BoxFuture<'a, Result<u64>>;
 
+    /// How many messages of `queue` are ready and how many consumers it has, as a passive
+    /// declare reports them: what dashboards and autoscalers read. The default asks
+    /// [`message_count`](Self::message_count) and leaves the consumers unknown.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotFound`](crate::Error::NotFound) for a missing queue, and connection errors.
+    fn queue_stats<'a>(&'a self, queue: &'a str) -> BoxFuture<'a, Result<QueueStats>> {
+        Box::pin(async move {
+            Ok(QueueStats {
+                ready: self.message_count(queue).await?,
+                consumers: None,
+            })
+        })
+    }
+
     /// Removes every ready message of `queue` and returns how many went. Unacked deliveries
     /// stay.
     ///
@@ -198,6 +214,24 @@ pub struct Publish {
     pub mandatory: bool,
     /// The message.
     pub envelope: Envelope,
+}
+
+/// What the broker says of a queue: [`Transport::queue_stats`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct QueueStats {
+    /// Messages ready for delivery (not counting unacked deliveries).
+    pub ready: u64,
+    /// Consumers attached, when the transport can tell.
+    pub consumers: Option<u32>,
+}
+
+impl QueueStats {
+    /// Stats of `ready` messages and `consumers` consumers.
+    #[must_use]
+    pub fn new(ready: u64, consumers: Option<u32>) -> Self {
+        Self { ready, consumers }
+    }
 }
 
 /// A consumer: its deliveries and the handle that settles them.

@@ -110,6 +110,11 @@ async fn declare_on(channel: &lapin::Channel, topology: &Topology, mode: Declare
 
 /// How many ready messages `queue` holds: a passive declare's message count.
 pub(super) async fn message_count(link: &Link, queue: &str) -> Result<u64> {
+    Ok(queue_stats(link, queue).await?.ready)
+}
+
+/// Ready messages and consumers of `queue`, by a passive declare.
+pub(super) async fn queue_stats(link: &Link, queue: &str) -> Result<super::super::QueueStats> {
     let name = convert::short("queue", queue)?;
     let options = QueueDeclareOptions {
         passive: true,
@@ -122,7 +127,10 @@ pub(super) async fn message_count(link: &Link, queue: &str) -> Result<u64> {
         .await;
     close(link, &channel).await;
     let declared = declared.map_err(|err| error_map::map(&err, Subject::Queue(queue)))?;
-    Ok(u64::from(declared.message_count()))
+    Ok(super::super::QueueStats::new(
+        u64::from(declared.message_count()),
+        Some(declared.consumer_count()),
+    ))
 }
 
 /// Purges `queue`, returning how many messages went.

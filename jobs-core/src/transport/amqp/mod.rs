@@ -98,7 +98,9 @@ use self::publish::Publisher;
 use super::redact_url as redact;
 use crate::error::{Error, Result};
 use crate::topology::Topology;
-use crate::transport::{BoxFuture, Consumer, Declare, Publish, ReplyStream, Requester, Transport};
+use crate::transport::{
+    BoxFuture, Consumer, Declare, Publish, QueueStats, ReplyStream, Requester, Transport,
+};
 
 /// Connection name the broker shows when none is given.
 const DEFAULT_NAME: &str = "jobs";
@@ -294,6 +296,11 @@ impl Transport for AmqpTransport {
     fn message_count<'a>(&'a self, queue: &'a str) -> BoxFuture<'a, Result<u64>> {
         let count = declare::message_count(self.inner.publisher.link(), queue);
         Box::pin(self.inner.bounded("counting messages", count))
+    }
+
+    fn queue_stats<'a>(&'a self, queue: &'a str) -> BoxFuture<'a, Result<QueueStats>> {
+        let stats = declare::queue_stats(self.inner.publisher.link(), queue);
+        Box::pin(self.inner.bounded("reading a queue's counts", stats))
     }
 
     fn purge<'a>(&'a self, queue: &'a str) -> BoxFuture<'a, Result<u64>> {

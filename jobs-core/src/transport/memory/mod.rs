@@ -59,7 +59,9 @@ use crate::envelope::Envelope;
 use crate::error::Error;
 use crate::error::Result;
 use crate::topology::Topology;
-use crate::transport::{BoxFuture, Consumer, Declare, Publish, ReplyStream, Requester, Transport};
+use crate::transport::{
+    BoxFuture, Consumer, Declare, Publish, QueueStats, ReplyStream, Requester, Transport,
+};
 
 /// An in-process broker with RabbitMQ's semantics; see the [module docs](self) for what it
 /// emulates and what it does not.
@@ -236,6 +238,21 @@ impl Transport for MemoryTransport {
         let outcome = self.queue_len(queue).map_or_else(
             || Err(not_found(queue)),
             |len| Ok(u64::try_from(len).unwrap_or(u64::MAX)),
+        );
+        Box::pin(std::future::ready(outcome))
+    }
+
+    fn queue_stats<'a>(&'a self, queue: &'a str) -> BoxFuture<'a, Result<QueueStats>> {
+        let broker = self.shared.lock();
+        let outcome = broker.queue_id(queue).map_or_else(
+            || Err(not_found(queue)),
+            |id| {
+                let queue = &broker.queues[id];
+                Ok(QueueStats::new(
+                    u64::try_from(queue.ready.len()).unwrap_or(u64::MAX),
+                    Some(u32::try_from(queue.active_consumers).unwrap_or(u32::MAX)),
+                ))
+            },
         );
         Box::pin(std::future::ready(outcome))
     }

@@ -1,0 +1,188 @@
+//! `GET /api/overview` (every job, its queues, the fleet's counters and rates, pause and kill
+//! switch, schedule) and the pause and resume actions.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use futures_util::future::join_all;
+use jobs_core::JobSettings;
+use jobs_core::control;
+use jobs_core::schedule::Schedule;
+use jobs_core::transport::Transport;
+use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
+
+use super::{ApiError, Dashboard, guard, json_body, unix_ms};
+use crate::fleet::{Rates, Totals, WorkerView};
+use crate::queues::{self, QueueCounts};
+
+/// The overview.
+#[derive(Debug, Serialize)]
+pub(super) struct Overview {
+    worker: WorkerInfo,
+    now: i64,
+    jobs: Vec<JobInfo>,
+    workers: Vec<WorkerView>,
+}
+
+#[derive(Debug, Serialize)]
+struct WorkerInfo {
+    name: String,
+    /// Whether actions are on (a token is configured).
+    actions: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct JobInfo {
+    name: &'static str,
+    exchange: &'static str,
+    kind: &'static str,
+    binding: &'static str,
+    queue: &'static str,
+    queue_type: &'static str,
+    /// `None` when the broker could not be asked.
+    paused: Option<bool>,
+    tripped: bool,
+    queues: Vec<QueueCounts>,
+    in_flight: i64,
+    totals: Totals,
+    rates: Rates,
+    schedule: Option<ScheduleInfo>,
+}
+
+#[derive(Debug, Serialize)]
+struct ScheduleInfo {
+    spec: String,
+    /// The next slot, in Unix milliseconds; `None` when there is none.
+    next: Option<i64>,
+}
+
+/// `GET /api/overview`.
+pub(super) async fn overview(State(dashboard): State<Arc<Dashboard>>) -> Json<Overview> {
+    let transport = dashboard.transport.get().cloned();
+    let now = Instant::now();
+    let jobs = join_all(
+        dashboard
+            .jobs
+            .iter()
+            .map(|settings| job_info(&dashboard, transport.as_deref(), settings, now)),
+    )
+    .await;
+    let wall = transport
+        .as_ref()
+        .map_or_else(std::time::SystemTime::now, |transport| transport.now());
+    Json(Overview {
+        worker: WorkerInfo {
+            name: dashboard.name.clone(),
+            actions: dashboard.token.is_some(),
+        },
+        now: unix_ms(wall),
+        jobs,
+        workers: dashboard.fleet.workers(now),
+    })
+}
+
+async fn job_info(
+    dashboard: &Dashboard,
+    transport: Option<&dyn Transport>,
+    settings: &JobSettings,
+    now: Instant,
+) -> JobInfo {
+    let job = settings.job();
+    let (queues, paused) = match transport {
+        Some(transport) => {
+            let (queues, paused) = tokio::join!(
+                queues::read(transport, settings),
+                control::is_paused(transport, job.name())
+            );
+            (queues, paused.ok())
+        }
+        None => (
+            queues::of(settings)
+                .into_iter()
+                .map(|(role, name)| QueueCounts {
+                    role,
+                    name,
+                    ready: None,
+                    consumers: None,
+                })
+                .collect(),
+            None,
+        ),
+    };
+    let fleet = dashboard.fleet.job(job.name(), now);
+    let schedule = job
+        .options()
+        .schedule
+        .and_then(|spec| Schedule::parse(spec).ok())
+        .map(|schedule| {
+            let wall = transport.map_or_else(std::time::SystemTime::now, Transport::now);
+            ScheduleInfo {
+                spec: schedule.to_string(),
+                next: schedule.next_after(wall).map(unix_ms),
+            }
+        });
+    JobInfo {
+        name: job.name(),
+        exchange: job.exchange(),
+        kind: job.kind().as_str(),
+        binding: job.binding(),
+        queue: job.queue(),
+        queue_type: settings.queue_type().as_str(),
+        paused,
+        tripped: fleet.tripped,
+        queues,
+        in_flight: fleet.in_flight,
+        totals: fleet.totals,
+        rates: fleet.rates,
+        schedule,
+    }
+}
+
+/// The body of a pause or resume.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct JobAction {
+    job: String,
+}
+
+/// `POST /api/jobs/pause`.
+pub(super) async fn pause(
+    State(dashboard): State<Arc<Dashboard>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    set_paused(&dashboard, &headers, &body, true).await
+}
+
+/// `POST /api/jobs/resume`.
+pub(super) async fn resume(
+    State(dashboard): State<Arc<Dashboard>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    set_paused(&dashboard, &headers, &body, false).await
+}
+
+async fn set_paused(
+    dashboard: &Dashboard,
+    headers: &HeaderMap,
+    body: &[u8],
+    paused: bool,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    guard::authorize(dashboard, headers)?;
+    let JobAction { job } = json_body(headers, body)?;
+    let name = dashboard.job(&job)?.job().name();
+    let transport = dashboard.broker()?;
+    let changed = if paused {
+        control::pause(transport.as_ref(), name).await
+    } else {
+        control::resume(transport.as_ref(), name).await
+    };
+    changed.map_err(|err| ApiError::broker("cannot change the job's state", &err))?;
+    tracing::info!(job = name, paused, "dashboard: job state changed");
+    Ok(Json(serde_json::json!({ "paused": paused })))
+}
