@@ -58,7 +58,12 @@ pub(crate) fn worker_id() -> String {
 
 /// Publishes this worker's report every [`REPORT_EVERY`], until dropped. A failed publish is
 /// only logged: the next report replaces it.
-pub(crate) async fn report(transport: Arc<dyn Transport>, metrics: Arc<Metrics>, id: String, name: String) {
+pub(crate) async fn report(
+    transport: Arc<dyn Transport>,
+    metrics: Arc<Metrics>,
+    id: String,
+    name: String,
+) {
     let mut every = tokio::time::interval(REPORT_EVERY);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -158,17 +163,19 @@ impl Fleet {
         if !workers.contains_key(&report.id) && workers.len() >= MAX_WORKERS {
             return;
         }
-        let rates = workers.get(&report.id).map_or_else(BTreeMap::new, |before| {
-            let seconds = now.saturating_duration_since(before.at).as_secs_f64();
-            report
-                .jobs
-                .iter()
-                .filter_map(|now| {
-                    let then = before.jobs.iter().find(|then| then.job == now.job)?;
-                    Some((now.job.clone(), per_second(then, now, seconds)))
-                })
-                .collect()
-        });
+        let rates = workers
+            .get(&report.id)
+            .map_or_else(BTreeMap::new, |before| {
+                let seconds = now.saturating_duration_since(before.at).as_secs_f64();
+                report
+                    .jobs
+                    .iter()
+                    .filter_map(|now| {
+                        let then = before.jobs.iter().find(|then| then.job == now.job)?;
+                        Some((now.job.clone(), per_second(then, now, seconds)))
+                    })
+                    .collect()
+            });
         workers.insert(
             report.id,
             Heard {

@@ -319,22 +319,23 @@ pub(crate) fn paused_gauge(jobs: &[(&str, bool)]) -> String {
 /// (`work`, `retry` or `error`). A queue the broker could not count is left out.
 pub(crate) fn queue_gauges(jobs: &[(&str, Vec<crate::queues::QueueCounts>)]) -> String {
     let mut out = String::new();
-    let mut gauge = |name: &str, help: &str, get: &dyn Fn(&crate::queues::QueueCounts) -> Option<u64>| {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
-        for (job, queues) in jobs {
-            for queue in queues {
-                if let Some(value) = get(queue) {
-                    let _ = writeln!(
-                        out,
-                        "{name}{{job=\"{}\",queue=\"{}\",role=\"{}\"}} {value}",
-                        escape(job),
-                        escape(&queue.name),
-                        queue.role.as_str()
-                    );
+    let mut gauge =
+        |name: &str, help: &str, get: &dyn Fn(&crate::queues::QueueCounts) -> Option<u64>| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+            for (job, queues) in jobs {
+                for queue in queues {
+                    if let Some(value) = get(queue) {
+                        let _ = writeln!(
+                            out,
+                            "{name}{{job=\"{}\",queue=\"{}\",role=\"{}\"}} {value}",
+                            escape(job),
+                            escape(&queue.name),
+                            queue.role.as_str()
+                        );
+                    }
                 }
             }
-        }
-    };
+        };
     gauge(
         "jobs_queue_ready",
         "Messages ready in the job's queues, as the broker counts them for every worker.",

@@ -60,12 +60,7 @@ pub(crate) fn of(settings: &JobSettings) -> Vec<(Role, String)> {
 /// The counts of every queue of the job of `settings`, asked at once.
 pub(crate) async fn read(transport: &dyn Transport, settings: &JobSettings) -> Vec<QueueCounts> {
     let queues = of(settings);
-    let stats = join_all(
-        queues
-            .iter()
-            .map(|(_, name)| transport.queue_stats(name)),
-    )
-    .await;
+    let stats = join_all(queues.iter().map(|(_, name)| transport.queue_stats(name))).await;
     queues
         .into_iter()
         .zip(stats)

@@ -12,8 +12,8 @@ use jobs_core::{Job, JobDefaults, JobSettings, ProducerOptions, registry};
 
 use crate::config::WorkerConfig;
 use crate::dashboard::Dashboard;
-use crate::fleet::{self, Fleet};
 use crate::error::{Error, Result};
+use crate::fleet::{self, Fleet};
 use crate::http::{self, Probes};
 use crate::metrics::Metrics;
 use crate::shutdown;
@@ -316,9 +316,11 @@ impl WorkerBuilder {
             fleet::worker_id(),
             config.connection_name.clone(),
         )));
-        let _listen = config
-            .dashboard
-            .then(|| AbortOnDrop(tokio::spawn(Arc::clone(&fleet).listen(Arc::clone(&transport)))));
+        let _listen = config.dashboard.then(|| {
+            AbortOnDrop(tokio::spawn(
+                Arc::clone(&fleet).listen(Arc::clone(&transport)),
+            ))
+        });
         let _ = broker.set(transport);
         let names: Vec<&str> = started.jobs().iter().map(|s| s.job().name()).collect();
         tracing::info!(jobs = ?names, "worker ready");

@@ -237,8 +237,14 @@ pub(super) async fn messages(
     let mut listings = dashboard.errors.listings.lock().await;
     let listing = Errors::listing(&mut listings, &queue, &settings).await?;
     let mut matching = listing.messages.into_iter().filter(|message| {
-        filter.kind.as_ref().is_none_or(|kind| *kind == message.kind)
-            && filter.error.as_ref().is_none_or(|error| *error == message.error)
+        filter
+            .kind
+            .as_ref()
+            .is_none_or(|kind| *kind == message.kind)
+            && filter
+                .error
+                .as_ref()
+                .is_none_or(|error| *error == message.error)
     });
     let messages: Vec<Summary> = matching.by_ref().take(MAX_MESSAGES).collect();
     let truncated = listing.truncated || matching.next().is_some();
@@ -292,7 +298,10 @@ pub(super) async fn message(
         .map_err(|err| ApiError::broker("cannot read the error queue", &err))?;
     stopped(&walked)?;
     let failed = found.ok_or_else(|| {
-        ApiError::new(StatusCode::NOT_FOUND, "no message with this id in the queue")
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no message with this id in the queue",
+        )
     })?;
     Ok(Json(detail(&failed, queue.name(), &settings)))
 }
@@ -400,8 +409,14 @@ pub(super) async fn replay(
                     .id
                     .as_ref()
                     .is_none_or(|id| failed.message_id() == Some(id.as_str()))
-                    && body.kind.as_ref().is_none_or(|kind| kind == kind_of(failed))
-                    && body.error.as_ref().is_none_or(|error| *error == first_line(failed));
+                    && body
+                        .kind
+                        .as_ref()
+                        .is_none_or(|kind| kind == kind_of(failed))
+                    && body
+                        .error
+                        .as_ref()
+                        .is_none_or(|error| *error == first_line(failed));
                 if chosen { Action::Replay } else { Action::Keep }
             })
             .await;

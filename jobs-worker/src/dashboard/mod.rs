@@ -114,7 +114,10 @@ async fn page() -> Response {
         ),
     );
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
 }
@@ -166,9 +169,8 @@ pub(crate) fn json_body<T: serde::de::DeserializeOwned>(
             "expected content-type: application/json",
         ));
     }
-    serde_json::from_slice(body).map_err(|err| {
-        ApiError::new(StatusCode::BAD_REQUEST, format!("bad request body: {err}"))
-    })
+    serde_json::from_slice(body)
+        .map_err(|err| ApiError::new(StatusCode::BAD_REQUEST, format!("bad request body: {err}")))
 }
 
 /// Milliseconds since the Unix epoch.

@@ -120,9 +120,14 @@ async fn groups_detail_replay_delete_purge_and_pause() {
     let app = TestApp::builder().job(&broken::JOB).build().unwrap();
     for (cause, n) in [("disk", 10), ("network", 7), ("quota", 3)] {
         for _ in 0..n {
-            broken::enqueue(&app, Broken { cause: cause.into() })
-                .await
-                .unwrap();
+            broken::enqueue(
+                &app,
+                Broken {
+                    cause: cause.into(),
+                },
+            )
+            .await
+            .unwrap();
         }
     }
     app.run_until_idle().await;
@@ -155,7 +160,10 @@ async fn groups_detail_replay_delete_purge_and_pause() {
     assert_eq!(status, StatusCode::OK, "{detail}");
     assert_eq!(detail["error"], "quota is down\nsecond line");
     assert!(
-        detail["body"].as_str().unwrap().contains("cause: \"quota\""),
+        detail["body"]
+            .as_str()
+            .unwrap()
+            .contains("cause: \"quota\""),
         "{detail}"
     );
     assert!(
@@ -185,7 +193,10 @@ async fn groups_detail_replay_delete_purge_and_pause() {
         &router,
         "/api/errors/replay",
         &group,
-        &[("authorization", &bearer()), ("origin", "https://evil.example")],
+        &[
+            ("authorization", &bearer()),
+            ("origin", "https://evil.example"),
+        ],
     )
     .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
@@ -196,7 +207,11 @@ async fn groups_detail_replay_delete_purge_and_pause() {
         &[("authorization", &bearer())],
     )
     .await;
-    assert_eq!(status, StatusCode::NOT_FOUND, "only this worker's error queues");
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "only this worker's error queues"
+    );
     assert_eq!(app.transport().queue_len(ERR), Some(20));
 
     // Replaying one group runs that group again, and only it.
@@ -209,7 +224,10 @@ async fn groups_detail_replay_delete_purge_and_pause() {
         &router,
         "/api/errors/replay",
         &group,
-        &[("authorization", &bearer()), ("origin", "http://127.0.0.1:9090")],
+        &[
+            ("authorization", &bearer()),
+            ("origin", "http://127.0.0.1:9090"),
+        ],
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{body}");

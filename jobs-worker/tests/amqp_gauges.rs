@@ -1,0 +1,185 @@
+//! A worker on RabbitMQ: after 50 failures, the queue gauges of `/metrics` equal the broker's
+//! own counts, and the dashboard's overview has the fleet's counters from the worker's reports.
+//!
+//! `JOBS_AMQP_URL`, or the local default; without a broker the test skips, unless
+//! `JOBS_REQUIRE_BROKER` is set, when it fails.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use jobs_core::transport::Transport;
+use jobs_core::transport::amqp::AmqpTransport;
+use jobs_core::{JobError, Producer, job};
+use jobs_worker::{DashboardToken, Worker, WorkerConfig};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+/// A bound on waits that should end soon, not a timing assumption.
+const WAIT: Duration = Duration::from_secs(30);
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct Order {
+    #[prost(uint32, tag = "1")]
+    n: u32,
+}
+
+#[job(
+    exchange = "jobs-worker.gauges",
+    routing_key = "doomed",
+    queue = "jobs-worker.gauges.doomed"
+)]
+async fn doomed(order: Order) -> Result<(), JobError> {
+    Err(JobError::fatal(format!(
+        "order {} cannot be served",
+        order.n
+    )))
+}
+
+const WORK: &str = "jobs-worker.gauges.doomed";
+const ERR: &str = "jobs-worker.gauges.doomed.err";
+
+fn free_addr() -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap()
+}
+
+/// `GET path`, the body.
+async fn get(addr: SocketAddr, path: &str) -> String {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut out = String::new();
+    stream.read_to_string(&mut out).await.unwrap();
+    let (head, body) = out.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    body.to_owned()
+}
+
+/// The value of the sample of `metric` whose labels contain `labels`.
+fn sample(metrics: &str, metric: &str, labels: &str) -> Option<u64> {
+    metrics
+        .lines()
+        .find(|line| line.starts_with(&format!("{metric}{{")) && line.contains(labels))
+        .and_then(|line| line.rsplit(' ').next())
+        .and_then(|value| value.parse().ok())
+}
+
+fn delete_queues() {
+    for queue in [WORK, ERR] {
+        let _ = std::process::Command::new("rabbitmqctl")
+            .args(["delete_queue", "-q", queue])
+            .output();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_gauges_equal_the_brokers_counts_and_the_fleet_reports_its_counters() {
+    let Some(url) = jobs_core::testing::broker_url() else {
+        return;
+    };
+    delete_queues();
+    let addr = free_addr();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let config = WorkerConfig::default()
+        .with_url(url.clone())
+        .with_metrics_addr(addr)
+        .with_connection_name("gauges-test")
+        .with_dashboard_token(DashboardToken::new("a-token-of-24-characters").unwrap());
+    let worker = tokio::spawn(
+        Worker::builder()
+            .config(config)
+            .jobs([&doomed::JOB])
+            .shutdown_signal(async {
+                let _ = stopped.await;
+            })
+            .run(),
+    );
+
+    let broker = Arc::new(AmqpTransport::connect(&url).await.unwrap());
+    // The worker declares the topology as it starts: wait for its consumer.
+    let attached = tokio::time::timeout(WAIT, async {
+        while broker
+            .queue_stats(WORK)
+            .await
+            .ok()
+            .and_then(|stats| stats.consumers)
+            != Some(1)
+        {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    assert!(attached.is_ok(), "the worker never consumed {WORK}");
+
+    let producer = Producer::new(broker.clone());
+    for n in 0..50 {
+        doomed::enqueue(&producer, Order { n }).await.unwrap();
+    }
+    let failed = tokio::time::timeout(WAIT, async {
+        while broker.message_count(ERR).await.unwrap() != 50 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    assert!(failed.is_ok(), "50 failures never reached {ERR}");
+
+    let metrics = get(addr, "/metrics").await;
+    let error_stats = broker.queue_stats(ERR).await.unwrap();
+    let work_stats = broker.queue_stats(WORK).await.unwrap();
+    assert_eq!(error_stats.ready, 50);
+    assert_eq!(
+        sample(
+            &metrics,
+            "jobs_queue_ready",
+            &format!("queue=\"{ERR}\",role=\"error\"")
+        ),
+        Some(error_stats.ready),
+        "{metrics}"
+    );
+    assert_eq!(
+        sample(
+            &metrics,
+            "jobs_queue_ready",
+            &format!("queue=\"{WORK}\",role=\"work\"")
+        ),
+        Some(work_stats.ready),
+        "{metrics}"
+    );
+    assert_eq!(
+        sample(
+            &metrics,
+            "jobs_queue_consumers",
+            &format!("queue=\"{WORK}\",role=\"work\"")
+        ),
+        work_stats.consumers.map(u64::from),
+        "{metrics}"
+    );
+
+    // The worker's report reaches the dashboard through the broker within a report or two.
+    let reported = tokio::time::timeout(WAIT, async {
+        loop {
+            let overview: serde_json::Value =
+                serde_json::from_str(&get(addr, "/api/overview").await).unwrap();
+            if overview["jobs"][0]["totals"]["failed"] == 50 {
+                return overview;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+    .await;
+    let overview = reported.expect("the fleet's counters never reached the overview");
+    assert_eq!(overview["workers"][0]["name"], "gauges-test", "{overview}");
+    let error_queue = overview["jobs"][0]["queues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|queue| queue["role"] == "error")
+        .cloned()
+        .unwrap();
+    assert_eq!(error_queue["ready"], 50, "{overview}");
+
+    let _ = stop.send(());
+    worker.await.unwrap().unwrap();
+    broker.close().await;
+    delete_queues();
+}
