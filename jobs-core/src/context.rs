@@ -93,10 +93,21 @@ impl JobContext {
     }
 
     /// The delivery's trace context: from its `traceparent` header, or a new trace when it
-    /// has none. Jobs enqueued while the handler runs continue this trace.
+    /// has none. Jobs enqueued while the handler runs continue this trace. With the `otel`
+    /// feature and a tracer set, it is the attempt's consumer span: the same trace, the span's
+    /// id.
     #[must_use]
     pub fn traceparent(&self) -> TraceContext {
         self.trace
+    }
+
+    /// Makes `trace` the handler's trace context: the attempt's consumer span's.
+    #[cfg_attr(
+        not(feature = "otel"),
+        allow(dead_code, reason = "only a span sets it")
+    )]
+    pub(crate) fn set_traceparent(&mut self, trace: TraceContext) {
+        self.trace = trace;
     }
 
     /// Which attempt this is: 1 for the first, 2 for the first retry, and so on.

@@ -79,6 +79,8 @@
 //! * `macros` (default): the [`job`] attribute macro.
 //! * `amqp`: the RabbitMQ transport, `transport::amqp` (lapin, with rustls on ring), and
 //!   `Producer::connect`.
+//! * `otel`: OpenTelemetry spans, a producer span per enqueue and a consumer span per attempt,
+//!   linked through the `traceparent` header; see `otel`. Off, it costs nothing.
 //!
 //! # Minimum supported Rust version
 //!
@@ -101,6 +103,12 @@ mod failed_job;
 mod handler;
 mod job;
 mod job_error;
+#[cfg(feature = "otel")]
+#[cfg_attr(docsrs, doc(cfg(feature = "otel")))]
+pub mod otel;
+#[cfg(not(feature = "otel"))]
+#[path = "otel/off.rs"]
+mod otel;
 mod producer;
 pub mod registry;
 pub mod schedule;

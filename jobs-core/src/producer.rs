@@ -12,6 +12,7 @@ use crate::declared::Declared;
 use crate::envelope::{CONTENT_TYPE, Envelope, HeaderValue, Headers, Properties, header};
 use crate::error::{Error, Result};
 use crate::job::{Job, JobMessage};
+use crate::otel::{self, PublishSpan};
 use crate::settings::JobDefaults;
 use crate::trace::TraceContext;
 use crate::transport::{Publish, Transport};
@@ -366,24 +367,41 @@ impl<M: JobMessage> Enqueue<M> {
         if let Some(Delay::At((_, now))) = &mut this.delay {
             *now = producer.transport().now();
         }
-        let (id, publish) = this.into_publish(producer.options().max_message_size)?;
-        producer.declare(job).await?;
-        producer.publish(publish).await?;
-        Ok(id)
+        let (id, publish, span) = this.into_publish(producer.options().max_message_size)?;
+        let published = async {
+            producer.declare(job).await?;
+            producer.publish(publish).await
+        }
+        .await;
+        match published {
+            Ok(()) => {
+                span.end(None);
+                Ok(id)
+            }
+            Err(error) => {
+                span.end(Some((otel::error_type(&error), &error)));
+                Err(error)
+            }
+        }
     }
 
     /// The request of a call: the job's message as [`enqueue`](Self::enqueue) would publish
-    /// it, its topology declared first. A delay is ignored: a call runs now.
-    pub(crate) async fn into_request(self, producer: &Producer) -> Result<Publish> {
+    /// it, its topology declared first, and its producer span, for the call to end. A delay is
+    /// ignored: a call runs now.
+    pub(crate) async fn into_request(self, producer: &Producer) -> Result<(Publish, PublishSpan)> {
         let job = self.job;
         let mut this = self;
         this.delay = None;
-        let (_, publish) = this.into_publish(producer.options().max_message_size)?;
-        producer.declare(job).await?;
-        Ok(publish)
+        let (_, publish, span) = this.into_publish(producer.options().max_message_size)?;
+        if let Err(error) = producer.declare(job).await {
+            span.end(Some((otel::error_type(&error), &error)));
+            return Err(error);
+        }
+        Ok((publish, span))
     }
 
-    fn into_publish(self, max_message_size: usize) -> Result<(MessageId, Publish)> {
+    /// The message to publish, and the span of its enqueue.
+    fn into_publish(self, max_message_size: usize) -> Result<(MessageId, Publish, PublishSpan)> {
         let levels = self.job.options().priorities;
         if let Some(priority) = self.priority
             && levels.is_none_or(|levels| priority > levels)
@@ -418,10 +436,18 @@ impl<M: JobMessage> Enqueue<M> {
             }
         };
         let id = self.message_id.map_or_else(MessageId::generate, MessageId);
+        let routing_key = self.routing_key.unwrap_or(Cow::Borrowed(job.routing_key()));
+        let span = PublishSpan::start(job, &routing_key, id.as_str(), size, &self.headers);
+        // With a producer span, the message names it; a `traceparent` the caller set is the
+        // span's parent, not the message's. Without the `otel` feature this is always `None`.
+        let spanned = span.trace();
         // No `x-jobs-attempt` on the first publish: missing means 1, and a message without any
         // header skips a whole field table, written here and parsed by broker and consumer.
         let mut headers = Headers::new();
-        if let Some(traceparent) = TraceContext::for_publish() {
+        if let Some(traceparent) = spanned
+            .map(|trace| trace.header())
+            .or_else(TraceContext::for_publish)
+        {
             headers.insert(header::TRACEPARENT, traceparent);
         }
         if let Some(binding) = job.header_binding() {
@@ -430,9 +456,11 @@ impl<M: JobMessage> Enqueue<M> {
             }
         }
         for (name, value) in self.headers {
+            if spanned.is_some() && name == header::TRACEPARENT {
+                continue;
+            }
             headers.insert(name, value);
         }
-        let routing_key = self.routing_key.unwrap_or(Cow::Borrowed(job.routing_key()));
         // A delayed job travels through the cascade to the job's own queue; its origin is
         // recorded as a retry records it, for the error queue's headers.
         let (exchange, routing_key) = if delay > 0 {
@@ -462,7 +490,7 @@ impl<M: JobMessage> Enqueue<M> {
                 body: Bytes::from(body),
             },
         };
-        Ok((id, publish))
+        Ok((id, publish, span))
     }
 }
 

@@ -91,6 +91,22 @@ impl TraceContext {
         format!("{:016x}", self.span_id)
     }
 
+    /// The context with these ids and flags: the bridge from an OpenTelemetry span.
+    #[cfg(feature = "otel")]
+    pub(crate) const fn from_parts(trace_id: u128, span_id: u64, flags: u8) -> Self {
+        Self {
+            trace_id,
+            span_id,
+            flags,
+        }
+    }
+
+    /// Its trace id, span id and flags: the bridge to an OpenTelemetry span context.
+    #[cfg(feature = "otel")]
+    pub(crate) const fn parts(&self) -> (u128, u64, u8) {
+        (self.trace_id, self.span_id, self.flags)
+    }
+
     /// The context of the handler running on this task, if any.
     #[must_use]
     pub fn current() -> Option<Self> {

@@ -32,6 +32,7 @@ use crate::envelope::HeaderValue;
 use crate::error::Error;
 use crate::job::JobMessage;
 use crate::job_error::FailureKind;
+use crate::otel;
 use crate::producer::{Enqueue, Producer};
 
 pub(crate) use calls::Calls;
@@ -161,16 +162,35 @@ impl<M: JobMessage, R: JobMessage> Call<'_, M, R> {
             timeout,
             ..
         } = self;
-        let publish = enqueue
+        let (publish, span) = enqueue
             .into_request(producer)
             .await
             .map_err(CallError::Request)?;
-        let body = producer.calls().call(producer, publish, timeout).await?;
+        let called = producer.calls().call(producer, publish, timeout).await;
+        // The producer span lasts the call: until the reply, or the call's failure.
+        match &called {
+            Ok(_) => span.end(None),
+            Err(error) => span.end(Some(call_failure(error))),
+        }
+        let body = called?;
         R::decode(body).map_err(|source| CallError::BadReply {
             reply: std::any::type_name::<R>(),
             source,
         })
     }
+}
+
+/// The `error.type` and error of a call that failed with `error`, for its producer span.
+fn call_failure(error: &CallError) -> (&'static str, &dyn std::fmt::Display) {
+    let error_type = match error {
+        // The broker's error says more than "not sent".
+        CallError::Request(error) => return (otel::error_type(error), error),
+        CallError::Failed { .. } => "failed",
+        CallError::Timeout { .. } => "timeout",
+        CallError::Disconnected => "disconnected",
+        CallError::BadReply { .. } => "bad_reply",
+    };
+    (error_type, error)
 }
 
 impl<'p, M: JobMessage, R: JobMessage> IntoFuture for Call<'p, M, R> {

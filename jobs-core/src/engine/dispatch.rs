@@ -21,6 +21,7 @@ use super::settle::Verdict;
 use crate::context::{ContextShared, JobContext};
 use crate::envelope::Envelope;
 use crate::job_error::{FailureKind, error_chain};
+use crate::otel::ProcessSpan;
 use crate::producer::Producer;
 use crate::settings::JobSettings;
 use crate::trace::TraceContext;
@@ -130,7 +131,13 @@ pub(crate) async fn process(
     // decision, without running the handler again.
     if redelivered && let Some(decision) = remembered(runtime, &envelope) {
         return Box::pin(settle_failure(
-            runtime, envelope, decision, origin, abandon, false,
+            runtime,
+            envelope,
+            decision,
+            origin,
+            abandon,
+            false,
+            ProcessSpan::none(),
         ))
         .await;
     }
@@ -153,6 +160,14 @@ async fn run(
     abandon: &mut Abandon,
 ) -> Verdict {
     let job = runtime.settings.job();
+    // The attempt's consumer span, when the `otel` feature is on and a tracer is set.
+    let otel_span = ProcessSpan::start(
+        job,
+        &envelope,
+        &origin.exchange,
+        &origin.routing_key,
+        redelivered,
+    );
     let envelope = Arc::new(envelope);
     let mut trace = None;
     let classified = classify(
@@ -161,12 +176,16 @@ async fn run(
         runtime.max_message_size,
         &envelope,
         |attempt| {
-            let context = JobContext::new(
+            let mut context = JobContext::new(
                 &runtime.context,
                 Arc::clone(&envelope),
                 attempt,
                 redelivered,
             );
+            // With a consumer span, the handler's trace context is the span's.
+            if let Some(attempt_trace) = otel_span.trace() {
+                context.set_traceparent(attempt_trace);
+            }
             trace = Some(context.traceparent());
             context
         },
@@ -183,7 +202,7 @@ async fn run(
                 elapsed: Duration::ZERO,
             };
             return Box::pin(settle_failure(
-                runtime, envelope, decision, origin, abandon, false,
+                runtime, envelope, decision, origin, abandon, false, otel_span,
             ))
             .await;
         }
@@ -203,7 +222,7 @@ async fn run(
         message_id = message_id.unwrap_or(""),
         attempt
     );
-    let running = trace.scope(AssertUnwindSafe(running).catch_unwind());
+    let running = otel_span.attach(trace.scope(AssertUnwindSafe(running).catch_unwind()));
     let result = tokio::time::timeout(timeout, running.instrument(span)).await;
     let elapsed = started.elapsed();
     let failure = match result {
@@ -211,6 +230,8 @@ async fn run(
             if reply::address(&envelope).is_some() {
                 reply::ok(runtime, &envelope, body).await;
             }
+            // Ended before the event: an observer that hears of it may flush the exporter.
+            otel_span.succeeded();
             runtime.emit(message_id, attempt, EventKind::Succeeded { elapsed });
             runtime.count_attempt(false);
             return Verdict::Ack;
@@ -260,7 +281,7 @@ async fn run(
     let envelope = Arc::unwrap_or_clone(envelope);
     // Boxed: a rare path must not grow every delivery's task, which is moved on spawn.
     Box::pin(settle_failure(
-        runtime, envelope, decision, origin, abandon, true,
+        runtime, envelope, decision, origin, abandon, true, otel_span,
     ))
     .await
 }
@@ -291,7 +312,8 @@ fn within_deadline(
 }
 
 /// Publishes a failed delivery's decided outcome (see [`durable`](super::durable)) and says how
-/// to settle the delivery. `started` says whether the handler ran for this delivery.
+/// to settle the delivery. `started` says whether the handler ran for this delivery; `span`,
+/// its consumer span, ends with the outcome.
 async fn settle_failure(
     runtime: &JobRuntime,
     envelope: Envelope,
@@ -299,6 +321,7 @@ async fn settle_failure(
     origin: Origin,
     abandon: &mut Abandon,
     started: bool,
+    span: ProcessSpan,
 ) -> Verdict {
     let settings = &runtime.settings;
     let job = settings.job();
@@ -369,6 +392,12 @@ async fn settle_failure(
         .await;
         let error = match published {
             Ok(()) => {
+                // Ended before the event, as on success.
+                let failure = &decision.failure;
+                match decision.destination {
+                    Destination::ErrorQueue => span.failed(failure.kind, &failure.error),
+                    _ => span.retried(failure.kind, &failure.error),
+                }
                 report_durable(runtime, message_id.as_deref(), &decision, started);
                 if matches!(decision.destination, Destination::ErrorQueue)
                     && reply::address(&envelope).is_some()
@@ -378,7 +407,11 @@ async fn settle_failure(
                 }
                 return Verdict::Ack;
             }
-            Err(NotPublished::Lost) => return Verdict::Requeue,
+            Err(NotPublished::Lost) => {
+                let failure = &decision.failure;
+                span.requeued(failure.kind, &failure.error);
+                return Verdict::Requeue;
+            }
             Err(NotPublished::GaveUp(error)) => error,
         };
         // Headers a foreign producer made as large as a frame leave no room for the failure
@@ -421,6 +454,7 @@ async fn settle_failure(
                     error = %error,
                     "the error queue took no outcome within {timeout:?}; requeueing the delivery"
                 );
+                span.requeued(decision.failure.kind, &decision.failure.error);
                 runtime.emit(
                     message_id.as_deref(),
                     decision.attempt,
