@@ -9,7 +9,7 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use futures_util::future::join_all;
 use jobs_core::JobSettings;
-use jobs_core::control;
+use jobs_core::{control, delay};
 use jobs_core::schedule::Schedule;
 use jobs_core::transport::Transport;
 use serde::{Deserialize, Serialize};
@@ -26,6 +26,17 @@ pub(super) struct Overview {
     now: i64,
     jobs: Vec<JobInfo>,
     workers: Vec<WorkerView>,
+    /// The levels of the delay cascade that hold delayed jobs (every job's: the levels are
+    /// shared).
+    delayed: Vec<Delayed>,
+}
+
+#[derive(Debug, Serialize)]
+struct Delayed {
+    queue: String,
+    /// How long a message waits in this level.
+    wait_ms: u64,
+    waiting: u64,
 }
 
 #[derive(Debug, Serialize)]
@@ -74,6 +85,10 @@ pub(super) async fn overview(State(dashboard): State<Arc<Dashboard>>) -> Json<Ov
     let wall = transport
         .as_ref()
         .map_or_else(std::time::SystemTime::now, |transport| transport.now());
+    let delayed = match &transport {
+        Some(transport) => delayed(transport.as_ref()).await,
+        None => Vec::new(),
+    };
     Json(Overview {
         worker: WorkerInfo {
             name: dashboard.name.clone(),
@@ -82,7 +97,27 @@ pub(super) async fn overview(State(dashboard): State<Arc<Dashboard>>) -> Json<Ov
         now: unix_ms(wall),
         jobs,
         workers: dashboard.fleet.workers(now),
+        delayed,
     })
+}
+
+/// The delay cascade's levels that hold messages; a level not declared yet holds none.
+async fn delayed(transport: &dyn Transport) -> Vec<Delayed> {
+    let names: Vec<String> = (0..delay::LEVELS).map(delay::level_name).collect();
+    let counts = join_all(names.iter().map(|name| transport.message_count(name))).await;
+    names
+        .into_iter()
+        .zip(counts)
+        .zip(0..)
+        .filter_map(|((queue, count), level)| {
+            let waiting = count.ok().filter(|&n| n > 0)?;
+            Some(Delayed {
+                queue,
+                wait_ms: 1000 << level,
+                waiting,
+            })
+        })
+        .collect()
 }
 
 async fn job_info(

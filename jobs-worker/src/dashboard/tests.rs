@@ -293,6 +293,18 @@ async fn groups_detail_replay_delete_purge_and_pause() {
         .unwrap();
     assert_eq!(error_queue["ready"], 9, "{overview}");
     assert_eq!(overview["worker"]["actions"], true);
+    assert_eq!(overview["delayed"], json!([]));
+    broken::with(Broken {
+        cause: "later".into(),
+    })
+    .delay(std::time::Duration::from_secs(3600))
+    .enqueue(&app)
+    .await
+    .unwrap();
+    let (_, overview) = get(&router, "/api/overview").await;
+    let delayed = overview["delayed"].as_array().unwrap();
+    assert_eq!(delayed.len(), 1, "{overview}");
+    assert_eq!(delayed[0]["waiting"], 1);
 
     // Purge empties the queue.
     let (status, body) = post(
