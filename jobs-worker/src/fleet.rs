@@ -109,27 +109,21 @@ struct Heard {
     rates: BTreeMap<String, Rates>,
 }
 
-/// Per-second rates of one job.
+/// A figure per outcome of one job: counts, or rates per second.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
-pub(crate) struct Rates {
+pub(crate) struct PerOutcome<T> {
     /// Handler runs that succeeded.
-    pub(crate) succeeded: f64,
+    pub(crate) succeeded: T,
     /// Failed attempts sent to a retry queue.
-    pub(crate) retried: f64,
+    pub(crate) retried: T,
     /// Jobs moved to the error queue.
-    pub(crate) failed: f64,
+    pub(crate) failed: T,
 }
 
+/// Per-second rates of one job.
+pub(crate) type Rates = PerOutcome<f64>;
 /// Totals of one job over the fleet.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
-pub(crate) struct Totals {
-    /// Handler runs that succeeded.
-    pub(crate) succeeded: u64,
-    /// Failed attempts sent to a retry queue.
-    pub(crate) retried: u64,
-    /// Jobs moved to the error queue.
-    pub(crate) failed: u64,
-}
+pub(crate) type Totals = PerOutcome<u64>;
 
 /// One job as the fleet sees it.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
