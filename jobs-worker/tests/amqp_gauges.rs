@@ -4,7 +4,8 @@
 //! `JOBS_AMQP_URL`, or the local default; without a broker the test skips, unless
 //! `JOBS_REQUIRE_BROKER` is set, when it fails.
 
-use std::net::SocketAddr;
+mod support;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,10 +13,7 @@ use jobs_core::transport::Transport;
 use jobs_core::transport::amqp::AmqpTransport;
 use jobs_core::{JobError, Producer, job};
 use jobs_worker::{DashboardToken, Worker, WorkerConfig};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-
-/// A bound on waits that should end soon, not a timing assumption.
-const WAIT: Duration = Duration::from_secs(30);
+use support::{WAIT, delete_queues, free_addr, get};
 
 #[derive(Clone, PartialEq, prost::Message)]
 struct Order {
@@ -38,23 +36,6 @@ async fn doomed(order: Order) -> Result<(), JobError> {
 const WORK: &str = "jobs-worker.gauges.doomed";
 const ERR: &str = "jobs-worker.gauges.doomed.err";
 
-fn free_addr() -> SocketAddr {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap()
-}
-
-/// `GET path`, the body.
-async fn get(addr: SocketAddr, path: &str) -> String {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut out = String::new();
-    stream.read_to_string(&mut out).await.unwrap();
-    let (head, body) = out.split_once("\r\n\r\n").unwrap();
-    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    body.to_owned()
-}
-
 /// The value of the sample of `metric` whose labels contain `labels`.
 fn sample(metrics: &str, metric: &str, labels: &str) -> Option<u64> {
     metrics
@@ -64,20 +45,12 @@ fn sample(metrics: &str, metric: &str, labels: &str) -> Option<u64> {
         .and_then(|value| value.parse().ok())
 }
 
-fn delete_queues() {
-    for queue in [WORK, ERR] {
-        let _ = std::process::Command::new("rabbitmqctl")
-            .args(["delete_queue", "-q", queue])
-            .output();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queue_gauges_equal_the_brokers_counts_and_the_fleet_reports_its_counters() {
     let Some(url) = jobs_core::testing::broker_url() else {
         return;
     };
-    delete_queues();
+    delete_queues(&[WORK, ERR]);
     let addr = free_addr();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let config = WorkerConfig::default()
@@ -181,5 +154,5 @@ async fn queue_gauges_equal_the_brokers_counts_and_the_fleet_reports_its_counter
     let _ = stop.send(());
     worker.await.unwrap().unwrap();
     broker.close().await;
-    delete_queues();
+    delete_queues(&[WORK, ERR]);
 }

@@ -9,9 +9,9 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use futures_util::future::join_all;
 use jobs_core::JobSettings;
-use jobs_core::{control, delay};
 use jobs_core::schedule::Schedule;
 use jobs_core::transport::Transport;
+use jobs_core::{control, delay};
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 

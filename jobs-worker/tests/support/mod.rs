@@ -1,0 +1,64 @@
+//! What the worker's RabbitMQ tests share: a free port, and HTTP requests to the worker's
+//! server over a plain TCP connection.
+
+#![allow(dead_code, reason = "each test uses part of it")]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+/// A bound on waits that should end soon, not a timing assumption.
+pub(crate) const WAIT: Duration = Duration::from_secs(30);
+
+/// A free local address for the worker's HTTP server.
+pub(crate) fn free_addr() -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap()
+}
+
+/// Sends `method path` with `headers` and `body`; the status and the response body.
+pub(crate) async fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, String) {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(body.as_bytes()).await.unwrap();
+    let mut out = String::new();
+    stream.read_to_string(&mut out).await.unwrap();
+    let (head, body) = out.split_once("\r\n\r\n").unwrap();
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap();
+    (status, body.to_owned())
+}
+
+/// `GET path`'s body, asserting a 200.
+pub(crate) async fn get(addr: SocketAddr, path: &str) -> String {
+    let (status, body) = request(addr, "GET", path, &[], "").await;
+    assert_eq!(status, 200, "{path}: {body}");
+    body
+}
+
+/// Deletes `queues` on the broker the tests use, with `rabbitmqctl`; a missing one is fine.
+pub(crate) fn delete_queues(queues: &[&str]) {
+    for queue in queues {
+        let _ = std::process::Command::new("rabbitmqctl")
+            .args(["delete_queue", "-q", queue])
+            .output();
+    }
+}
