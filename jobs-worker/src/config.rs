@@ -80,11 +80,16 @@ pub struct WorkerConfig {
     /// The token the dashboard's actions (replay, delete, purge, pause) require; without one
     /// they are off and the dashboard is read-only.
     pub dashboard_token: Option<DashboardToken>,
+    /// Where the engine's spans are exported over OTLP/gRPC (`http://collector:4317`); `None`
+    /// exports nothing.
+    #[cfg(feature = "otel")]
+    pub otlp_endpoint: Option<String>,
 }
 
 impl fmt::Debug for WorkerConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("WorkerConfig")
+        let mut debug = f.debug_struct("WorkerConfig");
+        debug
             .field("url", &redact_url(&self.url))
             .field("connection_name", &self.connection_name)
             .field("jobs", &self.jobs)
@@ -95,8 +100,10 @@ impl fmt::Debug for WorkerConfig {
             .field("log_format", &self.log_format)
             .field("tls_ca", &self.tls_ca)
             .field("dashboard", &self.dashboard)
-            .field("dashboard_token", &self.dashboard_token)
-            .finish()
+            .field("dashboard_token", &self.dashboard_token);
+        #[cfg(feature = "otel")]
+        debug.field("otlp_endpoint", &self.otlp_endpoint);
+        debug.finish()
     }
 }
 
@@ -116,6 +123,8 @@ impl Default for WorkerConfig {
             tls_ca: None,
             dashboard: true,
             dashboard_token: None,
+            #[cfg(feature = "otel")]
+            otlp_endpoint: None,
         }
     }
 }
@@ -153,6 +162,14 @@ impl WorkerConfig {
     #[must_use]
     pub fn with_dashboard(mut self, on: bool) -> Self {
         self.dashboard = on;
+        self
+    }
+
+    /// Exports the engine's spans over OTLP/gRPC to `endpoint` (`http://collector:4317`).
+    #[cfg(feature = "otel")]
+    #[must_use]
+    pub fn with_otlp_endpoint(mut self, endpoint: impl Into<String>) -> Self {
+        self.otlp_endpoint = Some(endpoint.into());
         self
     }
 
@@ -217,6 +234,11 @@ impl WorkerConfig {
             Some(_) => "# dashboard_token: set (not shown)".to_owned(),
             None => "# dashboard_token: none, the dashboard is read-only".to_owned(),
         });
+        #[cfg(feature = "otel")]
+        line(match &self.otlp_endpoint {
+            Some(endpoint) => format!("otlp_endpoint = {}", quoted(endpoint)),
+            None => "# otlp_endpoint: none, no spans are exported".to_owned(),
+        });
         out
     }
 
@@ -234,6 +256,8 @@ impl WorkerConfig {
             tls_ca,
             dashboard,
             dashboard_token,
+            #[cfg(feature = "otel")]
+            otlp_endpoint,
         } = settings;
         if let Some(url) = url {
             if !(url.starts_with("amqp://") || url.starts_with("amqps://")) {
@@ -265,6 +289,17 @@ impl WorkerConfig {
         self.tls_ca = tls_ca.or(self.tls_ca);
         self.dashboard = dashboard.unwrap_or(self.dashboard);
         self.dashboard_token = dashboard_token.or(self.dashboard_token);
+        #[cfg(feature = "otel")]
+        if let Some(endpoint) = otlp_endpoint {
+            if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
+                return Err(ConfigError::new(
+                    "otlp_endpoint",
+                    &endpoint,
+                    "expected an http:// or https:// URL, as http://collector:4317",
+                ));
+            }
+            self.otlp_endpoint = Some(endpoint);
+        }
         Ok(self)
     }
 }
@@ -332,6 +367,16 @@ pub(crate) struct Settings {
         value_name = "TOKEN"
     )]
     pub(crate) dashboard_token: Option<DashboardToken>,
+    /// Exports spans over OTLP/gRPC to this collector URL, as http://collector:4317 (the
+    /// other OTEL_EXPORTER_OTLP_* variables apply) [default: none, nothing is exported].
+    #[cfg(feature = "otel")]
+    #[arg(
+        long,
+        global = true,
+        env = "OTEL_EXPORTER_OTLP_ENDPOINT",
+        value_name = "URL"
+    )]
+    pub(crate) otlp_endpoint: Option<String>,
 }
 
 impl Settings {
@@ -567,6 +612,30 @@ mod tests {
         assert_eq!(again.with_url(DEFAULT_URL), config, "{printed}");
         let secret = WorkerConfig::default().with_url("amqp://guest:hunter2@host/");
         assert!(!secret.to_toml().contains("hunter2"));
+    }
+
+    #[cfg(feature = "otel")]
+    #[test]
+    fn the_otlp_endpoint_comes_from_the_file_or_the_flags_and_must_be_a_url() {
+        let config = WorkerConfig::default()
+            .apply(file("otlp_endpoint = \"http://collector:4317\""))
+            .unwrap();
+        assert_eq!(
+            config.otlp_endpoint.as_deref(),
+            Some("http://collector:4317")
+        );
+        assert!(
+            config
+                .to_toml()
+                .contains("otlp_endpoint = \"http://collector:4317\"")
+        );
+        assert_eq!(WorkerConfig::default().otlp_endpoint, None);
+        let bad = Settings {
+            otlp_endpoint: Some("collector:4317".to_owned()),
+            ..Settings::default()
+        };
+        let err = WorkerConfig::default().apply(bad).unwrap_err();
+        assert_eq!(err.key, "otlp_endpoint");
     }
 
     #[test]

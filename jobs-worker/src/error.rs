@@ -52,6 +52,16 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// The OTLP exporter could not be built for the configured endpoint.
+    #[cfg(feature = "otel")]
+    #[error("could not export spans to {endpoint}")]
+    Otlp {
+        /// The endpoint.
+        endpoint: String,
+        /// Why.
+        #[source]
+        source: opentelemetry_otlp::ExporterBuildError,
+    },
 }
 
 /// `Result` with this crate's [`Error`].

@@ -34,6 +34,8 @@ mod metrics;
 mod ops;
 mod queues;
 mod shutdown;
+#[cfg(feature = "otel")]
+mod telemetry;
 mod worker;
 
 pub use config::{DashboardToken, LogFormat, WorkerConfig};

@@ -220,6 +220,8 @@ impl WorkerBuilder {
         // What needs no broker fails before anything connects: a missing `State<T>` names
         // the job and the type.
         engine.check().map_err(Error::Start)?;
+        #[cfg(feature = "otel")]
+        let telemetry = crate::telemetry::Telemetry::start(&config)?;
         let source = match self.transport {
             Some(given) => Source::Given(given),
             None => Source::Url(transport_builder(&config)?),
@@ -350,6 +352,8 @@ impl WorkerBuilder {
         if let Some(transport) = connected {
             transport.close().await;
         }
+        #[cfg(feature = "otel")]
+        telemetry.shut_down().await;
         tracing::info!("shut down");
         outcome
     }

@@ -75,12 +75,17 @@ impl Receiver {
         }
     }
 
+    /// Its URL, for an exporter.
+    pub(crate) fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
     /// A tracer provider exporting to this receiver over OTLP/gRPC, in batches.
     pub(crate) fn provider(&self) -> SdkTracerProvider {
         use opentelemetry_otlp::WithExportConfig as _;
         let exporter = opentelemetry_otlp::SpanExporter::builder()
             .with_tonic()
-            .with_endpoint(&self.endpoint)
+            .with_endpoint(self.endpoint())
             .build()
             .unwrap();
         SdkTracerProvider::builder()
