@@ -366,6 +366,23 @@ async fn the_dashboard_groups_replays_and_deletes_failures_in_a_browser() {
         &[],
         WAIT,
     );
+    // The failure in full: its error, and its body decoded.
+    let show = browser.run(
+        "return document.querySelector(`[data-testid=error-message][data-id=\"${CSS.escape(arguments[0])}\"] [data-testid=show-message]`);",
+        std::slice::from_ref(&first),
+    );
+    browser.click(&show);
+    let detail = browser.wait_for(
+        "the failure in full",
+        "const d = document.querySelector(`[data-testid=message-detail][data-id=\"${CSS.escape(args[0])}\"]`);\n\
+         return d ? [d.querySelector('[data-testid=message-error]').textContent,\n\
+                     (d.querySelector('[data-testid=message-body]') || {}).textContent || ''] : null;",
+        std::slice::from_ref(&first),
+        WAIT,
+    );
+    let (error, body) = (detail[0].as_str().unwrap(), detail[1].as_str().unwrap());
+    assert!(error.contains(CAUSES[1]), "{error}");
+    assert!(body.contains("cause: 1"), "the body decoded: {body:?}");
     let delete = browser.run(
         "return document.querySelector(`[data-testid=error-message][data-id=\"${CSS.escape(arguments[0])}\"] [data-testid=delete-message]`);",
         std::slice::from_ref(&first),
