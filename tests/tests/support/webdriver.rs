@@ -323,8 +323,13 @@ impl Browser {
     }
 
     /// Clicks `element` (a reference [`run`](Self::run) or [`wait_for`](Self::wait_for)
-    /// returned).
+    /// returned), scrolled to the middle of the viewport first: WebDriver does not scroll an
+    /// element already in view, even under the page's sticky header.
     pub(crate) fn click(&self, element: &Value) {
+        self.run(
+            "arguments[0].scrollIntoView({block: 'center', inline: 'center'});",
+            std::slice::from_ref(element),
+        );
         let id = element_id(element);
         self.command("POST", &format!("/element/{id}/click"), &json!({}));
     }
