@@ -7,7 +7,8 @@
 //! given an endpoint. An application that embeds the engine, or only enqueues, sets its own:
 //!
 //! ```no_run
-//! # async fn start() -> Result<(), Box<dyn std::error::Error>> {
+//! # #[tokio::main]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! // With `opentelemetry_sdk` and `opentelemetry-otlp` (feature `grpc-tonic`) in the
 //! // application's dependencies, inside its tokio runtime:
 //! let exporter = opentelemetry_otlp::SpanExporter::builder().with_tonic().build()?;
