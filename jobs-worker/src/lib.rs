@@ -23,6 +23,10 @@
 //! (exit 1, for the orchestrator to restart); a connection lost later is recovered with backoff
 //! while `/readyz` reports 503. Exit codes: 1 a runtime failure, 2 a usage error, 3 a
 //! configuration error.
+//!
+//! Feature `otel`: with `--otlp-endpoint` (or `OTEL_EXPORTER_OTLP_ENDPOINT`, or `otlp_endpoint`
+//! in the file) the worker exports a span per enqueue and per attempt over OTLP/gRPC; see
+//! `jobs_core::otel`.
 
 mod cli;
 mod config;
