@@ -59,6 +59,15 @@ fn main() -> jobs_core::Result<()> {
         .enable_time()
         .build()
         .map_err(|e| jobs_core::Error::Config(e.to_string()))?;
+    // With the `otel` feature and JOBS_BENCH_OTEL set, every job makes its producer and
+    // consumer spans with the SDK (sampled, recorded, dropped at the end: no exporter), the cost
+    // of tracing on.
+    #[cfg(feature = "otel")]
+    let _provider = std::env::var_os("JOBS_BENCH_OTEL").map(|_| {
+        let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
+        jobs_core::otel::set_tracer_provider(&provider);
+        provider
+    });
     let mut rates = Vec::new();
     for run in 1..=runs {
         let elapsed = runtime.block_on(run_once(jobs))?;
