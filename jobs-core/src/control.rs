@@ -151,18 +151,23 @@ pub(crate) fn exchange() -> ExchangeSpec {
 ///
 /// Connection errors, and the broker's refusal to declare the state's queue (permissions).
 pub async fn pause(transport: &dyn Transport, job: &str) -> Result<()> {
-    let topology = Topology {
+    transport
+        .declare(&paused_topology(job), crate::transport::Declare::Create)
+        .await?;
+    announce(transport, job).await
+}
+
+/// What pausing `job` declares: the control exchange, and the queue whose existence is the
+/// pause.
+pub(crate) fn paused_topology(job: &str) -> Topology {
+    Topology {
         exchanges: vec![exchange()],
         queues: vec![QueueSpec {
             name: paused_queue(job),
             arguments: Headers::from_iter([(argument::QUEUE_TYPE, QueueType::Quorum.as_str())]),
         }],
         ..Topology::default()
-    };
-    transport
-        .declare(&topology, crate::transport::Declare::Create)
-        .await?;
-    announce(transport, job).await
+    }
 }
 
 /// Resumes the job named `job` on every worker that serves it. Resuming a job that is not

@@ -111,6 +111,26 @@ pub enum Error {
         /// The types the worker has, without module paths, or `none`.
         has: String,
     },
+    /// A job may run as long as the broker's consumer timeout or longer: the broker would
+    /// take its delivery back (closing the consumer's channel, before RabbitMQ 4.3) while the
+    /// handler still runs. Found before the first job is served.
+    #[error(
+        "job `{job}` has a timeout of {timeout:?}, at or above {origin} of {consumer_timeout:?}: \
+         the broker would take the delivery back while the job runs; lower the job's timeout, or \
+         raise the broker's `consumer_timeout` and tell the worker \
+         (`--broker-consumer-timeout`, `EngineBuilder::broker_consumer_timeout`)"
+    )]
+    ConsumerTimeout {
+        /// The job.
+        job: &'static str,
+        /// The job's timeout.
+        timeout: Duration,
+        /// The consumer timeout it reaches.
+        consumer_timeout: Duration,
+        /// Where that consumer timeout comes from: the broker's setting, or the queue's
+        /// `x-consumer-timeout`.
+        origin: &'static str,
+    },
     /// A configuration value is invalid.
     #[error("invalid configuration: {0}")]
     Config(String),

@@ -89,6 +89,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod backoff;
+pub mod broker;
 pub mod call;
 mod context;
 pub mod control;

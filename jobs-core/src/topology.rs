@@ -49,6 +49,10 @@ pub mod argument {
     /// Priority levels of a classic queue: messages of priority 0 up to this one, the higher
     /// delivered first.
     pub const MAX_PRIORITY: &str = "x-max-priority";
+    /// Milliseconds a delivery may stay unacked before the broker gives it back (and, before
+    /// RabbitMQ 4.3, closes the consumer's channel). The framework declares none; a job's
+    /// timeout is checked against it where a queue has one.
+    pub const CONSUMER_TIMEOUT: &str = "x-consumer-timeout";
     /// `all` or `any`, on a headers binding.
     pub const MATCH: &str = "x-match";
 }

@@ -131,7 +131,10 @@ pub(crate) async fn run(
                 err @ (Error::NoJobs
                 | Error::UnknownJob { .. }
                 | Error::TlsCa { .. }
-                | Error::Start(jobs_core::Error::MissingState { .. })),
+                | Error::Start(
+                    jobs_core::Error::MissingState { .. }
+                    | jobs_core::Error::ConsumerTimeout { .. },
+                )),
             ) => {
                 let err = anyhow::Error::from(err);
                 eprintln!("{program}: {}", scrub(&format!("{err:#}")));

@@ -69,6 +69,9 @@ pub struct WorkerConfig {
     pub prefetch: Option<u16>,
     /// How long in-flight jobs may run on after a shutdown signal.
     pub shutdown_timeout: Duration,
+    /// The broker's consumer timeout, which every job's timeout must stay under; `None` for
+    /// the engine's (RabbitMQ's default of 30 minutes unless the application set another).
+    pub broker_consumer_timeout: Option<Duration>,
     /// Where `/healthz`, `/readyz` and `/metrics` are served.
     pub metrics_addr: SocketAddr,
     /// How log lines are written.
@@ -96,6 +99,7 @@ impl fmt::Debug for WorkerConfig {
             .field("concurrency", &self.concurrency)
             .field("prefetch", &self.prefetch)
             .field("shutdown_timeout", &self.shutdown_timeout)
+            .field("broker_consumer_timeout", &self.broker_consumer_timeout)
             .field("metrics_addr", &self.metrics_addr)
             .field("log_format", &self.log_format)
             .field("tls_ca", &self.tls_ca)
@@ -116,6 +120,7 @@ impl Default for WorkerConfig {
             concurrency: None,
             prefetch: None,
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
+            broker_consumer_timeout: None,
             metrics_addr: DEFAULT_METRICS_ADDR
                 .parse()
                 .unwrap_or_else(|_| unreachable!("the default address parses")),
@@ -213,6 +218,13 @@ impl WorkerConfig {
             "shutdown_timeout = {}",
             quoted(&humantime::format_duration(self.shutdown_timeout).to_string())
         ));
+        line(match self.broker_consumer_timeout {
+            Some(timeout) => format!(
+                "broker_consumer_timeout = {}",
+                quoted(&humantime::format_duration(timeout).to_string())
+            ),
+            None => "# broker_consumer_timeout: RabbitMQ's default, 30m".to_owned(),
+        });
         line(format!(
             "metrics_addr = {}",
             quoted(&self.metrics_addr.to_string())
@@ -251,6 +263,7 @@ impl WorkerConfig {
             concurrency,
             prefetch,
             shutdown_timeout,
+            broker_consumer_timeout,
             metrics_addr,
             log_format,
             tls_ca,
@@ -283,6 +296,9 @@ impl WorkerConfig {
         self.prefetch = prefetch.map(NonZeroU16::get).or(self.prefetch);
         if let Some(HumanDuration(timeout)) = shutdown_timeout {
             self.shutdown_timeout = timeout;
+        }
+        if let Some(HumanDuration(timeout)) = broker_consumer_timeout {
+            self.broker_consumer_timeout = Some(timeout);
         }
         self.metrics_addr = metrics_addr.unwrap_or(self.metrics_addr);
         self.log_format = log_format.unwrap_or(self.log_format);
@@ -346,6 +362,15 @@ pub(crate) struct Settings {
         value_name = "DURATION"
     )]
     pub(crate) shutdown_timeout: Option<HumanDuration>,
+    /// The broker's consumer_timeout (rabbitmq.conf), when not RabbitMQ's default: a job whose
+    /// timeout is at or above it is refused at startup [default: 30m].
+    #[arg(
+        long,
+        global = true,
+        env = "JOBS_BROKER_CONSUMER_TIMEOUT",
+        value_name = "DURATION"
+    )]
+    pub(crate) broker_consumer_timeout: Option<HumanDuration>,
     /// Where /healthz, /readyz and /metrics are served [default: 0.0.0.0:9090, every interface,
     /// as Kubernetes probes need].
     #[arg(long, global = true, env = "JOBS_METRICS_ADDR", value_name = "ADDR")]
@@ -640,6 +665,34 @@ mod tests {
             let err = WorkerConfig::default().apply(bad).unwrap_err();
             assert_eq!(err.key, "otlp_endpoint");
         }
+    }
+
+    #[test]
+    fn the_broker_consumer_timeout_comes_from_the_file_or_the_flags_and_prints_back() {
+        assert_eq!(WorkerConfig::default().broker_consumer_timeout, None);
+        let config = WorkerConfig::default()
+            .apply(file("broker_consumer_timeout = \"1h\""))
+            .unwrap();
+        assert_eq!(
+            config.broker_consumer_timeout,
+            Some(Duration::from_secs(3600))
+        );
+        let printed = config.to_toml();
+        assert!(
+            printed.contains("broker_consumer_timeout = \"1h\""),
+            "{printed}"
+        );
+        let flags = Settings {
+            broker_consumer_timeout: Some("45m".parse().unwrap()),
+            ..Settings::default()
+        };
+        let config = config.apply(flags).unwrap();
+        assert_eq!(
+            config.broker_consumer_timeout,
+            Some(Duration::from_secs(45 * 60))
+        );
+        let err = Settings::from_toml("broker_consumer_timeout = \"soon\"").unwrap_err();
+        assert!(err.to_string().contains("expected a duration"), "{err}");
     }
 
     #[test]

@@ -126,6 +126,14 @@ impl WorkerBuilder {
         self
     }
 
+    /// The broker's consumer timeout, when it is not RabbitMQ's default of 30 minutes; see
+    /// [`EngineBuilder::broker_consumer_timeout`]. The `broker_consumer_timeout` setting
+    /// overrides it.
+    pub fn broker_consumer_timeout(mut self, timeout: Duration) -> Self {
+        self.engine = self.engine.broker_consumer_timeout(timeout);
+        self
+    }
+
     /// Serves on `transport` instead of connecting to the configured URL: the in-memory
     /// broker in a test, or a transport the application connected itself. The worker does not
     /// close it.
@@ -216,6 +224,9 @@ impl WorkerBuilder {
         }
         if let Some(prefetch) = config.prefetch {
             engine = engine.prefetch(prefetch);
+        }
+        if let Some(timeout) = config.broker_consumer_timeout {
+            engine = engine.broker_consumer_timeout(timeout);
         }
         // What needs no broker fails before anything connects: a missing `State<T>` names
         // the job and the type.

@@ -13,6 +13,7 @@ use tokio::time::Instant;
 use super::dispatch::{self, JobRuntime};
 use super::settle::{self, SettleOnce};
 use super::slots;
+use crate::broker::{BrokerBehaviour, FailedReturn};
 use crate::transport::{Consumer, Transport};
 
 /// `None` while running; `Some(deadline)` once shutdown starts.
@@ -96,7 +97,11 @@ pub(crate) async fn supervise(
                     Some(held) => super::pauses::either(paused.clone(), held.lost(), stop.clone()),
                     None => paused.clone(),
                 };
-                let ended = serve(consumer, &runtime, &mut stop, &ready, &halt).await;
+                // Read per consumer: a new connection may reach a node of another version.
+                let failed_return =
+                    BrokerBehaviour::for_version(transport.broker_version()).failed_return;
+                let ended =
+                    serve(consumer, failed_return, &runtime, &mut stop, &ready, &halt).await;
                 ready.store(false, Ordering::Release);
                 // Let go of the slots before waiting for anything: another worker may run them.
                 drop(held);
@@ -183,6 +188,7 @@ impl Abandon {
 
 async fn serve(
     consumer: Consumer,
+    failed_return: FailedReturn,
     runtime: &Arc<JobRuntime>,
     stop: &mut StopSignal,
     ready: &AtomicBool,
@@ -193,7 +199,7 @@ async fn serve(
         settler,
     } = consumer;
     let (outcomes, outcomes_rx) = mpsc::unbounded_channel();
-    let mut settling = tokio::spawn(settle::run(settler, outcomes_rx));
+    let mut settling = tokio::spawn(settle::run(settler, outcomes_rx, failed_return));
     let mut handlers = JoinSet::new();
     let (lost, lost_rx) = watch::channel(false);
     let abandon = Abandon {
@@ -226,7 +232,8 @@ async fn serve(
                     if let Err(err) = joined
                         && err.is_panic()
                     {
-                        // Its `SettleOnce` requeued the delivery as the task unwound.
+                        // Its `SettleOnce` gave the delivery back as failed as the task unwound,
+                        // so that a delivery that panics every time meets the delivery limit.
                         tracing::error!(error = %err, "a handler task panicked outside the handler; its delivery was requeued");
                     }
                 }

@@ -466,7 +466,9 @@ async fn settle_failure(
                 if let Some(id) = &message_id {
                     runtime.decisions.remember(id, decision);
                 }
-                return Verdict::Requeue;
+                // A failed delivery, counted toward the delivery limit on every version: the
+                // limit is what ends a loop of such returns.
+                return Verdict::Failed;
             }
         }
     }

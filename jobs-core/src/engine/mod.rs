@@ -12,8 +12,9 @@
 //! | fatal failure, attempts exhausted | publish to `Q.err` with failure headers, await the confirm, ack |
 //! | undecodable body, unknown job name, body over the size limit | publish to `Q.err` on the first delivery, ack |
 //! | handler panic | a failure like any other; the worker keeps running |
-//! | the retry or error publish fails | hold the delivery and publish again with a growing pause; a retry not published within [`EngineBuilder::outcome_publish_timeout`] goes to `Q.err` instead; only when `Q.err` takes nothing in that time either, nack with requeue (the decision is remembered, so the handler does not run again here) |
-//! | anything panics, or shutdown aborts the task | nack with requeue: every delivery is settled exactly once |
+//! | the retry or error publish fails | hold the delivery and publish again with a growing pause; a retry not published within [`EngineBuilder::outcome_publish_timeout`] goes to `Q.err` instead; only when `Q.err` takes nothing in that time either, requeue as failed, as below (the decision is remembered, so the handler does not run again here) |
+//! | anything panics outside the handler | requeue as failed, counted toward the delivery limit (`basic.nack`, or `basic.reject` on RabbitMQ 4.3 and later, which no longer counts a nack): every delivery is settled exactly once |
+//! | shutdown aborts the task, or a delivery is given up unrun | nack with requeue |
 //!
 //! Acks are not awaited by handlers: they go through a settle pipeline per consumer that
 //! coalesces contiguous delivery tags into one `multiple` ack. A consumer whose channel
@@ -227,6 +228,7 @@ pub struct EngineBuilder {
     declare: Declare,
     outcome_publish_timeout: Duration,
     name: Option<String>,
+    broker_consumer_timeout: Duration,
 }
 
 /// The default of [`EngineBuilder::outcome_publish_timeout`].
@@ -255,6 +257,7 @@ impl EngineBuilder {
             declare: Declare::Create,
             outcome_publish_timeout: DEFAULT_OUTCOME_PUBLISH_TIMEOUT,
             name: None,
+            broker_consumer_timeout: crate::broker::DEFAULT_CONSUMER_TIMEOUT,
         }
     }
 
@@ -342,6 +345,17 @@ impl EngineBuilder {
         self
     }
 
+    /// The broker's consumer timeout (`consumer_timeout` in `rabbitmq.conf`): how long a
+    /// delivery may stay unacked before the broker takes it back. A job whose timeout is at or
+    /// above it (or above its queue's `x-consumer-timeout`, where one is declared) is refused
+    /// at start with [`Error::ConsumerTimeout`](crate::Error::ConsumerTimeout). The broker does
+    /// not tell its clients; default RabbitMQ's 30 minutes
+    /// ([`DEFAULT_CONSUMER_TIMEOUT`](crate::broker::DEFAULT_CONSUMER_TIMEOUT)).
+    pub fn broker_consumer_timeout(mut self, timeout: Duration) -> Self {
+        self.broker_consumer_timeout = timeout;
+        self
+    }
+
     /// The jobs to serve, with their options resolved.
     #[must_use]
     pub fn settings(&self) -> Vec<JobSettings> {
@@ -367,18 +381,22 @@ impl EngineBuilder {
             .collect()
     }
 
-    /// Checks what needs no broker: every `State<T>` the jobs take is there, and the jobs agree
-    /// about the topology. [`start`](Self::start) checks the same first.
+    /// Checks what needs no broker: every `State<T>` the jobs take is there, the jobs agree
+    /// about the topology, and none may run as long as the broker's consumer timeout.
+    /// [`start`](Self::start) checks the same first.
     ///
     /// # Errors
     ///
-    /// [`Error::MissingState`](crate::Error::MissingState) and
-    /// [`Error::Topology`](crate::Error::Topology), as [`start`](Self::start).
+    /// [`Error::MissingState`](crate::Error::MissingState),
+    /// [`Error::Topology`](crate::Error::Topology) and
+    /// [`Error::ConsumerTimeout`](crate::Error::ConsumerTimeout), as [`start`](Self::start).
     pub fn check(&self) -> Result<Topology> {
         let jobs = self.settings();
         self.check_state(&jobs)?;
         schedules(&jobs)?;
-        Topology::for_jobs(&jobs)
+        let topology = Topology::for_jobs(&jobs)?;
+        crate::broker::check_consumer_timeout(&jobs, &topology, self.broker_consumer_timeout)?;
+        Ok(topology)
     }
 
     /// Checks that every `State<T>` the jobs take is there, before anything touches the broker.
@@ -416,7 +434,9 @@ impl EngineBuilder {
     ///
     /// [`Error::MissingState`](crate::Error::MissingState) when a job takes a `State<T>` the
     /// builder was not given, [`Error::Topology`](crate::Error::Topology) when the jobs
-    /// disagree about the topology, [`Error::Config`](crate::Error::Config) without a
+    /// disagree about the topology, [`Error::ConsumerTimeout`](crate::Error::ConsumerTimeout)
+    /// when a job's timeout reaches the broker's consumer timeout,
+    /// [`Error::Config`](crate::Error::Config) without a
     /// transport, and whatever the transport's
     /// [`declare`](Transport::declare) and [`consume`](Transport::consume) report.
     pub async fn start(self) -> Result<Engine> {
@@ -424,6 +444,7 @@ impl EngineBuilder {
         self.check_state(&jobs)?;
         let schedules = schedules(&jobs)?;
         let topology = Topology::for_jobs(&jobs)?;
+        crate::broker::check_consumer_timeout(&jobs, &topology, self.broker_consumer_timeout)?;
         let Some(transport) = self.transport else {
             return Err(crate::Error::Config(
                 "the engine has no transport: give it one with `EngineBuilder::transport`".into(),
@@ -586,6 +607,7 @@ impl fmt::Debug for EngineBuilder {
             .field("producer_options", &self.producer_options)
             .field("declare", &self.declare)
             .field("outcome_publish_timeout", &self.outcome_publish_timeout)
+            .field("broker_consumer_timeout", &self.broker_consumer_timeout)
             .finish_non_exhaustive()
     }
 }

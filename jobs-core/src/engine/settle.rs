@@ -9,6 +9,7 @@ use std::collections::BTreeSet;
 
 use tokio::sync::mpsc;
 
+use crate::broker::FailedReturn;
 use crate::transport::{Settle, Settlement};
 
 /// How a handler's delivery ends.
@@ -16,13 +17,21 @@ use crate::transport::{Settle, Settlement};
 pub(crate) enum Verdict {
     /// Its outcome is durable: ack.
     Ack,
-    /// Its outcome could not be made durable: give it back to the broker.
+    /// Give it back to the broker, not as a failure of the delivery: unrun at shutdown or
+    /// pause, aborted at the shutdown deadline, or its consumer gone. `basic.nack` with
+    /// requeue, which RabbitMQ counts toward a quorum queue's delivery limit before 4.3 and
+    /// not from 4.3 on.
     Requeue,
+    /// Give it back as failed: its outcome could not be made durable, or its task panicked.
+    /// Counted toward the delivery limit on every version (the crash-loop backstop), with the
+    /// settlement that counts on the broker's: [`FailedReturn`].
+    Failed,
 }
 
 /// A delivery's promise to be settled exactly once: [`send`](Self::send) reports its verdict,
-/// and a task that ends without one (it panicked, was aborted at the shutdown deadline, or gave
-/// the delivery up unrun) requeues it as the promise drops. Without it, one unsettled tag would
+/// and a task that ends without one requeues it as the promise drops: as failed when it
+/// panicked (a delivery that panics every time must meet the delivery limit), plainly when it
+/// was aborted at the shutdown deadline or gave the delivery up unrun. Without it, one unsettled tag would
 /// hold a prefetch slot for good and stop the ack coalescing from ever passing it.
 #[derive(Debug)]
 pub(crate) struct SettleOnce {
@@ -50,7 +59,14 @@ impl SettleOnce {
 impl Drop for SettleOnce {
     fn drop(&mut self) {
         if let Some(outcomes) = self.outcomes.take() {
-            let _ = outcomes.send((self.tag, Verdict::Requeue));
+            // A task that panics is dropped while the panic unwinds (tokio drops the future
+            // inside its panic guard); an aborted one is not.
+            let verdict = if std::thread::panicking() {
+                Verdict::Failed
+            } else {
+                Verdict::Requeue
+            };
+            let _ = outcomes.send((self.tag, verdict));
         }
     }
 }
@@ -61,9 +77,13 @@ impl Drop for SettleOnce {
 pub(crate) async fn run(
     settler: Box<dyn Settle>,
     mut outcomes: mpsc::UnboundedReceiver<(u64, Verdict)>,
+    failed_return: FailedReturn,
 ) -> Box<dyn Settle> {
     let mut batch = Vec::new();
-    let mut acks = Acks::default();
+    let mut acks = Acks {
+        failed_return,
+        ..Acks::default()
+    };
     while outcomes.recv_many(&mut batch, 1024).await > 0 {
         for settlement in acks.settle(&batch) {
             if let Err(err) = settler.settle(settlement).await {
@@ -77,12 +97,24 @@ pub(crate) async fn run(
 }
 
 /// The bookkeeping that turns out-of-order outcomes into as few settlements as possible.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Acks {
+    /// How a [`Verdict::Failed`] delivery goes back.
+    failed_return: FailedReturn,
     /// Every tag up to here is settled.
     floor: u64,
     /// Settled tags above a gap.
     above: BTreeSet<u64>,
+}
+
+impl Default for Acks {
+    fn default() -> Self {
+        Self {
+            failed_return: FailedReturn::Nack,
+            floor: 0,
+            above: BTreeSet::new(),
+        }
+    }
 }
 
 impl Acks {
@@ -90,12 +122,17 @@ impl Acks {
         let mut out = Vec::new();
         // Requeues first: a later `multiple` ack must not be the one that settles them.
         for &(tag, verdict) in batch {
-            if verdict == Verdict::Requeue {
-                out.push(Settlement::Nack {
-                    tag,
-                    multiple: false,
-                    requeue: true,
-                });
+            let requeue = Settlement::Nack {
+                tag,
+                multiple: false,
+                requeue: true,
+            };
+            match (verdict, self.failed_return) {
+                (Verdict::Ack, _) => {}
+                (Verdict::Requeue, _) | (Verdict::Failed, FailedReturn::Nack) => out.push(requeue),
+                (Verdict::Failed, FailedReturn::Reject) => {
+                    out.push(Settlement::Reject { tag, requeue: true });
+                }
             }
         }
         let mut fresh = Vec::new();
@@ -226,6 +263,83 @@ mod tests {
                 },
             ],
             "never a multiple ack of the nacked tag"
+        );
+    }
+
+    #[test]
+    fn a_failed_delivery_goes_back_with_the_settlement_that_counts_on_the_broker() {
+        let batch = [
+            (1, Verdict::Failed),
+            (2, Verdict::Requeue),
+            (3, Verdict::Ack),
+        ];
+        let mut before_4_3 = Acks::default();
+        assert_eq!(
+            before_4_3.settle(&batch)[..2],
+            [
+                Settlement::Nack {
+                    tag: 1,
+                    multiple: false,
+                    requeue: true
+                },
+                Settlement::Nack {
+                    tag: 2,
+                    multiple: false,
+                    requeue: true
+                },
+            ],
+            "before 4.3, exactly the nacks sent before versions were read"
+        );
+        let mut from_4_3 = Acks {
+            failed_return: FailedReturn::Reject,
+            ..Acks::default()
+        };
+        assert_eq!(
+            from_4_3.settle(&batch),
+            [
+                Settlement::Reject {
+                    tag: 1,
+                    requeue: true
+                },
+                Settlement::Nack {
+                    tag: 2,
+                    multiple: false,
+                    requeue: true
+                },
+                Settlement::Ack {
+                    tag: 3,
+                    multiple: true
+                },
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_promise_dropped_by_a_panic_gives_the_delivery_back_as_failed() {
+        let (outcomes, mut received) = mpsc::unbounded_channel();
+        let panicking = SettleOnce::new(1, outcomes.clone());
+        let task = tokio::spawn(async move {
+            let _promise = panicking;
+            panic!("outside the handler");
+        });
+        assert!(task.await.unwrap_err().is_panic());
+        let aborted = SettleOnce::new(2, outcomes.clone());
+        let task = tokio::spawn(async move {
+            let _promise = aborted;
+            std::future::pending::<()>().await;
+        });
+        task.abort();
+        assert!(task.await.unwrap_err().is_cancelled());
+        drop(SettleOnce::new(3, outcomes));
+        let mut got = Vec::new();
+        received.recv_many(&mut got, 8).await;
+        assert_eq!(
+            got,
+            [
+                (1, Verdict::Failed),
+                (2, Verdict::Requeue),
+                (3, Verdict::Requeue)
+            ]
         );
     }
 

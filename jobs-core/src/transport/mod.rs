@@ -80,6 +80,14 @@ pub trait Transport: Send + Sync + fmt::Debug + 'static {
     /// [`Error::NotFound`](crate::Error::NotFound) for a missing queue, and connection errors.
     fn consume<'a>(&'a self, queue: &'a str, prefetch: u16) -> BoxFuture<'a, Result<Consumer>>;
 
+    /// The broker's version, as its server properties said on the last connection opened;
+    /// `None` when it did not say or said something that does not parse (RabbitMQ 3 is then
+    /// assumed). What [`BrokerBehaviour`](crate::broker::BrokerBehaviour) decides from. `None`
+    /// by default.
+    fn broker_version(&self) -> Option<crate::broker::BrokerVersion> {
+        None
+    }
+
     /// The time in the broker's world: the wall clock, or for the in-memory broker a clock
     /// that follows tokio's, so that on a paused clock a delay or a schedule's slot comes as
     /// its TTLs pass. Delays (`at`) and schedules read it.
@@ -304,11 +312,22 @@ pub enum Settlement {
         multiple: bool,
     },
     /// Not done; with `requeue` the broker delivers it again, otherwise it dead-letters it.
+    /// A requeueing nack counts toward a quorum queue's delivery limit before RabbitMQ 4.3,
+    /// not from 4.3 on.
     Nack {
         /// The delivery tag.
         tag: u64,
         /// Whether every earlier unsettled tag is nacked as well.
         multiple: bool,
+        /// Whether the broker keeps the message for another delivery.
+        requeue: bool,
+    },
+    /// Not done (`basic.reject`, one delivery); with `requeue` the broker delivers it again,
+    /// otherwise it dead-letters it. As a nack, except that RabbitMQ 4.3 and later count a
+    /// requeueing reject toward a quorum queue's delivery limit and not a requeueing nack.
+    Reject {
+        /// The delivery tag.
+        tag: u64,
         /// Whether the broker keeps the message for another delivery.
         requeue: bool,
     },

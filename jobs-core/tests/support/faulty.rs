@@ -36,6 +36,14 @@ pub(crate) struct Faulty {
 }
 
 impl Faulty {
+    /// Passes everything to `broker`, refusing nothing yet.
+    pub(crate) fn on(broker: MemoryTransport) -> Self {
+        Self {
+            broker,
+            ..Self::default()
+        }
+    }
+
     /// Nacks publishes to `queue` from now on.
     pub(crate) fn refuse(&self, queue: &str) {
         self.refused.lock().unwrap().insert(queue.to_owned());
@@ -55,6 +63,10 @@ impl Faulty {
 }
 
 impl Transport for Faulty {
+    fn broker_version(&self) -> Option<jobs_core::broker::BrokerVersion> {
+        self.broker.broker_version()
+    }
+
     fn declare<'a>(&'a self, topology: &'a Topology, mode: Declare) -> BoxFuture<'a, Result<()>> {
         self.broker.declare(topology, mode)
     }

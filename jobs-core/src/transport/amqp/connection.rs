@@ -36,6 +36,8 @@ pub(super) struct Link {
     tls_ca: Option<Arc<str>>,
     connect_timeout: Duration,
     state: Mutex<State>,
+    /// The version the broker gave on the last connection opened.
+    version: super::server::ServerVersion,
 }
 
 #[derive(Default)]
@@ -58,6 +60,7 @@ impl Link {
             tls_ca,
             connect_timeout,
             state: Mutex::new(State::default()),
+            version: super::server::ServerVersion::default(),
         }
     }
 
@@ -113,6 +116,8 @@ impl Link {
         };
         match connected {
             Ok(connection) => {
+                self.version
+                    .record(&self.name, &connection.configuration().server_properties());
                 let connection = Arc::new(connection);
                 state.connection = Some(Arc::clone(&connection));
                 state.retry = None;
@@ -184,6 +189,11 @@ impl Link {
 
     pub(super) fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The broker's version, as the last connection opened found it; `None` when unknown.
+    pub(super) fn broker_version(&self) -> Option<crate::broker::BrokerVersion> {
+        self.version.get()
     }
 }
 

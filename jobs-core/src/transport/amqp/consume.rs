@@ -9,6 +9,7 @@ use futures_core::Stream;
 use lapin::Channel;
 use lapin::options::{
     BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions,
+    BasicRejectOptions,
 };
 use lapin::types::{FieldTable, ShortString};
 
@@ -23,7 +24,7 @@ pub(super) async fn consume(link: &Link, queue: &str, prefetch: u16) -> Result<C
     let channel = link.channel().await?;
     let failed = |err| error_map::map(&err, Subject::Queue(queue));
     channel
-        .basic_qos(prefetch, BasicQosOptions::default())
+        .basic_qos(prefetch, qos_options())
         .await
         .map_err(failed)?;
     let consumer: lapin::Consumer = channel
@@ -42,6 +43,12 @@ pub(super) async fn consume(link: &Link, queue: &str, prefetch: u16) -> Result<C
         }),
         settler: Box::new(Settler { channel, tag }),
     })
+}
+
+/// Per-consumer `basic.qos`: `global = false`, the only kind the framework asks for. RabbitMQ 4
+/// deprecates a global one (`global_qos`) and refuses it where that feature is denied.
+pub(super) fn qos_options() -> BasicQosOptions {
+    BasicQosOptions { global: false }
 }
 
 /// Yields deliveries until the consumer is cancelled or its channel or connection is lost.
@@ -115,6 +122,11 @@ impl Settle for Settler {
                 } => {
                     channel
                         .basic_nack(tag, BasicNackOptions { multiple, requeue })
+                        .await
+                }
+                Settlement::Reject { tag, requeue } => {
+                    channel
+                        .basic_reject(tag, BasicRejectOptions { requeue })
                         .await
                 }
             };

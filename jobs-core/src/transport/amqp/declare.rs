@@ -10,18 +10,75 @@ use lapin::types::FieldTable;
 use super::connection::Link;
 use super::convert;
 use super::error_map::{self, Subject};
-use crate::error::Result;
+use crate::broker::BrokerBehaviour;
+use crate::error::{Error, Result};
 use crate::job::ExchangeKind;
 use crate::topology::Topology;
 use crate::transport::Declare;
 
 /// Declares on a channel of its own: the first error ends the declaration, and the channel is
 /// closed whatever happened, so a failed step never poisons a later call nor leaks a channel.
+///
+/// The topology is first adapted to the broker's version (see
+/// [`BrokerBehaviour::adapt`](crate::broker::BrokerBehaviour::adapt)), read from the connection
+/// the channel is opened on. A queue the adaptation gave `x-delivery-limit = -1` that exists
+/// without it (made by an earlier version of the framework, or on RabbitMQ 3 before an
+/// upgrade) is taken as it is, with a warning: refusing to start would stop every worker on
+/// the first start after an upgrade, for a queue that works, though with RabbitMQ 4's default
+/// limit until it is recreated or a `delivery-limit` policy of -1 covers it.
 pub(super) async fn declare(link: &Link, topology: &Topology, mode: Declare) -> Result<()> {
-    let channel = link.channel().await?;
-    let declared = declare_on(&channel, topology, mode).await;
-    close(link, &channel).await;
-    declared
+    let behaviour = BrokerBehaviour::for_version(link.broker_version());
+    let mut adapted = behaviour.adapt(topology);
+    // Each pass takes one more existing queue as it is; a topology has that many at most.
+    for _ in 0..=topology.queues.len() {
+        let channel = link.channel().await?;
+        let declared = declare_on(&channel, &adapted, mode).await;
+        close(link, &channel).await;
+        match declared {
+            Err(err)
+                if mode == Declare::Create && keep_as_it_is(adapted.to_mut(), topology, &err) => {}
+            other => return other,
+        }
+    }
+    Err(Error::Topology(
+        "declaring the topology: queues kept failing as they exist".to_owned(),
+    ))
+}
+
+/// Whether `err` says a queue that `adapted` gave `x-delivery-limit` exists without it, and
+/// if so takes that queue back to its `original` arguments, with a warning, so that the next
+/// declaration accepts it as it is.
+fn keep_as_it_is(adapted: &mut Topology, original: &Topology, err: &Error) -> bool {
+    let Error::QueueMismatch {
+        queue,
+        argument,
+        existing,
+        declared,
+    } = err
+    else {
+        return false;
+    };
+    if argument != crate::topology::argument::DELIVERY_LIMIT || existing != "none" {
+        return false;
+    }
+    let Some(original) = original.queues.iter().find(|spec| &spec.name == queue) else {
+        return false;
+    };
+    let Some(spec) = adapted.queues.iter_mut().find(|spec| &spec.name == queue) else {
+        return false;
+    };
+    if spec.arguments == original.arguments {
+        // Not the adaptation's doing: the framework asked for this limit itself.
+        return false;
+    }
+    spec.arguments = original.arguments.clone();
+    tracing::warn!(
+        %queue,
+        "the queue exists without x-delivery-limit = {declared}: RabbitMQ 4's default limit of \
+         20 applies to it; recreate it, or cover it with a `delivery-limit` policy of -1 (see \
+         docs/rabbitmq.md)"
+    );
+    true
 }
 
 /// Per object, whether each declare is passive: Verify checks existence passively first,
@@ -62,18 +119,13 @@ async fn declare_on(channel: &lapin::Channel, topology: &Topology, mode: Declare
     for queue in &topology.queues {
         let name = convert::short("queue", &queue.name)?;
         for &passive in passive_steps(mode) {
-            let options = QueueDeclareOptions {
-                passive,
-                durable: true,
-                ..QueueDeclareOptions::default()
-            };
             let arguments = if passive {
                 FieldTable::default()
             } else {
                 convert::headers_to_amqp(queue.arguments.clone())?
             };
             channel
-                .queue_declare(name.clone(), options, arguments)
+                .queue_declare(name.clone(), queue_options(passive), arguments)
                 .await
                 .map_err(|err| error_map::map(&err, Subject::Queue(&queue.name)))?;
         }
@@ -108,6 +160,19 @@ async fn declare_on(channel: &lapin::Channel, topology: &Topology, mode: Declare
     Ok(())
 }
 
+/// How every queue of a topology is declared: durable, neither exclusive nor auto-delete.
+/// Never a transient queue that is not exclusive, which RabbitMQ 4 deprecates
+/// (`transient_nonexcl_queues`) and refuses where that feature is denied.
+pub(super) fn queue_options(passive: bool) -> QueueDeclareOptions {
+    QueueDeclareOptions {
+        passive,
+        durable: true,
+        exclusive: false,
+        auto_delete: false,
+        nowait: false,
+    }
+}
+
 /// How many ready messages `queue` holds: a passive declare's message count.
 pub(super) async fn message_count(link: &Link, queue: &str) -> Result<u64> {
     Ok(queue_stats(link, queue).await?.ready)
@@ -116,14 +181,9 @@ pub(super) async fn message_count(link: &Link, queue: &str) -> Result<u64> {
 /// Ready messages and consumers of `queue`, by a passive declare.
 pub(super) async fn queue_stats(link: &Link, queue: &str) -> Result<super::super::QueueStats> {
     let name = convert::short("queue", queue)?;
-    let options = QueueDeclareOptions {
-        passive: true,
-        durable: true,
-        ..QueueDeclareOptions::default()
-    };
     let channel = link.channel().await?;
     let declared = channel
-        .queue_declare(name, options, FieldTable::default())
+        .queue_declare(name, queue_options(true), FieldTable::default())
         .await;
     close(link, &channel).await;
     let declared = declared.map_err(|err| error_map::map(&err, Subject::Queue(queue)))?;
@@ -175,5 +235,78 @@ fn kind(kind: ExchangeKind) -> AmqpExchangeKind {
         ExchangeKind::Topic => AmqpExchangeKind::Topic,
         ExchangeKind::Fanout => AmqpExchangeKind::Fanout,
         ExchangeKind::Headers => AmqpExchangeKind::Headers,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::broker::BrokerVersion;
+    use crate::topology::{QueueSpec, argument};
+
+    fn topology() -> Topology {
+        let quorum = || crate::Headers::from_iter([(argument::QUEUE_TYPE, "quorum")]);
+        let mut work = quorum();
+        work.insert(argument::DELIVERY_LIMIT, 10_i64);
+        work.insert(argument::DEAD_LETTER_EXCHANGE, "");
+        Topology {
+            queues: vec![
+                QueueSpec {
+                    name: "q".to_owned(),
+                    arguments: work,
+                },
+                QueueSpec {
+                    name: "q.err".to_owned(),
+                    arguments: quorum(),
+                },
+            ],
+            ..Topology::default()
+        }
+    }
+
+    fn mismatch(queue: &str, existing: &str, declared: &str) -> Error {
+        Error::QueueMismatch {
+            queue: queue.to_owned(),
+            argument: argument::DELIVERY_LIMIT.to_owned(),
+            existing: existing.to_owned(),
+            declared: declared.to_owned(),
+        }
+    }
+
+    #[test]
+    fn an_error_queue_made_before_the_unlimited_limit_is_taken_as_it_is() {
+        let original = topology();
+        let behaviour = BrokerBehaviour::for_version(Some(BrokerVersion::new(4, 0, 0)));
+        let mut adapted = behaviour.adapt(&original).into_owned();
+        assert_ne!(adapted, original);
+        assert!(keep_as_it_is(
+            &mut adapted,
+            &original,
+            &mismatch("q.err", "none", "-1")
+        ));
+        assert_eq!(
+            adapted, original,
+            "the error queue is declared as it exists"
+        );
+        // Anything else is the mismatch it always was.
+        let mut adapted = behaviour.adapt(&original).into_owned();
+        assert!(!keep_as_it_is(
+            &mut adapted,
+            &original,
+            &mismatch("q.err", "5", "-1")
+        ));
+        assert!(!keep_as_it_is(
+            &mut adapted,
+            &original,
+            &mismatch("q", "none", "10")
+        ));
+        let other = Error::QueueMismatch {
+            queue: "q.err".to_owned(),
+            argument: argument::QUEUE_TYPE.to_owned(),
+            existing: "classic".to_owned(),
+            declared: "quorum".to_owned(),
+        };
+        assert!(!keep_as_it_is(&mut adapted, &original, &other));
+        assert_ne!(adapted, original);
     }
 }

@@ -77,6 +77,8 @@
 //! table too large for a frame is [`Error::HeadersTooLarge`] before anything is sent: the
 //! broker would close the connection for it.
 
+#[cfg(test)]
+mod audit;
 mod connection;
 mod consume;
 mod convert;
@@ -85,6 +87,7 @@ mod error_map;
 mod hold;
 mod publish;
 mod requester;
+mod server;
 mod subscribe;
 #[cfg(test)]
 mod tests;
@@ -275,6 +278,16 @@ impl Transport for AmqpTransport {
         // under a second on a broker that answers.
         let declare = declare::declare(self.inner.publisher.link(), topology, mode);
         Box::pin(self.inner.bounded("declaring the topology", declare))
+    }
+
+    /// The version the publishing connection's broker gave when it last connected (or the
+    /// consuming connection's, before the publishing one ever connected).
+    fn broker_version(&self) -> Option<crate::broker::BrokerVersion> {
+        self.inner
+            .publisher
+            .link()
+            .broker_version()
+            .or_else(|| self.inner.consuming.broker_version())
     }
 
     fn publish(&self, publish: Publish) -> BoxFuture<'static, Result<()>> {

@@ -14,20 +14,27 @@ use super::requester::{Replies, consume_no_ack};
 use crate::error::Result;
 use crate::transport::ReplyStream;
 
+/// How a subscription's queue is declared: exclusive, so neither transient-and-shared
+/// (refused by RabbitMQ 4) nor left behind.
+pub(super) fn queue_options() -> QueueDeclareOptions {
+    QueueDeclareOptions {
+        passive: false,
+        durable: false,
+        exclusive: true,
+        auto_delete: true,
+        nowait: false,
+    }
+}
+
 /// Subscribes on a channel of `link` to what `exchange` routes with one of `keys`.
 pub(super) async fn subscribe(link: &Link, exchange: &str, keys: &[String]) -> Result<ReplyStream> {
     let exchange_name = convert::short("exchange", exchange)?;
     let channel = link.channel().await?;
     let failed = |err| error_map::map(&err, Subject::Other);
-    // Exclusive, so neither transient-and-shared (refused by RabbitMQ 4) nor left behind.
     let queue = channel
         .queue_declare(
             ShortString::default(),
-            QueueDeclareOptions {
-                exclusive: true,
-                auto_delete: true,
-                ..QueueDeclareOptions::default()
-            },
+            queue_options(),
             FieldTable::default(),
         )
         .await

@@ -14,6 +14,7 @@ use super::exchange::{Exchange, ExchangeId};
 use super::idle::IdleSignal;
 use super::queue::{Message, Queue, QueueId};
 use super::reply_to::Requesters;
+use crate::broker::BrokerVersion;
 use crate::error::{Error, Result};
 use crate::transport::{Delivery, Publish};
 
@@ -24,11 +25,16 @@ pub(super) struct Shared {
 }
 
 impl Shared {
-    pub(super) fn new(recording: bool) -> Arc<Self> {
+    pub(super) fn new(recording: bool, version: BrokerVersion) -> Arc<Self> {
         Arc::new_cyclic(|weak| {
             let idle = Arc::new(IdleSignal::default());
             Self {
-                state: Mutex::new(Broker::new(weak.clone(), Arc::clone(&idle), recording)),
+                state: Mutex::new(Broker::new(
+                    weak.clone(),
+                    Arc::clone(&idle),
+                    recording,
+                    version,
+                )),
                 idle,
             }
         })
@@ -80,10 +86,18 @@ pub(super) struct Broker {
     pub(super) runtime: Option<Handle>,
     /// The wall clock and tokio's clock at creation; see [`Broker::unix_time`].
     epoch: (SystemTime, Instant),
+    /// The RabbitMQ version whose behaviour is emulated where versions differ: quorum queues'
+    /// default delivery limit, and which returns count toward it.
+    pub(super) version: BrokerVersion,
 }
 
 impl Broker {
-    fn new(shared: Weak<Shared>, idle: Arc<IdleSignal>, recording: bool) -> Self {
+    fn new(
+        shared: Weak<Shared>,
+        idle: Arc<IdleSignal>,
+        recording: bool,
+        version: BrokerVersion,
+    ) -> Self {
         Self {
             exchanges: Vec::new(),
             exchange_ids: HashMap::new(),
@@ -101,6 +115,7 @@ impl Broker {
             // On a whole second, so that on a paused clock the broker's time and tokio's
             // millisecond timers agree: a job due at 10:00:00 starts at 10:00:00.000.
             epoch: (whole_second(SystemTime::now()), Instant::now()),
+            version,
         }
     }
 

@@ -181,8 +181,12 @@ impl Broker {
     ) -> Result<()> {
         let queue = &mut self.queues[id];
         let index = queue.consumer(consumer).ok_or_else(channel_closed)?;
-        let (Settlement::Ack { tag, multiple } | Settlement::Nack { tag, multiple, .. }) =
-            settlement;
+        let (tag, multiple) = match settlement {
+            Settlement::Ack { tag, multiple } | Settlement::Nack { tag, multiple, .. } => {
+                (tag, multiple)
+            }
+            Settlement::Reject { tag, .. } => (tag, false),
+        };
         let Some(taken) = queue.consumers[index].take(tag, multiple) else {
             // RabbitMQ closes the channel with PRECONDITION_FAILED: the stream ends and every
             // unacked delivery of the consumer goes back to the queue.
@@ -192,8 +196,13 @@ impl Broker {
         queue.unacked -= taken.len();
         match settlement {
             Settlement::Ack { .. } => drop(taken),
-            Settlement::Nack { requeue: true, .. } => self.return_messages(id, taken),
-            Settlement::Nack { requeue: false, .. } => {
+            // RabbitMQ 4.3 stopped counting a requeueing nack; a reject counts on every version.
+            Settlement::Nack { requeue: true, .. } => {
+                let counted = self.version < crate::broker::NACK_UNCOUNTED_FROM;
+                self.return_messages(id, taken, counted);
+            }
+            Settlement::Reject { requeue: true, .. } => self.return_messages(id, taken, true),
+            Settlement::Nack { requeue: false, .. } | Settlement::Reject { requeue: false, .. } => {
                 for message in taken {
                     self.dead_letter(id, message, Reason::Rejected);
                 }
@@ -226,7 +235,8 @@ impl Broker {
             queue.cursor -= 1;
         }
         let unacked = queue.detach(index);
-        self.return_messages(id, unacked);
+        // A consumer gone with its deliveries counts on every version, as a crash must.
+        self.return_messages(id, unacked, true);
         self.drain(id);
     }
 
@@ -247,7 +257,7 @@ impl Broker {
             returned.push((id, unacked));
         }
         for (id, unacked) in returned {
-            self.return_messages(id, unacked);
+            self.return_messages(id, unacked, true);
             self.drain(id);
         }
     }

@@ -91,20 +91,25 @@ impl Broker {
         self.enqueue_all(&targets, message);
     }
 
-    /// Gives unacked messages back to queue `id`: each return counts as a delivery, and on a
-    /// quorum queue one past its delivery limit is dead-lettered instead. The others go back
-    /// to their original place, ahead of every message never delivered, as in a classic queue.
+    /// Gives unacked messages back to queue `id`. A `counted` return counts as a delivery, and
+    /// on a quorum queue one past its delivery limit is dead-lettered instead; one that is not
+    /// (a requeueing nack from RabbitMQ 4.3) only comes back `redelivered`. The messages go
+    /// back to their original place, ahead of every message never delivered, as in a classic
+    /// queue.
     pub(super) fn return_messages(
         &mut self,
         id: QueueId,
         messages: impl IntoIterator<Item = Message>,
+        counted: bool,
     ) {
         let limit = self.queues[id].args.delivery_limit;
         let mut returned = false;
         for mut message in messages {
-            message.returns = message.returns.saturating_add(1);
+            if counted {
+                message.returns = message.returns.saturating_add(1);
+            }
             message.redelivered = true;
-            if limit.is_some_and(|limit| message.returns > limit) {
+            if counted && limit.is_some_and(|limit| message.returns > limit) {
                 self.dead_letter(id, message, Reason::DeliveryLimit);
             } else {
                 let ready = &mut self.queues[id].ready;

@@ -4,6 +4,7 @@
 use super::broker::Broker;
 use super::exchange::{Destination, Exchange, ExchangeId};
 use super::queue::{Queue, QueueArgs, QueueId};
+use crate::broker::BrokerBehaviour;
 use crate::envelope::Headers;
 use crate::error::{Error, Result};
 use crate::job::ExchangeKind;
@@ -13,7 +14,12 @@ use crate::transport::Declare;
 impl Broker {
     /// Declares (or checks) `topology` in order: exchanges, queues, queue bindings, exchange
     /// bindings. As on a broker, what was declared before an error stays declared.
+    ///
+    /// The topology is adapted to the emulated version first, as the AMQP transport adapts it
+    /// to the broker's (see [`BrokerBehaviour::adapt`]).
     pub(super) fn declare(&mut self, topology: &Topology, mode: Declare) -> Result<()> {
+        let behaviour = BrokerBehaviour::for_version(Some(self.version));
+        let topology = behaviour.adapt(topology);
         for exchange in &topology.exchanges {
             self.declare_exchange(exchange, mode)?;
         }
@@ -70,7 +76,7 @@ impl Broker {
                 "the in-memory broker does not name queues; declare them with a name".into(),
             ));
         }
-        let args = QueueArgs::parse(&spec.name, &spec.arguments)?;
+        let args = QueueArgs::parse(&spec.name, &spec.arguments, self.version)?;
         let id = self.queues.len();
         self.queues
             .push(Queue::new(spec.name.clone(), spec.arguments.clone(), args));

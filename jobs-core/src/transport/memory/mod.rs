@@ -18,11 +18,12 @@
 //! | cancel, close, disconnect | dropping the stream, or the settler's `cancel`, cancels (unacked deliveries stay settleable); dropping stream and settler closes the channel and returns its unacked messages, `redelivered`; [`MemoryTransport::disconnect`] closes every channel at once, so each unacked message goes back once | persistence and broker crashes |
 //! | direct reply-to | [`Transport::requester`]: a channel consuming `amq.rabbitmq.reply-to` (no-ack) with its own address `amq.rabbitmq.reply-to.<n>`, which its publisher writes into each request's `reply_to` (whatever it carried is replaced) before publishing as [`Transport::publish`] does; a publish (or dead-lettering) to the default exchange with a live address as key goes straight into that requester's stream, settled on arrival and in no queue; to a dead or unknown address it is dropped. As in RabbitMQ 3.10 to 4.1, such a message reaches no queue, so with `mandatory` it is [`Error::Unroutable`] even when a live requester got it (RabbitMQ 4.2 counts it routed instead, live or not): responders reply without `mandatory`. Dropping the stream cancels the reply consumer and kills the address; a request published after that fails with [`Error::Broker`] (RabbitMQ's `PRECONDITION_FAILED`) and closes the channel, as a request to a missing exchange does after its [`Error::NotFound`] (the stream ends, later requests fail with [`Error::Connection`]); dropping stream and publisher closes it. [`MemoryTransport::disconnect`] ends every stream (unread replies are lost) and fails the publishers with [`Error::Connection`]. Replies never keep [`MemoryTransport::until_idle`] waiting. See the `reply_to` module | RabbitMQ's opaque address suffix (here a counter); declaring an address to check that its requester is alive; AMQP 1.0 requesters |
 //! | subscriptions, holds, deletion | [`Transport::hold`]: an exclusive consumer, refused (`None`) while the queue has an active consumer; while it is active, other consumers are refused with [`Error::Broker`] (RabbitMQ's `ACCESS_REFUSED`); it lets go when its stream is dropped or its channel closes. [`Transport::subscribe`]: a queue `amq.gen-<n>` bound to the exchange with each key (a missing exchange is [`Error::NotFound`]), read by a stream that settles each message as it hands it out, deleted when the stream is dropped or [`MemoryTransport::disconnect`] ends it; [`Transport::delete_queue`]: ready messages go, consumers' streams end, a missing queue is no error, and a queue declared later under the name is a new one | a deleted queue's bindings stay behind and count as routes for `mandatory` (what they route is dropped) |
-//! | quorum queues | `x-delivery-limit`: every return (requeue, channel close, disconnect) counts, later deliveries carry `x-delivery-count`, and a return past the limit dead-letters (`delivery_limit`) | replication; `x-dead-letter-strategy` is accepted and changes nothing without crashes (dead-lettering is immediate) |
+//! | quorum queues | `x-delivery-limit`: every return (requeue, channel close, disconnect) counts (but see the versions row), later deliveries carry `x-delivery-count`, and a return past the limit dead-letters (`delivery_limit`) | replication; `x-dead-letter-strategy` is accepted and changes nothing without crashes (dead-lettering is immediate) |
 //! | TTL | `x-message-ttl`: messages expire that long after entering the queue, head first, and dead-letter (`expired`); an expired message is never delivered | per-message TTL (`expiration`), `x-expires` |
 //! | dead-lettering | to `x-dead-letter-exchange` (`""` allowed) with `x-dead-letter-routing-key` or the message's own key, keeping properties and body, as RabbitMQ 3.10 does: the `x-death` array (one table per queue and reason: `count`, `exchange`, `queue`, `reason`, `routing-keys`, `time` on tokio's clock; newest first, the others regrouped in reverse as 3.10 does), and `x-first-death-reason`, `-queue` and `-exchange` on a message without `x-death`; dropped without a dead-letter exchange, when it routes nowhere, or, for a queue named in the message's own `x-death` with no rejection up to it, in a cycle (so a republished message keeps its history and a stripped one starts afresh). See the `death` module | `x-last-death-*` (3.13 added them; 3.10 writes none, nor does this broker); `original-expiration`; a malformed `x-death` is reset (not an array) or loses its entries that are not tables, where 3.10 crashes |
 //! | limits | `x-max-length` counting ready messages (not unacked ones) after delivery, on both queue types; `x-overflow = drop-head` (the default) drops or dead-letters (`maxlen`) the oldest ready message, so `x-max-length` 1 is a last-value queue; `reject-publish` refuses, on a classic queue, a publish that would go over the limit, and on a quorum queue every publish from when it goes over (it takes one more, as RabbitMQ 3.10's does) until it is back to 80%; dead-lettering into a full `reject-publish` queue drops the message on a classic queue and goes past the limit on a quorum queue. See the `limit` module | `x-max-length-bytes`, `x-overflow = reject-publish-dlx`: refused at declaration rather than silently ignored, as are `x-expires` and stream queues |
 //! | priorities | `x-max-priority` (1 to 255) on classic queues: a message is delivered after every ready message of a higher priority and of its own published before it; no priority is 0, and one above the queue's highest counts as the highest; a returned message goes back to its place among its priority; on a quorum queue the argument is refused at declaration, as RabbitMQ 3.10 refuses it | `x-max-priority` together with `x-message-ttl` or `x-max-length` (refused at declaration); quorum queues' two-level priorities of RabbitMQ 4 |
+//! | versions | RabbitMQ 3.10.8 by default, or the version given to [`MemoryTransport::emulating`]: from 4.0 a quorum queue declared without `x-delivery-limit` has a limit of 20 and a negative one has none (before 4.0 a negative one dead-letters at the first return); from 4.3 a requeueing nack does not count toward the limit, while a requeueing reject, a closed channel and a disconnect do. Declarations are adapted to the version as the AMQP transport adapts them to its broker's ([`BrokerBehaviour::adapt`](crate::broker::BrokerBehaviour::adapt)) | the deprecated features RabbitMQ 4 refuses (the framework never uses them), the other differences between versions |
 //!
 //! # Quiescence
 //!
@@ -54,6 +55,7 @@ mod tests;
 use std::sync::Arc;
 
 use self::broker::Shared;
+use crate::broker::BrokerVersion;
 use crate::envelope::Envelope;
 #[cfg(doc)]
 use crate::error::Error;
@@ -101,12 +103,11 @@ pub struct MemoryTransport {
 }
 
 impl MemoryTransport {
-    /// An empty broker: only the default exchange exists.
+    /// An empty broker: only the default exchange exists. It emulates RabbitMQ
+    /// [`3.10.8`](Self::DEFAULT_VERSION) where versions differ.
     #[must_use]
     pub fn new() -> Self {
-        Self {
-            shared: Shared::new(false),
-        }
+        Self::emulating(Self::DEFAULT_VERSION)
     }
 
     /// An empty broker that also keeps a log of every successful publish; see
@@ -114,7 +115,21 @@ impl MemoryTransport {
     #[must_use]
     pub fn recording() -> Self {
         Self {
-            shared: Shared::new(true),
+            shared: Shared::new(true, Self::DEFAULT_VERSION),
+        }
+    }
+
+    /// The RabbitMQ version a broker made by [`new`](Self::new) emulates, and reports as
+    /// [`Transport::broker_version`].
+    pub const DEFAULT_VERSION: BrokerVersion = BrokerVersion::new(3, 10, 8);
+
+    /// An empty broker that emulates RabbitMQ `version` where versions differ (see the
+    /// module docs' versions row), and reports it as [`Transport::broker_version`]: for
+    /// tests of what the framework does on RabbitMQ 4.
+    #[must_use]
+    pub fn emulating(version: BrokerVersion) -> Self {
+        Self {
+            shared: Shared::new(false, version),
         }
     }
 
@@ -202,6 +217,10 @@ impl Default for MemoryTransport {
 }
 
 impl Transport for MemoryTransport {
+    fn broker_version(&self) -> Option<BrokerVersion> {
+        Some(self.shared.lock().version)
+    }
+
     fn declare<'a>(&'a self, topology: &'a Topology, mode: Declare) -> BoxFuture<'a, Result<()>> {
         let outcome = self.shared.lock().declare(topology, mode);
         Box::pin(std::future::ready(outcome))

@@ -10,6 +10,7 @@ use tokio::time::Instant;
 
 use super::consumer::ConsumerState;
 use super::limit::{MaxLength, Overflow};
+use crate::broker::BrokerVersion;
 use crate::envelope::{Envelope, HeaderValue, Headers};
 use crate::error::{Error, Result};
 use crate::topology::argument;
@@ -96,9 +97,25 @@ const SINGLE_ACTIVE_CONSUMER: &str = "x-single-active-consumer";
 /// `x-max-length`.
 const MAX_LENGTH: &str = "x-max-length";
 
+/// RabbitMQ 4's delivery limit of a quorum queue declared without one.
+const DEFAULT_DELIVERY_LIMIT: u32 = 20;
+
+/// The delivery limit a quorum queue with `x-delivery-limit` = `argument` has on `version`:
+/// from 4.0, 20 without the argument and none for a negative one; before, none without it, and
+/// a negative one dead-letters at the first return (RabbitMQ 3 compares the count with it as
+/// it is).
+fn effective_delivery_limit(argument: Option<i64>, version: BrokerVersion) -> Option<u32> {
+    let v4 = version >= crate::broker::DEFAULT_LIMIT_FROM;
+    match argument {
+        None => v4.then_some(DEFAULT_DELIVERY_LIMIT),
+        Some(limit) if limit < 0 => (!v4).then_some(0),
+        Some(limit) => Some(u32::try_from(limit).unwrap_or(u32::MAX)),
+    }
+}
+
 impl QueueArgs {
     /// Parses the arguments of queue `queue`.
-    pub(super) fn parse(queue: &str, arguments: &Headers) -> Result<Self> {
+    pub(super) fn parse(queue: &str, arguments: &Headers, version: BrokerVersion) -> Result<Self> {
         let invalid = |name: &str, value: &HeaderValue| {
             Error::Topology(format!("queue `{queue}` has an invalid {name} = {value}"))
         };
@@ -143,8 +160,7 @@ impl QueueArgs {
                     );
                 }
                 argument::DELIVERY_LIMIT => {
-                    let limit = value.as_i64().and_then(|n| u32::try_from(n).ok());
-                    delivery_limit = Some(limit.ok_or_else(|| invalid(name, value))?);
+                    delivery_limit = Some(value.as_i64().ok_or_else(|| invalid(name, value))?);
                 }
                 // RabbitMQ takes only a boolean here.
                 SINGLE_ACTIVE_CONSUMER => match value {
@@ -185,7 +201,7 @@ impl QueueArgs {
         args.max_length = max_length.map(|max| MaxLength { max, overflow });
         // RabbitMQ 3.10 classic queues ignore the argument; only quorum queues count deliveries.
         if args.quorum {
-            args.delivery_limit = delivery_limit;
+            args.delivery_limit = effective_delivery_limit(delivery_limit, version);
             // RabbitMQ 3.10 closes the channel: PRECONDITION_FAILED, invalid arg.
             if let Some(levels) = max_priority {
                 return Err(Error::Topology(format!(
