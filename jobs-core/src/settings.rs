@@ -24,8 +24,9 @@ pub struct JobDefaults {
     /// `x-delivery-limit` of quorum work queues. Default 10.
     ///
     /// It backs up the worker's own attempt count against a job that kills its worker every
-    /// time. RabbitMQ 3.10 counts every return toward it, including requeues at shutdown, so
-    /// keep it well above the number of attempts.
+    /// time. RabbitMQ before 4.3 counts every return toward it, including requeues at
+    /// shutdown, so keep it well above the number of attempts; 4.3 counts only failed
+    /// deliveries (see [`crate::broker`]).
     pub delivery_limit: u32,
     /// The kill switch each job gets on each worker; `None` (the default) for none.
     pub kill_switch: Option<KillSwitch>,
