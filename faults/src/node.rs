@@ -4,8 +4,8 @@
 //! Each node has its own node name (`jobs-faults-<port>@localhost`), its own AMQP and
 //! distribution ports (free ones, never the shared broker's 5672 and 25672), its own data, log
 //! and configuration files in a temporary directory removed on drop, its own Erlang cookie (in a
-//! `HOME` of its own) and an empty plugins file, so no management listener clashes with the
-//! shared broker. Every `rabbitmqctl` call names the node with `-n`.
+//! `HOME` of its own) and a plugins file empty unless asked, so no management listener clashes
+//! with the shared broker. Every `rabbitmqctl` call names the node with `-n`.
 
 use std::fmt;
 use std::io;
@@ -67,8 +67,12 @@ fn log_if_asked() {
     }
 }
 
-/// A free TCP port on loopback, as the OS hands it out.
-fn free_port() -> io::Result<u16> {
+/// A free TCP port on loopback, as the OS hands it out: for a node's extra listener (TLS).
+///
+/// # Errors
+///
+/// When no port can be bound.
+pub fn free_port() -> io::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
@@ -79,6 +83,9 @@ pub struct NodeOptions {
     pub heartbeat_secs: u16,
     /// More `rabbitmq.conf` lines, written after the harness's own.
     pub extra_config: Vec<String>,
+    /// Plugins to enable (the enabled plugins file); none by default. Never the management
+    /// plugin, whose port the shared broker holds.
+    pub plugins: Vec<String>,
 }
 
 impl Default for NodeOptions {
@@ -86,6 +93,7 @@ impl Default for NodeOptions {
         Self {
             heartbeat_secs: 10,
             extra_config: Vec::new(),
+            plugins: Vec::new(),
         }
     }
 }
@@ -141,8 +149,12 @@ impl PrivateNode {
         let cookie = dir.join("home/.erlang.cookie");
         std::fs::write(&cookie, COOKIE)?;
         restrict_to_owner(&cookie)?;
-        // No plugins: the management plugin would take port 15672 from the shared broker.
-        std::fs::write(dir.join("enabled_plugins"), "[].\n")?;
+        // Only the plugins asked for: the management plugin would take port 15672 from the
+        // shared broker.
+        std::fs::write(
+            dir.join("enabled_plugins"),
+            format!("[{}].\n", options.plugins.join(",")),
+        )?;
         // An empty environment file, so /etc/rabbitmq/rabbitmq-env.conf (the shared broker's
         // node name) is not read.
         std::fs::write(dir.join("rabbitmq-env.conf"), "")?;

@@ -140,6 +140,15 @@ pub enum Error {
     /// The broker closed the channel or refused an operation.
     #[error("the broker refused the operation: {0}")]
     Broker(String),
+    /// The TLS handshake with the broker failed; `reason` names why. Certificates are public,
+    /// so the detail names them; no key or password is ever in it.
+    #[error("TLS with the broker failed: {reason} ({detail})")]
+    Tls {
+        /// Why.
+        reason: crate::TlsFailure,
+        /// The TLS library's words, as `invalid peer certificate: UnknownIssuer`.
+        detail: String,
+    },
 }
 
 impl Error {

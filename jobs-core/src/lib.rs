@@ -115,6 +115,7 @@ pub mod registry;
 pub mod schedule;
 mod settings;
 pub mod testing;
+mod tls_failure;
 pub mod topology;
 mod trace;
 pub mod transport;
@@ -134,6 +135,7 @@ pub use job::{ExchangeKind, HeaderBinding, HeaderMatch, Job, JobMessage, JobOpti
 pub use job_error::{FailureKind, JobError};
 pub use producer::{Enqueue, MessageId, Producer, ProducerOptions};
 pub use settings::{JobDefaults, JobSettings, KillSwitch};
+pub use tls_failure::TlsFailure;
 pub use trace::TraceContext;
 
 #[cfg(feature = "macros")]

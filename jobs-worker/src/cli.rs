@@ -131,6 +131,8 @@ pub(crate) async fn run(
                 err @ (Error::NoJobs
                 | Error::UnknownJob { .. }
                 | Error::TlsCa { .. }
+                | Error::TlsFile { .. }
+                | Error::TlsIdentity { .. }
                 | Error::Start(
                     jobs_core::Error::MissingState { .. }
                     | jobs_core::Error::ConsumerTimeout { .. },

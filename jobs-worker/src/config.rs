@@ -78,6 +78,11 @@ pub struct WorkerConfig {
     pub log_format: LogFormat,
     /// A PEM file of CA certificates to trust for `amqps://`.
     pub tls_ca: Option<PathBuf>,
+    /// A PEM file of the client certificate (chain) for mutual TLS, with
+    /// [`tls_key`](Self::tls_key).
+    pub tls_cert: Option<PathBuf>,
+    /// A PEM file of the client certificate's private key; only its path is ever shown.
+    pub tls_key: Option<PathBuf>,
     /// Whether the dashboard is served at `/` of the metrics address (the default).
     pub dashboard: bool,
     /// The token the dashboard's actions (replay, delete, purge, pause) require; without one
@@ -103,6 +108,8 @@ impl fmt::Debug for WorkerConfig {
             .field("metrics_addr", &self.metrics_addr)
             .field("log_format", &self.log_format)
             .field("tls_ca", &self.tls_ca)
+            .field("tls_cert", &self.tls_cert)
+            .field("tls_key", &self.tls_key)
             .field("dashboard", &self.dashboard)
             .field("dashboard_token", &self.dashboard_token);
         #[cfg(feature = "otel")]
@@ -126,6 +133,8 @@ impl Default for WorkerConfig {
                 .unwrap_or_else(|_| unreachable!("the default address parses")),
             log_format: LogFormat::Plain,
             tls_ca: None,
+            tls_cert: None,
+            tls_key: None,
             dashboard: true,
             dashboard_token: None,
             #[cfg(feature = "otel")]
@@ -240,6 +249,12 @@ impl WorkerConfig {
             Some(path) => format!("tls_ca = {}", quoted(&path.to_string_lossy())),
             None => "# tls_ca: the system's certificates only".to_owned(),
         });
+        for (key, path) in [("tls_cert", &self.tls_cert), ("tls_key", &self.tls_key)] {
+            line(match path {
+                Some(path) => format!("{key} = {}", quoted(&path.to_string_lossy())),
+                None => format!("# {key}: none, no client certificate"),
+            });
+        }
         line(format!("dashboard = {}", self.dashboard));
         line(match &self.dashboard_token {
             // Never the token itself: this output is meant to be shown and shared.
@@ -267,6 +282,8 @@ impl WorkerConfig {
             metrics_addr,
             log_format,
             tls_ca,
+            tls_cert,
+            tls_key,
             dashboard,
             dashboard_token,
             #[cfg(feature = "otel")]
@@ -303,6 +320,8 @@ impl WorkerConfig {
         self.metrics_addr = metrics_addr.unwrap_or(self.metrics_addr);
         self.log_format = log_format.unwrap_or(self.log_format);
         self.tls_ca = tls_ca.or(self.tls_ca);
+        self.tls_cert = tls_cert.or(self.tls_cert);
+        self.tls_key = tls_key.or(self.tls_key);
         self.dashboard = dashboard.unwrap_or(self.dashboard);
         self.dashboard_token = dashboard_token.or(self.dashboard_token);
         #[cfg(feature = "otel")]
@@ -381,6 +400,13 @@ pub(crate) struct Settings {
     /// A PEM file of CA certificates to trust for amqps://, besides the system's.
     #[arg(long, global = true, env = "JOBS_TLS_CA", value_name = "FILE")]
     pub(crate) tls_ca: Option<PathBuf>,
+    /// A PEM file of the client certificate for mutual TLS (with --tls-key); log in with it
+    /// through auth_mechanism=external in the URL [default: none].
+    #[arg(long, global = true, env = "JOBS_TLS_CERT", value_name = "FILE")]
+    pub(crate) tls_cert: Option<PathBuf>,
+    /// A PEM file of the client certificate's private key (with --tls-cert) [default: none].
+    #[arg(long, global = true, env = "JOBS_TLS_KEY", value_name = "FILE")]
+    pub(crate) tls_key: Option<PathBuf>,
     /// Serves the dashboard at / of the metrics address (true or false) [default: true].
     #[arg(long, global = true, env = "JOBS_DASHBOARD", value_name = "BOOL")]
     pub(crate) dashboard: Option<bool>,
@@ -693,6 +719,31 @@ mod tests {
         );
         let err = Settings::from_toml("broker_consumer_timeout = \"soon\"").unwrap_err();
         assert!(err.to_string().contains("expected a duration"), "{err}");
+    }
+
+    #[test]
+    fn the_client_certificate_and_key_are_paths_from_any_layer() {
+        let config = WorkerConfig::default()
+            .apply(file(
+                "tls_cert = \"/etc/jobs/client.pem\"\ntls_key = \"/etc/jobs/key.pem\"",
+            ))
+            .unwrap();
+        assert_eq!(config.tls_cert, Some(PathBuf::from("/etc/jobs/client.pem")));
+        assert_eq!(config.tls_key, Some(PathBuf::from("/etc/jobs/key.pem")));
+        let printed = config.to_toml();
+        assert!(
+            printed.contains("tls_key = \"/etc/jobs/key.pem\""),
+            "{printed}"
+        );
+        let flags = Settings {
+            tls_key: Some(PathBuf::from("/run/secrets/key.pem")),
+            ..Settings::default()
+        };
+        let config = config.apply(flags).unwrap();
+        assert_eq!(config.tls_cert, Some(PathBuf::from("/etc/jobs/client.pem")));
+        assert_eq!(config.tls_key, Some(PathBuf::from("/run/secrets/key.pem")));
+        let unset = WorkerConfig::default().to_toml();
+        assert!(unset.contains("# tls_cert: none"), "{unset}");
     }
 
     #[test]

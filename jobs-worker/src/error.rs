@@ -52,6 +52,23 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// The `tls_cert` or `tls_key` file could not be read (its contents are never shown).
+    #[error("could not read the {key} file {path}")]
+    TlsFile {
+        /// The setting: `tls_cert` or `tls_key`.
+        key: &'static str,
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Only one of `tls_cert` and `tls_key` is set: a client certificate needs both.
+    #[error("a client certificate needs tls_cert and tls_key; {missing} is not set")]
+    TlsIdentity {
+        /// The one not set.
+        missing: &'static str,
+    },
     /// The OTLP exporter could not be built for the configured endpoint.
     #[cfg(feature = "otel")]
     #[error("could not export spans to {endpoint}")]

@@ -393,11 +393,13 @@ impl<T> Drop for AbortOnDrop<T> {
     }
 }
 
-/// The broker connection options of `config`: URL, connection name and TLS CA.
+/// The broker connection options of `config`: URL, connection name, TLS CA and client
+/// certificate.
 ///
 /// # Errors
 ///
-/// [`Error::TlsCa`] when the CA file cannot be read.
+/// [`Error::TlsCa`] when the CA file cannot be read, [`Error::TlsFile`] when the client
+/// certificate or key cannot, [`Error::TlsIdentity`] when only one of them is set.
 pub(crate) fn transport_builder(config: &WorkerConfig) -> Result<AmqpTransportBuilder> {
     let mut builder =
         AmqpTransport::builder(config.url.clone()).connection_name(config.connection_name.clone());
@@ -407,6 +409,25 @@ pub(crate) fn transport_builder(config: &WorkerConfig) -> Result<AmqpTransportBu
             source,
         })?;
         builder = builder.tls_ca(pem);
+    }
+    match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => {
+            let read = |key: &'static str, path: &std::path::Path| {
+                std::fs::read_to_string(path).map_err(|source| Error::TlsFile {
+                    key,
+                    path: path.to_owned(),
+                    source,
+                })
+            };
+            builder = builder.tls_client_identity(read("tls_cert", cert)?, read("tls_key", key)?);
+        }
+        (None, None) => {}
+        (Some(_), None) => return Err(Error::TlsIdentity { missing: "tls_key" }),
+        (None, Some(_)) => {
+            return Err(Error::TlsIdentity {
+                missing: "tls_cert",
+            });
+        }
     }
     Ok(builder)
 }
@@ -453,5 +474,31 @@ mod tests {
             tokio::task::yield_now().await;
         }
         panic!("the metrics port {metrics_addr} is still bound after the failed start");
+    }
+
+    #[test]
+    fn a_client_certificate_needs_both_files_and_a_missing_one_is_named() {
+        let mut config = WorkerConfig {
+            tls_cert: Some("/nonexistent/client.pem".into()),
+            ..WorkerConfig::default()
+        };
+        let err = transport_builder(&config).expect_err("no key");
+        assert!(
+            matches!(err, Error::TlsIdentity { missing: "tls_key" }),
+            "{err:?}"
+        );
+        config.tls_key = Some("/nonexistent/client.key".into());
+        let err = transport_builder(&config).expect_err("no such file");
+        assert!(
+            matches!(
+                &err,
+                Error::TlsFile {
+                    key: "tls_cert",
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("/nonexistent/client.pem"), "{err}");
     }
 }

@@ -15,6 +15,7 @@ use lapin::{Channel, Connection, ConnectionProperties};
 use tokio::sync::Mutex;
 
 use super::error_map::{self, Subject};
+use super::tls::TlsOptions;
 use crate::error::{Error, Result};
 use crate::transport::redact_url as redact;
 
@@ -32,8 +33,8 @@ const CHANNEL_OPEN_DEADLINE: Duration = Duration::from_secs(5);
 pub(super) struct Link {
     url: String,
     name: String,
-    /// PEM CA certificates to trust for `amqps://`, besides the system's.
-    tls_ca: Option<Arc<str>>,
+    /// What `amqps://` trusts and presents.
+    tls: TlsOptions,
     connect_timeout: Duration,
     state: Mutex<State>,
     /// The version the broker gave on the last connection opened.
@@ -51,13 +52,13 @@ impl Link {
     pub(super) fn new(
         url: String,
         name: String,
-        tls_ca: Option<Arc<str>>,
+        tls: TlsOptions,
         connect_timeout: Duration,
     ) -> Self {
         Self {
             url,
             name,
-            tls_ca,
+            tls,
             connect_timeout,
             state: Mutex::new(State::default()),
             version: super::server::ServerVersion::default(),
@@ -91,14 +92,10 @@ impl Link {
         let properties = ConnectionProperties::default()
             .with_connection_name(LongString::from(self.name.as_bytes()));
         let connecting = async {
-            match &self.tls_ca {
+            match self.tls.lapin_config() {
                 None => Connection::connect(&self.url, properties).await,
-                Some(pem) => match lapin::runtime::default_runtime() {
+                Some(tls) => match lapin::runtime::default_runtime() {
                     Ok(runtime) => {
-                        let tls = lapin::tcp::OwnedTLSConfig {
-                            identity: None,
-                            cert_chain: Some(pem.to_string()),
-                        };
                         Connection::connect_with_config(&self.url, properties, tls, runtime).await
                     }
                     Err(err) => Err(err),

@@ -34,9 +34,10 @@ pub(super) fn map(err: &lapin::Error, subject: Subject<'_>) -> Error {
 
 /// A lost or refused connection, as lapin words it. Only its text is kept: lapin's message
 /// already ends with its cause's, which an error chain would print a second time
-/// ("IO error: Connection refused: Connection refused").
+/// ("IO error: Connection refused: Connection refused"). A failed TLS handshake is
+/// [`Error::Tls`], naming why.
 pub(super) fn connection(err: &lapin::Error) -> Error {
-    Error::Connection(err.to_string().into())
+    super::tls_error::tls_failure(err).unwrap_or_else(|| Error::Connection(err.to_string().into()))
 }
 
 /// `NOT_FOUND - no exchange 'x' in vhost '/'` or `… no queue 'q' …`.
