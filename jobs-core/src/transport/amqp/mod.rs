@@ -41,6 +41,12 @@
 //!
 //! URLs appear in errors and `Debug` output with the password replaced by `**`.
 //!
+//! **TLS**: an `amqps://` URL trusts the system's roots and
+//! [`tls_ca`](AmqpTransportBuilder::tls_ca); a client certificate
+//! ([`tls_client_identity`](AmqpTransportBuilder::tls_client_identity)) makes it mutual TLS, and
+//! `auth_mechanism=external` in the URL logs in with it. A failed handshake is [`Error::Tls`],
+//! whose [`TlsFailure`](crate::TlsFailure) names the cause.
+//!
 //! ```no_run
 //! use std::sync::Arc;
 //! use jobs_core::engine::Engine;
