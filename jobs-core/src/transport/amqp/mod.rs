@@ -36,6 +36,10 @@
 //!   the broker deletes it with the channel.
 //! * **Holds**: [`hold`](Transport::hold) consumes a queue exclusively on a channel of the
 //!   consuming connection; the broker's `ACCESS_REFUSED` means another consumer has it.
+//! * **Broker version**: each connection reads the broker's version from its server properties
+//!   ([`Transport::broker_version`]); declarations are adapted to it, and consumers give a
+//!   failed delivery back with the settlement that counts toward the delivery limit on it
+//!   (`basic.reject` on RabbitMQ 4.3 and later, `basic.nack` before). See [`crate::broker`].
 //! * **Headers**: a field table is keyed, so headers arrive sorted by name; see
 //!   [`HeaderValue`](crate::HeaderValue) for the value kinds.
 //!
