@@ -1,8 +1,8 @@
 //! TLS end to end, on private RabbitMQ nodes with a TLS listener whose certificates the test
 //! makes: the worker process handles jobs over `amqps://` with a private CA, and with a client
 //! certificate and the `EXTERNAL` login (mutual TLS, no password anywhere); a wrong CA, an
-//! expired broker certificate and a missing client certificate each fail with
-//! `Error::Tls` naming the cause.
+//! expired broker certificate, a missing client certificate and one the broker does not trust
+//! each fail with `Error::Tls` naming the cause.
 
 #[path = "../src/fault_jobs.rs"]
 #[allow(dead_code, reason = "each test binary uses some of the fault jobs")]
@@ -67,7 +67,11 @@ fn assert_tls(err: &Error, expected: TlsFailure, words: &str, pki: &Pki) {
 /// Asserts that `text` shows no password and no line of a private key.
 fn assert_no_secret(text: &str, pki: &Pki) {
     assert!(!text.contains(":guest@"), "a password shows: {text}");
-    for key in [&pki.client.key_pem, &pki.server.key_pem] {
+    for key in [
+        &pki.client.key_pem,
+        &pki.stranger_client.key_pem,
+        &pki.server.key_pem,
+    ] {
         for line in key.lines().filter(|line| !line.starts_with("-----")) {
             assert!(!text.contains(line), "a key line shows: {text}");
         }
@@ -178,6 +182,19 @@ async fn mutual_tls_with_external_handles_jobs_and_a_missing_client_certificate_
         &err,
         TlsFailure::ClientCertificateRequired,
         "client certificate required",
+        &pki,
+    );
+    let stranger = AmqpTransport::builder(&external_url)
+        .tls_ca(pki.ca.cert_pem.clone())
+        .tls_client_identity(
+            pki.stranger_client.cert_pem.clone(),
+            pki.stranger_client.key_pem.clone(),
+        );
+    let err = refused(stranger).await;
+    assert_tls(
+        &err,
+        TlsFailure::ClientCertificateRefused,
+        "the broker refused the client certificate",
         &pki,
     );
     let err = refused(AmqpTransport::builder(&external_url).tls_ca(pki.ca.cert_pem.clone())).await;

@@ -43,6 +43,8 @@ pub struct Pki {
     pub expired_server: Pair,
     /// The client's certificate, common name [`CLIENT_USER`].
     pub client: Pair,
+    /// A client certificate for the same user, signed by the unrelated CA.
+    pub stranger_client: Pair,
 }
 
 impl Pki {
@@ -53,11 +55,12 @@ impl Pki {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("the PKI directory");
         let (ca, ca_issuer) = make_ca(&dir, "ca", "jobs-faults test CA");
-        let (other_ca, _) = make_ca(&dir, "other-ca", "jobs-faults unrelated CA");
+        let (other_ca, other_issuer) = make_ca(&dir, "other-ca", "jobs-faults unrelated CA");
         let server = make_leaf(&dir, "server", &ca_issuer, &Leaf::Server { expired: false });
         let expired_server =
             make_leaf(&dir, "expired", &ca_issuer, &Leaf::Server { expired: true });
         let client = make_leaf(&dir, "client", &ca_issuer, &Leaf::Client);
+        let stranger_client = make_leaf(&dir, "stranger", &other_issuer, &Leaf::Client);
         Self {
             dir,
             ca,
@@ -65,6 +68,7 @@ impl Pki {
             server,
             expired_server,
             client,
+            stranger_client,
         }
     }
 }
