@@ -620,3 +620,26 @@ fn flags_beat_the_environment_and_the_environment_beats_the_file() {
     assert!(text.contains("unknown field `shutdown_timout`"), "{text}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_job_that_could_outlast_the_brokers_consumer_timeout_stops_the_start_naming_both() {
+    // Every job of the test worker has a timeout of a second or more: refused before anything
+    // connects, whether the broker is there or not.
+    for (args, env) in [
+        (&["--broker-consumer-timeout", "1s"][..], &[][..]),
+        (&[][..], &[("JOBS_BROKER_CONSUMER_TIMEOUT", "1s")][..]),
+    ] {
+        let (code, text) = run_output(args, env);
+        assert_eq!(code, Some(3), "{text}");
+        assert!(text.contains("has a timeout of"), "{text}");
+        assert!(
+            text.contains("at or above the broker's consumer timeout of 1s"),
+            "{text}"
+        );
+    }
+    let (code, text) = run_output(&["--broker-consumer-timeout", "soon"], &[]);
+    assert_eq!(code, Some(2), "{text}");
+    let (code, text) = run_output(&["config", "--broker-consumer-timeout", "2h"], &[]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("broker_consumer_timeout = \"2h\""), "{text}");
+}
