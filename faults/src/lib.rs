@@ -2,7 +2,6 @@
 //! faults are injected, and a [`Ledger`] counts every job so that a lost one cannot hide.
 
 pub mod cluster;
-pub mod failover;
 pub mod ledger;
 pub mod node;
 pub mod proxy;

@@ -2,20 +2,21 @@
 //! no confirmed job is lost:
 //!
 //! * the node that leads the queue, killed with SIGKILL, while the client is on another node;
-//! * the node the client is on, killed with SIGKILL: the client reaches the cluster through a
-//!   [`Failover`] front (as through a load balancer) and reconnects to a node that survives.
+//! * the node the client is on, killed with SIGKILL: the client knows every node's URL and
+//!   reconnects to the next one, its consumers attached again (ready) within 10 s.
 
 mod nodes_support;
 
 use std::time::{Duration, Instant};
 
-use jobs_faults::failover::Failover;
 use jobs_faults::scenario::{sized, until};
 use jobs_faults::{Cluster, Ledger, skip_without_rabbitmq};
 use nodes_support::{IN_FLIGHT, Producers, Queue, all_settled, engine};
 
 const PRODUCERS: usize = 8;
 const SETTLE: Duration = Duration::from_secs(180);
+/// How soon after its node dies a client must be ready again on another.
+const READY_AGAIN: Duration = Duration::from_secs(10);
 /// Longer than on one node: a publish may wait for a new leader's election.
 const CONFIRM_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -68,12 +69,11 @@ async fn a_cluster_losing_a_node_loses_no_confirmed_job() {
             .into_iter()
             .find(|&index| index != leader)
             .expect("a follower");
+        // Every node's URL, the client's first: it connects there, and to the next on loss.
         let mut order: Vec<usize> = (0..cluster.len()).filter(|&i| i != lost).collect();
         order.insert(0, lost);
-        let front = Failover::start(order.iter().map(|&i| cluster.node(i).port()).collect())
-            .await
-            .expect("the front listens");
-        lose_a_node(&mut cluster, lost, &front.url(), scenario, 9_000_000_000).await;
+        let urls: Vec<String> = order.iter().map(|&i| cluster.node(i).url()).collect();
+        lose_a_node(&mut cluster, lost, &urls.join(","), scenario, 9_000_000_000).await;
     }
     eprintln!("cluster faults done in {:?}", started.elapsed());
 }
@@ -96,8 +96,30 @@ async fn lose_a_node(cluster: &mut Cluster, lost: usize, url: &str, scenario: &s
     })
     .await;
     let node = cluster.node_mut(lost);
+    let client_on_lost = url.starts_with(&node.url());
     node.kill().await.expect("the node is killed");
+    let killed = Instant::now();
     eprintln!("{scenario}: killed {}", node.name());
+    if client_on_lost {
+        // Ready again: the engine says every consumer is attached, and a survivor lists a
+        // consumer on the work queue (the one on the lost node died with it).
+        let survivor = (lost + 1) % cluster.len();
+        let queue = Queue::Quorum.queues().pop().expect("the work queue");
+        loop {
+            if engine.is_ready() && consumers(cluster, survivor, &queue).await > 0 {
+                break;
+            }
+            assert!(
+                killed.elapsed() <= READY_AGAIN,
+                "{scenario}: not ready again on another node within {READY_AGAIN:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        eprintln!(
+            "{scenario}: ready again on another node {:?} after the kill",
+            killed.elapsed()
+        );
+    }
     // A survivor sees a leader elected among the two nodes left.
     let survivor = (lost + 1) % cluster.len();
     let queue = Queue::Quorum.queues().pop().expect("the work queue");
@@ -148,4 +170,29 @@ async fn lose_a_node(cluster: &mut Cluster, lost: usize, url: &str, scenario: &s
     engine.shutdown(Duration::from_secs(10)).await;
     // One node lost: the deliveries in flight on it may come again.
     ledger.report().check(scenario, IN_FLIGHT);
+}
+
+/// The consumers of `queue`, as the node `asked` lists them; 0 when it cannot tell.
+async fn consumers(cluster: &Cluster, asked: usize, queue: &str) -> u64 {
+    let listed = cluster
+        .node(asked)
+        .ctl(&[
+            "list_queues",
+            "--quiet",
+            "--no-table-headers",
+            "name",
+            "consumers",
+        ])
+        .await
+        .unwrap_or_default();
+    listed
+        .lines()
+        .find_map(|line| {
+            let mut columns = line.split_whitespace();
+            (columns.next() == Some(queue))
+                .then(|| columns.next())
+                .flatten()
+        })
+        .and_then(|count| count.parse().ok())
+        .unwrap_or(0)
 }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
 use jobs_core::transport::memory::MemoryTransport;
-use jobs_core::transport::{Transport, redact_text, redact_url};
+use jobs_core::transport::{Transport, redact_text, redact_url, split_urls};
 
 use crate::config::{LogFormat, Settings, WorkerConfig};
 use crate::ops::{self, OpsContext};
@@ -84,7 +84,14 @@ pub(crate) async fn run(
         });
     let cli = match parsed {
         Ok((cli, url_on_command_line)) => {
-            if url_on_command_line && cli.settings.url.as_deref().is_some_and(has_password) {
+            if url_on_command_line
+                && cli
+                    .settings
+                    .url
+                    .iter()
+                    .flatten()
+                    .any(|url| has_password(url))
+            {
                 eprintln!(
                     "{program}: warning: --url shows the broker password to anyone who can list \
                      processes; set JOBS_AMQP_URL or `url` in the --config file instead"
@@ -241,11 +248,13 @@ fn has_password(url: &str) -> bool {
 /// appears: a library may quote it outside a URL, or cut a URL where it cannot be recognised.
 fn scrub(text: &str, url: &str) -> String {
     let mut text = redact_text(text);
-    if let Some(password) = password_of(url)
-        // Too short to replace without mangling the rest; such a password is no secret.
-        && password.chars().count() >= 4
-    {
-        text = text.replace(password, "**");
+    for node in split_urls(url) {
+        if let Some(password) = password_of(node)
+            // Too short to replace without mangling the rest; such a password is no secret.
+            && password.chars().count() >= 4
+        {
+            text = text.replace(password, "**");
+        }
     }
     text
 }
@@ -293,6 +302,41 @@ mod tests {
         );
         assert!(has_password(url));
         assert!(!has_password("amqp://mq:5672/%2f"));
+    }
+
+    #[test]
+    fn a_cluster_is_several_urls_repeated_or_comma_separated_and_each_password_is_hidden() {
+        let base = WorkerConfig::default();
+        let cli = Cli::try_parse_from([
+            "w",
+            "--url",
+            "amqp://a:first-secret@n1:5672/%2f",
+            "--url",
+            "amqp://b:second-secret@n2:5672/%2f,amqps://c:third-secret@n3:5671/%2f",
+        ])
+        .unwrap();
+        let (config, _) = configure(cli, &base).unwrap();
+        assert_eq!(
+            split_urls(&config.url),
+            [
+                "amqp://a:first-secret@n1:5672/%2f",
+                "amqp://b:second-secret@n2:5672/%2f",
+                "amqps://c:third-secret@n3:5671/%2f"
+            ]
+        );
+        let shown = format!("{config:?} {}", config.to_toml());
+        for secret in ["first-secret", "second-secret", "third-secret"] {
+            assert!(!shown.contains(secret), "{shown}");
+            assert!(!scrub(&format!("failed: {secret}"), &config.url).contains(secret));
+        }
+        let file = Settings::from_toml("url = [\"amqp://n1/%2f\", \"amqp://n2/%2f\"]").unwrap();
+        assert_eq!(
+            base.clone().apply(file).unwrap().url,
+            "amqp://n1/%2f,amqp://n2/%2f"
+        );
+        let bad = Cli::try_parse_from(["w", "--url", "amqp://n1/%2f,amqp://n2/%2f", "--url", "n3"])
+            .unwrap();
+        assert!(configure(bad, &base).is_err(), "every node needs a scheme");
     }
 
     #[test]

@@ -14,7 +14,7 @@ use std::num::NonZeroU16;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use jobs_core::transport::redact_url;
+use jobs_core::transport::{redact_url, split_urls};
 use serde::Deserialize;
 
 /// The broker URL when none is configured.
@@ -56,7 +56,8 @@ impl std::str::FromStr for LogFormat {
 #[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct WorkerConfig {
-    /// The broker URL; printed only through [`redact_url`].
+    /// The broker URL, or the URLs of several nodes of one cluster separated by commas (see
+    /// [`split_urls`]); printed only through [`redact_url`].
     pub url: String,
     /// The connection name the broker shows (`NAME.publish`, `NAME.consume`).
     pub connection_name: String,
@@ -289,16 +290,23 @@ impl WorkerConfig {
             #[cfg(feature = "otel")]
             otlp_endpoint,
         } = settings;
-        if let Some(url) = url {
-            if !(url.starts_with("amqp://") || url.starts_with("amqps://")) {
+        if let Some(urls) = url {
+            // Each value on its own: a value without a scheme must not pass as the tail of the
+            // URL before it.
+            let nodes: Vec<&str> = urls.iter().flat_map(|value| split_urls(value)).collect();
+            if nodes.is_empty()
+                || !nodes
+                    .iter()
+                    .all(|url| url.starts_with("amqp://") || url.starts_with("amqps://"))
+            {
                 // Not echoed: without a scheme, nothing says where a password would be.
                 return Err(ConfigError::new(
                     "url",
                     "…",
-                    "expected an amqp:// or amqps:// URL",
+                    "expected an amqp:// or amqps:// URL, or several separated by commas",
                 ));
             }
-            self.url = url;
+            self.url = nodes.join(",");
         }
         if let Some(name) = connection_name {
             self.connection_name = name;
@@ -350,16 +358,19 @@ impl WorkerConfig {
     reason = "the fields' docs are the flags' --help text, read without Markdown"
 )]
 pub(crate) struct Settings {
-    /// The broker URL; prefer JOBS_AMQP_URL or the file: on the command line its password shows
-    /// in the process list [default: amqp://guest:guest@127.0.0.1:5672/%2f].
+    /// The broker URL; for a cluster, each node's, repeated or separated by commas. Prefer
+    /// JOBS_AMQP_URL or the file: on the command line a password shows in the process list
+    /// [default: amqp://guest:guest@127.0.0.1:5672/%2f].
     #[arg(
         long,
         global = true,
         env = "JOBS_AMQP_URL",
         hide_env_values = true,
-        value_name = "URL"
+        value_name = "URL",
+        action = clap::ArgAction::Append
     )]
-    pub(crate) url: Option<String>,
+    #[serde(default, deserialize_with = "urls_from_file")]
+    pub(crate) url: Option<Vec<String>>,
     /// The connection name the broker shows (NAME.publish, NAME.consume) [default: jobs-worker].
     #[arg(long, global = true, env = "JOBS_CONNECTION_NAME", value_name = "NAME")]
     pub(crate) connection_name: Option<String>,
@@ -511,6 +522,22 @@ impl<'de> Deserialize<'de> for DashboardToken {
         let text = String::deserialize(deserializer)?;
         Self::new(text).map_err(serde::de::Error::custom)
     }
+}
+
+/// `url = "…"` or `url = ["…", "…"]` in the file.
+fn urls_from_file<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Vec<String>>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(Some(match OneOrMany::deserialize(deserializer)? {
+        OneOrMany::One(url) => vec![url],
+        OneOrMany::Many(urls) => urls,
+    }))
 }
 
 /// Job names: a comma-separated list on the command line, a list in the file.
@@ -749,7 +776,7 @@ mod tests {
     #[test]
     fn a_bad_url_is_refused_and_never_shown() {
         let bad = Settings {
-            url: Some("http://guest:hunter2@host/".to_owned()),
+            url: Some(vec!["http://guest:hunter2@host/".to_owned()]),
             ..Settings::default()
         };
         let err = WorkerConfig::default().apply(bad).unwrap_err();

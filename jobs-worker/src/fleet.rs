@@ -20,6 +20,7 @@ use std::time::Duration;
 use futures_util::StreamExt as _;
 use jobs_core::control;
 use jobs_core::envelope::{Envelope, Properties};
+use jobs_core::transport::amqp::AmqpTransport;
 use jobs_core::transport::{Publish, Transport};
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
@@ -44,6 +45,9 @@ pub(crate) struct Report {
     pub(crate) id: String,
     /// Its connection name.
     pub(crate) name: String,
+    /// The broker nodes its connections are on, passwords hidden (empty when unknown).
+    #[serde(default)]
+    pub(crate) nodes: Vec<String>,
     /// Its jobs' counters.
     pub(crate) jobs: Vec<JobCounts>,
 }
@@ -63,14 +67,21 @@ pub(crate) async fn report(
     metrics: Arc<Metrics>,
     id: String,
     name: String,
+    amqp: Option<AmqpTransport>,
 ) {
     let mut every = tokio::time::interval(REPORT_EVERY);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         every.tick().await;
+        let mut nodes = match &amqp {
+            Some(amqp) => amqp.nodes().await.to_vec(),
+            None => Vec::new(),
+        };
+        nodes.dedup();
         let report = Report {
             id: id.clone(),
             name: name.clone(),
+            nodes,
             jobs: metrics.snapshot(),
         };
         let Ok(body) = serde_json::to_vec(&report) else {
@@ -103,6 +114,7 @@ pub(crate) struct Fleet {
 #[derive(Debug)]
 struct Heard {
     name: String,
+    nodes: Vec<String>,
     at: Instant,
     jobs: Vec<JobCounts>,
     /// Per job: succeeded, retried and failed per second since the report before.
@@ -145,6 +157,8 @@ pub(crate) struct WorkerView {
     pub(crate) id: String,
     /// Its connection name.
     pub(crate) name: String,
+    /// The broker nodes it is connected to.
+    pub(crate) nodes: Vec<String>,
     /// How long ago its last report came.
     pub(crate) seen_ms_ago: u64,
 }
@@ -174,6 +188,7 @@ impl Fleet {
             report.id,
             Heard {
                 name: report.name,
+                nodes: report.nodes,
                 at: now,
                 jobs: report.jobs,
                 rates,
@@ -211,6 +226,7 @@ impl Fleet {
             .map(|(id, heard)| WorkerView {
                 id: id.clone(),
                 name: heard.name.clone(),
+                nodes: heard.nodes.clone(),
                 seen_ms_ago: u64::try_from(now.saturating_duration_since(heard.at).as_millis())
                     .unwrap_or(u64::MAX),
             })
@@ -275,6 +291,7 @@ mod tests {
         Report {
             id: id.to_owned(),
             name: format!("worker {id}"),
+            nodes: Vec::new(),
             jobs,
         }
     }

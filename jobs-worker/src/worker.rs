@@ -328,6 +328,7 @@ impl WorkerBuilder {
             Arc::clone(&metrics),
             fleet::worker_id(),
             config.connection_name.clone(),
+            connected.clone(),
         )));
         let _listen = config.dashboard.then(|| {
             AbortOnDrop(tokio::spawn(
@@ -336,7 +337,13 @@ impl WorkerBuilder {
         });
         let _ = broker.set(transport);
         let names: Vec<&str> = started.jobs().iter().map(|s| s.job().name()).collect();
-        tracing::info!(jobs = ?names, "worker ready");
+        match &connected {
+            Some(amqp) => {
+                let [publishing, consuming] = amqp.nodes().await;
+                tracing::info!(jobs = ?names, publishing = %publishing, consuming = %consuming, "worker ready");
+            }
+            None => tracing::info!(jobs = ?names, "worker ready"),
+        }
         *running.lock().unwrap_or_else(PoisonError::into_inner) = Some(started);
 
         // Without signal handling there is no way to stop gracefully later: stop now.

@@ -231,8 +231,10 @@ async fn engine_with_state(
     gate: Option<Gate>,
     starts: Option<Starts>,
 ) -> Engine {
+    // Several nodes are tried in the order given: a scenario knows which node the client is on.
     let transport = AmqpTransport::builder(url)
         .connection_name(connection_name(scenario))
+        .in_order()
         .connect()
         .await
         .expect("the engine's transport connects to the private node");

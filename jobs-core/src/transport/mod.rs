@@ -14,8 +14,11 @@
 #[cfg_attr(docsrs, doc(cfg(feature = "amqp")))]
 pub mod amqp;
 pub mod memory;
+mod nodes;
 mod redact;
 
+pub(crate) use nodes::first_node;
+pub use nodes::split_urls;
 pub use redact::{redact_text, redact_url};
 
 use std::borrow::Cow;

@@ -15,8 +15,23 @@
 /// assert_eq!(redact_url("amqp://app:s3cret@mq:5672/%2f"), "amqp://app:**@mq:5672/%2f");
 /// assert_eq!(redact_url("amqp://app:s3/cr?t@mq/%2f"), "amqp://app:**@mq/%2f");
 /// ```
+///
+/// A list of URLs (several nodes of a cluster, see [`split_urls`](super::split_urls)) has each
+/// password replaced.
 #[must_use]
 pub fn redact_url(url: &str) -> String {
+    let urls = super::split_urls(url);
+    if urls.len() > 1 {
+        return urls
+            .into_iter()
+            .map(redact_one)
+            .collect::<Vec<_>>()
+            .join(",");
+    }
+    redact_one(url)
+}
+
+fn redact_one(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };
@@ -98,6 +113,14 @@ mod tests {
         assert_eq!(redact("amqp://host:5672/%2f"), "amqp://host:5672/%2f");
         assert_eq!(redact("amqp://user@host/"), "amqp://user@host/");
         assert_eq!(redact("not a url"), "not a url");
+    }
+
+    #[test]
+    fn every_node_of_a_list_has_its_password_hidden() {
+        assert_eq!(
+            redact("amqp://a:one@n1/%2f,amqp://b:two@n2/%2f"),
+            "amqp://a:**@n1/%2f,amqp://b:**@n2/%2f"
+        );
     }
 
     #[test]

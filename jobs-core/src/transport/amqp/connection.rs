@@ -30,8 +30,12 @@ pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 const CHANNEL_OPEN_DEADLINE: Duration = Duration::from_secs(5);
 
 /// A named connection that reconnects lazily, one attempt at a time, backing off after failures.
+///
+/// It knows every node of the cluster it may connect to (one URL or several). An attempt tries
+/// them in turn from the current one, and the connection stays on the first that answers;
+/// when that connection is lost, the next attempt starts with the node after it.
 pub(super) struct Link {
-    url: String,
+    urls: Vec<String>,
     name: String,
     /// What `amqps://` trusts and presents.
     tls: TlsOptions,
@@ -44,23 +48,30 @@ pub(super) struct Link {
 #[derive(Default)]
 struct State {
     connection: Option<Arc<Connection>>,
+    /// The node connected to, or to try first: an index in `urls`.
+    node: usize,
     /// After a failed attempt: when the next may start, and the wait after that one fails.
     retry: Option<(Instant, Duration)>,
 }
 
 impl Link {
+    /// A link to the nodes `urls` (at least one), trying `first` first.
     pub(super) fn new(
-        url: String,
+        urls: Vec<String>,
+        first: usize,
         name: String,
         tls: TlsOptions,
         connect_timeout: Duration,
     ) -> Self {
         Self {
-            url,
+            urls,
             name,
             tls,
             connect_timeout,
-            state: Mutex::new(State::default()),
+            state: Mutex::new(State {
+                node: first,
+                ..State::default()
+            }),
             version: super::server::ServerVersion::default(),
         }
     }
@@ -76,7 +87,9 @@ impl Link {
             if connection.status().connected() {
                 return Ok(Arc::clone(connection));
             }
+            // Lost: its node may be gone, so the next attempt starts with the next node.
             state.connection = None;
+            state.node = (state.node + 1) % self.urls.len().max(1);
         }
         if let Some((at, _)) = state.retry
             && Instant::now() < at
@@ -84,25 +97,59 @@ impl Link {
             return Err(Error::Connection(
                 format!(
                     "reconnecting to {} is backed off after a failed attempt",
-                    redact(&self.url)
+                    redact(&self.urls.join(","))
                 )
                 .into(),
             ));
         }
+        let mut failure = None;
+        for step in 0..self.urls.len() {
+            let node = (state.node + step) % self.urls.len();
+            let url = &self.urls[node];
+            match self.open(url).await {
+                Ok(connection) => {
+                    self.version
+                        .record(&self.name, &connection.configuration().server_properties());
+                    let connection = Arc::new(connection);
+                    if self.urls.len() > 1 {
+                        tracing::info!(node = %redact(url), connection = %self.name, "connected to the broker");
+                    }
+                    state.connection = Some(Arc::clone(&connection));
+                    state.node = node;
+                    state.retry = None;
+                    return Ok(connection);
+                }
+                Err(err) => {
+                    tracing::warn!(node = %redact(url), connection = %self.name, error = %err, "could not connect to the broker");
+                    failure = Some(err);
+                }
+            }
+        }
+        let wait = state.retry.map_or(FIRST_BACKOFF, |(_, wait)| wait);
+        state.retry = Some((Instant::now() + wait, (wait * 2).min(MAX_BACKOFF)));
+        tracing::warn!(connection = %self.name, retry_in = ?wait, "no broker node answered; backing off");
+        Err(failure.map_or_else(
+            || Error::Connection("no broker URL to connect to".into()),
+            |err| error_map::map(&err, Subject::Other),
+        ))
+    }
+
+    /// Opens a connection to the node at `url`, within the connect timeout.
+    async fn open(&self, url: &str) -> std::result::Result<Connection, lapin::Error> {
         let properties = ConnectionProperties::default()
             .with_connection_name(LongString::from(self.name.as_bytes()));
         let connecting = async {
             match self.tls.lapin_config() {
-                None => Connection::connect(&self.url, properties).await,
+                None => Connection::connect(url, properties).await,
                 Some(tls) => match lapin::runtime::default_runtime() {
                     Ok(runtime) => {
-                        Connection::connect_with_config(&self.url, properties, tls, runtime).await
+                        Connection::connect_with_config(url, properties, tls, runtime).await
                     }
                     Err(err) => Err(err),
                 },
             }
         };
-        let connected = match tokio::time::timeout(self.connect_timeout, connecting).await {
+        match tokio::time::timeout(self.connect_timeout, connecting).await {
             Ok(connected) => connected,
             Err(_) => Err(lapin::Error::from(lapin::ErrorKind::IOError(Arc::new(
                 std::io::Error::new(
@@ -110,23 +157,15 @@ impl Link {
                     format!("no answer within {:?}", self.connect_timeout),
                 ),
             )))),
-        };
-        match connected {
-            Ok(connection) => {
-                self.version
-                    .record(&self.name, &connection.configuration().server_properties());
-                let connection = Arc::new(connection);
-                state.connection = Some(Arc::clone(&connection));
-                state.retry = None;
-                Ok(connection)
-            }
-            Err(err) => {
-                let wait = state.retry.map_or(FIRST_BACKOFF, |(_, wait)| wait);
-                state.retry = Some((Instant::now() + wait, (wait * 2).min(MAX_BACKOFF)));
-                tracing::warn!(url = %redact(&self.url), connection = %self.name, error = %err, retry_in = ?wait, "could not connect to the broker");
-                Err(error_map::map(&err, Subject::Other))
-            }
         }
+    }
+
+    /// The node this link is connected to (or will try first), its password hidden.
+    pub(super) async fn node(&self) -> String {
+        let node = self.state.lock().await.node;
+        self.urls
+            .get(node)
+            .map_or_else(String::new, |url| redact(url))
     }
 
     /// A new channel on the connection.
@@ -169,6 +208,7 @@ impl Link {
             .is_some_and(|current| Arc::ptr_eq(current, connection))
         {
             state.connection = None;
+            state.node = (state.node + 1) % self.urls.len().max(1);
         }
     }
 
@@ -197,7 +237,7 @@ impl Link {
 impl fmt::Debug for Link {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Link")
-            .field("url", &redact(&self.url))
+            .field("urls", &redact(&self.urls.join(",")))
             .field("name", &self.name)
             .finish_non_exhaustive()
     }

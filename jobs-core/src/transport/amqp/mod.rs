@@ -183,14 +183,17 @@ impl Inner {
 #[derive(Clone)]
 pub struct AmqpTransportBuilder {
     url: String,
+    /// Whether to start with the first node rather than one at random.
+    in_order: bool,
     name: String,
     tls: tls::TlsOptions,
     connect_timeout: Duration,
 }
 
 impl AmqpTransport {
-    /// Connects to the broker at `url` (`amqp://user:password@host:port/vhost`) with the
-    /// default options.
+    /// Connects to the broker at `url` (`amqp://user:password@host:port/vhost`, or several
+    /// nodes of a cluster separated by commas: see [`builder`](Self::builder)) with the default
+    /// options.
     ///
     /// # Errors
     ///
@@ -200,10 +203,18 @@ impl AmqpTransport {
     }
 
     /// Options for a transport on the broker at `url`.
+    ///
+    /// `url` may name several nodes of one cluster, separated by commas
+    /// (`amqp://…@node1:5672/%2f,amqp://…@node2:5672/%2f`, see
+    /// [`split_urls`](crate::transport::split_urls)). The transport then starts with one of them
+    /// chosen at random, so that replicas spread over the cluster, tries the next when one
+    /// does not answer, and after losing its connection reconnects starting with the node
+    /// after the lost one. Consumers and publishers recover as they do with one node.
     #[must_use]
     pub fn builder(url: impl Into<String>) -> AmqpTransportBuilder {
         AmqpTransportBuilder {
             url: url.into(),
+            in_order: false,
             name: DEFAULT_NAME.to_owned(),
             tls: tls::TlsOptions::default(),
             connect_timeout: connection::CONNECT_TIMEOUT,
@@ -214,6 +225,15 @@ impl AmqpTransport {
     pub async fn close(&self) {
         self.inner.publisher.link().close().await;
         self.inner.consuming.close().await;
+    }
+
+    /// The nodes the publishing and the consuming connection are on (or will try first),
+    /// passwords hidden: for logs and the dashboard.
+    pub async fn nodes(&self) -> [String; 2] {
+        [
+            self.inner.publisher.link().node().await,
+            self.inner.consuming.node().await,
+        ]
     }
 
     /// The names the broker shows for the publishing and the consuming connection.
@@ -259,6 +279,15 @@ impl AmqpTransportBuilder {
         self
     }
 
+    /// Starts with the first of several nodes, then the next, rather than with one chosen at
+    /// random: for a preferred node (the one on the same host, say), or a test that needs to
+    /// know where the client is.
+    #[must_use]
+    pub fn in_order(mut self) -> Self {
+        self.in_order = true;
+        self
+    }
+
     /// How long opening a connection may take, handshake included, before the attempt fails
     /// with [`Error::Connection`]; 15 seconds by default. It bounds every reconnect too, so a
     /// broker that accepts TCP and never answers cannot stall the transport.
@@ -286,14 +315,29 @@ impl AmqpTransportBuilder {
                 redact(&self.url)
             )));
         }
+        let urls: Vec<String> = super::split_urls(&self.url)
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        if urls.is_empty() {
+            return Err(Error::Connection("no broker URL given".into()));
+        }
+        // Both connections start on the same node.
+        let first = if self.in_order {
+            0
+        } else {
+            super::first_node(urls.len())
+        };
         let publishing = Link::new(
-            self.url.clone(),
+            urls.clone(),
+            first,
             format!("{}.publish", self.name),
             self.tls.clone(),
             self.connect_timeout,
         );
         let consuming = Link::new(
-            self.url,
+            urls,
+            first,
             format!("{}.consume", self.name),
             self.tls,
             self.connect_timeout,
