@@ -34,6 +34,8 @@ pub(crate) const MAX_CONNECTIONS: usize = 64;
 /// How long one connection may stay open, its requests and responses together: long enough
 /// for a dashboard action walking a large error queue.
 pub(crate) const CONNECTION_DEADLINE: Duration = Duration::from_secs(120);
+/// How long the broker's queue counts are reused by `/metrics`.
+const GAUGES_FRESH_FOR: Duration = Duration::from_secs(1);
 /// How long `/metrics` waits for the broker's queue counts before leaving them out.
 const COUNTS_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -50,6 +52,8 @@ pub(crate) struct Probes {
     pub(crate) jobs: Arc<Vec<JobSettings>>,
     /// The broker, once connected.
     pub(crate) transport: Arc<OnceLock<Arc<dyn Transport>>>,
+    /// The last queue gauges read from the broker, and when.
+    pub(crate) gauges: Arc<tokio::sync::Mutex<Option<(tokio::time::Instant, String)>>>,
 }
 
 /// The routes: the probes, the metrics, and the dashboard when there is one.
@@ -75,24 +79,7 @@ async fn readyz(State(probes): State<Probes>) -> impl IntoResponse {
 
 async fn metrics(State(probes): State<Probes>) -> impl IntoResponse {
     let mut body = probes.metrics.render() + &crate::metrics::paused_gauge(&(probes.paused)());
-    if let Some(transport) = probes.transport.get() {
-        let counts = join_all(
-            probes
-                .jobs
-                .iter()
-                .map(|settings| queues::read(transport.as_ref(), settings)),
-        );
-        // A broker that does not answer leaves the gauges out, never the scrape.
-        if let Ok(counts) = tokio::time::timeout(COUNTS_TIMEOUT, counts).await {
-            let named: Vec<(&str, Vec<queues::QueueCounts>)> = probes
-                .jobs
-                .iter()
-                .map(|settings| settings.job().name())
-                .zip(counts)
-                .collect();
-            body.push_str(&crate::metrics::queue_gauges(&named));
-        }
-    }
+    body.push_str(&queue_gauges(&probes).await);
     (
         [(
             header::CONTENT_TYPE,
@@ -100,6 +87,40 @@ async fn metrics(State(probes): State<Probes>) -> impl IntoResponse {
         )],
         body,
     )
+}
+
+/// The queue gauges, read from the broker at most once per [`GAUGES_FRESH_FOR`]: a client
+/// polling `/metrics` fast costs the broker a passive declare per queue once a second, not on
+/// every request. Scrapes at once wait for one read.
+async fn queue_gauges(probes: &Probes) -> String {
+    let Some(transport) = probes.transport.get() else {
+        return String::new();
+    };
+    let mut last = probes.gauges.lock().await;
+    if let Some((at, gauges)) = last.as_ref()
+        && at.elapsed() < GAUGES_FRESH_FOR
+    {
+        return gauges.clone();
+    }
+    let counts = join_all(
+        probes
+            .jobs
+            .iter()
+            .map(|settings| queues::read(transport.as_ref(), settings)),
+    );
+    // A broker that does not answer leaves the gauges out, never the scrape.
+    let Ok(counts) = tokio::time::timeout(COUNTS_TIMEOUT, counts).await else {
+        return String::new();
+    };
+    let named: Vec<(&str, Vec<queues::QueueCounts>)> = probes
+        .jobs
+        .iter()
+        .map(|settings| settings.job().name())
+        .zip(counts)
+        .collect();
+    let gauges = crate::metrics::queue_gauges(&named);
+    *last = Some((tokio::time::Instant::now(), gauges.clone()));
+    gauges
 }
 
 /// Serves `router` on `listener` until the task is dropped.
@@ -158,6 +179,7 @@ mod tests {
             paused: Arc::new(Vec::new),
             jobs: Arc::new(Vec::new()),
             transport: Arc::new(OnceLock::new()),
+            gauges: Arc::default(),
         }
     }
 

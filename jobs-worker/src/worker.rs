@@ -277,6 +277,7 @@ impl WorkerBuilder {
             },
             jobs: Arc::clone(&settings),
             transport: Arc::clone(&broker),
+            gauges: Arc::default(),
         };
         let dashboard = config.dashboard.then(|| {
             Arc::new(Dashboard::new(
