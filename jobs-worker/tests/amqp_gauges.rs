@@ -143,7 +143,9 @@ async fn queue_gauges_equal_the_brokers_counts_and_the_fleet_reports_its_counter
     let overview = reported.expect("the fleet's counters never reached the overview");
     assert_eq!(overview["workers"][0]["name"], "gauges-test", "{overview}");
     // The node it is on, its password hidden.
-    let node = overview["workers"][0]["nodes"][0].as_str().unwrap_or_default();
+    let node = overview["workers"][0]["nodes"][0]
+        .as_str()
+        .unwrap_or_default();
     assert_eq!(node, jobs_core::transport::redact_url(&url), "{overview}");
     let error_queue = overview["jobs"][0]["queues"]
         .as_array()
