@@ -14,8 +14,8 @@ use jobs_core::error_queue::{Action, ErrorQueue};
 use jobs_core::transport::Transport;
 use jobs_core::transport::amqp::AmqpTransport;
 use jobs_core::{JobContext, JobError, Producer, job};
-use jobs_worker::{DashboardToken, Worker, WorkerConfig};
-use support::{WAIT, delete_queues, free_addr, request};
+use jobs_worker::{DashboardToken, WorkerConfig};
+use support::{Running, WAIT, delete_queues, free_addr, request};
 
 const TOKEN: &str = "a-token-of-24-characters";
 const WORK: &str = "jobs-worker.replay-ledger";
@@ -85,34 +85,12 @@ async fn replaying_a_group_while_failures_arrive_loses_and_repeats_nothing() {
     };
     delete_queues(&[WORK, ERR]);
     let addr = free_addr();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let config = WorkerConfig::default()
         .with_url(url.clone())
         .with_metrics_addr(addr)
         .with_dashboard_token(DashboardToken::new(TOKEN).unwrap());
-    let worker = tokio::spawn(
-        Worker::builder()
-            .config(config)
-            .jobs([&ledgered::JOB])
-            .shutdown_signal(async {
-                let _ = stopped.await;
-            })
-            .run(),
-    );
     let broker = Arc::new(AmqpTransport::connect(&url).await.unwrap());
-    let attached = tokio::time::timeout(WAIT, async {
-        while broker
-            .queue_stats(WORK)
-            .await
-            .ok()
-            .and_then(|stats| stats.consumers)
-            != Some(1)
-        {
-            tokio::task::yield_now().await;
-        }
-    })
-    .await;
-    assert!(attached.is_ok(), "the worker never consumed {WORK}");
+    let worker = Running::start(config, &ledgered::JOB, &broker, WORK).await;
 
     let producer = Producer::new(broker.clone());
     let replayed_ids = enqueue(&producer, "a", 100).await;
@@ -171,8 +149,7 @@ async fn replaying_a_group_while_failures_arrive_loses_and_repeats_nothing() {
         kept_ids.into_iter().collect::<BTreeSet<_>>()
     );
 
-    let _ = stop.send(());
-    worker.await.unwrap().unwrap();
+    worker.stop().await;
     broker.close().await;
     delete_queues(&[WORK, ERR]);
 }

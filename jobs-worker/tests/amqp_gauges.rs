@@ -12,8 +12,8 @@ use std::time::Duration;
 use jobs_core::transport::Transport;
 use jobs_core::transport::amqp::AmqpTransport;
 use jobs_core::{JobError, Producer, job};
-use jobs_worker::{DashboardToken, Worker, WorkerConfig};
-use support::{WAIT, delete_queues, free_addr, get};
+use jobs_worker::{DashboardToken, WorkerConfig};
+use support::{Running, WAIT, delete_queues, free_addr, get};
 
 #[derive(Clone, PartialEq, prost::Message)]
 struct Order {
@@ -52,37 +52,13 @@ async fn queue_gauges_equal_the_brokers_counts_and_the_fleet_reports_its_counter
     };
     delete_queues(&[WORK, ERR]);
     let addr = free_addr();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let config = WorkerConfig::default()
         .with_url(url.clone())
         .with_metrics_addr(addr)
         .with_connection_name("gauges-test")
         .with_dashboard_token(DashboardToken::new("a-token-of-24-characters").unwrap());
-    let worker = tokio::spawn(
-        Worker::builder()
-            .config(config)
-            .jobs([&doomed::JOB])
-            .shutdown_signal(async {
-                let _ = stopped.await;
-            })
-            .run(),
-    );
-
     let broker = Arc::new(AmqpTransport::connect(&url).await.unwrap());
-    // The worker declares the topology as it starts: wait for its consumer.
-    let attached = tokio::time::timeout(WAIT, async {
-        while broker
-            .queue_stats(WORK)
-            .await
-            .ok()
-            .and_then(|stats| stats.consumers)
-            != Some(1)
-        {
-            tokio::task::yield_now().await;
-        }
-    })
-    .await;
-    assert!(attached.is_ok(), "the worker never consumed {WORK}");
+    let worker = Running::start(config, &doomed::JOB, &broker, WORK).await;
 
     let producer = Producer::new(broker.clone());
     for n in 0..50 {
@@ -156,8 +132,7 @@ async fn queue_gauges_equal_the_brokers_counts_and_the_fleet_reports_its_counter
         .unwrap();
     assert_eq!(error_queue["ready"], 50, "{overview}");
 
-    let _ = stop.send(());
-    worker.await.unwrap().unwrap();
+    worker.stop().await;
     broker.close().await;
     delete_queues(&[WORK, ERR]);
 }

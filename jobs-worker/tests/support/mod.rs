@@ -62,3 +62,52 @@ pub(crate) fn delete_queues(queues: &[&str]) {
             .output();
     }
 }
+
+/// A worker running in this process with `config`, serving `job`, until [`Running::stop`].
+pub(crate) struct Running {
+    stop: tokio::sync::oneshot::Sender<()>,
+    worker: tokio::task::JoinHandle<jobs_worker::Result<()>>,
+}
+
+impl Running {
+    /// Starts the worker, and waits until it consumes `queue` (it declares the topology as
+    /// it starts), asking `broker`.
+    pub(crate) async fn start(
+        config: jobs_worker::WorkerConfig,
+        job: &'static jobs_core::Job,
+        broker: &jobs_core::transport::amqp::AmqpTransport,
+        queue: &str,
+    ) -> Self {
+        use jobs_core::transport::Transport as _;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let worker = tokio::spawn(
+            jobs_worker::Worker::builder()
+                .config(config)
+                .jobs([job])
+                .shutdown_signal(async {
+                    let _ = stopped.await;
+                })
+                .run(),
+        );
+        let attached = tokio::time::timeout(WAIT, async {
+            while broker
+                .queue_stats(queue)
+                .await
+                .ok()
+                .and_then(|stats| stats.consumers)
+                != Some(1)
+            {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await;
+        assert!(attached.is_ok(), "the worker never consumed {queue}");
+        Self { stop, worker }
+    }
+
+    /// Shuts the worker down gracefully; it must exit without an error.
+    pub(crate) async fn stop(self) {
+        let _ = self.stop.send(());
+        self.worker.await.unwrap().unwrap();
+    }
+}
