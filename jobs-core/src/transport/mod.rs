@@ -17,6 +17,7 @@ pub mod memory;
 mod nodes;
 mod redact;
 
+#[cfg(feature = "amqp")]
 pub(crate) use nodes::first_node;
 pub use nodes::split_urls;
 pub use redact::{redact_text, redact_url};

@@ -35,6 +35,10 @@ pub fn split_urls(list: &str) -> Vec<&str> {
 /// Where a transport starts in a list of `count` nodes: a different node for each process,
 /// so that the replicas of a worker spread over the cluster rather than all landing on the
 /// first node.
+#[cfg_attr(
+    not(feature = "amqp"),
+    allow(dead_code, reason = "only the AMQP transport has nodes")
+)]
 pub(crate) fn first_node(count: usize) -> usize {
     use std::hash::{BuildHasher as _, Hasher as _};
     if count <= 1 {
