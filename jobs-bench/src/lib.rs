@@ -15,6 +15,11 @@
 //! A third table measures request/reply calls ([`calls`]): the framework's `my_job::call`
 //! against the same calls by hand with raw lapin over direct reply-to, from 1, 10 and 100
 //! concurrent callers, with tonic gRPC unary calls on loopback for reference.
+//!
+//! A fourth table measures competing consumers ([`scale_out`]): 1, 2 and 4 worker processes
+//! (`jobs-bench-worker`) draining one pre-filled quorum queue, on one broker and on a private
+//! three-node cluster whose queue leader is on another node than the workers, with the
+//! workers' and the broker's CPU per job.
 
 pub mod calls;
 pub mod delays;
@@ -25,6 +30,7 @@ pub mod pace;
 pub mod plan;
 pub mod raw;
 pub mod report;
+pub mod scale_out;
 pub mod sink;
 
 pub use plan::{ClientKind, Measure, Options, run};

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::Parser as _;
 use jobs_bench::Options;
-use jobs_bench::report::{calls_table, cascade_table, table};
+use jobs_bench::report::{calls_table, cascade_table, scale_table, table};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -21,6 +21,9 @@ async fn main() -> ExitCode {
                 }
                 if !report.calls.is_empty() {
                     println!("{}", calls_table(&report.calls));
+                }
+                if !report.scale.is_empty() {
+                    println!("{}", scale_table(&report.scale));
                 }
             }
             ExitCode::SUCCESS

@@ -17,7 +17,8 @@ use crate::framework::Framework;
 use crate::measure::{Latency, Throughput, as_f64, timed};
 use crate::pace::Pacer;
 use crate::raw::Raw;
-use crate::report::{CallRow, CascadeRow, Report, Row, Samples, Side};
+use crate::report::{CallRow, CascadeRow, Report, Row, Samples, ScaleRow, ScaleSample, Side};
+use crate::scale_out::ScaleSetup;
 use crate::sink::SINK;
 use crate::{QueueKind, calls, delays};
 
@@ -92,6 +93,24 @@ pub struct Options {
     /// Concurrent callers of the `calls` measure, sharing one client.
     #[arg(long, value_delimiter = ',', default_values_t = [1, 10, 100])]
     pub callers: Vec<usize>,
+    /// Worker processes of the `scale-out` rows, each draining `--n` jobs from one queue.
+    #[arg(long, value_delimiter = ',', default_values_t = [1, 2, 4])]
+    pub scale_workers: Vec<usize>,
+    /// Brokers of the `scale-out` rows: `single` (`--url`) and `cluster` (a private
+    /// three-node cluster, which needs the rabbitmq-server package).
+    #[arg(long, value_delimiter = ',', default_values = ["single", "cluster"])]
+    pub scale_setups: Vec<ScaleSetup>,
+    /// How long the `scale-out` job's handler sleeps, in milliseconds (0: it does nothing).
+    #[arg(long, default_value_t = 0)]
+    pub scale_sleep_ms: u64,
+    /// The worker binary of the `scale-out` rows [default: `jobs-bench-worker` beside this
+    /// program].
+    #[arg(long)]
+    pub worker_binary: Option<PathBuf>,
+    /// The pid of `--url`'s broker VM (`beam.smp`), for its CPU in the `scale-out` rows
+    /// [default: the one `beam.smp` that is not a private node, if there is exactly one].
+    #[arg(long)]
+    pub broker_pid: Option<u32>,
 }
 
 /// A measure of the plan.
@@ -118,6 +137,9 @@ pub enum Measure {
     /// `my_job::call` against raw lapin over direct reply-to, and tonic gRPC on loopback (not
     /// run by default).
     Calls,
+    /// 1, 2 and 4 worker processes (`--scale-workers`) draining one pre-filled quorum queue,
+    /// on `--url` and on a private three-node cluster (`--scale-setups`; not run by default).
+    ScaleOut,
 }
 
 /// A client the plan can run.
@@ -145,12 +167,16 @@ struct Results<'a> {
     calls: u64,
     serial_calls: u64,
     callers: &'a [usize],
+    scale_workers: &'a [usize],
+    scale_sleep_ms: u64,
     url: String,
     cpus: usize,
     cpu_model: String,
     rows: &'a [Row],
     cascade_rows: &'a [CascadeRow],
     call_rows: &'a [CallRow],
+    scale_rows: &'a [ScaleRow],
+    scale_samples: &'a [ScaleSample],
 }
 
 /// One client under measurement: raw lapin or the framework.
@@ -315,10 +341,15 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
         }
         eprintln!("jobs-bench: run {} of {} done", run + 1, options.runs);
     }
+    if runs(Measure::ScaleOut) {
+        // Its own runs, so that each setup's broker starts once.
+        crate::scale_out::measure(options, &mut samples).await?;
+    }
     let report = Report {
         rows: samples.rows(),
         cascade: samples.cascade_rows(),
         calls: samples.call_rows(),
+        scale: samples.scale_rows(),
     };
     let results = Results {
         n: options.n,
@@ -332,12 +363,16 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
         calls: options.calls,
         serial_calls: options.serial_calls,
         callers: &options.callers,
+        scale_workers: &options.scale_workers,
+        scale_sleep_ms: options.scale_sleep_ms,
         url: redact_url(&options.url),
         cpus: std::thread::available_parallelism().map_or(0, usize::from),
         cpu_model: cpu_model(),
         rows: &report.rows,
         cascade_rows: &report.cascade,
         call_rows: &report.calls,
+        scale_rows: &report.scale,
+        scale_samples: samples.scale_samples(),
     };
     let json = serde_json::to_string_pretty(&results)?;
     std::fs::write(&options.json, json)

@@ -108,6 +108,8 @@ pub struct Samples {
     paths: Columns<Line, 2>,
     /// Raw lapin, the framework, then tonic.
     calls: Columns<CallLine, 3>,
+    /// Every run of every scale-out row, in the order they ran.
+    scale: Vec<ScaleSample>,
 }
 
 impl Samples {
@@ -158,6 +160,57 @@ impl Samples {
             Caller::Grpc => 2,
         };
         self.calls.add(line, column, value);
+    }
+
+    /// Adds one run of a scale-out row.
+    pub fn add_scale(&mut self, sample: ScaleSample) {
+        self.scale.push(sample);
+    }
+
+    /// The medians of the scale-out table, one row per setup and number of workers, in the
+    /// order they first ran (setups in turn, fewer workers first in the first run).
+    #[must_use]
+    pub fn scale_rows(&self) -> Vec<ScaleRow> {
+        let mut keys: Vec<(&'static str, usize)> = Vec::new();
+        for sample in &self.scale {
+            let key = (sample.setup, sample.workers);
+            if !keys.contains(&key) {
+                keys.push(key);
+            }
+        }
+        keys.into_iter()
+            .map(|(setup, workers)| {
+                let runs: Vec<&ScaleSample> = self
+                    .scale
+                    .iter()
+                    .filter(|s| s.setup == setup && s.workers == workers)
+                    .collect();
+                let of = |figure: fn(&ScaleSample) -> f64| {
+                    median(&runs.iter().map(|s| figure(s)).collect::<Vec<_>>())
+                };
+                let broker: Vec<f64> = runs
+                    .iter()
+                    .filter_map(|s| s.broker_cpu_us_per_job)
+                    .collect();
+                ScaleRow {
+                    setup,
+                    workers,
+                    jobs: runs.first().map_or(0, |s| s.jobs),
+                    timed_jobs: of(|s| crate::measure::as_f64(s.timed_jobs)).unwrap_or(0.0),
+                    seconds: of(|s| s.seconds).unwrap_or(0.0),
+                    jobs_per_sec: of(|s| s.jobs_per_sec).unwrap_or(0.0),
+                    worker_cpu_us_per_job: of(|s| s.worker_cpu_us_per_job).unwrap_or(0.0),
+                    broker_cpu_us_per_job: median(&broker),
+                    runs: runs.len(),
+                }
+            })
+            .collect()
+    }
+
+    /// Every run of every scale-out row.
+    #[must_use]
+    pub fn scale_samples(&self) -> &[ScaleSample] {
+        &self.scale
     }
 
     /// The medians, one row per line.
@@ -275,6 +328,50 @@ pub struct CallRow {
     pub grpc: Option<f64>,
 }
 
+/// One run of one scale-out row: worker processes draining a pre-filled queue.
+#[derive(Clone, Debug, Serialize)]
+pub struct ScaleSample {
+    /// The broker: one node, or a cluster with the queue's leader on another node.
+    pub setup: &'static str,
+    /// Worker processes.
+    pub workers: usize,
+    /// Jobs in the queue before the workers started.
+    pub jobs: u64,
+    /// Jobs handled once every worker was ready, over which the figures are taken.
+    pub timed_jobs: u64,
+    /// From every worker ready to the last job handled.
+    pub seconds: f64,
+    /// Timed jobs per second.
+    pub jobs_per_sec: f64,
+    /// The worker processes' CPU time (user + system) over the timed jobs, in microseconds.
+    pub worker_cpu_us_per_job: f64,
+    /// The broker's Erlang VMs' CPU time over the timed jobs, in microseconds, when known.
+    pub broker_cpu_us_per_job: Option<f64>,
+}
+
+/// The median figures of one scale-out row over its runs.
+#[derive(Clone, Debug, Serialize)]
+pub struct ScaleRow {
+    /// The broker: one node, or a cluster with the queue's leader on another node.
+    pub setup: &'static str,
+    /// Worker processes.
+    pub workers: usize,
+    /// Jobs in the queue before the workers started.
+    pub jobs: u64,
+    /// The median of the jobs handled once every worker was ready.
+    pub timed_jobs: f64,
+    /// The median of the seconds timed.
+    pub seconds: f64,
+    /// The median rate.
+    pub jobs_per_sec: f64,
+    /// The median of the workers' CPU per job, in microseconds.
+    pub worker_cpu_us_per_job: f64,
+    /// The median of the broker's CPU per job, in microseconds, when known.
+    pub broker_cpu_us_per_job: Option<f64>,
+    /// How many runs the medians are of.
+    pub runs: usize,
+}
+
 /// Every table's rows.
 #[derive(Clone, Debug, Default)]
 pub struct Report {
@@ -284,6 +381,8 @@ pub struct Report {
     pub cascade: Vec<CascadeRow>,
     /// Request/reply calls: the framework against raw lapin, and tonic.
     pub calls: Vec<CallRow>,
+    /// Scale-out: worker processes draining one queue.
+    pub scale: Vec<ScaleRow>,
 }
 
 /// The table, in Markdown so that it pastes into the README as it is.
@@ -367,6 +466,33 @@ pub fn calls_table(rows: &[CallRow]) -> String {
     out
 }
 
+/// The scale-out table, in Markdown.
+#[must_use]
+pub fn scale_table(rows: &[ScaleRow]) -> String {
+    let mut out = String::from(
+        "| setup | workers | jobs | timed jobs | seconds | jobs/s | worker CPU µs/job | broker CPU µs/job |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|\n",
+    );
+    for row in rows {
+        let broker = row
+            .broker_cpu_us_per_job
+            .map_or_else(|| "—".to_owned(), |cpu| format!("{cpu:.1}"));
+        // Writing to a String cannot fail.
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {:.0} | {:.2} | {:.0} | {:.1} | {broker} |",
+            row.setup,
+            row.workers,
+            row.jobs,
+            row.timed_jobs,
+            row.seconds,
+            row.jobs_per_sec,
+            row.worker_cpu_us_per_job,
+        );
+    }
+    out
+}
+
 fn format_figure(value: f64, unit: &str) -> String {
     match unit {
         "jobs/s" | "jobs" | "calls/s" => format!("{value:.0} {unit}"),
@@ -428,6 +554,43 @@ mod tests {
         );
         assert!(
             table.contains("| quorum | late | — | 4 jobs | — |"),
+            "{table}"
+        );
+    }
+
+    #[test]
+    fn the_scale_table_holds_the_medians_by_setup_and_workers() {
+        let mut samples = Samples::default();
+        for (workers, rate, broker) in [
+            (1, 100.0, Some(5.0)),
+            (2, 150.0, None),
+            (1, 120.0, Some(7.0)),
+            (1, 110.0, Some(6.0)),
+        ] {
+            samples.add_scale(ScaleSample {
+                setup: "single node",
+                workers,
+                jobs: 1000,
+                timed_jobs: 900,
+                seconds: 9.0,
+                jobs_per_sec: rate,
+                worker_cpu_us_per_job: 10.0,
+                broker_cpu_us_per_job: broker,
+            });
+        }
+        let rows = samples.scale_rows();
+        assert_eq!(rows.len(), 2);
+        assert_eq!((rows[0].workers, rows[0].runs), (1, 3));
+        assert!((rows[0].jobs_per_sec - 110.0).abs() < 1e-9);
+        assert_eq!(rows[0].broker_cpu_us_per_job, Some(6.0));
+        assert_eq!(rows[1].broker_cpu_us_per_job, None);
+        let table = scale_table(&rows);
+        assert!(
+            table.contains("| single node | 1 | 1000 | 900 | 9.00 | 110 | 10.0 | 6.0 |"),
+            "{table}"
+        );
+        assert!(
+            table.contains("| single node | 2 | 1000 | 900 | 9.00 | 150 | 10.0 | — |"),
             "{table}"
         );
     }
