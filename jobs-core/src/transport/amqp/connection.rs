@@ -121,17 +121,22 @@ impl Link {
                 }
                 Err(err) => {
                     tracing::warn!(node = %redact(url), connection = %self.name, error = %err, "could not connect to the broker");
-                    failure = Some(err);
+                    let dropped_in_handshake = if url.starts_with("amqps://") {
+                        super::tls_error::dropped_in_handshake(&err, self.tls.identity.is_some())
+                    } else {
+                        None
+                    };
+                    failure = Some(
+                        dropped_in_handshake
+                            .unwrap_or_else(|| error_map::map(&err, Subject::Other)),
+                    );
                 }
             }
         }
         let wait = state.retry.map_or(FIRST_BACKOFF, |(_, wait)| wait);
         state.retry = Some((Instant::now() + wait, (wait * 2).min(MAX_BACKOFF)));
         tracing::warn!(connection = %self.name, retry_in = ?wait, "no broker node answered; backing off");
-        Err(failure.map_or_else(
-            || Error::Connection("no broker URL to connect to".into()),
-            |err| error_map::map(&err, Subject::Other),
-        ))
+        Err(failure.unwrap_or_else(|| Error::Connection("no broker URL to connect to".into())))
     }
 
     /// Opens a connection to the node at `url`, within the connect timeout.

@@ -22,6 +22,42 @@ pub(super) fn tls_failure(err: &lapin::Error) -> Option<Error> {
     })
 }
 
+/// [`Error::Tls`] for a connection over TLS that the broker reset or closed while it opened:
+/// with TLS 1.3 the client finishes its handshake before the broker checks the client's
+/// certificate, and a broker that wants one, or refuses the one given, may drop the connection
+/// before its alert is read. Without a client certificate that names the missing one; with
+/// one, its refusal. `None` for any other error.
+pub(super) fn dropped_in_handshake(err: &lapin::Error, has_identity: bool) -> Option<Error> {
+    let ErrorKind::IOError(io) = err.kind() else {
+        return None;
+    };
+    let dropped = matches!(
+        io.kind(),
+        std::io::ErrorKind::ConnectionReset
+            | std::io::ErrorKind::ConnectionAborted
+            | std::io::ErrorKind::BrokenPipe
+            | std::io::ErrorKind::UnexpectedEof
+    );
+    let (reason, refusal) = if has_identity {
+        (
+            TlsFailure::ClientCertificateRefused,
+            "refuses a client certificate it does not trust",
+        )
+    } else {
+        (
+            TlsFailure::ClientCertificateRequired,
+            "requires a client certificate and gets none",
+        )
+    };
+    dropped.then(|| Error::Tls {
+        reason,
+        detail: format!(
+            "the broker dropped the TLS connection as it opened ({io}); with TLS 1.3 that is \
+             what a broker does when it {refusal}"
+        ),
+    })
+}
+
 fn reason(err: &rustls::Error) -> TlsFailure {
     match err {
         rustls::Error::InvalidCertificate(certificate) => match certificate {
@@ -104,5 +140,24 @@ mod tests {
         let io = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
         let err: lapin::Error = ErrorKind::IOError(Arc::new(io)).into();
         assert!(tls_failure(&err).is_none());
+        assert!(
+            dropped_without_identity(&err).is_none(),
+            "refused is not dropped"
+        );
+    }
+
+    #[test]
+    fn a_connection_dropped_as_it_opens_names_the_missing_client_certificate() {
+        let io = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        let err: lapin::Error = ErrorKind::IOError(Arc::new(io)).into();
+        let Some(Error::Tls { reason, detail }) = dropped_in_handshake(&err, false) else {
+            panic!("not a TLS error");
+        };
+        assert_eq!(reason, TlsFailure::ClientCertificateRequired);
+        assert!(detail.contains("TLS 1.3"), "{detail}");
+        let Some(Error::Tls { reason, .. }) = dropped_in_handshake(&err, true) else {
+            panic!("not a TLS error");
+        };
+        assert_eq!(reason, TlsFailure::ClientCertificateRefused);
     }
 }
