@@ -141,7 +141,7 @@ mod tests {
         let err: lapin::Error = ErrorKind::IOError(Arc::new(io)).into();
         assert!(tls_failure(&err).is_none());
         assert!(
-            dropped_without_identity(&err).is_none(),
+            dropped_in_handshake(&err, false).is_none(),
             "refused is not dropped"
         );
     }
