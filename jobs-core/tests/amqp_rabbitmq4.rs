@@ -5,17 +5,23 @@
 //!
 //! Without a broker the tests skip, unless `JOBS_REQUIRE_BROKER` is set, when they fail.
 
+mod support;
+
 use std::time::Duration;
 
 use futures_util::StreamExt;
 use jobs_core::broker::{BrokerBehaviour, BrokerVersion, FailedReturn};
 use jobs_core::topology::{QueueSpec, Topology, argument};
 use jobs_core::transport::amqp::AmqpTransport;
-use jobs_core::transport::{Declare, Publish, Settlement, Transport};
+use jobs_core::transport::{Declare, Settlement, Transport};
 use jobs_core::{Envelope, HeaderValue, Headers, JobDefaults, JobError, JobSettings, job};
-use lapin::options::{ExchangeDeleteOptions, QueueDeclareOptions, QueueDeleteOptions};
+use lapin::options::QueueDeclareOptions;
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Connection, ConnectionProperties};
+use support::broker::{cleanup, to_queue, unique};
+
+/// The start of every name these tests declare.
+const PREFIX: &str = "amqp-rabbitmq4";
 
 /// Generous: a bound on a wait that should end at once, not a timing assumption.
 const WAIT: Duration = Duration::from_secs(10);
@@ -28,42 +34,10 @@ async fn audited(_: Work) -> Result<(), JobError> {
     Ok(())
 }
 
-fn unique(test: &str) -> String {
-    format!("amqp-rabbitmq4.{test}.{}", uuid::Uuid::now_v7())
-}
-
 async fn raw(url: &str) -> Connection {
     Connection::connect(url, ConnectionProperties::default())
         .await
         .unwrap()
-}
-
-/// Deletes what a test created, on a connection of its own.
-async fn cleanup(url: &str, queues: &[&str], exchanges: &[&str]) {
-    let connection = raw(url).await;
-    let channel = connection.create_channel().await.unwrap();
-    for queue in queues {
-        channel
-            .queue_delete((*queue).into(), QueueDeleteOptions::default())
-            .await
-            .unwrap();
-    }
-    for exchange in exchanges {
-        channel
-            .exchange_delete((*exchange).into(), ExchangeDeleteOptions::default())
-            .await
-            .unwrap();
-    }
-    let _ = connection.close(200, "cleanup".into()).await;
-}
-
-fn to_queue(queue: &str) -> Publish {
-    Publish {
-        exchange: "".into(),
-        routing_key: queue.to_owned().into(),
-        mandatory: true,
-        envelope: Envelope::default(),
-    }
 }
 
 /// The version the broker gives a plain lapin connection, read independently of the transport.
@@ -108,7 +82,7 @@ async fn a_requeueing_reject_counts_toward_a_quorum_queues_delivery_limit() {
         return;
     };
     let transport = AmqpTransport::connect(&url).await.unwrap();
-    let (limited, sink) = (unique("limited"), unique("sink"));
+    let (limited, sink) = (unique(PREFIX, "limited"), unique(PREFIX, "sink"));
     let mut arguments = Headers::from_iter([(argument::QUEUE_TYPE, "quorum")]);
     arguments.insert(argument::DELIVERY_LIMIT, 1_i64);
     arguments.insert(argument::DEAD_LETTER_EXCHANGE, "");
@@ -127,7 +101,10 @@ async fn a_requeueing_reject_counts_toward_a_quorum_queues_delivery_limit() {
         ..Topology::default()
     };
     transport.declare(&topology, Declare::Create).await.unwrap();
-    transport.publish(to_queue(&limited)).await.unwrap();
+    transport
+        .publish(to_queue(&limited, Envelope::default()))
+        .await
+        .unwrap();
     let mut consumer = transport.consume(&limited, 1).await.unwrap();
     let reject = |tag| Settlement::Reject { tag, requeue: true };
     let first = tokio::time::timeout(WAIT, consumer.deliveries.next())

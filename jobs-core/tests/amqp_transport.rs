@@ -3,6 +3,8 @@
 //! Each test names its exchanges and queues uniquely and deletes them at the end. Without a
 //! broker the tests skip, unless `JOBS_REQUIRE_BROKER` is set, when they fail.
 
+mod support;
+
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -11,36 +13,13 @@ use jobs_core::topology::{BindingSpec, ExchangeSpec, QueueSpec, Topology, argume
 use jobs_core::transport::amqp::AmqpTransport;
 use jobs_core::transport::{Consumer, Declare, Delivery, Publish, Settlement, Transport};
 use jobs_core::{Envelope, Error, ExchangeKind, HeaderValue, Headers};
-use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
-use lapin::{Connection, ConnectionProperties};
+use support::broker::{cleanup, to_queue, unique};
+
+/// The start of every name these tests declare.
+const PREFIX: &str = "amqp-test";
 
 /// Generous: a bound on a wait that should end at once, not a timing assumption.
 const WAIT: Duration = Duration::from_secs(10);
-
-fn unique(test: &str) -> String {
-    format!("amqp-test.{test}.{}", uuid::Uuid::now_v7())
-}
-
-/// Deletes what a test created, on a connection of its own.
-async fn cleanup(url: &str, queues: &[&str], exchanges: &[&str]) {
-    let connection = Connection::connect(url, ConnectionProperties::default())
-        .await
-        .unwrap();
-    let channel = connection.create_channel().await.unwrap();
-    for queue in queues {
-        channel
-            .queue_delete((*queue).into(), QueueDeleteOptions::default())
-            .await
-            .unwrap();
-    }
-    for exchange in exchanges {
-        channel
-            .exchange_delete((*exchange).into(), ExchangeDeleteOptions::default())
-            .await
-            .unwrap();
-    }
-    let _ = connection.close(200, "cleanup".into()).await;
-}
 
 fn queue(name: &str, arguments: Headers) -> QueueSpec {
     QueueSpec {
@@ -56,15 +35,6 @@ fn classic(name: &str) -> Topology {
             [(argument::QUEUE_TYPE, "classic")].into_iter().collect(),
         )],
         ..Topology::default()
-    }
-}
-
-fn to_queue(name: &str, envelope: Envelope) -> Publish {
-    Publish {
-        exchange: "".into(),
-        routing_key: name.to_owned().into(),
-        mandatory: true,
-        envelope,
     }
 }
 
@@ -97,7 +67,7 @@ async fn publish_consume_ack_round_trip_keeps_properties_and_headers() {
         return;
     };
     let transport = AmqpTransport::connect(&url).await.unwrap();
-    let name = unique("round-trip");
+    let name = unique(PREFIX, "round-trip");
     transport
         .declare(&classic(&name), Declare::Create)
         .await
@@ -160,7 +130,7 @@ async fn an_unroutable_mandatory_message_is_an_error() {
         return;
     };
     let transport = AmqpTransport::connect(&url).await.unwrap();
-    let exchange = unique("unroutable");
+    let exchange = unique(PREFIX, "unroutable");
     let topology = Topology {
         exchanges: vec![ExchangeSpec {
             name: exchange.clone(),
@@ -198,7 +168,7 @@ async fn a_missing_exchange_is_not_found_and_publishing_goes_on() {
         return;
     };
     let transport = AmqpTransport::connect(&url).await.unwrap();
-    let missing = unique("missing-exchange");
+    let missing = unique(PREFIX, "missing-exchange");
     let err = transport
         .publish(Publish {
             exchange: missing.clone().into(),
@@ -213,7 +183,7 @@ async fn a_missing_exchange_is_not_found_and_publishing_goes_on() {
         "{err:?}"
     );
 
-    let name = unique("after-channel-error");
+    let name = unique(PREFIX, "after-channel-error");
     transport
         .declare(&classic(&name), Declare::Create)
         .await
@@ -231,8 +201,8 @@ async fn declaring_twice_is_a_no_op_and_bindings_route() {
         return;
     };
     let transport = AmqpTransport::connect(&url).await.unwrap();
-    let exchange = unique("twice-exchange");
-    let name = unique("twice");
+    let exchange = unique(PREFIX, "twice-exchange");
+    let name = unique(PREFIX, "twice");
     let mut topology = classic(&name);
     topology.exchanges.push(ExchangeSpec {
         name: exchange.clone(),
@@ -274,7 +244,7 @@ async fn a_queue_with_other_arguments_is_a_mismatch() {
         return;
     };
     let transport = AmqpTransport::connect(&url).await.unwrap();
-    let name = unique("mismatch");
+    let name = unique(PREFIX, "mismatch");
     transport
         .declare(&classic(&name), Declare::Create)
         .await
@@ -317,7 +287,7 @@ async fn an_exchange_of_another_kind_is_a_topology_error() {
         return;
     };
     let transport = AmqpTransport::connect(&url).await.unwrap();
-    let exchange = unique("kind");
+    let exchange = unique(PREFIX, "kind");
     let of_kind = |kind| Topology {
         exchanges: vec![ExchangeSpec {
             name: exchange.clone(),
@@ -350,7 +320,7 @@ async fn passive_declare_of_something_missing_is_not_found() {
         return;
     };
     let transport = AmqpTransport::connect(&url).await.unwrap();
-    let name = unique("passive");
+    let name = unique(PREFIX, "passive");
     let err = transport
         .declare(&classic(&name), Declare::Passive)
         .await
@@ -359,7 +329,7 @@ async fn passive_declare_of_something_missing_is_not_found() {
         matches!(&err, Error::NotFound { what: "queue", name: n } if *n == name),
         "{err:?}"
     );
-    let exchange = unique("passive-exchange");
+    let exchange = unique(PREFIX, "passive-exchange");
     let topology = Topology {
         exchanges: vec![ExchangeSpec {
             name: exchange.clone(),
@@ -388,7 +358,7 @@ async fn prefetch_bounds_unsettled_deliveries() {
         return;
     };
     let transport = AmqpTransport::connect(&url).await.unwrap();
-    let name = unique("prefetch");
+    let name = unique(PREFIX, "prefetch");
     transport
         .declare(&classic(&name), Declare::Create)
         .await
@@ -424,7 +394,7 @@ async fn nack_with_requeue_redelivers() {
         return;
     };
     let transport = AmqpTransport::connect(&url).await.unwrap();
-    let name = unique("nack");
+    let name = unique(PREFIX, "nack");
     transport
         .declare(&classic(&name), Declare::Create)
         .await
@@ -459,7 +429,7 @@ async fn ack_multiple_settles_every_earlier_tag() {
         return;
     };
     let transport = AmqpTransport::connect(&url).await.unwrap();
-    let name = unique("ack-multiple");
+    let name = unique(PREFIX, "ack-multiple");
     transport
         .declare(&classic(&name), Declare::Create)
         .await
@@ -505,7 +475,7 @@ async fn quorum_delivery_limit_and_ttl_retry_dead_letter() {
         return;
     };
     let transport = AmqpTransport::connect(&url).await.unwrap();
-    let work = unique("quorum");
+    let work = unique(PREFIX, "quorum");
     let retry = format!("{work}.retry.1");
     let error = format!("{work}.err");
     let quorum = |extra: &[(&'static str, HeaderValue)]| {
@@ -600,7 +570,7 @@ async fn many_publishes_are_in_flight_at_once() {
         return;
     };
     let transport = AmqpTransport::connect(&url).await.unwrap();
-    let name = unique("in-flight");
+    let name = unique(PREFIX, "in-flight");
     transport
         .declare(&classic(&name), Declare::Create)
         .await
@@ -635,7 +605,7 @@ async fn verify_creates_nothing_and_reports_drift_by_argument() {
         return;
     };
     let transport = AmqpTransport::connect(&url).await.unwrap();
-    let name = unique("verify");
+    let name = unique(PREFIX, "verify");
     let err = transport
         .declare(&classic(&name), Declare::Verify)
         .await
@@ -678,7 +648,7 @@ async fn verify_creates_nothing_and_reports_drift_by_argument() {
         "{err:?}"
     );
 
-    let exchange = unique("verify-exchange");
+    let exchange = unique(PREFIX, "verify-exchange");
     let of_kind = |kind| Topology {
         exchanges: vec![ExchangeSpec {
             name: exchange.clone(),
@@ -711,7 +681,7 @@ async fn message_count_and_purge() {
         return;
     };
     let transport = AmqpTransport::connect(&url).await.unwrap();
-    let name = unique("purge");
+    let name = unique(PREFIX, "purge");
     transport
         .declare(&classic(&name), Declare::Create)
         .await
@@ -725,7 +695,7 @@ async fn message_count_and_purge() {
     assert_eq!(transport.message_count(&name).await.unwrap(), 3);
     assert_eq!(transport.purge(&name).await.unwrap(), 3);
     assert_eq!(transport.message_count(&name).await.unwrap(), 0);
-    let missing = unique("purge-missing");
+    let missing = unique(PREFIX, "purge-missing");
     let err = transport.message_count(&missing).await.unwrap_err();
     assert!(
         matches!(err, Error::NotFound { what: "queue", .. }),
@@ -776,7 +746,7 @@ async fn headers_larger_than_a_frame_are_refused_typed_and_the_connection_lives(
         return;
     };
     let transport = AmqpTransport::connect(&url).await.unwrap();
-    let name = unique("frame");
+    let name = unique(PREFIX, "frame");
     transport
         .declare(&classic(&name), Declare::Create)
         .await
@@ -815,8 +785,8 @@ async fn each_publish_learns_its_own_fate_among_many_in_flight() {
         return;
     };
     let transport = AmqpTransport::connect(&url).await.unwrap();
-    let name = unique("fates");
-    let nowhere = unique("nowhere");
+    let name = unique(PREFIX, "fates");
+    let nowhere = unique(PREFIX, "nowhere");
     transport
         .declare(&classic(&name), Declare::Create)
         .await
@@ -857,7 +827,7 @@ async fn a_subscription_hears_what_is_published_after_it_and_goes_with_its_strea
         return;
     };
     let transport = AmqpTransport::connect(&url).await.unwrap();
-    let exchange = unique("subscribe");
+    let exchange = unique(PREFIX, "subscribe");
     let topology = Topology {
         exchanges: vec![ExchangeSpec {
             name: exchange.clone(),
@@ -916,7 +886,7 @@ async fn delete_queue_removes_it_and_a_missing_one_is_no_error() {
         return;
     };
     let transport = AmqpTransport::connect(&url).await.unwrap();
-    let name = unique("delete");
+    let name = unique(PREFIX, "delete");
     transport
         .declare(&classic(&name), Declare::Create)
         .await
@@ -934,7 +904,7 @@ async fn an_unconfirmed_publish_arrives_and_an_unroutable_one_is_lost_quietly() 
         return;
     };
     let transport = AmqpTransport::connect(&url).await.unwrap();
-    let name = unique("unconfirmed");
+    let name = unique(PREFIX, "unconfirmed");
     transport
         .declare(&classic(&name), Declare::Create)
         .await
@@ -945,7 +915,7 @@ async fn an_unconfirmed_publish_arrives_and_an_unroutable_one_is_lost_quietly() 
         .unwrap();
     // No queue by that name, and no confirm to say so: the publish resolves all the same.
     transport
-        .publish_unconfirmed(to_queue(&unique("nowhere"), with_id("2")))
+        .publish_unconfirmed(to_queue(&unique(PREFIX, "nowhere"), with_id("2")))
         .await
         .unwrap();
     // On a channel of its own: it reaches the queue when the broker gets to it.

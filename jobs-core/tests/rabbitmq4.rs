@@ -13,11 +13,12 @@ use jobs_core::engine::{Engine, Observer};
 use jobs_core::testing::{Outcome, Recorder};
 use jobs_core::topology::{QueueSpec, Topology, argument};
 use jobs_core::transport::memory::MemoryTransport;
-use jobs_core::transport::{Declare, Publish, Settlement, Transport};
+use jobs_core::transport::{Declare, Settlement, Transport};
 use jobs_core::{
     Envelope, Error, FailedJob, FailureKind, Headers, JobDefaults, JobError, JobSettings,
     ProducerOptions, job,
 };
+use support::broker::to_queue;
 use support::faulty::Faulty;
 
 /// The versions of the matrix.
@@ -47,15 +48,6 @@ async fn slow(_: Work) -> Result<(), JobError> {
 )]
 async fn almost(_: Work) -> Result<(), JobError> {
     Ok(())
-}
-
-fn to_queue(queue: &str) -> Publish {
-    Publish {
-        exchange: "".into(),
-        routing_key: queue.to_owned().into(),
-        mandatory: true,
-        envelope: Envelope::default(),
-    }
 }
 
 /// Consumes `queue` and gives its one message back `times` times with a requeueing reject,
@@ -88,7 +80,10 @@ async fn an_error_queue_keeps_its_message_however_often_it_goes_back_on_every_ve
     for text in VERSIONS {
         let broker = MemoryTransport::emulating(version(text));
         broker.declare(&topology, Declare::Create).await.unwrap();
-        broker.publish(to_queue(&error_queue)).await.unwrap();
+        broker
+            .publish(to_queue(&error_queue, Envelope::default()))
+            .await
+            .unwrap();
         // Well past RabbitMQ 4's default limit of 20.
         return_often(&broker, &error_queue, 30).await;
         assert_eq!(broker.queue_len(&error_queue), Some(1), "{text}");
@@ -119,7 +114,10 @@ async fn a_quorum_queue_without_a_limit_of_its_own_has_rabbitmq_4s_default_of_20
     for (text, dead_lettered) in VERSIONS.map(|text| (text, text.starts_with('4'))) {
         let broker = MemoryTransport::emulating(version(text));
         broker.declare(&topology, Declare::Create).await.unwrap();
-        broker.publish(to_queue("rabbitmq4.limited")).await.unwrap();
+        broker
+            .publish(to_queue("rabbitmq4.limited", Envelope::default()))
+            .await
+            .unwrap();
         return_often(&broker, "rabbitmq4.limited", 30).await;
         let sink = broker.queue_len("rabbitmq4.sink");
         assert_eq!(sink, Some(usize::from(dead_lettered)), "{text}");
@@ -142,7 +140,10 @@ async fn a_requeueing_nack_stops_counting_on_4_3_and_a_reject_never_does() {
     for text in VERSIONS {
         let broker = MemoryTransport::emulating(version(text));
         broker.declare(&topology, Declare::Create).await.unwrap();
-        broker.publish(to_queue("rabbitmq4.counted")).await.unwrap();
+        broker
+            .publish(to_queue("rabbitmq4.counted", Envelope::default()))
+            .await
+            .unwrap();
         let mut consumer = broker.consume("rabbitmq4.counted", 1).await.unwrap();
         let first = consumer.deliveries.next().await.unwrap();
         let nack = Settlement::Nack {
