@@ -1,10 +1,12 @@
-//! The broker's counts of each job's queues: its work queue, its retry queues and its error
-//! queue. Read by the dashboard and by `/metrics` (the gauges autoscalers read), with a passive
+//! The broker's counts of each job's queues (its work queue, its retry queues and its error
+//! queue) and of the delay cascade's levels. Read by the dashboard and by `/metrics` (the gauges autoscalers read), with a passive
 //! declare per queue, so they count for the whole fleet, not this worker.
 
+use std::time::Duration;
+
 use futures_util::future::join_all;
-use jobs_core::JobSettings;
 use jobs_core::transport::Transport;
+use jobs_core::{JobSettings, delay};
 use serde::Serialize;
 
 /// What a queue is for.
@@ -74,4 +76,42 @@ pub(crate) async fn read(transport: &dyn Transport, settings: &JobSettings) -> V
             }
         })
         .collect()
+}
+
+/// A level of the delay cascade that holds delayed jobs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub(crate) struct DelayLevel {
+    /// The level's queue, `jobs.delay.N`.
+    pub(crate) queue: String,
+    /// How long a message waits in it.
+    pub(crate) wait: Duration,
+    /// Messages waiting in it.
+    pub(crate) waiting: u64,
+}
+
+/// The levels of the delay cascade that hold delayed jobs (every job's: the levels are
+/// shared), counted at once. A level nobody declared yet holds none.
+///
+/// # Errors
+///
+/// The first count the broker refused other than a missing queue, and connection errors.
+pub(crate) async fn delayed(transport: &dyn Transport) -> jobs_core::Result<Vec<DelayLevel>> {
+    let names: Vec<String> = (0..delay::LEVELS).map(delay::level_name).collect();
+    let counts = join_all(names.iter().map(|name| transport.message_count(name))).await;
+    let mut levels = Vec::new();
+    for ((queue, count), level) in names.into_iter().zip(counts).zip(0..) {
+        let waiting = match count {
+            Ok(waiting) => waiting,
+            Err(jobs_core::Error::NotFound { .. }) => 0,
+            Err(err) => return Err(err),
+        };
+        if waiting > 0 {
+            levels.push(DelayLevel {
+                queue,
+                wait: Duration::from_secs(1 << level),
+                waiting,
+            });
+        }
+    }
+    Ok(levels)
 }

@@ -9,15 +9,15 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use futures_util::future::join_all;
 use jobs_core::JobSettings;
+use jobs_core::control;
 use jobs_core::schedule::Schedule;
 use jobs_core::transport::Transport;
-use jobs_core::{control, delay};
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use super::{ApiError, Dashboard, guard, json_body, unix_ms};
 use crate::fleet::{Rates, Totals, WorkerView};
-use crate::queues::{self, QueueCounts};
+use crate::queues::{self, DelayLevel, QueueCounts};
 
 /// The overview.
 #[derive(Debug, Serialize)]
@@ -37,6 +37,16 @@ struct Delayed {
     /// How long a message waits in this level.
     wait_ms: u64,
     waiting: u64,
+}
+
+impl From<DelayLevel> for Delayed {
+    fn from(level: DelayLevel) -> Self {
+        Self {
+            queue: level.queue,
+            wait_ms: u64::try_from(level.wait.as_millis()).unwrap_or(u64::MAX),
+            waiting: level.waiting,
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -86,7 +96,11 @@ pub(super) async fn overview(State(dashboard): State<Arc<Dashboard>>) -> Json<Ov
         .as_ref()
         .map_or_else(std::time::SystemTime::now, |transport| transport.now());
     let delayed = match &transport {
-        Some(transport) => delayed(transport.as_ref()).await,
+        // A count the broker refused leaves the levels out of this poll.
+        Some(transport) => queues::delayed(transport.as_ref())
+            .await
+            .map(|levels| levels.into_iter().map(Delayed::from).collect())
+            .unwrap_or_default(),
         None => Vec::new(),
     };
     Json(Overview {
@@ -99,25 +113,6 @@ pub(super) async fn overview(State(dashboard): State<Arc<Dashboard>>) -> Json<Ov
         workers: dashboard.fleet.workers(now),
         delayed,
     })
-}
-
-/// The delay cascade's levels that hold messages; a level not declared yet holds none.
-async fn delayed(transport: &dyn Transport) -> Vec<Delayed> {
-    let names: Vec<String> = (0..delay::LEVELS).map(delay::level_name).collect();
-    let counts = join_all(names.iter().map(|name| transport.message_count(name))).await;
-    names
-        .into_iter()
-        .zip(counts)
-        .zip(0..)
-        .filter_map(|((queue, count), level)| {
-            let waiting = count.ok().filter(|&n| n > 0)?;
-            Some(Delayed {
-                queue,
-                wait_ms: 1000 << level,
-                waiting,
-            })
-        })
-        .collect()
 }
 
 async fn job_info(

@@ -4,8 +4,7 @@
 use std::io::Write;
 use std::process::ExitCode;
 
-use std::time::Duration;
-
+use anyhow::Context as _;
 use jobs_core::schedule::Schedule;
 use jobs_core::{Job, JobSettings, delay};
 
@@ -56,27 +55,20 @@ async fn delayed(ctx: &OpsContext, out: &mut (dyn Write + Send)) -> anyhow::Resu
         )?;
         return Ok(());
     }
-    let mut rows = Vec::new();
-    let mut total = 0;
-    for level in 0..delay::LEVELS {
-        let queue = delay::level_name(level);
-        let waiting = match transport.message_count(&queue).await {
-            Ok(waiting) => waiting,
-            // A cascade nobody declared yet holds nothing.
-            Err(jobs_core::Error::NotFound { .. }) => 0,
-            Err(err) => {
-                return Err(anyhow::Error::from(err).context(format!("cannot count `{queue}`")));
-            }
-        };
-        total += waiting;
-        if waiting > 0 {
-            rows.push([
-                queue,
-                humantime::format_duration(Duration::from_secs(1 << level)).to_string(),
-                waiting.to_string(),
-            ]);
-        }
-    }
+    let levels = crate::queues::delayed(transport.as_ref())
+        .await
+        .context("cannot count the delay cascade")?;
+    let total: u64 = levels.iter().map(|level| level.waiting).sum();
+    let rows: Vec<[String; 3]> = levels
+        .into_iter()
+        .map(|level| {
+            [
+                level.queue,
+                humantime::format_duration(level.wait).to_string(),
+                level.waiting.to_string(),
+            ]
+        })
+        .collect();
     if rows.is_empty() {
         writeln!(out, "delayed jobs: none waiting")?;
         return Ok(());
