@@ -20,7 +20,6 @@ use std::time::Duration;
 use futures_util::StreamExt as _;
 use jobs_core::control;
 use jobs_core::envelope::{Envelope, Properties};
-use jobs_core::transport::amqp::AmqpTransport;
 use jobs_core::transport::{Publish, Transport};
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
@@ -67,17 +66,12 @@ pub(crate) async fn report(
     metrics: Arc<Metrics>,
     id: String,
     name: String,
-    amqp: Option<AmqpTransport>,
 ) {
     let mut every = tokio::time::interval(REPORT_EVERY);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         every.tick().await;
-        let mut nodes = match &amqp {
-            Some(amqp) => amqp.nodes().await.to_vec(),
-            None => Vec::new(),
-        };
-        nodes.dedup();
+        let nodes = transport.nodes().await;
         let report = Report {
             id: id.clone(),
             name: name.clone(),

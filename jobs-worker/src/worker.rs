@@ -329,22 +329,16 @@ impl WorkerBuilder {
             Arc::clone(&metrics),
             fleet::worker_id(),
             config.connection_name.clone(),
-            connected.clone(),
         )));
         let _listen = config.dashboard.then(|| {
             AbortOnDrop(tokio::spawn(
                 Arc::clone(&fleet).listen(Arc::clone(&transport)),
             ))
         });
-        let _ = broker.set(transport);
         let names: Vec<&str> = started.jobs().iter().map(|s| s.job().name()).collect();
-        match &connected {
-            Some(amqp) => {
-                let [publishing, consuming] = amqp.nodes().await;
-                tracing::info!(jobs = ?names, publishing = %publishing, consuming = %consuming, "worker ready");
-            }
-            None => tracing::info!(jobs = ?names, "worker ready"),
-        }
+        let nodes = transport.nodes().await;
+        tracing::info!(jobs = ?names, nodes = ?nodes, "worker ready");
+        let _ = broker.set(transport);
         *running.lock().unwrap_or_else(PoisonError::into_inner) = Some(started);
 
         // Without signal handling there is no way to stop gracefully later: stop now.

@@ -92,6 +92,13 @@ pub trait Transport: Send + Sync + fmt::Debug + 'static {
         None
     }
 
+    /// The broker nodes the transport's connections are on (or will try first), passwords
+    /// hidden, each once: for logs and dashboards. Empty by default (a broker without nodes,
+    /// such as the in-memory one).
+    fn nodes(&self) -> BoxFuture<'_, Vec<String>> {
+        Box::pin(std::future::ready(Vec::new()))
+    }
+
     /// The time in the broker's world: the wall clock, or for the in-memory broker a clock
     /// that follows tokio's, so that on a paused clock a delay or a schedule's slot comes as
     /// its TTLs pass. Delays (`at`) and schedules read it.

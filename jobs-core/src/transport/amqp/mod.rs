@@ -364,6 +364,14 @@ impl Transport for AmqpTransport {
         Box::pin(self.inner.bounded("declaring the topology", declare))
     }
 
+    fn nodes(&self) -> BoxFuture<'_, Vec<String>> {
+        Box::pin(async move {
+            let mut nodes = AmqpTransport::nodes(self).await.to_vec();
+            nodes.dedup();
+            nodes
+        })
+    }
+
     /// The version the publishing connection's broker gave when it last connected (or the
     /// consuming connection's, before the publishing one ever connected).
     fn broker_version(&self) -> Option<crate::broker::BrokerVersion> {
