@@ -335,4 +335,67 @@ mod tests {
         }
         assert_eq!(fleet.workers(now).len(), MAX_WORKERS);
     }
+
+    /// Reports go through the broker: a report that cannot be published (no control exchange
+    /// yet) is skipped and the next one goes; a body that is not a report is dropped; a
+    /// listener whose subscription ends with its connection subscribes again.
+    #[tokio::test(start_paused = true)]
+    async fn reports_travel_through_the_broker_and_survive_its_failures() {
+        use jobs_core::topology::{ExchangeSpec, Topology};
+        use jobs_core::transport::Declare;
+        use jobs_core::transport::memory::MemoryTransport;
+
+        let broker = MemoryTransport::new();
+        let transport: Arc<dyn Transport> = Arc::new(broker.clone());
+        let fleet = Arc::new(Fleet::default());
+        let reporting = tokio::spawn(super::report(
+            Arc::clone(&transport),
+            Arc::new(Metrics::new(std::iter::empty())),
+            "a".to_owned(),
+            "worker a".to_owned(),
+        ));
+        // The first report finds no exchange: it is not sent, and nothing stops.
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        assert!(fleet.workers(Instant::now()).is_empty());
+        let control = Topology {
+            exchanges: vec![ExchangeSpec {
+                name: control::EXCHANGE.to_owned(),
+                kind: jobs_core::ExchangeKind::Topic,
+            }],
+            ..Topology::default()
+        };
+        transport.declare(&control, Declare::Create).await.unwrap();
+        let listening = tokio::spawn(Arc::clone(&fleet).listen(Arc::clone(&transport)));
+        tokio::time::sleep(Duration::from_millis(1)).await;
+
+        // Garbage on the report key is dropped; the next report is heard.
+        let garbage = Publish {
+            exchange: Cow::Borrowed(control::EXCHANGE),
+            routing_key: Cow::Borrowed("stats.garbage"),
+            mandatory: false,
+            envelope: Envelope {
+                properties: Properties::default(),
+                body: b"{not json".to_vec().into(),
+            },
+        };
+        transport.publish(garbage).await.unwrap();
+        tokio::time::sleep(REPORT_EVERY).await;
+        let names: Vec<String> = fleet
+            .workers(Instant::now())
+            .into_iter()
+            .map(|w| w.name)
+            .collect();
+        assert_eq!(names, ["worker a"]);
+
+        // The subscription ends with the connection; the listener subscribes again and hears
+        // the reports after it.
+        broker.disconnect();
+        tokio::time::sleep(FORGET_AFTER + RESUBSCRIBE_AFTER).await;
+        let seen = fleet.workers(Instant::now());
+        assert_eq!(seen.len(), 1, "heard again after the loss: {seen:?}");
+        assert!(seen[0].seen_ms_ago < 2_500, "{seen:?}");
+
+        reporting.abort();
+        listening.abort();
+    }
 }
