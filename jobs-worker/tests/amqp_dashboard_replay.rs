@@ -11,11 +11,10 @@ use std::collections::{BTreeSet, HashSet};
 use std::sync::{Arc, Mutex};
 
 use jobs_core::error_queue::{Action, ErrorQueue};
-use jobs_core::transport::Transport;
 use jobs_core::transport::amqp::AmqpTransport;
 use jobs_core::{JobContext, JobError, Producer, job};
 use jobs_worker::{DashboardToken, WorkerConfig};
-use support::{Running, WAIT, delete_queues, free_addr, request};
+use support::{Running, WAIT, count_becomes, delete_queues, free_addr, request};
 
 const TOKEN: &str = "a-token-of-24-characters";
 const WORK: &str = "jobs-worker.replay-ledger";
@@ -62,20 +61,6 @@ async fn enqueue(producer: &Producer, cause: &str, n: usize) -> Vec<String> {
         ids.push(ledgered::enqueue(producer, task).await.unwrap().to_string());
     }
     ids
-}
-
-async fn count_becomes(broker: &AmqpTransport, queue: &str, n: u64) {
-    let reached = tokio::time::timeout(WAIT, async {
-        while broker.message_count(queue).await.unwrap() != n {
-            tokio::task::yield_now().await;
-        }
-    })
-    .await;
-    assert!(
-        reached.is_ok(),
-        "{queue} holds {} messages, not {n}",
-        broker.message_count(queue).await.unwrap()
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

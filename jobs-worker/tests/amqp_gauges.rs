@@ -13,7 +13,7 @@ use jobs_core::transport::Transport;
 use jobs_core::transport::amqp::AmqpTransport;
 use jobs_core::{JobError, Producer, job};
 use jobs_worker::{DashboardToken, WorkerConfig};
-use support::{Running, WAIT, delete_queues, free_addr, get};
+use support::{Running, WAIT, count_becomes, delete_queues, free_addr, get};
 
 #[derive(Clone, PartialEq, prost::Message)]
 struct Order {
@@ -64,13 +64,7 @@ async fn queue_gauges_equal_the_brokers_counts_and_the_fleet_reports_its_counter
     for n in 0..50 {
         doomed::enqueue(&producer, Order { n }).await.unwrap();
     }
-    let failed = tokio::time::timeout(WAIT, async {
-        while broker.message_count(ERR).await.unwrap() != 50 {
-            tokio::task::yield_now().await;
-        }
-    })
-    .await;
-    assert!(failed.is_ok(), "50 failures never reached {ERR}");
+    count_becomes(&broker, ERR, 50).await;
 
     let metrics = get(addr, "/metrics").await;
     let error_stats = broker.queue_stats(ERR).await.unwrap();

@@ -111,3 +111,24 @@ impl Running {
         self.worker.await.unwrap().unwrap();
     }
 }
+
+/// Waits until `queue` holds `n` ready messages, as `broker` counts them: the broker counts a
+/// message settled on another connection a moment later.
+pub(crate) async fn count_becomes(
+    broker: &jobs_core::transport::amqp::AmqpTransport,
+    queue: &str,
+    n: u64,
+) {
+    use jobs_core::transport::Transport as _;
+    let reached = tokio::time::timeout(WAIT, async {
+        while broker.message_count(queue).await.unwrap() != n {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    assert!(
+        reached.is_ok(),
+        "{queue} holds {} messages, not {n}",
+        broker.message_count(queue).await.unwrap()
+    );
+}
