@@ -391,12 +391,21 @@ impl EngineBuilder {
     /// [`Error::Topology`](crate::Error::Topology) and
     /// [`Error::ConsumerTimeout`](crate::Error::ConsumerTimeout), as [`start`](Self::start).
     pub fn check(&self) -> Result<Topology> {
+        self.checked().map(|checked| checked.topology)
+    }
+
+    /// What [`check`](Self::check) checks, and what [`start`](Self::start) goes on with.
+    fn checked(&self) -> Result<Checked> {
         let jobs = self.settings();
         self.check_state(&jobs)?;
-        schedules(&jobs)?;
+        let schedules = schedules(&jobs)?;
         let topology = Topology::for_jobs(&jobs)?;
         crate::broker::check_consumer_timeout(&jobs, &topology, self.broker_consumer_timeout)?;
-        Ok(topology)
+        Ok(Checked {
+            jobs,
+            schedules,
+            topology,
+        })
     }
 
     /// Checks that every `State<T>` the jobs take is there, before anything touches the broker.
@@ -440,11 +449,11 @@ impl EngineBuilder {
     /// transport, and whatever the transport's
     /// [`declare`](Transport::declare) and [`consume`](Transport::consume) report.
     pub async fn start(self) -> Result<Engine> {
-        let jobs = self.settings();
-        self.check_state(&jobs)?;
-        let schedules = schedules(&jobs)?;
-        let topology = Topology::for_jobs(&jobs)?;
-        crate::broker::check_consumer_timeout(&jobs, &topology, self.broker_consumer_timeout)?;
+        let Checked {
+            jobs,
+            schedules,
+            topology,
+        } = self.checked()?;
         let Some(transport) = self.transport else {
             return Err(crate::Error::Config(
                 "the engine has no transport: give it one with `EngineBuilder::transport`".into(),
@@ -581,6 +590,14 @@ impl EngineBuilder {
 }
 
 /// The schedules of `jobs` that have one, checked.
+/// The jobs of an engine about to start, checked.
+struct Checked {
+    jobs: Vec<JobSettings>,
+    /// The periodic jobs and their schedules.
+    schedules: Vec<(&'static Job, Schedule)>,
+    topology: Topology,
+}
+
 fn schedules(jobs: &[JobSettings]) -> Result<Vec<(&'static Job, Schedule)>> {
     jobs.iter()
         .filter_map(|settings| {
