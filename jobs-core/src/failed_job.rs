@@ -45,6 +45,12 @@ impl FailedJob {
         self.header(header::ERROR)
     }
 
+    /// The first line of the error: what a listing shows, and what groups failures by cause.
+    #[must_use]
+    pub fn error_line(&self) -> Option<&str> {
+        self.error().and_then(|error| error.lines().next())
+    }
+
     /// The attempt that failed last.
     #[must_use]
     pub fn attempt(&self) -> Option<u32> {

@@ -82,10 +82,7 @@ fn kind_of(failed: &FailedJob) -> &'static str {
 
 fn first_line(failed: &FailedJob) -> String {
     failed
-        .error()
-        .unwrap_or("")
-        .lines()
-        .next()
+        .error_line()
         .unwrap_or("")
         .chars()
         .take(MAX_ERROR_CHARS)

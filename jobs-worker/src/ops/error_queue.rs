@@ -270,10 +270,7 @@ fn row(letter: &FailedJob) -> [String; 6] {
             .attempt()
             .map_or_else(missing, |attempt| attempt.to_string()),
         letter.failed_at().map_or_else(missing, format_time),
-        letter
-            .error()
-            .and_then(|error| error.lines().next())
-            .map_or_else(missing, text),
+        letter.error_line().map_or_else(missing, text),
     ]
 }
 
