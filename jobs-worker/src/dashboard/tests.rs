@@ -391,3 +391,38 @@ async fn the_page_is_served_with_headers_that_keep_it_to_itself() {
         assert!(!page.contains(elsewhere), "nothing loaded from elsewhere");
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn before_the_broker_connects_reads_say_so_and_actions_are_refused_typed() {
+    let app = TestApp::builder().job(&broken::JOB).build().unwrap();
+    let router = routes(Arc::new(Dashboard::new(
+        app.engine().jobs().to_vec(),
+        Arc::new(OnceLock::new()),
+        Some(DashboardToken::new(TOKEN).unwrap()),
+        Arc::new(Fleet::default()),
+        "test-worker".to_owned(),
+    )));
+    // The overview still answers, with nothing read from the broker.
+    let (status, overview) = get(&router, "/api/overview").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(overview["jobs"][0]["paused"], Value::Null, "{overview}");
+    assert!(
+        overview["jobs"][0]["queues"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|queue| queue["ready"].is_null()),
+        "{overview}"
+    );
+    let (status, body) = get(&router, "/api/errors").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    let (status, body) = post(
+        &router,
+        "/api/errors/purge",
+        &json!({"queue": ERR}),
+        &[("authorization", &bearer())],
+    )
+    .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("not connected"));
+}
