@@ -295,7 +295,7 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
                 .connect()
                 .await?;
             let transport = Arc::new(transport);
-            raw.delete_queues(&Framework::queues(kind)?).await?;
+            Raw::delete(&options.url, &Framework::queues(kind)?).await?;
             let framework = Framework::new(transport.clone(), kind, options.producers).await?;
             // Alternate which client goes first, so neither always meets a warmer broker.
             let mut order = [ClientKind::Raw, ClientKind::Framework];

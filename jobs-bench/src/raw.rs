@@ -26,6 +26,8 @@ use crate::sink::SINK;
 pub const IN_FLIGHT: usize = 1000;
 /// The consumer's prefetch, the same as the framework worker's concurrency.
 pub const PREFETCH: u16 = 100;
+/// How many connections [`Raw::delete`] tries before giving up.
+pub const DELETE_TRIES: u32 = 5;
 
 const EXCHANGE: &str = "jobs_bench.raw";
 /// How long the consumer's channel stays open after its last ack; see `consume_until`.
@@ -40,42 +42,56 @@ pub struct Raw {
 }
 
 impl Raw {
-    /// Deletes `queues` if they exist: the framework's scratch queues, declared anew by each
-    /// run, so that a topology changed since an earlier run cannot stop this one.
+    /// Deletes `queues` if they exist, over a connection of its own: the framework's scratch
+    /// queues, declared anew by each run, so that a topology changed since an earlier run
+    /// cannot stop this one.
+    ///
+    /// A quorum queue's deletion can fail with the broker's `INTERNAL_ERROR` while its Raft
+    /// members are busy (seen on a freshly started broker), and that error closes the
+    /// connection; so a failed deletion is tried again on a new connection, up to
+    /// [`DELETE_TRIES`] times, a second apart and more.
     ///
     /// # Errors
     ///
-    /// When the broker refuses a deletion.
-    pub async fn delete_queues(&self, queues: &[String]) -> anyhow::Result<()> {
-        let channel = self.publishing.create_channel().await?;
-        for queue in queues {
-            channel
-                .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
-                .await
-                .with_context(|| format!("deleting {queue}"))?;
+    /// When the broker cannot be reached or refuses a deletion every time.
+    pub async fn delete(url: &str, queues: &[String]) -> anyhow::Result<()> {
+        let mut remaining = queues;
+        let mut tries = 1;
+        loop {
+            match Self::delete_once(url, remaining).await {
+                Ok(()) => return Ok(()),
+                Err((deleted, error)) if tries < DELETE_TRIES => {
+                    eprintln!("jobs-bench: {error:#}; trying again on a new connection");
+                    remaining = &remaining[deleted..];
+                    tokio::time::sleep(std::time::Duration::from_secs(tries.into())).await;
+                    tries += 1;
+                }
+                Err((_, error)) => return Err(error),
+            }
         }
-        channel.close(200, "deleted".into()).await?;
-        Ok(())
     }
 
-    /// Deletes `queues` if they exist, over a connection of its own.
-    ///
-    /// # Errors
-    ///
-    /// When the broker cannot be reached or refuses a deletion.
-    pub async fn delete(url: &str, queues: &[String]) -> anyhow::Result<()> {
+    /// One connection's try at deleting `queues`: on failure, how many it deleted first.
+    async fn delete_once(url: &str, queues: &[String]) -> Result<(), (usize, anyhow::Error)> {
         let properties = ConnectionProperties::default()
             .with_connection_name("jobs-bench delete".to_owned().into());
-        let connection = Connection::connect(url, properties).await?;
-        let channel = connection.create_channel().await?;
-        for queue in queues {
+        let connection = Connection::connect(url, properties)
+            .await
+            .map_err(|e| (0, e.into()))?;
+        let channel = connection
+            .create_channel()
+            .await
+            .map_err(|e| (0, e.into()))?;
+        for (deleted, queue) in queues.iter().enumerate() {
             channel
                 .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
                 .await
-                .with_context(|| format!("deleting {queue}"))?;
+                .with_context(|| format!("deleting {queue}"))
+                .map_err(|e| (deleted, e))?;
         }
-        channel.close(200, "deleted".into()).await?;
-        connection.close(200, "done".into()).await?;
+        // The deletions are done: a failing close does not undo them.
+        let _ = channel.close(200, "deleted".into()).await;
+        let _ = connection.close(200, "done".into()).await;
         Ok(())
     }
 
