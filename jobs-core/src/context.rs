@@ -116,6 +116,13 @@ impl JobContext {
         self.attempt
     }
 
+    /// The name of the job this delivery is for, from the message's `type` property (absent
+    /// when a foreign client left it out).
+    #[must_use]
+    pub fn job_name(&self) -> Option<&str> {
+        self.envelope.properties.kind.as_deref()
+    }
+
     /// The message id, kept across retries.
     #[must_use]
     pub fn message_id(&self) -> Option<&str> {
@@ -198,6 +205,13 @@ impl JobContextBuilder {
     #[must_use]
     pub fn attempt(mut self, attempt: u32) -> Self {
         self.attempt = attempt;
+        self
+    }
+
+    /// Sets the job the delivery is for, as the engine does from the message's `type`.
+    #[must_use]
+    pub fn job(mut self, job: &crate::Job) -> Self {
+        self.envelope.properties.kind = Some(job.name().to_owned().into());
         self
     }
 

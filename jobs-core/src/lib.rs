@@ -133,7 +133,7 @@ pub use extract::{FromJobContext, State, StateType};
 pub use failed_job::FailedJob;
 pub use job::{ExchangeKind, HeaderBinding, HeaderMatch, Job, JobMessage, JobOptions, QueueType};
 pub use job_error::{FailureKind, JobError};
-pub use producer::{Enqueue, MessageId, Producer, ProducerOptions};
+pub use producer::{Enqueue, MessageId, Prepared, Producer, ProducerOptions};
 pub use settings::{JobDefaults, JobSettings, KillSwitch};
 pub use tls_failure::TlsFailure;
 pub use trace::TraceContext;

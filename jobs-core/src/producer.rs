@@ -157,8 +157,14 @@ impl Producer {
         }
     }
 
-    /// Declares `job`'s exchange, work queue, error queue and binding, once.
-    async fn declare(&self, job: &'static Job) -> Result<()> {
+    /// Declares `job`'s exchange, work queue, error queue and binding, once per producer (and
+    /// not at all with [`ProducerOptions::declare`] off). [`Enqueue::enqueue`] does this
+    /// itself; a relay that publishes messages prepared earlier ([`Enqueue::prepare`]) calls it.
+    ///
+    /// # Errors
+    ///
+    /// When the broker refuses the topology, or the transport fails.
+    pub async fn declare(&self, job: &'static Job) -> Result<()> {
         match &self.inner.declared {
             Some(declared) => declared.ensure(job, self.inner.transport.as_ref()).await,
             None => Ok(()),
@@ -385,6 +391,25 @@ impl<M: JobMessage> Enqueue<M> {
         }
     }
 
+    /// The message exactly as [`enqueue`](Self::enqueue) would publish it, without publishing
+    /// it: for a store that publishes it later, such as a transactional outbox. A delay or
+    /// [`at`](Self::at) time is read now, so the job's delay counts from this call.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::TooLarge`] when the encoded job is over `max_message_size`, and
+    /// [`Error::Priority`] when its priority is not one of the job's.
+    pub fn prepare(self, max_message_size: usize) -> Result<Prepared> {
+        let job = self.job;
+        let mut this = self;
+        if let Some(Delay::At((_, now))) = &mut this.delay {
+            *now = SystemTime::now();
+        }
+        let (id, publish, span) = this.into_publish(max_message_size)?;
+        span.end(None);
+        Ok(Prepared { job, id, publish })
+    }
+
     /// The request of a call: the job's message as [`enqueue`](Self::enqueue) would publish
     /// it, its topology declared first, and its producer span, for the call to end. A delay is
     /// ignored: a call runs now.
@@ -492,6 +517,18 @@ impl<M: JobMessage> Enqueue<M> {
         };
         Ok((id, publish, span))
     }
+}
+
+/// A job's message ready to publish: [`Enqueue::prepare`].
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct Prepared {
+    /// The job.
+    pub job: &'static Job,
+    /// Its message id, also in the publish's properties.
+    pub id: MessageId,
+    /// The publish, as [`Enqueue::enqueue`] would make it.
+    pub publish: Publish,
 }
 
 /// Seconds since the Unix epoch.
