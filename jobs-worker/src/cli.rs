@@ -57,6 +57,10 @@ enum Command {
     Pause(ops::pause::PauseArgs),
     /// Resumes a paused job on every worker.
     Resume(ops::pause::PauseArgs),
+    /// Runs only the outbox relay of --outbox-url, serving no jobs, until SIGTERM or SIGINT:
+    /// it publishes the jobs applications wrote to their outbox.
+    #[cfg(feature = "outbox")]
+    OutboxRelay,
 }
 
 /// Parses `args` (the program name first), resolves the configuration over `worker`'s and runs
@@ -156,6 +160,14 @@ pub(crate) async fn run(
                 ExitCode::from(RUNTIME)
             }
         },
+        #[cfg(feature = "outbox")]
+        Command::OutboxRelay => match relay_outbox(&worker).await {
+            Ok(code) => code,
+            Err(err) => {
+                eprintln!("{program}: {}", scrub(&format!("{err:#}")));
+                ExitCode::from(RUNTIME)
+            }
+        },
         command => match operate(command, &worker).await {
             Ok(code) => code,
             Err(err) => {
@@ -219,8 +231,39 @@ async fn operate(command: Command, worker: &WorkerBuilder) -> anyhow::Result<Exi
         Command::Pause(args) => ops::pause::pause(args, &ctx, &mut out).await?,
         Command::Resume(args) => ops::pause::resume(args, &ctx, &mut out).await?,
         Command::Run | Command::Config => ExitCode::SUCCESS,
+        #[cfg(feature = "outbox")]
+        Command::OutboxRelay => ExitCode::SUCCESS,
     };
     Ok(code)
+}
+
+/// The `outbox-relay` command: the relay alone, on a connection of its own.
+#[cfg(feature = "outbox")]
+async fn relay_outbox(worker: &WorkerBuilder) -> anyhow::Result<ExitCode> {
+    let config = worker.base_config();
+    let Some(url) = config.outbox_url.clone() else {
+        eprintln!("outbox-relay: set --outbox-url, JOBS_OUTBOX_URL or `outbox_url` in the file");
+        return Ok(ExitCode::from(CONFIG));
+    };
+    let transport: Arc<dyn Transport> = match worker.given_transport() {
+        Some(given) => Arc::clone(given),
+        None => Arc::new(
+            crate::worker::transport_builder(config)?
+                .connect()
+                .await
+                .with_context(|| format!("could not connect to {}", redact_url(&config.url)))?,
+        ),
+    };
+    let producer = jobs_core::Producer::new(transport);
+    let signal = crate::shutdown::first_signal();
+    let stopped = async {
+        if let Err(error) = signal.await {
+            // Without signal handling the relay cannot stop gracefully; it stops now.
+            tracing::warn!(%error, "outbox relay: cannot handle signals");
+        }
+    };
+    crate::outbox::relay(url, config.outbox_prune_after, producer, stopped).await;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The configuration: flags and environment over the `--config` file over `base`.

@@ -27,6 +27,9 @@ pub(crate) const DEFAULT_METRICS_ADDR: &str = "0.0.0.0:9090";
 pub(crate) const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(25);
 /// The connection name the broker shows when none is configured.
 pub(crate) const DEFAULT_CONNECTION_NAME: &str = "jobs-worker";
+/// How old inbox records and unique keys get before the outbox relay prunes them.
+#[cfg(feature = "outbox")]
+pub(crate) const DEFAULT_OUTBOX_PRUNE_AFTER: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -93,6 +96,14 @@ pub struct WorkerConfig {
     /// exports nothing.
     #[cfg(feature = "otel")]
     pub otlp_endpoint: Option<String>,
+    /// The PostgreSQL URL of the application's outbox: the worker runs its relay, publishing
+    /// the jobs written there (see the `jobs-outbox` crate); printed only through
+    /// [`redact_url`].
+    #[cfg(feature = "outbox")]
+    pub outbox_url: Option<String>,
+    /// Inbox records and unique keys older than this are pruned by the relay.
+    #[cfg(feature = "outbox")]
+    pub outbox_prune_after: Duration,
 }
 
 impl fmt::Debug for WorkerConfig {
@@ -115,6 +126,10 @@ impl fmt::Debug for WorkerConfig {
             .field("dashboard_token", &self.dashboard_token);
         #[cfg(feature = "otel")]
         debug.field("otlp_endpoint", &self.otlp_endpoint);
+        #[cfg(feature = "outbox")]
+        debug
+            .field("outbox_url", &self.outbox_url.as_deref().map(redact_url))
+            .field("outbox_prune_after", &self.outbox_prune_after);
         debug.finish()
     }
 }
@@ -140,6 +155,10 @@ impl Default for WorkerConfig {
             dashboard_token: None,
             #[cfg(feature = "otel")]
             otlp_endpoint: None,
+            #[cfg(feature = "outbox")]
+            outbox_url: None,
+            #[cfg(feature = "outbox")]
+            outbox_prune_after: DEFAULT_OUTBOX_PRUNE_AFTER,
         }
     }
 }
@@ -267,6 +286,17 @@ impl WorkerConfig {
             Some(endpoint) => format!("otlp_endpoint = {}", quoted(endpoint)),
             None => "# otlp_endpoint: none, no spans are exported".to_owned(),
         });
+        #[cfg(feature = "outbox")]
+        {
+            line(match &self.outbox_url {
+                Some(url) => format!("outbox_url = {}", quoted(&redact_url(url))),
+                None => "# outbox_url: none, no outbox relay".to_owned(),
+            });
+            line(format!(
+                "outbox_prune_after = {}",
+                quoted(&humantime::format_duration(self.outbox_prune_after).to_string())
+            ));
+        }
         out
     }
 
@@ -289,6 +319,10 @@ impl WorkerConfig {
             dashboard_token,
             #[cfg(feature = "otel")]
             otlp_endpoint,
+            #[cfg(feature = "outbox")]
+            outbox_url,
+            #[cfg(feature = "outbox")]
+            outbox_prune_after,
         } = settings;
         if let Some(urls) = url {
             // Each value on its own: a value without a scheme must not pass as the tail of the
@@ -344,6 +378,22 @@ impl WorkerConfig {
                 ));
             }
             self.otlp_endpoint = Some(endpoint);
+        }
+        #[cfg(feature = "outbox")]
+        if let Some(url) = outbox_url {
+            if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                // Not echoed: without a scheme, nothing says where a password would be.
+                return Err(ConfigError::new(
+                    "outbox_url",
+                    "…",
+                    "expected a postgres:// or postgresql:// URL",
+                ));
+            }
+            self.outbox_url = Some(url);
+        }
+        #[cfg(feature = "outbox")]
+        if let Some(HumanDuration(age)) = outbox_prune_after {
+            self.outbox_prune_after = age;
         }
         Ok(self)
     }
@@ -441,6 +491,28 @@ pub(crate) struct Settings {
         value_name = "URL"
     )]
     pub(crate) otlp_endpoint: Option<String>,
+    /// The PostgreSQL URL of the application's outbox (jobs-outbox): the worker relays the jobs
+    /// written there to the broker; prefer JOBS_OUTBOX_URL or the file, as for --url
+    /// [default: none, no relay].
+    #[cfg(feature = "outbox")]
+    #[arg(
+        long,
+        global = true,
+        env = "JOBS_OUTBOX_URL",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
+    pub(crate) outbox_url: Option<String>,
+    /// Inbox records and unique keys older than this are pruned by the relay, hourly; keep it
+    /// above how long a job can wait in a queue, a retry or the error queue [default: 7d].
+    #[cfg(feature = "outbox")]
+    #[arg(
+        long,
+        global = true,
+        env = "JOBS_OUTBOX_PRUNE_AFTER",
+        value_name = "DURATION"
+    )]
+    pub(crate) outbox_prune_after: Option<HumanDuration>,
 }
 
 impl Settings {

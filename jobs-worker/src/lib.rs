@@ -36,6 +36,8 @@ mod fleet;
 mod http;
 mod metrics;
 mod ops;
+#[cfg(feature = "outbox")]
+mod outbox;
 mod queues;
 mod shutdown;
 #[cfg(feature = "otel")]

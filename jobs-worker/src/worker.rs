@@ -335,6 +335,16 @@ impl WorkerBuilder {
                 Arc::clone(&fleet).listen(Arc::clone(&transport)),
             ))
         });
+        // The outbox's relay publishes with the engine's producer, beside the jobs.
+        #[cfg(feature = "outbox")]
+        let _relay = config.outbox_url.clone().map(|url| {
+            AbortOnDrop(tokio::spawn(crate::outbox::relay(
+                url,
+                config.outbox_prune_after,
+                started.producer().clone(),
+                std::future::pending(),
+            )))
+        });
         let names: Vec<&str> = started.jobs().iter().map(|s| s.job().name()).collect();
         let nodes = transport.nodes().await;
         tracing::info!(jobs = ?names, nodes = ?nodes, "worker ready");
