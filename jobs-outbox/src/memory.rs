@@ -54,6 +54,9 @@ struct Store {
     unique: HashMap<String, String>,
     /// (message id, job) pairs handled.
     handled: HashSet<(String, String)>,
+    /// A lock per (message id, job) pair, held by the inbox transaction handling it: a second
+    /// delivery waits for the first to end, as on PostgreSQL's row lock.
+    handling: HashMap<(String, String), Arc<tokio::sync::Mutex<()>>>,
 }
 
 impl MemoryOutbox {
@@ -181,33 +184,26 @@ impl OutboxTx for MemoryTx {
 }
 
 /// A handler's transaction on a [`MemoryOutbox`]: [`commit`](Self::commit) records the message
-/// as handled and frees its unique key; dropped, it records nothing.
+/// as handled and frees its unique key; dropped, it records nothing. While it is open, another
+/// delivery of the same message waits in [`InboxExt::inbox`](crate::InboxExt::inbox).
 #[derive(Debug)]
 #[must_use = "the message counts as handled only once committed"]
 pub struct MemoryInboxTx {
     outbox: MemoryOutbox,
-    message_id: String,
-    job: String,
+    pair: (String, String),
+    _handling: tokio::sync::OwnedMutexGuard<()>,
 }
 
 impl MemoryInboxTx {
     /// Records the message as handled and frees its unique key.
-    ///
-    /// # Errors
-    ///
-    /// When another delivery of the same message committed first: the same outcome as the
-    /// PostgreSQL inbox, where the second would have waited and found it handled.
-    pub fn commit(self) -> Result<()> {
+    pub fn commit(self) {
         let mut store = self.outbox.lock();
-        let pair = (self.message_id.clone(), self.job.clone());
-        if !store.handled.insert(pair) {
-            return Err(Error::Duplicate {
-                key: format!("{}/{}", self.job, self.message_id),
-                message_id: self.message_id.clone(),
-            });
-        }
-        store.unique.retain(|_, id| *id != self.message_id);
-        Ok(())
+        let message_id = &self.pair.0;
+        store.unique.retain(|_, id| id != message_id);
+        // Later deliveries find the pair handled without its lock; one waiting now holds a
+        // clone of it.
+        store.handling.remove(&self.pair);
+        store.handled.insert(self.pair.clone());
     }
 }
 
@@ -216,13 +212,15 @@ impl InboxStore for MemoryOutbox {
 
     async fn begin_handling(&self, message_id: &str, job: &str) -> Result<Option<MemoryInboxTx>> {
         let pair = (message_id.to_owned(), job.to_owned());
+        let lock = Arc::clone(self.lock().handling.entry(pair.clone()).or_default());
+        let handling = lock.lock_owned().await;
         if self.lock().handled.contains(&pair) {
             return Ok(None);
         }
         Ok(Some(MemoryInboxTx {
             outbox: self.clone(),
-            message_id: pair.0,
-            job: pair.1,
+            pair,
+            _handling: handling,
         }))
     }
 }

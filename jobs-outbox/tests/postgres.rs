@@ -25,7 +25,7 @@ async fn invoice(_order: Order) -> Result<(), JobError> {
 }
 
 /// Records its effect in the `effects` table through the inbox: once per message.
-#[job(exchange = "outbox_tests", routing_key = "ship")]
+#[job(exchange = "outbox_tests", routing_key = "ship", concurrency = 4)]
 async fn ship(order: Order, ctx: JobContext, pool: State<PgPool>) -> Result<(), JobError> {
     let Some(mut tx) = ctx.inbox(&*pool).await.map_err(JobError::retry)? else {
         return Ok(());
