@@ -199,6 +199,14 @@ impl WorkerConfig {
         self
     }
 
+    /// Relays the PostgreSQL outbox at `url` (`postgres://user:password@host/db`).
+    #[cfg(feature = "outbox")]
+    #[must_use]
+    pub fn with_outbox_url(mut self, url: impl Into<String>) -> Self {
+        self.outbox_url = Some(url.into());
+        self
+    }
+
     /// Exports the engine's spans over OTLP/gRPC to `endpoint` (`http://collector:4317`).
     #[cfg(feature = "otel")]
     #[must_use]
@@ -789,6 +797,36 @@ mod tests {
             };
             let err = WorkerConfig::default().apply(bad).unwrap_err();
             assert_eq!(err.key, "otlp_endpoint");
+        }
+    }
+
+    #[cfg(feature = "outbox")]
+    #[test]
+    fn the_outbox_url_is_a_postgres_url_and_its_password_is_never_printed() {
+        let config = WorkerConfig::default()
+            .apply(file(
+                "outbox_url = \"postgres://app:hunter2@db:5432/shop\"\noutbox_prune_after = \"2d\"",
+            ))
+            .unwrap();
+        assert_eq!(
+            config.outbox_url.as_deref(),
+            Some("postgres://app:hunter2@db:5432/shop")
+        );
+        assert_eq!(config.outbox_prune_after, Duration::from_secs(2 * 86_400));
+        let printed = config.to_toml();
+        assert!(!printed.contains("hunter2"), "{printed}");
+        assert!(!format!("{config:?}").contains("hunter2"));
+        assert!(
+            printed.contains("outbox_url = \"postgres://app:**@db:5432/shop\""),
+            "{printed}"
+        );
+        for bad in ["db:5432/shop", "mysql://db/shop"] {
+            let bad = Settings {
+                outbox_url: Some(bad.to_owned()),
+                ..Settings::default()
+            };
+            let err = WorkerConfig::default().apply(bad).unwrap_err();
+            assert_eq!(err.key, "outbox_url");
         }
     }
 

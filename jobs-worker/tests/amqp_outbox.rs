@@ -1,0 +1,108 @@
+//! A worker with `--outbox-url` relays the jobs applications commit to their outbox, and
+//! handles them: the rolled-back ones never reach the broker.
+//!
+//! Needs RabbitMQ (`JOBS_AMQP_URL`) and PostgreSQL (`JOBS_POSTGRES_URL`); without them the test
+//! skips, unless `JOBS_REQUIRE_BROKER` or `JOBS_REQUIRE_POSTGRES` makes it fail.
+
+mod support;
+
+use std::sync::Arc;
+
+use jobs_core::transport::amqp::AmqpTransport;
+use jobs_core::{JobError, job};
+use jobs_outbox::OutboxEnqueue as _;
+use jobs_worker::WorkerConfig;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use support::{Running, WAIT, delete_queues, free_addr, get};
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct Order {
+    #[prost(uint32, tag = "1")]
+    n: u32,
+}
+
+#[job(
+    exchange = "jobs-worker.outbox",
+    routing_key = "ship",
+    queue = "jobs-worker.outbox.ship"
+)]
+async fn ship_from_outbox(_order: Order) -> Result<(), JobError> {
+    Ok(())
+}
+
+const WORK: &str = "jobs-worker.outbox.ship";
+const SCHEMA: &str = "worker_outbox";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_worker_relays_committed_jobs_and_handles_them() {
+    let Some(url) = jobs_core::testing::broker_url() else {
+        return;
+    };
+    let Some(postgres) = jobs_outbox::testing::postgres_url() else {
+        return;
+    };
+    delete_queues(&[WORK, &format!("{WORK}.err")]);
+    // The outbox in a schema of its own: the worker's relay reaches it through the URL's
+    // `options`, the test through the pool's.
+    let options: PgConnectOptions = postgres.parse().unwrap();
+    let pool = PgPoolOptions::new()
+        .max_connections(2)
+        .connect_with(options.clone())
+        .await
+        .unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "DROP SCHEMA IF EXISTS {SCHEMA} CASCADE; CREATE SCHEMA {SCHEMA};"
+    )))
+    .execute(&pool)
+    .await
+    .unwrap();
+    let pool = PgPoolOptions::new()
+        .max_connections(2)
+        .connect_with(options.options([("search_path", SCHEMA)]))
+        .await
+        .unwrap();
+    jobs_outbox::migrate(&pool).await.unwrap();
+    for n in 0..20 {
+        let mut tx = pool.begin().await.unwrap();
+        ship_from_outbox::with(Order { n })
+            .enqueue_in(&mut tx)
+            .await
+            .unwrap();
+        if n % 2 == 0 {
+            tx.commit().await.unwrap();
+        } else {
+            tx.rollback().await.unwrap();
+        }
+    }
+
+    let separator = if postgres.contains('?') { '&' } else { '?' };
+    let outbox_url = format!("{postgres}{separator}options=-csearch_path%3D{SCHEMA}");
+    let addr = free_addr();
+    let config = WorkerConfig::default()
+        .with_url(url.clone())
+        .with_metrics_addr(addr)
+        .with_connection_name("outbox-test")
+        .with_outbox_url(outbox_url);
+    let broker = Arc::new(AmqpTransport::connect(&url).await.unwrap());
+    let worker = Running::start(config, &ship_from_outbox::JOB, &broker, WORK).await;
+
+    let handled = tokio::time::timeout(WAIT, async {
+        loop {
+            let metrics = get(addr, "/metrics").await;
+            if metrics.contains("jobs_succeeded_total{job=\"ship_from_outbox\"} 10\n") {
+                return metrics;
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("the 10 committed jobs handled");
+    assert!(!handled.contains("jobs_failed_total{job=\"ship_from_outbox\"} 1"));
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs_outbox")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(left, 0, "every relayed row is deleted");
+    worker.stop().await;
+    delete_queues(&[WORK, &format!("{WORK}.err")]);
+}
