@@ -47,6 +47,7 @@ use crate::trace::TraceContext;
 pub struct JobContext {
     shared: Arc<Shared>,
     envelope: Arc<Envelope>,
+    job: Option<&'static crate::Job>,
     attempt: u32,
     redelivered: bool,
     trace: TraceContext,
@@ -67,6 +68,7 @@ impl JobContext {
             producer,
             state: StateMap::new(),
             envelope: Envelope::default(),
+            job: None,
             attempt: 1,
         }
     }
@@ -74,6 +76,7 @@ impl JobContext {
     pub(crate) fn new(
         shared: &ContextShared,
         envelope: Arc<Envelope>,
+        job: Option<&'static crate::Job>,
         attempt: u32,
         redelivered: bool,
     ) -> Self {
@@ -86,6 +89,7 @@ impl JobContext {
         Self {
             shared: Arc::clone(&shared.0),
             envelope,
+            job,
             attempt,
             redelivered,
             trace,
@@ -116,11 +120,14 @@ impl JobContext {
         self.attempt
     }
 
-    /// The name of the job this delivery is for, from the message's `type` property (absent
-    /// when a foreign client left it out).
+    /// The name of the job handling this delivery. A job bound to another job's exchange (a
+    /// fanout, a topic pattern) has its own name here, not the publisher's; a context built
+    /// without a job falls back to the message's `type` property.
     #[must_use]
     pub fn job_name(&self) -> Option<&str> {
-        self.envelope.properties.kind.as_deref()
+        self.job
+            .map(crate::Job::name)
+            .or(self.envelope.properties.kind.as_deref())
     }
 
     /// The message id, kept across retries.
@@ -197,6 +204,7 @@ pub struct JobContextBuilder {
     producer: Producer,
     state: StateMap,
     envelope: Envelope,
+    job: Option<&'static crate::Job>,
     attempt: u32,
 }
 
@@ -208,10 +216,10 @@ impl JobContextBuilder {
         self
     }
 
-    /// Sets the job the delivery is for, as the engine does from the message's `type`.
+    /// Sets the job handling the delivery, as the engine does.
     #[must_use]
-    pub fn job(mut self, job: &crate::Job) -> Self {
-        self.envelope.properties.kind = Some(job.name().to_owned().into());
+    pub fn job(mut self, job: &'static crate::Job) -> Self {
+        self.job = Some(job);
         self
     }
 
@@ -241,7 +249,13 @@ impl JobContextBuilder {
     #[must_use]
     pub fn build(self) -> JobContext {
         let shared = ContextShared::new(self.producer, self.state);
-        JobContext::new(&shared, Arc::new(self.envelope), self.attempt, false)
+        JobContext::new(
+            &shared,
+            Arc::new(self.envelope),
+            self.job,
+            self.attempt,
+            false,
+        )
     }
 }
 

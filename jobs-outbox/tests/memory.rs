@@ -47,6 +47,48 @@ async fn ship(
     Ok(())
 }
 
+/// Two subscribers of one fanout exchange, each recording its effect through the inbox.
+#[job(
+    exchange = "outbox_memory_tests.events",
+    kind = "fanout",
+    routing_key = ""
+)]
+async fn notify_buyer(
+    order: Order,
+    ctx: JobContext,
+    outbox: State<MemoryOutbox>,
+    shipped: State<Arc<Shipped>>,
+) -> Result<(), JobError> {
+    record(order.id, &ctx, &outbox, &shipped).await
+}
+
+#[job(
+    exchange = "outbox_memory_tests.events",
+    kind = "fanout",
+    routing_key = ""
+)]
+async fn notify_seller(
+    order: Order,
+    ctx: JobContext,
+    outbox: State<MemoryOutbox>,
+    shipped: State<Arc<Shipped>>,
+) -> Result<(), JobError> {
+    record(order.id + 100, &ctx, &outbox, &shipped).await
+}
+
+async fn record(
+    effect: u64,
+    ctx: &JobContext,
+    outbox: &MemoryOutbox,
+    shipped: &Shipped,
+) -> Result<(), JobError> {
+    if let Some(tx) = ctx.inbox(outbox).await.map_err(JobError::retry)? {
+        shipped.0.lock().unwrap().push(effect);
+        tx.commit();
+    }
+    Ok(())
+}
+
 fn succeeded(app: &TestApp) -> BTreeSet<String> {
     app.events()
         .into_iter()
@@ -188,4 +230,35 @@ async fn a_row_that_cannot_be_published_stays() {
     let error = outbox.relay(app.producer()).await.unwrap_err();
     assert!(error.to_string().contains("no queue is bound"), "{error}");
     assert_eq!(outbox.pending(), 1, "kept for the next relay");
+}
+
+#[tokio::test(start_paused = true)]
+async fn each_subscriber_of_a_fanout_handles_a_message_once() {
+    let outbox = MemoryOutbox::new();
+    let shipped = Arc::new(Shipped::default());
+    let app = TestApp::builder()
+        .job(&notify_buyer::JOB)
+        .job(&notify_seller::JOB)
+        .state(outbox.clone())
+        .state(Arc::clone(&shipped))
+        .build()
+        .unwrap();
+    // Published twice with one id: each subscriber gets both copies, and acts on one.
+    for _ in 0..2 {
+        notify_buyer::with(Order { id: 1 })
+            .message_id("order-1-paid")
+            .enqueue(&app)
+            .await
+            .unwrap();
+    }
+    app.run_until_idle().await;
+    let mut effects = shipped.0.lock().unwrap().clone();
+    effects.sort_unstable();
+    assert_eq!(
+        effects,
+        [1, 101],
+        "once per subscriber, keyed by the handling job"
+    );
+    assert!(outbox.handled("order-1-paid", "notify_buyer"));
+    assert!(outbox.handled("order-1-paid", "notify_seller"));
 }

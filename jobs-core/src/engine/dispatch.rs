@@ -179,6 +179,7 @@ async fn run(
             let mut context = JobContext::new(
                 &runtime.context,
                 Arc::clone(&envelope),
+                Some(job),
                 attempt,
                 redelivered,
             );

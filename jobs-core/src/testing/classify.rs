@@ -38,7 +38,8 @@ pub fn classify(job: &'static Job, envelope: Envelope, max_message_size: usize) 
         ContextShared::new(Producer::new(transport), StateMap::new())
     });
     let envelope = Arc::new(envelope);
-    let context = |attempt| JobContext::new(shared, Arc::clone(&envelope), attempt, false);
+    let context =
+        |attempt| JobContext::new(shared, Arc::clone(&envelope), Some(job), attempt, false);
     match engine_classify(job, &[job.name()], max_message_size, &envelope, context) {
         Classified::Run { attempt, .. } => Classification::Run { attempt },
         Classified::Refuse { failure, .. } => Classification::ErrorQueue { kind: failure.kind },
