@@ -75,9 +75,14 @@ impl Raw {
     async fn delete_once(url: &str, queues: &[String]) -> Result<(), (usize, anyhow::Error)> {
         let properties = ConnectionProperties::default()
             .with_connection_name("jobs-bench delete".to_owned().into());
-        let connection = Connection::connect(url, properties)
-            .await
-            .map_err(|e| (0, e.into()))?;
+        // Bounded: a broker that takes the TCP connection and never answers must not hang the run.
+        let connection = tokio::time::timeout(
+            std::time::Duration::from_secs(30),
+            Connection::connect(url, properties),
+        )
+        .await
+        .map_err(|_| (0, anyhow::anyhow!("no answer from the broker within 30 s")))?
+        .map_err(|e| (0, e.into()))?;
         let channel = connection
             .create_channel()
             .await

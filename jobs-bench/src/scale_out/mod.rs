@@ -46,6 +46,9 @@ const POLL: Duration = Duration::from_millis(20);
 const READY_WITHIN: Duration = Duration::from_secs(60);
 /// How long a worker process may take to exit after SIGTERM.
 const EXIT_WITHIN: Duration = Duration::from_secs(30);
+/// How long a connection to a node may take before the run gives up, rather than hang on a
+/// broker that accepts TCP and never answers the handshake.
+const CONNECT_WITHIN: Duration = Duration::from_secs(30);
 
 /// Where the workers of a row connect and whose VMs are the broker.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -170,10 +173,13 @@ async fn declare(place: &Place) -> anyhow::Result<()> {
 }
 
 async fn connect(url: &str) -> anyhow::Result<Arc<AmqpTransport>> {
-    let transport = AmqpTransport::builder(url)
+    let connecting = AmqpTransport::builder(url)
         .connection_name("jobs-bench scale-out")
-        .connect()
+        .connect();
+    let transport = tokio::time::timeout(CONNECT_WITHIN, connecting)
         .await
+        .map_err(|_| anyhow!("no answer within {CONNECT_WITHIN:?}"))
+        .and_then(|connected| connected.map_err(anyhow::Error::from))
         .with_context(|| format!("connecting to {}", redact_url(url)))?;
     Ok(Arc::new(transport))
 }
