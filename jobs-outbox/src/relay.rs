@@ -132,9 +132,11 @@ impl Relay {
                 pruned_at = Some(tokio::time::Instant::now());
             }
             let wait = match self.run_once().await {
+                // A full batch: more may be due, so look again at once (after the shutdown
+                // check below, which a relay under constant load must still reach).
                 Ok(rows) if rows as i64 >= self.options.batch => {
                     failures = 0;
-                    continue;
+                    Duration::ZERO
                 }
                 Ok(_) => {
                     failures = 0;
@@ -148,6 +150,7 @@ impl Relay {
                 }
             };
             tokio::select! {
+                biased;
                 () = &mut shutdown => return Ok(()),
                 woken = wake(listener.as_mut(), wait) => {
                     if let Err(error) = woken {
@@ -246,6 +249,9 @@ impl Relay {
 
 /// Waits for a notification on `listener`, or `wait` at most (only `wait` without one).
 async fn wake(listener: Option<&mut PgListener>, wait: Duration) -> Result<(), sqlx::Error> {
+    if wait.is_zero() {
+        return Ok(());
+    }
     let Some(listener) = listener else {
         tokio::time::sleep(wait).await;
         return Ok(());
