@@ -10,14 +10,34 @@ pub const SCHEMA: &str = include_str!("schema.sql");
 /// (`CREATE ... IF NOT EXISTS` alone races on PostgreSQL's catalogs).
 const MIGRATE_LOCK: i64 = 0x6a6f_6273_6f75_7462; // "jobsoutb"
 
+/// Whether every object of [`SCHEMA`] is in the schema it creates them in (the first of the
+/// search path), read from the catalog alone: no lock on the tables.
+const PRESENT: &str = "SELECT \
+    (SELECT count(*) FROM pg_class WHERE relnamespace = current_schema()::regnamespace \
+       AND relname IN ('jobs_outbox', 'jobs_outbox_due', 'jobs_unique', \
+                       'jobs_unique_message_id', 'jobs_inbox', 'jobs_inbox_handled_at')) = 6 \
+    AND EXISTS (SELECT 1 FROM pg_proc WHERE pronamespace = current_schema()::regnamespace \
+       AND proname = 'jobs_outbox_notify') \
+    AND EXISTS (SELECT 1 FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid \
+       WHERE c.relnamespace = current_schema()::regnamespace AND c.relname = 'jobs_outbox' \
+       AND t.tgname = 'jobs_outbox_notify')";
+
 /// Creates the outbox's tables in `pool`'s database if they are missing: `jobs_outbox`,
 /// `jobs_unique`, `jobs_inbox` and the trigger that wakes the relays. Safe to call from every
-/// process at start, at once.
+/// process at start, at once, and beside a running application: when everything is there it
+/// only reads the catalog. (Applying [`SCHEMA`] again locks the three tables, in an order
+/// opposite to a handler's inbox transaction's: a relay starting beside busy handlers
+/// deadlocked with them, PostgreSQL aborting some of their transactions and the relay's
+/// migration, and it held up the application's writes while it waited.)
 ///
 /// # Errors
 ///
 /// When the database refuses the statements (for example, the role may not create tables).
 pub async fn migrate(pool: &PgPool) -> crate::Result<()> {
+    let present: Option<bool> = sqlx::query_scalar(PRESENT).fetch_one(pool).await?;
+    if present == Some(true) {
+        return Ok(());
+    }
     let mut tx = pool.begin().await?;
     sqlx::query("SELECT pg_advisory_xact_lock($1)")
         .bind(MIGRATE_LOCK)
