@@ -32,6 +32,24 @@ pub async fn until(what: &str, within: Duration, mut condition: impl FnMut() -> 
     started.elapsed()
 }
 
+/// As [`until`], for a condition that awaits: a database query, a queue's count.
+///
+/// # Panics
+///
+/// Naming `what`, when `within` passes first.
+pub async fn until_async<F, Fut>(what: &str, within: Duration, mut condition: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let started = Instant::now();
+    while !condition().await {
+        assert!(started.elapsed() < within, "{what}: not within {within:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    started.elapsed()
+}
+
 /// Consumes and acks the `count` messages of `queue`: an error queue's dead letters, say.
 ///
 /// # Panics
