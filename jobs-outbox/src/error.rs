@@ -34,6 +34,15 @@ pub enum Error {
     /// The inbox needs the delivery's message id, and it has none.
     #[error("the inbox needs a message id, and this delivery has none")]
     NoMessageId,
+    /// A relay pass could not publish some rows because the broker was unreachable, slow or
+    /// refused them; they stay in the outbox, due, for the next pass.
+    #[error("{unpublished} outbox rows not published: {source}")]
+    Unavailable {
+        /// Rows left for the next pass.
+        unpublished: usize,
+        /// The first publish error.
+        source: jobs_core::Error,
+    },
     /// PostgreSQL refused or could not be reached.
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),

@@ -144,7 +144,7 @@ impl Relay {
                 }
                 Err(error) => {
                     failures = failures.saturating_add(1);
-                    let wait = backoff(failures, self.options.max_backoff);
+                    let wait = backoff(failures, self.options.poll);
                     tracing::warn!(%error, ?wait, "outbox relay: a pass failed");
                     wait
                 }
@@ -163,12 +163,14 @@ impl Relay {
     }
 
     /// One pass: publishes up to one batch of the rows due now, and returns how many it locked
-    /// (published or pushed back).
+    /// (published, or pushed back for an error of their own such as no queue bound for them).
     ///
     /// # Errors
     ///
-    /// When the database fails; rows published before it were confirmed and will be published
-    /// again, with their message ids, by the next pass.
+    /// [`Error::Unavailable`](crate::Error::Unavailable) when the broker could not take some
+    /// rows (they stay due; the others were published and deleted), and database errors (rows
+    /// published before one were confirmed, and the next pass publishes them again with their
+    /// message ids).
     pub async fn run_once(&self) -> Result<usize> {
         let mut tx = self.pool.begin().await?;
         let rows = sqlx::query(
@@ -186,9 +188,16 @@ impl Relay {
         let rows = rows.iter().map(read_row).collect::<Result<Vec<_>>>()?;
         let outcomes = join_all(rows.iter().map(|row| self.publish(row))).await;
         let mut done = Vec::with_capacity(rows.len());
+        // The broker unreachable or slow is no fault of the rows: they stay due, untouched, and
+        // the pass as a whole backs off (a few seconds at most), so that they go as soon as the
+        // broker is back rather than each after its own growing wait.
+        let mut unavailable = None;
         for (row, outcome) in rows.iter().zip(outcomes) {
             match outcome {
                 Ok(()) => done.push(row.id),
+                Err(crate::Error::Job(error)) if error.is_transient() => {
+                    unavailable.get_or_insert(error);
+                }
                 Err(error) => {
                     tracing::warn!(
                         message_id = row.message_id,
@@ -216,7 +225,13 @@ impl Relay {
         tx.commit().await?;
         self.published
             .fetch_add(done.len() as u64, Ordering::Relaxed);
-        Ok(rows.len())
+        match unavailable {
+            Some(error) => Err(crate::Error::Unavailable {
+                unpublished: rows.len() - done.len(),
+                source: error,
+            }),
+            None => Ok(rows.len()),
+        }
     }
 
     /// Publishes one row and waits for its confirm, its job's topology declared first when

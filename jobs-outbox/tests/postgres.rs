@@ -1,11 +1,14 @@
 //! The outbox and the inbox on PostgreSQL, publishing to the in-memory broker of a `TestApp`.
 
+#[path = "support/outage.rs"]
+mod outage;
 mod support;
 
 use std::collections::BTreeSet;
 use std::time::Duration;
 
 use jobs_core::testing::{Outcome, TestApp};
+use jobs_core::transport::Transport as _;
 use jobs_core::{JobContext, JobError, State, job};
 use jobs_outbox::{Error, InboxExt as _, InboxStore as _, OutboxEnqueue as _, Relay};
 use sqlx::PgPool;
@@ -382,4 +385,52 @@ async fn a_running_relay_wakes_on_the_commit_not_on_its_poll() {
     }
     stop.send(()).unwrap();
     running.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn rows_wait_out_a_broker_outage_untouched_and_go_when_it_is_back() {
+    let Some(pool) = fresh_pool("outbox_outage").await else {
+        return;
+    };
+    let broker = std::sync::Arc::new(outage::Outage::default());
+    let producer = jobs_core::Producer::new(broker.clone());
+    let mut tx = pool.begin().await.unwrap();
+    for n in 0..5 {
+        invoice::with(Order { id: n })
+            .enqueue_in(&mut tx)
+            .await
+            .unwrap();
+    }
+    tx.commit().await.unwrap();
+
+    let relay = Relay::new(pool.clone(), producer);
+    broker.set_down(true);
+    match relay.run_once().await {
+        Err(Error::Unavailable { unpublished, .. }) => assert_eq!(unpublished, 5),
+        other => panic!("expected the broker unavailable, got {other:?}"),
+    }
+    let (attempts, due): (i64, i64) = sqlx::query_as(
+        "SELECT sum(attempts), count(*) FILTER (WHERE next_attempt_at <= now()) FROM jobs_outbox",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        (attempts, due),
+        (0, 5),
+        "the rows are not blamed, and stay due"
+    );
+
+    broker.set_down(false);
+    assert_eq!(relay.run_once().await.unwrap(), 5);
+    assert_eq!(relay.published(), 5);
+    assert_eq!(outbox_rows(&pool).await, 0);
+    assert_eq!(
+        broker
+            .broker
+            .message_count(invoice::JOB.queue())
+            .await
+            .unwrap(),
+        5
+    );
 }
