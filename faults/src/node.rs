@@ -125,9 +125,20 @@ impl PrivateNode {
     ///
     /// As [`start_new`](Self::start_new).
     pub async fn start_with(options: NodeOptions) -> io::Result<Self> {
-        let mut node = Self::prepare(&options)?;
-        node.start().await?;
-        Ok(node)
+        const TRIES: u32 = 3;
+        let mut tries = 1;
+        loop {
+            let mut node = Self::prepare(&options)?;
+            match node.start().await {
+                Ok(()) => return Ok(node),
+                // The ports were free when picked, and another process took one before the node
+                // bound it: a fresh node on fresh ports (this one is removed as it drops).
+                Err(error) if tries < TRIES && error.to_string().contains("eaddrinuse") => {
+                    tries += 1;
+                }
+                Err(error) => return Err(error),
+            }
+        }
     }
 
     /// Writes the node's directory and configuration without starting it.
