@@ -303,6 +303,12 @@ impl Framework {
     pub fn job(&self) -> &'static Job {
         self.job
     }
+
+    /// The producer of the enqueues.
+    #[must_use]
+    pub fn producer(&self) -> &Producer {
+        &self.producer
+    }
 }
 
 /// What `#[job]`'s `my_job::enqueue(producer, message)` does, for any of the bench's jobs, with

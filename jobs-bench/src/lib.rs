@@ -20,18 +20,24 @@
 //! (`jobs-bench-worker`) draining one pre-filled quorum queue, on one broker and on a private
 //! three-node cluster whose queue leader is on another node than the workers, with the
 //! workers' and the broker's CPU per job.
+//!
+//! A fifth table measures the transactional outbox ([`outbox`]): plain enqueues against jobs
+//! written in PostgreSQL transactions and published by the outbox relay, throughput and
+//! hand-over-to-handler latency, on the same broker and queue.
 
 pub mod calls;
 pub mod delays;
 pub mod framework;
 pub mod measure;
 pub mod message;
+pub mod outbox;
 pub mod pace;
 pub mod plan;
 pub mod raw;
 pub mod report;
 pub mod scale_out;
 pub mod sink;
+pub mod tracker;
 
 pub use plan::{ClientKind, Measure, Options, run};
 pub use report::Report;

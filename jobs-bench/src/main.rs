@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::Parser as _;
 use jobs_bench::Options;
-use jobs_bench::report::{calls_table, cascade_table, scale_table, table};
+use jobs_bench::report::{calls_table, cascade_table, outbox_table, scale_table, table};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -24,6 +24,9 @@ async fn main() -> ExitCode {
                 }
                 if !report.scale.is_empty() {
                     println!("{}", scale_table(&report.scale));
+                }
+                if !report.outbox.is_empty() {
+                    println!("{}", outbox_table(&report.outbox));
                 }
             }
             ExitCode::SUCCESS

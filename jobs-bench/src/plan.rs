@@ -10,6 +10,7 @@ use jobs_core::testing::DEFAULT_BROKER_URL;
 use jobs_core::transport::amqp::AmqpTransport;
 use jobs_core::transport::memory::MemoryTransport;
 use jobs_core::transport::{Transport, redact_url};
+use jobs_outbox::testing::DEFAULT_POSTGRES_URL;
 use serde::Serialize;
 use tokio::task::JoinHandle;
 
@@ -17,10 +18,12 @@ use crate::framework::Framework;
 use crate::measure::{Latency, Throughput, as_f64, timed};
 use crate::pace::Pacer;
 use crate::raw::Raw;
-use crate::report::{CallRow, CascadeRow, Report, Row, Samples, ScaleRow, ScaleSample, Side};
+use crate::report::{
+    CallRow, CascadeRow, OutboxRow, Report, Row, Samples, ScaleRow, ScaleSample, Side,
+};
 use crate::scale_out::ScaleSetup;
 use crate::sink::SINK;
-use crate::{QueueKind, calls, delays};
+use crate::{QueueKind, calls, delays, outbox};
 
 /// The benchmark's command line.
 #[derive(Clone, Debug, clap::Parser)]
@@ -107,6 +110,24 @@ pub struct Options {
     /// program].
     #[arg(long)]
     pub worker_binary: Option<PathBuf>,
+    /// The PostgreSQL of the `outbox` measure; its tables go in a schema of their own,
+    /// `jobs_bench`, set as each connection's `search_path`.
+    #[arg(long, env = "JOBS_POSTGRES_URL", default_value = DEFAULT_POSTGRES_URL)]
+    pub postgres_url: String,
+    /// Concurrent transactions of the `outbox` measure's unpaced writes, each on a connection
+    /// of its own.
+    #[arg(long, default_value_t = 32)]
+    pub outbox_writers: usize,
+    /// Jobs per transaction of the `outbox` measure's batched rows (1 leaves them out).
+    #[arg(long, default_value_t = 100)]
+    pub outbox_batch: u64,
+    /// Rows the `outbox` measure's relay publishes per pass (its default: 200).
+    #[arg(long, default_value_t = 200)]
+    pub outbox_relay_batch: u32,
+    /// Paced rates, in jobs/s, at which the `outbox` measure takes latency (each for
+    /// `--latency-secs`).
+    #[arg(long, value_delimiter = ',', default_values_t = [1_000])]
+    pub outbox_rates: Vec<u32>,
     /// The pid of `--url`'s broker VM (`beam.smp`), for its CPU in the `scale-out` rows
     /// [default: the one `beam.smp` that is not a private node, if there is exactly one].
     #[arg(long)]
@@ -140,6 +161,10 @@ pub enum Measure {
     /// 1, 2 and 4 worker processes (`--scale-workers`) draining one pre-filled quorum queue,
     /// on `--url` and on a private three-node cluster (`--scale-setups`; not run by default).
     ScaleOut,
+    /// Plain enqueues against jobs written in PostgreSQL transactions and published by the
+    /// outbox relay: throughput and latency (`--postgres-url`; not run by default, as it needs
+    /// a PostgreSQL).
+    Outbox,
 }
 
 /// A client the plan can run.
@@ -169,7 +194,12 @@ struct Results<'a> {
     callers: &'a [usize],
     scale_workers: &'a [usize],
     scale_sleep_ms: u64,
+    outbox_writers: usize,
+    outbox_batch: u64,
+    outbox_relay_batch: u32,
+    outbox_rates: &'a [u32],
     url: String,
+    postgres_url: String,
     cpus: usize,
     cpu_model: String,
     rows: &'a [Row],
@@ -177,6 +207,7 @@ struct Results<'a> {
     call_rows: &'a [CallRow],
     scale_rows: &'a [ScaleRow],
     scale_samples: &'a [ScaleSample],
+    outbox_rows: &'a [OutboxRow],
 }
 
 /// One client under measurement: raw lapin or the framework.
@@ -248,7 +279,8 @@ impl Client for Framework {
 ///
 /// # Errors
 ///
-/// When the broker cannot be reached, a run fails or stalls, or the JSON cannot be written.
+/// When the broker (or, for `outbox`, PostgreSQL) cannot be reached, a run fails or stalls, or
+/// the JSON cannot be written.
 pub async fn run(options: &Options) -> anyhow::Result<Report> {
     ensure!(
         options.n > 0
@@ -279,6 +311,17 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
         options.rates,
         redact_url(&options.url)
     );
+    if runs(Measure::Outbox) {
+        eprintln!(
+            "jobs-bench: outbox on {}, {} writers, {} jobs per batched transaction, relay batch \
+             {}, latency at {:?} jobs/s",
+            redact_url(&options.postgres_url),
+            options.outbox_writers,
+            options.outbox_batch,
+            options.outbox_relay_batch,
+            options.outbox_rates
+        );
+    }
     let mut samples = Samples::default();
     for run in 0..options.runs {
         let queues = if main_measures {
@@ -339,6 +382,9 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
         if runs(Measure::Calls) {
             calls::measure(options, run, &mut samples).await?;
         }
+        if framework_runs && runs(Measure::Outbox) {
+            outbox::measure(options, run, &mut samples).await?;
+        }
         eprintln!("jobs-bench: run {} of {} done", run + 1, options.runs);
     }
     if runs(Measure::ScaleOut) {
@@ -350,6 +396,7 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
         cascade: samples.cascade_rows(),
         calls: samples.call_rows(),
         scale: samples.scale_rows(),
+        outbox: samples.outbox_rows(),
     };
     let results = Results {
         n: options.n,
@@ -365,7 +412,12 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
         callers: &options.callers,
         scale_workers: &options.scale_workers,
         scale_sleep_ms: options.scale_sleep_ms,
+        outbox_writers: options.outbox_writers,
+        outbox_batch: options.outbox_batch,
+        outbox_relay_batch: options.outbox_relay_batch,
+        outbox_rates: &options.outbox_rates,
         url: redact_url(&options.url),
+        postgres_url: redact_url(&options.postgres_url),
         cpus: std::thread::available_parallelism().map_or(0, usize::from),
         cpu_model: cpu_model(),
         rows: &report.rows,
@@ -373,6 +425,7 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
         call_rows: &report.calls,
         scale_rows: &report.scale,
         scale_samples: samples.scale_samples(),
+        outbox_rows: &report.outbox,
     };
     let json = serde_json::to_string_pretty(&results)?;
     std::fs::write(&options.json, json)

@@ -87,6 +87,15 @@ fn ratio(left: Option<f64>, right: Option<f64>) -> Option<f64> {
     }
 }
 
+/// Which column of the outbox table a figure belongs to: how the job reached the broker.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Route {
+    /// A plain `enqueue` from the framework's producer, confirmed by the broker.
+    Enqueue,
+    /// `enqueue_in` a PostgreSQL transaction, published by the outbox relay after the commit.
+    Outbox,
+}
+
 /// Which column of the calls table a figure belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Caller {
@@ -99,7 +108,7 @@ pub enum Caller {
 }
 
 /// Every sample of every run: the framework against raw lapin, the direct path against the
-/// delay cascade, and request/reply calls.
+/// delay cascade, request/reply calls, scale-out, and plain enqueues against the outbox.
 #[derive(Debug, Default)]
 pub struct Samples {
     /// Raw lapin, then the framework.
@@ -110,6 +119,8 @@ pub struct Samples {
     calls: Columns<CallLine, 3>,
     /// Every run of every scale-out row, in the order they ran.
     scale: Vec<ScaleSample>,
+    /// Plain enqueues, then the outbox.
+    outbox: Columns<Line, 2>,
 }
 
 impl Samples {
@@ -136,6 +147,22 @@ impl Samples {
             Path::Cascade => 1,
         };
         self.paths.add(line(queue, measure, unit), column, value);
+    }
+
+    /// Adds one run's `value` of `measure` on `queue` for `route`, to the outbox table.
+    pub fn add_outbox(
+        &mut self,
+        queue: &str,
+        measure: &str,
+        unit: &'static str,
+        route: Route,
+        value: f64,
+    ) {
+        let column = match route {
+            Route::Enqueue => 0,
+            Route::Outbox => 1,
+        };
+        self.outbox.add(line(queue, measure, unit), column, value);
     }
 
     /// Adds one run's `value` of `measure` for `caller` with `callers` concurrent callers, on
@@ -245,6 +272,22 @@ impl Samples {
             .collect()
     }
 
+    /// The medians of the outbox table, one row per line.
+    #[must_use]
+    pub fn outbox_rows(&self) -> Vec<OutboxRow> {
+        self.outbox
+            .medians()
+            .map(|(line, [enqueue, outbox])| OutboxRow {
+                queue: line.queue.clone(),
+                measure: line.measure.clone(),
+                unit: line.unit,
+                enqueue,
+                outbox,
+                ratio: ratio(enqueue, outbox),
+            })
+            .collect()
+    }
+
     /// The medians of the calls table, one row per line.
     #[must_use]
     pub fn call_rows(&self) -> Vec<CallRow> {
@@ -304,6 +347,24 @@ pub struct CascadeRow {
     /// The median through the cascade: delayed enqueues, `retry_after` retries.
     pub cascade: Option<f64>,
     /// cascade / direct.
+    pub ratio: Option<f64>,
+}
+
+/// The median figures of one measure of the outbox: plain enqueues against jobs written in a
+/// PostgreSQL transaction and published by the relay.
+#[derive(Clone, Debug, Serialize)]
+pub struct OutboxRow {
+    /// The type of the job's work queue.
+    pub queue: String,
+    /// What was measured.
+    pub measure: String,
+    /// Its unit.
+    pub unit: &'static str,
+    /// The median of plain `enqueue`s.
+    pub enqueue: Option<f64>,
+    /// The median through the outbox.
+    pub outbox: Option<f64>,
+    /// outbox / enqueue.
     pub ratio: Option<f64>,
 }
 
@@ -383,6 +444,8 @@ pub struct Report {
     pub calls: Vec<CallRow>,
     /// Scale-out: worker processes draining one queue.
     pub scale: Vec<ScaleRow>,
+    /// The outbox: plain enqueues against through PostgreSQL and the relay.
+    pub outbox: Vec<OutboxRow>,
 }
 
 /// The table, in Markdown so that it pastes into the README as it is.
@@ -432,6 +495,32 @@ pub fn cascade_table(rows: &[CascadeRow]) -> String {
             row.measure,
             figure(row.direct),
             figure(row.cascade),
+        );
+    }
+    out
+}
+
+/// The outbox table, in Markdown.
+#[must_use]
+pub fn outbox_table(rows: &[OutboxRow]) -> String {
+    let mut out = String::from(
+        "| queue | measure | enqueue | outbox | outbox/enqueue |\n|---|---|---:|---:|---:|\n",
+    );
+    for row in rows {
+        let figure = |value: Option<f64>| {
+            value.map_or_else(|| "—".to_owned(), |v| format_figure(v, row.unit))
+        };
+        let ratio = row
+            .ratio
+            .map_or_else(|| "—".to_owned(), |r| format!("{r:.2}"));
+        // Writing to a String cannot fail.
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {ratio} |",
+            row.queue,
+            row.measure,
+            figure(row.enqueue),
+            figure(row.outbox),
         );
     }
     out
@@ -554,6 +643,32 @@ mod tests {
         );
         assert!(
             table.contains("| quorum | late | — | 4 jobs | — |"),
+            "{table}"
+        );
+    }
+
+    #[test]
+    fn the_outbox_table_holds_enqueue_against_outbox() {
+        let mut samples = Samples::default();
+        for (enqueue, outbox) in [(9000.0, 900.0), (10_000.0, 1000.0), (11_000.0, 1100.0)] {
+            samples.add_outbox("quorum", "handled rate", "jobs/s", Route::Enqueue, enqueue);
+            samples.add_outbox("quorum", "handled rate", "jobs/s", Route::Outbox, outbox);
+        }
+        samples.add_outbox("quorum", "p50 latency", "µs", Route::Outbox, 800.0);
+        assert!(samples.rows().is_empty() && samples.cascade_rows().is_empty());
+        let rows = samples.outbox_rows();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(
+            (rows[0].enqueue, rows[0].outbox),
+            (Some(10_000.0), Some(1000.0))
+        );
+        let table = outbox_table(&rows);
+        assert!(
+            table.contains("| quorum | handled rate | 10000 jobs/s | 1000 jobs/s | 0.10 |"),
+            "{table}"
+        );
+        assert!(
+            table.contains("| quorum | p50 latency | — | 800.0 µs | — |"),
             "{table}"
         );
     }
