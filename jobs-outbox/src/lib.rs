@@ -29,6 +29,6 @@ pub use inbox::{InboxExt, InboxStore, InboxTx, prune};
 pub use memory::{MemoryInboxTx, MemoryOutbox, MemoryTx};
 pub use relay::Relay;
 pub use row::Row;
-pub use schema::{SCHEMA, migrate};
+pub use schema::{SCHEMA, migrate, set_notify};
 
 pub mod testing;

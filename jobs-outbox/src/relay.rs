@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use futures_util::FutureExt as _;
 use futures_util::future::join_all;
 use jobs_core::{Producer, registry};
 use sqlx::postgres::{PgListener, PgRow};
@@ -44,12 +45,15 @@ pub struct Relay {
 struct RelayOptions {
     batch: i64,
     poll: Duration,
+    fast_poll: Duration,
     max_backoff: Duration,
     prune_after: Option<Duration>,
 }
 
 /// How often a relay prunes the inbox, when it does.
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+/// How often a relay reads whether the outbox's trigger notifies ([`crate::set_notify`]).
+const NOTIFY_CHECK_EVERY: Duration = Duration::from_secs(30);
 
 impl Relay {
     /// A relay of `pool`'s outbox publishing with `producer`.
@@ -61,6 +65,7 @@ impl Relay {
             options: RelayOptions {
                 batch: 200,
                 poll: Duration::from_secs(5),
+                fast_poll: Duration::from_millis(100),
                 max_backoff: Duration::from_secs(60),
                 prune_after: None,
             },
@@ -80,6 +85,14 @@ impl Relay {
     #[must_use]
     pub fn poll_every(mut self, every: Duration) -> Self {
         self.options.poll = every;
+        self
+    }
+
+    /// How often the relay looks when the outbox's trigger does not notify
+    /// ([`set_notify`](crate::set_notify) off; default 100 ms): then only polling finds jobs.
+    #[must_use]
+    pub fn fast_poll_every(mut self, every: Duration) -> Self {
+        self.options.fast_poll = every;
         self
     }
 
@@ -107,8 +120,10 @@ impl Relay {
 
     /// Runs until `shutdown` completes: a pass whenever a transaction that wrote jobs commits,
     /// at once again while passes find full batches, and at the latest every
-    /// [`poll_every`](Self::poll_every). Database and broker errors are logged and the relay
-    /// goes on; nothing is deleted unless confirmed.
+    /// [`poll_every`](Self::poll_every). With the trigger's notifications off
+    /// ([`set_notify`](crate::set_notify)), which it reads every 30 s, it polls every
+    /// [`fast_poll_every`](Self::fast_poll_every) instead. Database and broker errors are
+    /// logged and the relay goes on; nothing is deleted unless confirmed.
     ///
     /// # Errors
     ///
@@ -118,8 +133,25 @@ impl Relay {
         let mut listener = None;
         let mut failures = 0_u32;
         let mut pruned_at: Option<tokio::time::Instant> = None;
+        let mut notifying = (true, None::<tokio::time::Instant>);
         loop {
-            if listener.is_none() {
+            if notifying
+                .1
+                .is_none_or(|at| at.elapsed() >= NOTIFY_CHECK_EVERY)
+            {
+                // On an error, as before: the pass below reports the database's state.
+                let now = crate::schema::notifies(&self.pool)
+                    .await
+                    .unwrap_or(notifying.0);
+                if now != notifying.0 {
+                    tracing::info!(
+                        notifying = now,
+                        "outbox relay: the trigger's notifications changed"
+                    );
+                }
+                notifying = (now, Some(tokio::time::Instant::now()));
+            }
+            if listener.is_none() && notifying.0 {
                 listener = self.listen().await;
             }
             if let Some(age) = self.options.prune_after
@@ -140,7 +172,11 @@ impl Relay {
                 }
                 Ok(_) => {
                     failures = 0;
-                    self.options.poll
+                    if notifying.0 {
+                        self.options.poll
+                    } else {
+                        self.options.fast_poll
+                    }
                 }
                 Err(error) => {
                     failures = failures.saturating_add(1);
@@ -272,7 +308,15 @@ async fn wake(listener: Option<&mut PgListener>, wait: Duration) -> Result<(), s
         return Ok(());
     };
     match tokio::time::timeout(wait, listener.recv()).await {
-        Ok(Ok(_)) | Err(_) => Ok(()),
+        Ok(Ok(_)) => {
+            // Every commit that wrote jobs notifies, and those that came during the last pass
+            // are queued on the socket: one pass serves them all, so take them now rather than
+            // run an empty pass for each. (Reading is cancel-safe: an unfinished message stays
+            // in sqlx's buffer.)
+            while let Some(Ok(Some(_))) = listener.try_recv().now_or_never() {}
+            Ok(())
+        }
+        Err(_) => Ok(()),
         Ok(Err(error)) => Err(error),
     }
 }

@@ -434,3 +434,56 @@ async fn rows_wait_out_a_broker_outage_untouched_and_go_when_it_is_back() {
         5
     );
 }
+
+#[tokio::test]
+async fn with_notifications_off_a_running_relay_polls_fast_instead() {
+    let Some(pool) = fresh_pool("outbox_no_notify").await else {
+        return;
+    };
+    jobs_outbox::set_notify(&pool, false).await.unwrap();
+    jobs_outbox::migrate(&pool).await.unwrap();
+    let app = app();
+    // Its slow poll is an hour: only the fast poll can find the job within the bound.
+    let relay = Relay::new(pool.clone(), app.producer().clone())
+        .poll_every(Duration::from_secs(3600))
+        .fast_poll_every(Duration::from_millis(20));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn({
+        let relay = relay.clone();
+        async move {
+            relay
+                .run(async {
+                    let _ = stopped.await;
+                })
+                .await
+        }
+    });
+    for n in 0..3 {
+        let mut tx = pool.begin().await.unwrap();
+        invoice::with(Order { id: n })
+            .enqueue_in(&mut tx)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        let published = tokio::time::timeout(Duration::from_secs(10), async {
+            while relay.published() < n + 1 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await;
+        assert!(published.is_ok(), "job {n} was not relayed within 10 s");
+    }
+    stop.send(()).unwrap();
+    running.await.unwrap().unwrap();
+
+    // The setting survives `migrate`, and turns back on.
+    let disabled: String = sqlx::query_scalar(
+        "SELECT tgenabled::text FROM pg_trigger WHERE tgname = 'jobs_outbox_notify' \
+         AND tgrelid = 'jobs_outbox'::regclass",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(disabled, "D");
+    jobs_outbox::set_notify(&pool, true).await.unwrap();
+}
