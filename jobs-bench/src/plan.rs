@@ -124,6 +124,10 @@ pub struct Options {
     /// Rows the `outbox` measure's relay publishes per pass (its default: 200).
     #[arg(long, default_value_t = 200)]
     pub outbox_relay_batch: u32,
+    /// Whether the `outbox` measure's trigger notifies the relay at each commit (`true`, the
+    /// default), or the relay polls every 100 ms (`false`, `jobs_outbox::set_notify`).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub outbox_notify: bool,
     /// Paced rates, in jobs/s, at which the `outbox` measure takes latency (each for
     /// `--latency-secs`).
     #[arg(long, value_delimiter = ',', default_values_t = [1_000])]
@@ -197,6 +201,7 @@ struct Results<'a> {
     outbox_writers: usize,
     outbox_batch: u64,
     outbox_relay_batch: u32,
+    outbox_notify: bool,
     outbox_rates: &'a [u32],
     url: String,
     postgres_url: String,
@@ -314,11 +319,16 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
     if runs(Measure::Outbox) {
         eprintln!(
             "jobs-bench: outbox on {}, {} writers, {} jobs per batched transaction, relay batch \
-             {}, latency at {:?} jobs/s",
+             {}, {}, latency at {:?} jobs/s",
             redact_url(&options.postgres_url),
             options.outbox_writers,
             options.outbox_batch,
             options.outbox_relay_batch,
+            if options.outbox_notify {
+                "woken by NOTIFY"
+            } else {
+                "polling every 100 ms"
+            },
             options.outbox_rates
         );
     }
@@ -415,6 +425,7 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
         outbox_writers: options.outbox_writers,
         outbox_batch: options.outbox_batch,
         outbox_relay_batch: options.outbox_relay_batch,
+        outbox_notify: options.outbox_notify,
         outbox_rates: &options.outbox_rates,
         url: redact_url(&options.url),
         postgres_url: redact_url(&options.postgres_url),

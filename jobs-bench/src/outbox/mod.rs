@@ -92,6 +92,7 @@ pub(crate) async fn measure(
     framework.warm_up().await?;
     // The relay publishes over the same connection as the plain producer, each with a
     // producer of its own, as the worker's relay and its jobs share the worker's connection.
+    jobs_outbox::set_notify(&database.relay(), options.outbox_notify).await?;
     let relay = Relay::new(database.relay(), Producer::new(transport.clone()))
         .batch(options.outbox_relay_batch);
     let relay = RunningRelay::start(relay, &database).await?;
