@@ -195,19 +195,28 @@ impl Broker {
             .map_or(0, |since| since.as_secs())
     }
 
-    /// Puts a copy of `message` in each of `targets`; the body is shared, not copied.
+    /// Puts a copy of `message` in each of `targets` (the body is shared, not copied), then
+    /// lets each deliver it and apply its length limit. Every queue takes the message before
+    /// any of them acts on it, as in RabbitMQ, where a publish reaches all its queues at once
+    /// and what a queue then dead-letters (a head dropped for the new message, say) is a
+    /// publish of its own, reaching the other queues after the message that caused it.
     pub(super) fn enqueue_all(&mut self, targets: &[QueueId], message: Message) {
         if let Some((&last, rest)) = targets.split_last() {
             for &queue in rest {
-                self.enqueue(queue, message.clone());
+                self.push(queue, message.clone());
             }
-            self.enqueue(last, message);
+            self.push(last, message);
+        }
+        for &queue in targets {
+            if !self.queues[queue].deleted {
+                self.drain(queue);
+            }
         }
     }
 
     /// Appends a message to a queue (behind the messages of its priority and above, in a queue
-    /// with priorities) and delivers what can be delivered.
-    pub(super) fn enqueue(&mut self, id: QueueId, mut message: Message) {
+    /// with priorities), without delivering it yet.
+    fn push(&mut self, id: QueueId, mut message: Message) {
         let queue = &mut self.queues[id];
         if queue.deleted {
             return;
@@ -231,7 +240,6 @@ impl Broker {
         if queue.args.ttl.is_some() {
             self.ensure_timer(id, false);
         }
-        self.drain(id);
     }
 
     // ===== deliver =====

@@ -199,9 +199,11 @@ impl Broker {
             // RabbitMQ 4.3 stopped counting a requeueing nack; a reject counts on every version.
             Settlement::Nack { requeue: true, .. } => {
                 let counted = self.version < crate::broker::NACK_UNCOUNTED_FROM;
-                self.return_messages(id, taken, counted);
+                self.return_messages(id, taken, counted, true);
             }
-            Settlement::Reject { requeue: true, .. } => self.return_messages(id, taken, true),
+            Settlement::Reject { requeue: true, .. } => {
+                self.return_messages(id, taken, true, true);
+            }
             Settlement::Nack { requeue: false, .. } | Settlement::Reject { requeue: false, .. } => {
                 for message in taken {
                     self.dead_letter(id, message, Reason::Rejected);
@@ -236,7 +238,7 @@ impl Broker {
         }
         let unacked = queue.detach(index);
         // A consumer gone with its deliveries counts on every version, as a crash must.
-        self.return_messages(id, unacked, true);
+        self.return_messages(id, unacked, true, false);
         self.drain(id);
     }
 
@@ -257,7 +259,7 @@ impl Broker {
             returned.push((id, unacked));
         }
         for (id, unacked) in returned {
-            self.return_messages(id, unacked, true);
+            self.return_messages(id, unacked, true, false);
             self.drain(id);
         }
     }

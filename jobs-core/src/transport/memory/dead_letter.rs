@@ -91,18 +91,29 @@ impl Broker {
         self.enqueue_all(&targets, message);
     }
 
-    /// Gives unacked messages back to queue `id`. A `counted` return counts as a delivery, and
-    /// on a quorum queue one past its delivery limit is dead-lettered instead; one that is not
-    /// (a requeueing nack from RabbitMQ 4.3) only comes back `redelivered`. The messages go
-    /// back to their original place, ahead of every message never delivered, as in a classic
-    /// queue.
+    /// Gives unacked messages back to queue `id`: `requeued` by a settlement (nack or reject
+    /// with requeue), or returned because their consumer's channel closed. A `counted` return
+    /// counts as a delivery, and on a quorum queue one past its delivery limit is dead-lettered
+    /// instead; one that is not (a requeueing nack from RabbitMQ 4.3) only comes back
+    /// `redelivered`.
+    ///
+    /// Where they go, as RabbitMQ 3.10 puts them:
+    ///
+    /// * a classic queue puts each back at its original place, ahead of every message never
+    ///   delivered, and applies its length limit before it delivers again;
+    /// * a quorum queue keeps returned messages apart, delivered before the others, in the
+    ///   order they came back (`rabbit_fifo`'s `returns`), except that a requeue on a queue
+    ///   without a delivery limit enqueues the message afresh at the back (`rabbit_fifo`
+    ///   turns such a `return` into a `requeue` command).
     pub(super) fn return_messages(
         &mut self,
         id: QueueId,
         messages: impl IntoIterator<Item = Message>,
         counted: bool,
+        requeued: bool,
     ) {
         let limit = self.queues[id].args.delivery_limit;
+        let quorum = self.queues[id].args.quorum;
         let mut returned = false;
         for mut message in messages {
             if counted {
@@ -112,7 +123,15 @@ impl Broker {
             if counted && limit.is_some_and(|limit| message.returns > limit) {
                 self.dead_letter(id, message, Reason::DeliveryLimit);
             } else {
-                let ready = &mut self.queues[id].ready;
+                let queue = &mut self.queues[id];
+                if quorum && requeued && limit.is_none() {
+                    message.seq = queue.next_seq;
+                    queue.next_seq += 1;
+                } else if quorum {
+                    message.seq = queue.next_return;
+                    queue.next_return += 1;
+                }
+                let ready = &mut queue.ready;
                 let at = ready.partition_point(|m| (m.rank, m.seq) < (message.rank, message.seq));
                 ready.insert(at, message);
                 returned = true;
@@ -120,6 +139,13 @@ impl Broker {
         }
         if returned && self.queues[id].args.ttl.is_some() {
             self.ensure_timer(id, true);
+        }
+        if returned && !quorum {
+            // A classic queue applies its length limit to what came back before it delivers
+            // again (`rabbit_amqqueue_process:requeue_and_run` drops the head first), so a
+            // returned message can push out the head, itself included, rather than go to a
+            // consumer with credit.
+            self.apply_limit(id);
         }
     }
 }

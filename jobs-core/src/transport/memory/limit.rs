@@ -3,7 +3,9 @@
 //!
 //! * Only ready messages count; unacked ones do not (RabbitMQ's "Queue Length Limit" guide,
 //!   and `messages_ready` in `rabbit_fifo:is_over_limit` for quorum queues). The limit applies
-//!   after delivery, so a message a consumer takes at once never counts.
+//!   after delivery, so a message a consumer takes at once never counts; but a classic queue
+//!   applies it to the messages a consumer gives back before delivering them again
+//!   (`rabbit_amqqueue_process:requeue_and_run`), so a returned message can be dropped at once.
 //! * `drop-head`: while a queue holds more ready messages than its limit, its head (the
 //!   oldest ready message) is dropped, and dead-lettered with reason `maxlen` when the queue
 //!   has a dead-letter exchange. This holds however the message came in: publish,

@@ -97,6 +97,10 @@ const SINGLE_ACTIVE_CONSUMER: &str = "x-single-active-consumer";
 /// `x-max-length`.
 const MAX_LENGTH: &str = "x-max-length";
 
+/// The `seq` of a queue's first message: the ones below are for the messages a quorum queue
+/// takes back (see [`Queue::next_return`]).
+const FIRST_SEQ: u64 = 1 << 62;
+
 /// RabbitMQ 4's delivery limit of a quorum queue declared without one.
 const DEFAULT_DELIVERY_LIMIT: u32 = 20;
 
@@ -232,6 +236,9 @@ pub(super) struct Queue {
     pub(super) ready: VecDeque<Message>,
     /// The `seq` of the next message to enter.
     pub(super) next_seq: u64,
+    /// The `seq` of the next message a quorum queue takes back: below every `seq` of a
+    /// message entering, so returned messages go first, in the order they came back.
+    pub(super) next_return: u64,
     /// Consumers, in attach order; cancelled ones stay while they hold unacked messages.
     pub(super) consumers: Vec<ConsumerState>,
     /// Where round-robin delivery looks for the next consumer.
@@ -260,7 +267,8 @@ impl Queue {
             arguments,
             args,
             ready: VecDeque::new(),
-            next_seq: 0,
+            next_seq: FIRST_SEQ,
+            next_return: 0,
             consumers: Vec::new(),
             cursor: 0,
             active_consumers: 0,
@@ -278,6 +286,27 @@ impl Queue {
     pub(super) fn is_busy(&self) -> bool {
         self.unacked > 0
             || (!self.ready.is_empty() && (self.active_consumers > 0 || self.args.ttl.is_some()))
+    }
+
+    /// The consumers a passive declare reports. A classic queue counts those not cancelled. A
+    /// quorum queue (RabbitMQ 3.10's `rabbit_fifo:query_stat`) counts those it delivers to: not
+    /// the consumers of a single-active-consumer queue waiting their turn, but a cancelled one
+    /// as long as it holds unacked deliveries.
+    pub(super) fn reported_consumers(&self) -> usize {
+        if !self.args.quorum {
+            return self.active_consumers;
+        }
+        let waiting = if self.args.single_active {
+            self.active_consumers.saturating_sub(1)
+        } else {
+            0
+        };
+        let cancelled_holding = self
+            .consumers
+            .iter()
+            .filter(|c| !c.is_consuming() && !c.unacked.is_empty())
+            .count();
+        self.active_consumers - waiting + cancelled_holding
     }
 
     /// Whether an active consumer holds the queue exclusively.

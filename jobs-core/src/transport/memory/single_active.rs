@@ -7,10 +7,9 @@
 //! becomes active at once. A cancelled consumer keeps its unacked deliveries until it settles
 //! them or its channel closes.
 //!
-//! What a closing channel gives back goes to its place in the queue, ahead of every message
-//! never delivered (as any return does here), so the new active consumer gets those messages
-//! first, and in their original order when the channel closes before the consumer is
-//! cancelled. Neither broker keeps the queue's order across a hand-over in general: when the
+//! What a closing channel gives back goes ahead of every message never delivered (as any
+//! return does here: at its original place in a classic queue, in the order it came back in a
+//! quorum queue), so the new active consumer gets those messages first. Neither broker keeps the queue's order across a hand-over in general: when the
 //! old consumer was cancelled first, the new one may take newer messages before the old
 //! channel gives its messages back, and RabbitMQ makes no promise about that order either.
 

@@ -4,6 +4,7 @@ mod consume;
 mod dead_letter;
 mod death;
 mod declare;
+mod differential;
 mod exchange_binding;
 mod idle;
 mod max_length;

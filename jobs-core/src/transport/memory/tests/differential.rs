@@ -1,0 +1,162 @@
+//! Regression tests of the divergences from RabbitMQ 3.10.8 that differential testing found
+//! (the `jobs-differential` crate's transport scenarios), each fixed here.
+
+use super::*;
+
+fn quorum(name: &str, extra: &[(&'static str, HeaderValue)]) -> QueueSpec {
+    let mut arguments = vec![("x-queue-type", HeaderValue::from("quorum"))];
+    arguments.extend_from_slice(extra);
+    queue(name, &arguments)
+}
+
+fn reject(consumer: &Consumer, tag: u64) {
+    settle(consumer, Settlement::Reject { tag, requeue: true }).unwrap();
+}
+
+fn stats(broker: &MemoryTransport, queue: &str) -> crate::transport::QueueStats {
+    broker
+        .queue_stats(queue)
+        .now_or_never()
+        .expect("stats are immediate")
+        .unwrap()
+}
+
+#[test]
+fn a_quorum_queue_without_a_delivery_limit_requeues_to_the_back() {
+    let broker = broker_with(&Topology {
+        queues: vec![quorum("q", &[])],
+        ..Topology::default()
+    });
+    for id in ["m1", "m2", "m3"] {
+        send(&broker, "q", id);
+    }
+    let mut consumer = consume(&broker, "q", 1);
+    assert_eq!(ids(&ready(&mut consumer)), ["m1"]);
+    // RabbitMQ 3.10 turns the requeue into a new enqueue (`rabbit_fifo`'s `requeue`).
+    reject(&consumer, 1);
+    let next = ready(&mut consumer);
+    assert_eq!(ids(&next), ["m2"]);
+    nack(&consumer, next[0].tag, true);
+    assert_eq!(ids(&ready(&mut consumer)), ["m3"]);
+    drop(consumer);
+    assert_eq!(queued(&broker, "q"), ["m3", "m1", "m2"]);
+    assert_eq!(broker.returns("q"), [1, 1, 1]);
+}
+
+#[test]
+fn a_quorum_queue_gives_back_returns_first_in_the_order_they_came_back() {
+    let broker = broker_with(&Topology {
+        queues: vec![quorum("q", &[("x-delivery-limit", 5i64.into())])],
+        ..Topology::default()
+    });
+    for id in ["m1", "m2", "m3", "m4"] {
+        send(&broker, "q", id);
+    }
+    let mut first = consume(&broker, "q", 2);
+    assert_eq!(ids(&ready(&mut first)), ["m1", "m2"]);
+    // With a delivery limit a requeue is a return: ahead of the messages never delivered.
+    nack(&first, 2, true);
+    assert_eq!(ids(&ready(&mut first)), ["m2"]);
+    first.settler.cancel().now_or_never().unwrap().unwrap();
+    settle(
+        &first,
+        Settlement::Nack {
+            tag: 0,
+            multiple: true,
+            requeue: true,
+        },
+    )
+    .unwrap();
+    assert_eq!(queued(&broker, "q"), ["m1", "m2", "m3", "m4"]);
+    let mut second = consume(&broker, "q", 1);
+    assert_eq!(ids(&ready(&mut second)), ["m1"]);
+    // m1 comes back behind m2, returned before it: not to its original place.
+    drop(second);
+    assert_eq!(queued(&broker, "q"), ["m2", "m1", "m3", "m4"]);
+}
+
+#[test]
+fn a_quorum_queue_counts_the_consumers_it_delivers_to() {
+    let broker = broker_with(&Topology {
+        queues: vec![
+            quorum("q", &[]),
+            quorum("single", &[("x-single-active-consumer", true.into())]),
+            queue("classic", &[]),
+        ],
+        ..Topology::default()
+    });
+    for queue in ["q", "classic"] {
+        send(&broker, queue, "m");
+        let mut consumer = consume(&broker, queue, 1);
+        assert_eq!(ready(&mut consumer).len(), 1);
+        consumer.settler.cancel().now_or_never().unwrap().unwrap();
+        let holding = u32::from(queue == "q");
+        assert_eq!(
+            stats(&broker, queue).consumers,
+            Some(holding),
+            "{queue}: a quorum queue counts a cancelled consumer while it holds a delivery"
+        );
+        ack(&consumer, 1);
+        assert_eq!(stats(&broker, queue).consumers, Some(0));
+    }
+    let _active = consume(&broker, "single", 1);
+    let _waiting = consume(&broker, "single", 1);
+    assert_eq!(
+        stats(&broker, "single").consumers,
+        Some(1),
+        "a waiting single active consumer is not counted"
+    );
+}
+
+#[test]
+fn a_publish_reaches_every_queue_before_what_it_makes_a_queue_dead_letter() {
+    // `full` holds one message and dead-letters its dropped head to `all`, which the
+    // publish's fanout reaches too: the publish arrives there first.
+    let broker = broker_with(&Topology {
+        exchanges: vec![exchange("fan", ExchangeKind::Fanout)],
+        queues: vec![
+            queue(
+                "full",
+                &[
+                    ("x-max-length", 1i64.into()),
+                    ("x-dead-letter-exchange", "".into()),
+                    ("x-dead-letter-routing-key", "all".into()),
+                ],
+            ),
+            queue("all", &[]),
+        ],
+        bindings: vec![binding("full", "fan", ""), binding("all", "fan", "")],
+        ..Topology::default()
+    });
+    send(&broker, "full", "old");
+    publish(&broker, publish_to("fan", "", message("new"))).unwrap();
+    assert_eq!(queued(&broker, "all"), ["new", "old"]);
+    assert_eq!(queued(&broker, "full"), ["new"]);
+}
+
+#[test]
+fn a_classic_queue_applies_its_length_limit_to_a_requeued_message_before_delivering() {
+    let broker = broker_with(&Topology {
+        queues: vec![
+            queue(
+                "q",
+                &[
+                    ("x-max-length", 1i64.into()),
+                    ("x-dead-letter-exchange", "".into()),
+                    ("x-dead-letter-routing-key", "dropped".into()),
+                ],
+            ),
+            queue("dropped", &[]),
+        ],
+        ..Topology::default()
+    });
+    let mut consumer = consume(&broker, "q", 1);
+    send(&broker, "q", "m1");
+    assert_eq!(ids(&ready(&mut consumer)), ["m1"]);
+    send(&broker, "q", "m2");
+    // m1 goes back ahead of m2, the queue is over its limit, and its head goes before the
+    // consumer's freed credit is used (`requeue_and_run`).
+    nack(&consumer, 1, true);
+    assert_eq!(ids(&ready(&mut consumer)), ["m2"]);
+    assert_eq!(queued(&broker, "dropped"), ["m1"]);
+}
