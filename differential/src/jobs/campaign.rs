@@ -10,6 +10,10 @@
 //!   `JOBS_DIFF_JOB_CASES=1` reruns that scenario;
 //! * `JOBS_DIFF_JOB_SCENARIO`: a scenario's text (as printed after shrinking) to run instead of
 //!   random ones.
+//!
+//! A scenario that could not be run (the broker did not answer in time, a connection was
+//! refused) is run once more, alone, before it counts as failed: a broker busy with other
+//! tests is no divergence, while one that keeps failing still fails the campaign.
 
 use std::io::Write;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -201,6 +205,14 @@ pub fn run(amqp: &AmqpRun, campaign: &Campaign, out: &mut dyn Write) -> std::io:
             let number = batch_index * LANES + offset + 1;
             let seed_text = seed.map_or_else(|| "given".to_owned(), |seed| format!("{seed:#018x}"));
             writeln!(out, "case {number}/{total} seed {seed_text}: {scenario}")?;
+            // A broker that did not answer is no divergence: such a run gets one more chance.
+            let result = match result {
+                Err(error) => {
+                    writeln!(out, "  could not run ({error}); running it again")?;
+                    check(amqp, scenario)
+                }
+                ok => ok,
+            };
             let problem = match result {
                 Ok(divergences) if divergences.is_empty() => {
                     writeln!(
