@@ -51,11 +51,12 @@ pub async fn migrate(pool: &PgPool) -> crate::Result<()> {
 /// Turns on or off the trigger's notification at each commit that writes jobs (on after
 /// [`migrate`]). A notifying commit takes a lock that PostgreSQL holds through the commit's
 /// flush, for the whole cluster, so commits that write jobs one at a time are serialised: on
-/// the development machine 1,400 single-job transactions a second with it, several thousand
-/// without. Off, relays poll instead, every
-/// [`fast_poll_every`](crate::Relay::fast_poll_every) (100 ms by default): a job waits up to
-/// that long after its commit. Relays read the setting every 30 s. It is a table setting
-/// (`ALTER TABLE … DISABLE TRIGGER`), kept across restarts and [`migrate`].
+/// the development machine, 32 writers of one job per transaction committed 1,800 a second
+/// with it and 3,400 without. Off, relays poll instead, every
+/// [`fast_poll_every`](crate::Relay::fast_poll_every) (100 ms by default), so a job waits for
+/// the next poll after its commit (70 ms at the median there, against 4 ms). Relays read the
+/// setting every 30 s. It is a table setting (`ALTER TABLE … DISABLE TRIGGER`), kept across
+/// restarts and [`migrate`].
 ///
 /// # Errors
 ///
