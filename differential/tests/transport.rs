@@ -384,6 +384,36 @@ mod regressions {
     }
 
     #[test]
+    fn a_rejected_message_dead_lettered_back_arrives_after_the_queue_delivered_again() {
+        let refusing = QueueDecl {
+            max_length: Some(MaxLength {
+                max: 1,
+                reject_publish: true,
+            }),
+            dead_letter: Some(DeadLetter {
+                exchange: None,
+                routing_key: None,
+            }),
+            ..quorum("q1")
+        };
+        agree(&scenario(
+            vec![refusing],
+            vec![
+                publish(2, "q1"),
+                publish(4, "q1"),
+                consume(3, "q1", 1),
+                Step::Nack {
+                    consumer: 3,
+                    pick: 1,
+                    multiple: true,
+                    requeue: false,
+                },
+                publish(5, "q1"),
+            ],
+        ));
+    }
+
+    #[test]
     fn a_classic_queue_applies_its_length_limit_to_a_requeued_message_before_delivering() {
         let limited = QueueDecl {
             max_length: Some(MaxLength {

@@ -45,10 +45,16 @@ pub fn generate(seed: u64) -> Scenario {
         if !(queue.quorum && queue.dead_letter.is_some()) {
             queue.at_least_once = false;
         }
-        if queue.at_least_once {
-            // At-least-once dead-lettering needs `reject-publish`, as the framework declares.
-            if let Some(limit) = &mut queue.max_length {
-                limit.reject_publish = true;
+        if queue.quorum {
+            // A quorum queue's `reject-publish` with a length limit is left out: RabbitMQ 3.10
+            // tells each publishing channel asynchronously when the queue refuses and when it
+            // takes publishes again, which the in-memory broker does not emulate (see its
+            // table). At-least-once dead-lettering declares `reject-publish`, so such a queue
+            // has no length limit, as the framework's have none.
+            if queue.at_least_once {
+                queue.max_length = None;
+            } else if let Some(limit) = &mut queue.max_length {
+                limit.reject_publish = false;
             }
         }
     }

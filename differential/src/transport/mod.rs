@@ -22,7 +22,8 @@
 //! * exchanges of the four kinds, and exchange-to-exchange bindings (the delay cascade's);
 //! * queues, classic or quorum, with any of: a TTL, a dead-letter exchange (the default one
 //!   with a queue's name, or a declared one with or without a routing key), a delivery limit
-//!   (quorum), a length limit with `drop-head` or `reject-publish`, a single active consumer,
+//!   (quorum), a length limit with `drop-head` or (classic) `reject-publish`, a single active
+//!   consumer,
 //!   at-least-once dead-lettering (quorum, with `reject-publish`, as the framework declares its
 //!   quorum queues); a dead-letter target may be the queue itself;
 //! * bindings: direct keys, topic patterns of `a`, `b`, `*` and `#` (empty ones included),
@@ -48,7 +49,9 @@
 //!   limit (consumers of a quorum queue with a delivery limit take prefetch 0), a classic
 //!   single-active-consumer queue's hand-over (one consumer at a time there), a quorum
 //!   single-active-consumer queue with a TTL (no TTL there), and at-least-once dead-lettering
-//!   into a full `reject-publish` queue (no at-least-once where it could happen).
+//!   into a full `reject-publish` queue (no at-least-once where it could happen); and the
+//!   asynchronous refusals of a quorum `reject-publish` queue with a length limit, which the
+//!   in-memory broker approximates (quorum queues get `drop-head`).
 //!
 //! # Timing
 //!
@@ -106,6 +109,13 @@
 //!   other queues first (fixed: a publish reaches all its queues first);
 //! * a classic queue delivered a returned message to a consumer with credit before applying
 //!   its length limit (fixed);
+//! * a message a nack or reject dead-lettered back into its own queue arrived before the
+//!   queue delivered with the credit the settlement freed, which kept a quorum
+//!   `reject-publish` queue refusing (fixed: dead-letters come after, as RabbitMQ's separate
+//!   publish does; also for the delivery limit);
+//! * a quorum `reject-publish` queue with a length limit refuses and takes publishes as
+//!   RabbitMQ 3.10 tells each channel, asynchronously: not emulated, and left out (quorum
+//!   queues get `drop-head`, and none with at-least-once dead-lettering has a length limit);
 //! * RabbitMQ 3.10.8 bugs, not emulated: a consumer credited twice at the delivery limit
 //!   (rabbitmq-server#5609, fixed in 3.11), a classic single-active-consumer queue that crashes
 //!   after its active consumer is cancelled, a quorum single-active-consumer queue with a TTL

@@ -90,15 +90,17 @@ pub fn candidates(scenario: &Scenario) -> Vec<Scenario> {
 }
 
 /// Whether `scenario` keeps the generator's rules: only a quorum single-active-consumer queue
-/// ever has two consumers taking deliveries at once, and none of those has a TTL (see the
-/// generator's notes on RabbitMQ 3.10.8).
+/// ever has two consumers taking deliveries at once, none of those has a TTL, and no quorum
+/// queue has a length limit with `reject-publish` (see the generator's notes on RabbitMQ
+/// 3.10.8).
 #[must_use]
 pub fn valid(scenario: &Scenario) -> bool {
-    if scenario
-        .queues
-        .iter()
-        .any(|q| q.quorum && q.single_active && q.ttl_ticks.is_some())
-    {
+    if scenario.queues.iter().any(|q| {
+        q.quorum
+            && ((q.single_active && q.ttl_ticks.is_some())
+                || q.max_length
+                    .is_some_and(|limit| limit.reject_publish || q.at_least_once))
+    }) {
         return false;
     }
     // Per consumer: its queue, and whether it still takes deliveries.

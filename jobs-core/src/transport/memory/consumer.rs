@@ -205,7 +205,11 @@ impl Broker {
                 self.return_messages(id, taken, true, true);
             }
             Settlement::Nack { requeue: false, .. } | Settlement::Reject { requeue: false, .. } => {
-                for message in taken {
+                let rejected: Vec<Message> = taken.collect();
+                // The queue first delivers with the credit this freed: RabbitMQ publishes what
+                // it dead-letters apart, and it arrives (back here too) after that.
+                self.drain(id);
+                for message in rejected {
                     self.dead_letter(id, message, Reason::Rejected);
                 }
             }

@@ -115,13 +115,14 @@ impl Broker {
         let limit = self.queues[id].args.delivery_limit;
         let quorum = self.queues[id].args.quorum;
         let mut returned = false;
+        let mut past_limit = Vec::new();
         for mut message in messages {
             if counted {
                 message.returns = message.returns.saturating_add(1);
             }
             message.redelivered = true;
             if counted && limit.is_some_and(|limit| message.returns > limit) {
-                self.dead_letter(id, message, Reason::DeliveryLimit);
+                past_limit.push(message);
             } else {
                 let queue = &mut self.queues[id];
                 if quorum && requeued && limit.is_none() {
@@ -146,6 +147,14 @@ impl Broker {
             // returned message can push out the head, itself included, rather than go to a
             // consumer with credit.
             self.apply_limit(id);
+        }
+        if !past_limit.is_empty() {
+            // Dead-lettered after the queue delivered again: RabbitMQ publishes them apart,
+            // and they arrive (back here too) after that.
+            self.drain(id);
+            for message in past_limit {
+                self.dead_letter(id, message, Reason::DeliveryLimit);
+            }
         }
     }
 }

@@ -160,3 +160,30 @@ fn a_classic_queue_applies_its_length_limit_to_a_requeued_message_before_deliver
     assert_eq!(ids(&ready(&mut consumer)), ["m2"]);
     assert_eq!(queued(&broker, "dropped"), ["m1"]);
 }
+
+#[test]
+fn a_rejected_message_dead_lettered_back_arrives_after_the_queue_delivered_again() {
+    // A quorum queue of one message that refuses publishes past it, dead-lettering to itself.
+    let broker = broker_with(&Topology {
+        queues: vec![quorum(
+            "q",
+            &[
+                ("x-max-length", 1i64.into()),
+                ("x-overflow", "reject-publish".into()),
+                ("x-dead-letter-exchange", "".into()),
+            ],
+        )],
+        ..Topology::default()
+    });
+    send(&broker, "q", "m1");
+    send(&broker, "q", "m2");
+    let mut consumer = consume(&broker, "q", 1);
+    assert_eq!(ids(&ready(&mut consumer)), ["m1"]);
+    // The freed credit takes m2 first, which empties the queue and lifts the refusal; m1 comes
+    // back after, as RabbitMQ's separate dead-letter publish does.
+    nack(&consumer, 1, false);
+    assert_eq!(ids(&ready(&mut consumer)), ["m2"]);
+    assert_eq!(queued(&broker, "q"), ["m1"]);
+    publish(&broker, publish_to("", "q", message("m3"))).unwrap();
+    assert_eq!(queued(&broker, "q"), ["m1", "m3"]);
+}
