@@ -234,6 +234,13 @@ impl Net {
             let id = Tick::decode(delivery.envelope.body.clone()).map_or(u64::MAX, |t| t.id);
             self.ledger.failed(id);
         }
+        // Its queues go: the suite must not leave every job's queues on the shared broker.
+        for queue in self.topology.job_queues() {
+            self.direct
+                .delete_queue(&queue.name)
+                .await
+                .expect("deleted");
+        }
         self.direct.close().await;
         let report = self.ledger.report();
         report.check(scenario, duplicate_bound);

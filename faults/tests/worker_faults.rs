@@ -195,6 +195,10 @@ async fn sigkill_with_hundreds_in_flight_then_a_second_worker_loses_nothing() {
     assert_eq!(report.handled as u64, total);
     transport.close().await;
     let _ = std::fs::remove_dir_all(&dir);
+    // Its queues go: the suite must not leave every job's queues on the shared broker.
+    jobs_core::testing::delete_job_queues(&url, &[job])
+        .await
+        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -266,6 +270,10 @@ async fn sigterm_drains_running_jobs_exits_0_and_requeues_the_rest_once() {
     ledger.report().check("worker SIGTERM drain", 0);
     transport.close().await;
     let _ = std::fs::remove_dir_all(&dir);
+    // Its queues go: the suite must not leave every job's queues on the shared broker.
+    jobs_core::testing::delete_job_queues(&url, &[job])
+        .await
+        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -363,6 +371,10 @@ async fn a_pause_stops_three_workers_a_restarted_one_stays_paused_and_resume_los
         .check("pause across 3 workers, one restarted while paused", 0);
     transport.close().await;
     let _ = std::fs::remove_dir_all(&dir);
+    // Its queues go: the suite must not leave every job's queues on the shared broker.
+    jobs_core::testing::delete_job_queues(&url, &[job])
+        .await
+        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -457,6 +469,10 @@ async fn max_running_holds_across_three_workers_and_a_killed_workers_slots_come_
         .check("max_running 4 across 3 workers, the holder SIGKILLed", 4);
     transport.close().await;
     let _ = std::fs::remove_dir_all(&dir);
+    // Its queues go: the suite must not leave every job's queues on the shared broker.
+    jobs_core::testing::delete_job_queues(&url, &[job])
+        .await
+        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -508,6 +524,10 @@ async fn a_rate_of_50_a_second_holds_across_three_workers() {
         .check("rate 50/s across 3 workers, 1,000 jobs", 0);
     transport.close().await;
     let _ = std::fs::remove_dir_all(&dir);
+    // Its queues go: the suite must not leave every job's queues on the shared broker.
+    jobs_core::testing::delete_job_queues(&url, &[job])
+        .await
+        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -576,6 +596,10 @@ async fn poison_jobs_get_exactly_their_attempts_then_the_error_queue_with_header
     ledger.report().check("poison jobs, 3 attempts each", 0);
     transport.close().await;
     let _ = std::fs::remove_dir_all(&dir);
+    // Its queues go: the suite must not leave every job's queues on the shared broker.
+    jobs_core::testing::delete_job_queues(&url, &[job])
+        .await
+        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -667,4 +691,8 @@ async fn a_job_that_kills_its_worker_every_time_ends_in_the_error_queue() {
         .report()
         .check(&format!("job killing its worker, {deaths} deaths"), 0);
     transport.close().await;
+    // Its queues go: the suite must not leave every job's queues on the shared broker.
+    jobs_core::testing::delete_job_queues(&url, &[job])
+        .await
+        .unwrap();
 }

@@ -397,6 +397,9 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
         }
         eprintln!("jobs-bench: run {} of {} done", run + 1, options.runs);
     }
+    if framework_runs {
+        leave_no_queues(options).await?;
+    }
     if runs(Measure::ScaleOut) {
         // Its own runs, so that each setup's broker starts once.
         crate::scale_out::measure(options, &mut samples).await?;
@@ -443,6 +446,24 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
         .with_context(|| format!("writing {}", options.json.display()))?;
     eprintln!("jobs-bench: wrote {}", options.json.display());
     Ok(report)
+}
+
+/// Deletes the queues the runs declared (the framework's jobs and raw lapin's): a broker holds
+/// only so many queues (each quorum queue reserves a few of its file descriptors), and the
+/// benchmark shares it with test suites.
+async fn leave_no_queues(options: &Options) -> anyhow::Result<()> {
+    let mut queues = Vec::new();
+    for kind in [QueueKind::Classic, QueueKind::Quorum] {
+        queues.extend(Framework::queues(kind)?);
+        queues.push(crate::raw::queue(kind));
+    }
+    for job in delays::jobs() {
+        queues.extend(Framework::job_queues(job)?);
+    }
+    queues.extend(outbox::queues()?);
+    Raw::delete(&options.url, &queues)
+        .await
+        .context("deleting the benchmark's queues")
 }
 
 /// The retry paths and the delay spread, on a connection of their own, their jobs' queues

@@ -33,6 +33,11 @@ const EXCHANGE: &str = "jobs_bench.raw";
 /// How long the consumer's channel stays open after its last ack; see `consume_until`.
 const ACK_LINGER: std::time::Duration = std::time::Duration::from_millis(250);
 
+/// Raw lapin's queue of `kind`.
+pub fn queue(kind: QueueKind) -> String {
+    format!("jobs_bench.raw.{}", kind.name())
+}
+
 /// Two connections, as the framework has: one to publish, one to consume.
 #[derive(Debug)]
 pub struct Raw {
@@ -113,7 +118,7 @@ impl Raw {
         };
         let publishing = connect("jobs-bench raw publish").await?;
         let consuming = connect("jobs-bench raw consume").await?;
-        let queue = format!("jobs_bench.raw.{}", kind.name());
+        let queue = queue(kind);
         let channel = publishing.create_channel().await?;
         let durable = ExchangeDeclareOptions {
             durable: true,

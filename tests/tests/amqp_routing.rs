@@ -19,4 +19,8 @@ async fn each_exchange_kind_routes_as_rabbitmq_documents() {
     routing::headers_bindings_match_all_or_any(&routed).await;
     routing::a_headers_message_matching_no_binding_is_unroutable(&routed).await;
     routed.finish(&*transport).await;
+    // The eight jobs' queues go: the suite must not leave every job's queues on the broker.
+    jobs_core::testing::delete_job_queues(&url, &routing::JOBS)
+        .await
+        .expect("the queues deleted");
 }

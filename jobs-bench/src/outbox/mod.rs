@@ -56,6 +56,15 @@ use crate::report::{Route, Samples};
 
 pub use self::database::SCHEMA;
 
+/// The queues of the measure's job, which a run deletes before it and after.
+///
+/// # Errors
+///
+/// When the job's topology is invalid.
+pub fn queues() -> anyhow::Result<Vec<String>> {
+    Framework::job_queues(&bench_outbox::JOB)
+}
+
 /// The queue column of the outbox table: the job's queue type.
 const QUEUE: &str = "quorum";
 

@@ -64,6 +64,8 @@ use crate::transport::memory::MemoryTransport;
 
 mod broker_url;
 mod classify;
+#[cfg(feature = "amqp")]
+mod cleanup;
 mod recorder;
 
 // The framework's own test harness (its broker tests and its fuzz target), not part of the
@@ -72,6 +74,8 @@ mod recorder;
 pub use broker_url::{DEFAULT_BROKER_URL, broker_url};
 #[doc(hidden)]
 pub use classify::{Classification, classify};
+#[cfg(feature = "amqp")]
+pub use cleanup::delete_job_queues;
 pub use recorder::{Outcome, Recorded, Recorder, TimedOut};
 
 /// The engine on an in-memory broker, with a record of everything that happened.
