@@ -5,18 +5,22 @@
 //!
 //! The jobs' queues are named by `#[job]`, so every run uses the same ones. An [`AmqpRun`]
 //! makes them its own: it holds the lock queue [`LOCK_QUEUE`] as its exclusive consumer for as
-//! long as it lives (a second run at the same time is refused, naming the queue), deletes the
+//! long as it lives (a second run at the same time is refused, naming the queue). The broker
+//! ends the hold when the lock queue is deleted (by hand, or by a sweep of every queue), and
+//! another run may then take the lock and the queues: the run checks its hold before and after
+//! each batch of scenarios, takes the lock again when it is free, and voids a batch during which
+//! it lost it, rather than report what another run did as a divergence. It also deletes the
 //! jobs' queues it finds left over (a run killed before its clean-up, or one with other
 //! backoffs), purges them after each scenario, and deletes them, the lock queue and the jobs'
 //! exchange when it closes. The delay cascade (`jobs.delay.*`) is shared by every user of the
 //! broker and stays; a copy of a job still waiting there reaches a later scenario, whose
 //! observation leaves it out by its message id.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use futures_util::StreamExt;
 use futures_util::future::join_all;
+use futures_util::{FutureExt, StreamExt};
 use jobs_core::engine::Engine;
 use jobs_core::testing::Recorder;
 use jobs_core::topology::{QueueSpec, Topology, argument};
@@ -50,8 +54,12 @@ pub struct AmqpRun {
     runtime: tokio::runtime::Runtime,
     /// Reads and purges the queues, and holds the lock.
     admin: AmqpTransport,
-    /// The lock: the exclusive consumer of [`LOCK_QUEUE`].
-    lock: Option<ReplyStream>,
+    /// The lock: the exclusive consumer of [`LOCK_QUEUE`], while the run holds it.
+    lock: Mutex<Option<ReplyStream>>,
+    /// Taken by each engine start: lanes declare their topology (with the whole delay
+    /// cascade) one at a time, as workers starting one by one would, rather than contend for
+    /// the broker's metadata store at once.
+    starting: tokio::sync::Mutex<()>,
 }
 
 impl AmqpRun {
@@ -72,20 +80,7 @@ impl AmqpRun {
                 .connection_name(CONNECTION_NAME)
                 .connect()
                 .await?;
-            let lock_queue = Topology {
-                queues: vec![QueueSpec {
-                    name: LOCK_QUEUE.to_owned(),
-                    arguments: Headers::from_iter([(argument::QUEUE_TYPE, "classic")]),
-                }],
-                ..Topology::default()
-            };
-            admin.declare(&lock_queue, Declare::Create).await?;
-            let lock = admin.hold(LOCK_QUEUE).await?.ok_or_else(|| {
-                RunError(format!(
-                    "another job-level differential run holds `{LOCK_QUEUE}` on this broker; \
-                     wait for it to end"
-                ))
-            })?;
+            let lock = take_lock(&admin).await?;
             for queue in JobKind::all_queues() {
                 admin.delete_queue(&queue).await?;
             }
@@ -95,8 +90,37 @@ impl AmqpRun {
             url: url.to_owned(),
             runtime,
             admin,
-            lock: Some(lock),
+            lock: Mutex::new(Some(lock)),
+            starting: tokio::sync::Mutex::new(()),
         })
+    }
+
+    /// Whether the run holds its lock now, taking it again when it was lost and is free.
+    ///
+    /// # Errors
+    ///
+    /// [`RunError`] when the lock is lost and cannot be taken again.
+    fn hold_lock(&self) -> Result<(), RunError> {
+        if self.still_locked() {
+            return Ok(());
+        }
+        let lock = self.runtime.block_on(take_lock(&self.admin))?;
+        *self.lock.lock().unwrap_or_else(PoisonError::into_inner) = Some(lock);
+        Ok(())
+    }
+
+    /// Whether the hold taken last is still there: its stream ends when the broker cancels
+    /// it (the lock queue was deleted) or its connection is lost.
+    fn still_locked(&self) -> bool {
+        let _context = self.runtime.enter();
+        let mut lock = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
+        let ended = lock
+            .as_mut()
+            .is_none_or(|hold| matches!(hold.next().now_or_never(), Some(None)));
+        if ended {
+            *lock = None;
+        }
+        !ended
     }
 
     /// Runs `scenario` and observes it; then purges its lane's queues for the next one.
@@ -113,25 +137,38 @@ impl AmqpRun {
     }
 
     /// Runs `scenarios`, up to [`LANES`] at a time side by side, and observes each; a result
-    /// per scenario, in order.
+    /// per scenario, in order. A batch during which the run did not hold its lock throughout
+    /// gives an error for each of its scenarios.
     pub fn run_many(&self, scenarios: &[Scenario]) -> Vec<Result<Observation, RunError>> {
-        self.runtime.block_on(async {
-            let mut results = Vec::with_capacity(scenarios.len());
-            for batch in scenarios.chunks(LANES) {
-                let runs = batch
-                    .iter()
-                    .enumerate()
-                    .map(|(lane, scenario)| self.run_on(lane, scenario));
-                results.extend(join_all(runs).await);
+        let mut results = Vec::with_capacity(scenarios.len());
+        for batch in scenarios.chunks(LANES) {
+            if let Err(error) = self.hold_lock() {
+                results.extend(batch.iter().map(|_| Err(error.clone())));
+                continue;
             }
-            results
-        })
+            let runs = batch
+                .iter()
+                .enumerate()
+                .map(|(lane, scenario)| self.run_on(lane, scenario));
+            let observed = self.runtime.block_on(join_all(runs));
+            if self.still_locked() {
+                results.extend(observed);
+            } else {
+                let lost = RunError(format!(
+                    "the run lost its lock `{LOCK_QUEUE}` (the queue was deleted) while it ran: \
+                     another run may have used the jobs' queues meanwhile"
+                ));
+                results.extend(batch.iter().map(|_| Err(lost.clone())));
+            }
+        }
+        results
     }
 
     async fn run_on(&self, lane: usize, scenario: &Scenario) -> Result<Observation, RunError> {
         let mut harness = AmqpHarness {
             url: &self.url,
             admin: &self.admin,
+            starting: &self.starting,
             lane,
             current: None,
         };
@@ -151,8 +188,12 @@ impl AmqpRun {
     /// # Errors
     ///
     /// [`RunError`] when the broker refuses a deletion.
-    pub fn close(mut self) -> Result<(), RunError> {
-        let lock = self.lock.take();
+    pub fn close(self) -> Result<(), RunError> {
+        let lock = self
+            .lock
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
         self.runtime.block_on(async {
             for queue in JobKind::all_queues() {
                 self.admin.delete_queue(&queue).await?;
@@ -182,7 +223,7 @@ impl std::fmt::Debug for AmqpRun {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AmqpRun")
             .field("url", &jobs_core::transport::redact_url(&self.url))
-            .field("locked", &self.lock.is_some())
+            .field("locked", &self.still_locked())
             .finish_non_exhaustive()
     }
 }
@@ -191,6 +232,7 @@ impl std::fmt::Debug for AmqpRun {
 struct AmqpHarness<'a> {
     url: &'a str,
     admin: &'a AmqpTransport,
+    starting: &'a tokio::sync::Mutex<()>,
     lane: usize,
     /// The running engine's transport, closed when it stops.
     current: Option<AmqpTransport>,
@@ -202,6 +244,7 @@ impl Harness for AmqpHarness<'_> {
     }
 
     async fn start(&mut self, recorder: &Arc<Recorder>) -> Result<Engine, RunError> {
+        let _turn = self.starting.lock().await;
         let transport = AmqpTransport::builder(self.url)
             .connection_name(format!("{CONNECTION_NAME}.lane{}", self.lane))
             .connect()
@@ -238,6 +281,28 @@ impl Harness for AmqpHarness<'_> {
         }
         Ok(letters)
     }
+}
+
+/// Declares the lock queue and holds it.
+///
+/// # Errors
+///
+/// [`RunError`] when another run holds it, or the broker refuses.
+async fn take_lock(admin: &AmqpTransport) -> Result<ReplyStream, RunError> {
+    let lock_queue = Topology {
+        queues: vec![QueueSpec {
+            name: LOCK_QUEUE.to_owned(),
+            arguments: Headers::from_iter([(argument::QUEUE_TYPE, "classic")]),
+        }],
+        ..Topology::default()
+    };
+    admin.declare(&lock_queue, Declare::Create).await?;
+    admin.hold(LOCK_QUEUE).await?.ok_or_else(|| {
+        RunError(format!(
+            "another job-level differential run holds `{LOCK_QUEUE}` on this broker; wait for \
+             it to end"
+        ))
+    })
 }
 
 /// Takes every message of `queue`, which nothing publishes to any more: as many as its
@@ -281,7 +346,12 @@ impl Drop for AmqpRun {
     /// A run dropped without [`close`](Self::close) (a test that panicked) still deletes
     /// its queues, when it is not inside a runtime that forbids waiting.
     fn drop(&mut self) {
-        let Some(lock) = self.lock.take() else {
+        let Some(lock) = self
+            .lock
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+        else {
             return;
         };
         if tokio::runtime::Handle::try_current().is_ok() {

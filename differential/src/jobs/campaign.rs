@@ -285,6 +285,12 @@ fn report_failure(
         "  shrunk in {} runs to: {}",
         shrunk.runs, shrunk.scenario
     )?;
+    if shrunk_divergences.is_empty() {
+        writeln!(
+            out,
+            "  …which agreed when run once more: the divergence did not reproduce every time"
+        )?;
+    }
     for divergence in &shrunk_divergences {
         writeln!(out, "  {divergence}")?;
     }
