@@ -414,6 +414,61 @@ mod regressions {
     }
 
     #[test]
+    fn a_quorum_queue_dead_letters_the_heads_one_command_drops_in_reverse() {
+        let limited = QueueDecl {
+            max_length: Some(MaxLength {
+                max: 2,
+                reject_publish: false,
+            }),
+            dead_letter: Some(DeadLetter {
+                exchange: None,
+                routing_key: Some(Key::Queue("q3".into())),
+            }),
+            ..quorum("q2")
+        };
+        agree(&scenario(
+            vec![limited, queue("q3")],
+            vec![
+                publish(0, "q2"),
+                publish(1, "q2"),
+                consume(0, "q2", 3),
+                publish(2, "q2"),
+                publish(3, "q2"),
+                Step::Close { consumer: 0 },
+            ],
+        ));
+    }
+
+    #[test]
+    fn a_quorum_queue_dead_letters_past_its_delivery_limit_before_what_expired() {
+        let limited = QueueDecl {
+            ttl_ticks: Some(0),
+            delivery_limit: Some(1),
+            dead_letter: Some(DeadLetter {
+                exchange: None,
+                routing_key: Some(Key::Queue("q1".into())),
+            }),
+            ..quorum("q0")
+        };
+        agree(&scenario(
+            vec![limited, queue("q1")],
+            vec![
+                publish(0, "q0"),
+                consume(0, "q0", 0),
+                Step::Advance { ticks: 1 },
+                publish(1, "q0"),
+                Step::Nack {
+                    consumer: 0,
+                    pick: 1,
+                    multiple: false,
+                    requeue: true,
+                },
+                Step::Close { consumer: 0 },
+            ],
+        ));
+    }
+
+    #[test]
     fn a_classic_queue_applies_its_length_limit_to_a_requeued_message_before_delivering() {
         let limited = QueueDecl {
             max_length: Some(MaxLength {

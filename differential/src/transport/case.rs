@@ -8,7 +8,7 @@ use super::scenario::{Names, Scenario};
 
 /// How often a case is run again when RabbitMQ's run was inconclusive (a step came too late
 /// after its tick for the expiries around it to be certain).
-pub const ATTEMPTS: usize = 3;
+pub const ATTEMPTS: usize = 5;
 
 /// What one case found.
 #[derive(Clone, Debug)]

@@ -61,7 +61,7 @@
 //! never races with one; the generator keeps expired messages from reaching a queue with a
 //! TTL, where they would expire on a tick. On RabbitMQ, a step that starts more than
 //! [`Timing::late`] after its tick in a scenario with a TTL makes the run inconclusive, and the
-//! case runs again (three times at most); the test fails when more than one case in twenty
+//! case runs again (five times at most); the test fails when more than one case in twenty
 //! stays inconclusive.
 //!
 //! After each step the RabbitMQ run waits, up to [`Timing::settle`], until it sees what the
@@ -111,8 +111,14 @@
 //!   its length limit (fixed);
 //! * a message a nack or reject dead-lettered back into its own queue arrived before the
 //!   queue delivered with the credit the settlement freed, which kept a quorum
-//!   `reject-publish` queue refusing (fixed: dead-letters come after, as RabbitMQ's separate
-//!   publish does; also for the delivery limit);
+//!   `reject-publish` queue refusing (fixed: they come after, as RabbitMQ's separate publish
+//!   does);
+//! * a channel's close that sent one message past a quorum queue's delivery limit and gave
+//!   back another already expired dead-lettered the expired one first; RabbitMQ's `return`
+//!   command dead-letters at the limit before it finds what expired (fixed);
+//! * a quorum queue dead-lettered several heads it dropped at once (or several messages
+//!   returned past its delivery limit at once) in queue order; RabbitMQ 3.10 sends them last
+//!   first, each drop prepending its dead-letter effect (fixed, as 3.10 does);
 //! * a quorum `reject-publish` queue with a length limit refuses and takes publishes as
 //!   RabbitMQ 3.10 tells each channel, asynchronously: not emulated, and left out (quorum
 //!   queues get `drop-head`, and none with at-least-once dead-lettering has a length limit);

@@ -148,13 +148,10 @@ impl Broker {
             // consumer with credit.
             self.apply_limit(id);
         }
-        if !past_limit.is_empty() {
-            // Dead-lettered after the queue delivered again: RabbitMQ publishes them apart,
-            // and they arrive (back here too) after that.
-            self.drain(id);
-            for message in past_limit {
-                self.dead_letter(id, message, Reason::DeliveryLimit);
-            }
+        // Several at once in reverse, as `rabbit_fifo` prepends each one's dead-letter effect,
+        // and before the queue delivers again and finds its expired messages.
+        for message in past_limit.into_iter().rev() {
+            self.dead_letter(id, message, Reason::DeliveryLimit);
         }
     }
 }

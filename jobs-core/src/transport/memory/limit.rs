@@ -91,10 +91,19 @@ impl Broker {
         };
         match limit.overflow {
             Overflow::DropHead => {
+                let mut dropped = Vec::new();
                 while self.queues[id].ready.len() > limit.max {
                     let Some(head) = self.queues[id].ready.pop_front() else {
                         break;
                     };
+                    dropped.push(head);
+                }
+                if self.queues[id].args.quorum {
+                    // RabbitMQ 3.10's quorum queue dead-letters the heads one command drops in
+                    // reverse: each drop prepends its dead-letter effect.
+                    dropped.reverse();
+                }
+                for head in dropped {
                     self.dead_letter(id, head, Reason::MaxLen);
                 }
             }

@@ -187,3 +187,63 @@ fn a_rejected_message_dead_lettered_back_arrives_after_the_queue_delivered_again
     publish(&broker, publish_to("", "q", message("m3"))).unwrap();
     assert_eq!(queued(&broker, "q"), ["m1", "m3"]);
 }
+
+#[test]
+fn a_quorum_queue_dead_letters_the_heads_one_command_drops_in_reverse() {
+    let broker = broker_with(&Topology {
+        queues: vec![
+            quorum(
+                "q",
+                &[
+                    ("x-max-length", 2i64.into()),
+                    ("x-dead-letter-exchange", "".into()),
+                    ("x-dead-letter-routing-key", "dropped".into()),
+                ],
+            ),
+            queue("dropped", &[]),
+        ],
+        ..Topology::default()
+    });
+    send(&broker, "q", "m0");
+    send(&broker, "q", "m1");
+    let mut consumer = consume(&broker, "q", 3);
+    send(&broker, "q", "m2");
+    send(&broker, "q", "m3");
+    assert_eq!(ids(&ready(&mut consumer)), ["m0", "m1", "m2"]);
+    // Three come back ahead of m3: the queue is two over its limit and drops m0 and m1 at
+    // once, which RabbitMQ 3.10 dead-letters last first.
+    drop(consumer);
+    assert_eq!(queued(&broker, "q"), ["m2", "m3"]);
+    assert_eq!(queued(&broker, "dropped"), ["m1", "m0"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_quorum_queue_dead_letters_past_its_delivery_limit_before_what_expired() {
+    let broker = broker_with(&Topology {
+        queues: vec![
+            quorum(
+                "q",
+                &[
+                    ("x-message-ttl", 1000i64.into()),
+                    ("x-delivery-limit", 1i64.into()),
+                    ("x-dead-letter-exchange", "".into()),
+                    ("x-dead-letter-routing-key", "dead".into()),
+                ],
+            ),
+            queue("dead", &[]),
+        ],
+        ..Topology::default()
+    });
+    send(&broker, "q", "old");
+    let mut consumer = consume(&broker, "q", 0);
+    assert_eq!(ids(&ready(&mut consumer)), ["old"]);
+    tokio::time::advance(std::time::Duration::from_millis(1500)).await;
+    send(&broker, "q", "new");
+    assert_eq!(ids(&ready(&mut consumer)), ["new"]);
+    nack(&consumer, 2, true);
+    assert_eq!(ids(&ready(&mut consumer)), ["new"]);
+    // Closing gives back `old`, expired while unacked, and `new`, past its delivery limit: the
+    // limit's dead-letter comes first, as in RabbitMQ 3.10's `return` command.
+    drop(consumer);
+    assert_eq!(queued(&broker, "dead"), ["new", "old"]);
+}
