@@ -116,9 +116,9 @@
 //! * a channel's close that sent one message past a quorum queue's delivery limit and gave
 //!   back another already expired dead-lettered the expired one first; RabbitMQ's `return`
 //!   command dead-letters at the limit before it finds what expired (fixed);
-//! * a quorum queue dead-lettered several heads it dropped at once (or several messages
-//!   returned past its delivery limit at once) in queue order; RabbitMQ 3.10 sends them last
-//!   first, each drop prepending its dead-letter effect (fixed, as 3.10 does);
+//! * a quorum queue dead-lettered several heads it dropped at once in queue order; RabbitMQ
+//!   3.10 sends them last first, each drop prepending its dead-letter effect (fixed, as 3.10
+//!   does);
 //! * a quorum `reject-publish` queue with a length limit refuses and takes publishes as
 //!   RabbitMQ 3.10 tells each channel, asynchronously: not emulated, and left out (quorum
 //!   queues get `drop-head`, and none with at-least-once dead-lettering has a length limit);

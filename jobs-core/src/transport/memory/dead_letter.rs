@@ -148,9 +148,9 @@ impl Broker {
             // consumer with credit.
             self.apply_limit(id);
         }
-        // Several at once in reverse, as `rabbit_fifo` prepends each one's dead-letter effect,
-        // and before the queue delivers again and finds its expired messages.
-        for message in past_limit.into_iter().rev() {
+        // Before the queue delivers again and finds its expired messages, as RabbitMQ 3.10's
+        // `return` does.
+        for message in past_limit {
             self.dead_letter(id, message, Reason::DeliveryLimit);
         }
     }
