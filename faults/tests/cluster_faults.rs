@@ -65,7 +65,10 @@ async fn a_cluster_losing_a_node_loses_no_confirmed_job() {
             .await
             .expect("the cluster lists its queues")
             .expect("the work queue has a leader");
-        let lost = [2, 0, 1]
+        // Never node 0: the classic job's queue was declared there and lives only there, so
+        // its consumer could not come back until that node did, and the engine would rightly
+        // stay unready. Which follower is left depends on the election after the first kill.
+        let lost = [2, 1]
             .into_iter()
             .find(|&index| index != leader)
             .expect("a follower");
@@ -101,22 +104,31 @@ async fn lose_a_node(cluster: &mut Cluster, lost: usize, url: &str, scenario: &s
     let killed = Instant::now();
     eprintln!("{scenario}: killed {}", node.name());
     if client_on_lost {
-        // Ready again: the engine says every consumer is attached, and a survivor lists a
-        // consumer on the work queue (the one on the lost node died with it).
+        // Ready again (what `/readyz` reports): the engine says every consumer is attached,
+        // within the bound the worker promises.
+        until(&format!("{scenario}: ready again"), READY_AGAIN, || {
+            engine.is_ready()
+        })
+        .await;
+        let ready = killed.elapsed();
+        // And truly on another node: a survivor lists a consumer on the work queue (the one
+        // on the lost node died with it). Asked with `rabbitmqctl`, which is slow while the
+        // cluster notices the loss, so within the scenario's wider bound.
         let survivor = (lost + 1) % cluster.len();
         let queue = Queue::Quorum.queues().pop().expect("the work queue");
         loop {
-            if engine.is_ready() && consumers(cluster, survivor, &queue).await > 0 {
+            if consumers(cluster, survivor, &queue).await > 0 {
                 break;
             }
             assert!(
-                killed.elapsed() <= READY_AGAIN,
-                "{scenario}: not ready again on another node within {READY_AGAIN:?}"
+                killed.elapsed() <= SETTLE,
+                "{scenario}: no consumer on a surviving node within {SETTLE:?}"
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         eprintln!(
-            "{scenario}: ready again on another node {:?} after the kill",
+            "{scenario}: ready again {ready:?} after the kill, its consumer listed on a \
+             surviving node after {:?}",
             killed.elapsed()
         );
     }
