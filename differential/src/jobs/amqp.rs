@@ -48,6 +48,15 @@ const WITHIN: Duration = Duration::from_secs(60);
 /// How long reading an error queue may take.
 const READ_WITHIN: Duration = Duration::from_secs(10);
 
+/// How long closing a transport's connections may take: lapin's close waits for the broker's
+/// `close-ok`, and once (in about two thousand abrupt restarts) never got it, the consuming
+/// connection's socket gone already. Past this, the connections go with the transport.
+const CLOSE_WITHIN: Duration = Duration::from_secs(10);
+
+/// How long one scenario's run may take in all, far past any scenario's own bounds: a run
+/// stuck anyway fails as a run error rather than hang the campaign.
+const RUN_WITHIN: Duration = Duration::from_secs(300);
+
 /// Scenarios on one RabbitMQ broker, one at a time, with the jobs' queues to themselves.
 pub struct AmqpRun {
     url: String,
@@ -172,7 +181,14 @@ impl AmqpRun {
             lane,
             current: None,
         };
-        let observed = run::run(&mut harness, scenario).await;
+        let observed = tokio::time::timeout(RUN_WITHIN, run::run(&mut harness, scenario))
+            .await
+            .unwrap_or_else(|_| {
+                Err(RunError(format!(
+                    "the run did not end within {RUN_WITHIN:?}"
+                )))
+            });
+        harness.stopped().await;
         // Whatever a run leaves (an abrupt restart's extra copies) must not reach the next.
         for kind in JobKind::ALL {
             for queue in kind.queues(lane) {
@@ -212,8 +228,9 @@ impl AmqpRun {
                 .exchange_delete(EXCHANGE.into(), ExchangeDeleteOptions::default())
                 .await
                 .map_err(|error| RunError(format!("deleting `{EXCHANGE}`: {error}")))?;
-            let _ = connection.close(200, "cleaned up".into()).await;
-            self.admin.close().await;
+            let _ = tokio::time::timeout(CLOSE_WITHIN, connection.close(200, "cleaned up".into()))
+                .await;
+            let _ = tokio::time::timeout(CLOSE_WITHIN, self.admin.close()).await;
             Ok(())
         })
     }
@@ -255,7 +272,7 @@ impl Harness for AmqpHarness<'_> {
 
     async fn stopped(&mut self) {
         if let Some(transport) = self.current.take() {
-            transport.close().await;
+            let _ = tokio::time::timeout(CLOSE_WITHIN, transport.close()).await;
         }
     }
 
