@@ -5,8 +5,6 @@
 //! them. The delivery stream and the settler share the channel: dropping the stream cancels
 //! the consumer, and dropping both closes the channel, which returns its unacked messages.
 
-use std::collections::BTreeMap;
-use std::collections::btree_map;
 use std::fmt;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -19,6 +17,7 @@ use tokio::sync::mpsc;
 use super::broker::{Broker, Shared};
 use super::dead_letter::Reason;
 use super::queue::{Message, Queue, QueueId};
+use super::unacked::{Drain, Unacked};
 use crate::error::{BoxError, Error, Result};
 use crate::transport::{BoxFuture, Consumer, Delivery, Settle, Settlement};
 
@@ -31,8 +30,8 @@ pub(super) struct ConsumerState {
     /// Unsettled deliveries allowed at once; 0 is unlimited, as in AMQP.
     prefetch: u16,
     pub(super) next_tag: u64,
-    /// Delivered and unsettled, by tag: a `multiple` settle is one split.
-    pub(super) unacked: BTreeMap<u64, Message>,
+    /// Delivered and unsettled, by tag.
+    pub(super) unacked: Unacked,
     /// Set when the channel closes, so the stream ends at once rather than after what it has
     /// buffered.
     closed: Arc<AtomicBool>,
@@ -62,18 +61,15 @@ impl ConsumerState {
     fn take(&mut self, tag: u64, multiple: bool) -> Option<Taken> {
         if multiple && tag == 0 {
             // AMQP: tag 0 with `multiple` settles every outstanding delivery.
-            return Some(Taken::Many(std::mem::take(&mut self.unacked).into_values()));
+            return Some(Taken::Many(self.unacked.take_all()));
         }
         if !multiple {
-            return self.unacked.remove(&tag).map(|m| Taken::One(Some(m)));
+            return self.unacked.remove(tag).map(|m| Taken::One(Some(m)));
         }
-        if !self.unacked.contains_key(&tag) {
+        if !self.unacked.contains(tag) {
             return None;
         }
-        let rest = self.unacked.split_off(&(tag + 1));
-        Some(Taken::Many(
-            std::mem::replace(&mut self.unacked, rest).into_values(),
-        ))
+        Some(Taken::Many(self.unacked.take_through(tag)))
     }
 }
 
@@ -84,7 +80,7 @@ impl ConsumerState {
 )]
 enum Taken {
     One(Option<Message>),
-    Many(btree_map::IntoValues<u64, Message>),
+    Many(Drain),
 }
 
 impl Iterator for Taken {
@@ -144,7 +140,7 @@ impl Broker {
             sender: Some(sender),
             prefetch,
             next_tag: 1,
-            unacked: BTreeMap::new(),
+            unacked: Unacked::default(),
             closed: Arc::clone(&closed),
         });
         queue.active_consumers += 1;
@@ -280,7 +276,8 @@ impl Queue {
         // Before the sender drops: the stream, woken by the drop, must see the close.
         state.closed.store(true, Ordering::Release);
         drop(state.sender);
-        state.unacked.into_values()
+        let mut unacked = state.unacked;
+        unacked.take_all()
     }
 }
 

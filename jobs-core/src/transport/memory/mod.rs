@@ -63,6 +63,7 @@ mod reply_to;
 mod routing;
 mod single_active;
 mod subscribe;
+mod unacked;
 
 #[cfg(test)]
 mod tests;
