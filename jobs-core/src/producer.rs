@@ -368,12 +368,7 @@ impl<M: JobMessage> Enqueue<M> {
     pub async fn enqueue(self, producer: &impl AsRef<Producer>) -> Result<MessageId> {
         let producer = producer.as_ref();
         let job = self.job;
-        let mut this = self;
-        // Read here: the transport keeps the time (a virtual one on the in-memory broker).
-        if let Some(Delay::At((_, now))) = &mut this.delay {
-            *now = producer.transport().now();
-        }
-        let (id, publish, span) = this.into_publish(producer.options().max_message_size)?;
+        let (id, publish, span) = self.into_message(producer)?;
         let published = async {
             producer.declare(job).await?;
             producer.publish(publish).await
@@ -408,6 +403,23 @@ impl<M: JobMessage> Enqueue<M> {
         let (id, publish, span) = this.into_publish(max_message_size)?;
         span.end(None);
         Ok(Prepared { job, id, publish })
+    }
+
+    /// The job it enqueues.
+    pub(crate) fn definition(&self) -> &'static Job {
+        self.job
+    }
+
+    /// The message to publish with `producer`, and the span of its enqueue.
+    pub(crate) fn into_message(
+        mut self,
+        producer: &Producer,
+    ) -> Result<(MessageId, Publish, PublishSpan)> {
+        // Read here: the transport keeps the time (a virtual one on the in-memory broker).
+        if let Some(Delay::At((_, now))) = &mut self.delay {
+            *now = producer.transport().now();
+        }
+        self.into_publish(producer.options().max_message_size)
     }
 
     /// The request of a call: the job's message as [`enqueue`](Self::enqueue) would publish

@@ -117,6 +117,16 @@ pub(crate) fn generate(spec: &JobSpec<'_>) -> TokenStream {
          When the encoded message is over the producer's size limit, when no queue is bound for it, \
          or when the broker nacks it, does not confirm it in time, or cannot be reached."
     );
+    let enqueue_all_doc = format!(
+        "Enqueues every message of `messages` for the `{fn_name}` job, with up to 1,000 \
+         awaiting the broker's confirm at once, and returns their message ids in order once all \
+         are confirmed.\n\n\
+         For importers and fan-out handlers: much faster than enqueueing one after another. Use \
+         `with(m)` and the core crate's `enqueue_all` for per-job options.\n\n\
+         # Errors\n\n\
+         An `EnqueueAllError` with every message's outcome when any was not enqueued (each for \
+         the reasons `enqueue` gives); the others were still enqueued."
+    );
 
     // The reply type as the return type spells it, `Result<Reply, E>` (or an alias such as
     // `anyhow::Result<Reply>`): naming it through `IntoJobResult` would add an error of its own
@@ -191,6 +201,18 @@ pub(crate) fn generate(spec: &JobSpec<'_>) -> TokenStream {
                 message: #m,
             ) -> #krate::Result<#krate::MessageId> {
                 #send
+            }
+
+            #[doc = #enqueue_all_doc]
+            #[allow(dead_code)]
+            #item_vis async fn enqueue_all<#bound>(
+                producer: &impl ::core::convert::AsRef<#krate::Producer>,
+                messages: impl ::core::iter::IntoIterator<Item = #m>,
+            ) -> ::core::result::Result<
+                ::std::vec::Vec<#krate::MessageId>,
+                #krate::EnqueueAllError,
+            > {
+                #krate::enqueue_all(producer, messages.into_iter().map(with)).await
             }
 
             #call_fn

@@ -1,6 +1,7 @@
 //! Shared helpers for the integration tests: the outcome scenarios every transport must pass,
 //! and the broker of the `amqp_*` tests.
 
+pub mod batches;
 pub mod broker;
 pub mod calls;
 pub mod delays;

@@ -32,6 +32,20 @@ async fn the_shared_scenarios_give_the_same_outcomes_on_rabbitmq() {
 
 /// On its own queue, so beside the shared scenarios.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_is_enqueued_whole_and_a_refused_job_is_named_on_rabbitmq() {
+    let Some(url) = jobs_core::testing::broker_url() else {
+        return;
+    };
+    let transport = AmqpTransport::connect(&url).await.expect("connected");
+    jobs_tests::batches::a_batch_is_enqueued_whole_and_a_refused_job_is_named(Arc::new(transport))
+        .await;
+    jobs_core::testing::delete_job_queues(&url, &[&jobs_tests::batches::line::JOB])
+        .await
+        .expect("the scenario's queues deleted");
+}
+
+/// On its own queue, so beside the shared scenarios.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn high_priority_jobs_overtake_the_backlog_on_rabbitmq() {
     let Some(url) = jobs_core::testing::broker_url() else {
         return;

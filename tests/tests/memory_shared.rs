@@ -80,3 +80,11 @@ async fn three_workers_keep_to_the_rate() {
     )
     .await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_batch_is_enqueued_whole_and_a_refused_job_is_named() {
+    jobs_tests::batches::a_batch_is_enqueued_whole_and_a_refused_job_is_named(Arc::new(
+        MemoryTransport::new(),
+    ))
+    .await;
+}
