@@ -56,6 +56,19 @@ impl ConsumerState {
             .is_some_and(|sender| sender.send(delivery).is_ok())
     }
 
+    /// Drops the deliveries an ack of `tag` covers, as [`take`](Self::take) would take them:
+    /// how many, or `None` for a tag that is not unacked.
+    fn ack(&mut self, tag: u64, multiple: bool) -> Option<usize> {
+        match (multiple, tag) {
+            (true, 0) => Some(self.unacked.discard_through(None)),
+            (true, _) if self.unacked.contains(tag) => {
+                Some(self.unacked.discard_through(Some(tag)))
+            }
+            (true, _) => None,
+            (false, _) => self.unacked.remove(tag).map(|_| 1),
+        }
+    }
+
     /// Removes the deliveries a settlement of `tag` covers, oldest first, as RabbitMQ's
     /// channel does: `None` for a tag that is not unacked (which closes the channel there).
     fn take(&mut self, tag: u64, multiple: bool) -> Option<Taken> {
@@ -177,6 +190,16 @@ impl Broker {
     ) -> Result<()> {
         let queue = &mut self.queues[id];
         let index = queue.consumer(consumer).ok_or_else(channel_closed)?;
+        // Acks, the common case, drop what they settle where it lies.
+        if let Settlement::Ack { tag, multiple } = settlement {
+            let Some(acked) = queue.consumers[index].ack(tag, multiple) else {
+                self.close_channel(id, consumer);
+                return Err(Error::Broker(format!("unknown delivery tag {tag}")));
+            };
+            queue.unacked -= acked;
+            self.drain(id);
+            return Ok(());
+        }
         let (tag, multiple) = match settlement {
             Settlement::Ack { tag, multiple } | Settlement::Nack { tag, multiple, .. } => {
                 (tag, multiple)

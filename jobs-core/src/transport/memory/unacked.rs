@@ -63,6 +63,22 @@ impl Unacked {
         Some(message)
     }
 
+    /// Drops every delivery up to and including `tag` (all of them for `None`), keeping the
+    /// ring's room for the deliveries to come; returns how many went.
+    pub(super) fn discard_through(&mut self, tag: Option<u64>) -> usize {
+        let through = tag.map_or(self.slots.len(), |tag| {
+            self.index(tag)
+                .map_or(0, |index| (index + 1).min(self.slots.len()))
+        });
+        let count = self.slots.drain(..through).filter(Option::is_some).count();
+        self.len -= count;
+        self.base = self
+            .base
+            .saturating_add(u64::try_from(through).unwrap_or(u64::MAX));
+        self.trim();
+        count
+    }
+
     /// Removes every delivery up to and including `tag`, oldest first.
     pub(super) fn take_through(&mut self, tag: u64) -> Drain {
         let through = self
@@ -171,6 +187,22 @@ mod tests {
         assert!(unacked.contains(8) && !unacked.contains(7));
         assert_eq!(seqs(unacked.take_through(8)), [8]);
         assert!(unacked.is_empty());
+    }
+
+    #[test]
+    fn discards_through_a_tag_or_all() {
+        let mut unacked = Unacked::default();
+        for tag in 1..=5 {
+            unacked.insert(tag, message(tag));
+        }
+        assert!(unacked.remove(2).is_some());
+        assert_eq!(unacked.discard_through(Some(3)), 2);
+        assert!(!unacked.contains(3) && unacked.contains(4));
+        assert_eq!(unacked.discard_through(None), 2);
+        assert!(unacked.is_empty());
+        unacked.insert(6, message(6));
+        assert!(unacked.contains(6));
+        assert_eq!(unacked.len(), 1);
     }
 
     #[test]
