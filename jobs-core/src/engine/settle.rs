@@ -5,7 +5,7 @@
 //! `multiple = true` ack. Tags that finish above a gap are acked one by one at the end of each
 //! batch, so one slow handler never holds back the acks (and the prefetch credit) of the others.
 
-use std::collections::BTreeSet;
+use std::collections::VecDeque;
 
 use tokio::sync::mpsc;
 
@@ -71,6 +71,9 @@ impl Drop for SettleOnce {
     }
 }
 
+/// The most outcomes settled together.
+const BATCH: usize = 1024;
+
 /// Settles outcomes until every sender is gone, then hands the settler back. Stops early, also
 /// handing the settler back, when the channel refuses a settlement: it is gone, and the broker
 /// redelivers whatever was unsettled.
@@ -80,18 +83,33 @@ pub(crate) async fn run(
     failed_return: FailedReturn,
 ) -> Box<dyn Settle> {
     let mut batch = Vec::new();
+    let mut settlements = Vec::new();
     let mut acks = Acks {
         failed_return,
         ..Acks::default()
     };
-    while outcomes.recv_many(&mut batch, 1024).await > 0 {
-        for settlement in acks.settle(&batch) {
+    while outcomes.recv_many(&mut batch, BATCH).await > 0 {
+        if batch.len() < BATCH {
+            // Once the other tasks that are ready have run, more outcomes are in: settled
+            // together, they make fewer settlements and fewer wake-ups of this task, where
+            // settling each at once cost a wake-up and a settlement per job.
+            tokio::task::yield_now().await;
+            while batch.len() < BATCH {
+                match outcomes.try_recv() {
+                    Ok(outcome) => batch.push(outcome),
+                    Err(_) => break,
+                }
+            }
+        }
+        acks.settle_into(&batch, &mut settlements);
+        for &settlement in &settlements {
             if let Err(err) = settler.settle(settlement).await {
                 tracing::warn!(error = %err, "settling failed; the broker redelivers what was unsettled");
                 return settler;
             }
         }
         batch.clear();
+        settlements.clear();
     }
     settler
 }
@@ -103,8 +121,12 @@ struct Acks {
     failed_return: FailedReturn,
     /// Every tag up to here is settled.
     floor: u64,
-    /// Settled tags above a gap.
-    above: BTreeSet<u64>,
+    /// Whether each tag from `floor + 1` on is settled (`floor + 1` itself never is, or the
+    /// floor would be past it): a window rather than a set, as handlers finish close to
+    /// delivery order.
+    above: VecDeque<bool>,
+    /// Reused buffer of the acks of a batch not yet sent.
+    fresh: Vec<u64>,
 }
 
 impl Default for Acks {
@@ -112,14 +134,36 @@ impl Default for Acks {
         Self {
             failed_return: FailedReturn::Nack,
             floor: 0,
-            above: BTreeSet::new(),
+            above: VecDeque::new(),
+            fresh: Vec::new(),
         }
     }
 }
 
 impl Acks {
+    #[cfg(test)]
     fn settle(&mut self, batch: &[(u64, Verdict)]) -> Vec<Settlement> {
         let mut out = Vec::new();
+        self.settle_into(batch, &mut out);
+        out
+    }
+
+    /// Marks `tag`, above the floor, as settled; `false` when it was already.
+    fn settle_above(&mut self, tag: u64) -> bool {
+        let Some(index) = tag
+            .checked_sub(self.floor + 1)
+            .and_then(|offset| usize::try_from(offset).ok())
+        else {
+            return false;
+        };
+        if index >= self.above.len() {
+            self.above.resize(index + 1, false);
+        }
+        !std::mem::replace(&mut self.above[index], true)
+    }
+
+    /// Appends to `out` the settlements of `batch`.
+    fn settle_into(&mut self, batch: &[(u64, Verdict)], out: &mut Vec<Settlement>) {
         // Requeues first: a later `multiple` ack must not be the one that settles them.
         for &(tag, verdict) in batch {
             let requeue = Settlement::Nack {
@@ -135,20 +179,22 @@ impl Acks {
                 }
             }
         }
-        let mut fresh = Vec::new();
+        let mut fresh = std::mem::take(&mut self.fresh);
         for &(tag, verdict) in batch {
-            // In order, the common case, the floor just moves up: no set to keep.
-            let in_order = tag == self.floor + 1 && self.above.is_empty();
+            // In order, the common case, the floor just moves up: no window to keep.
+            let in_order = tag == self.floor + 1;
             if in_order {
                 self.floor = tag;
+                self.above.pop_front();
             }
-            if (in_order || (tag > self.floor && self.above.insert(tag))) && verdict == Verdict::Ack
+            if (in_order || (tag > self.floor && self.settle_above(tag))) && verdict == Verdict::Ack
             {
                 fresh.push(tag);
             }
-        }
-        while self.above.remove(&(self.floor + 1)) {
-            self.floor += 1;
+            while self.above.front() == Some(&true) {
+                self.above.pop_front();
+                self.floor += 1;
+            }
         }
         // A `multiple` ack must name a tag the broker still holds unacked: the highest tag
         // acked in this batch at or below the floor. It also settles every earlier fresh ack;
@@ -161,14 +207,15 @@ impl Acks {
         }
         out.extend(
             fresh
-                .into_iter()
-                .filter(|&tag| tag > self.floor)
-                .map(|tag| Settlement::Ack {
+                .iter()
+                .filter(|&&tag| tag > self.floor)
+                .map(|&tag| Settlement::Ack {
                     tag,
                     multiple: false,
                 }),
         );
-        out
+        fresh.clear();
+        self.fresh = fresh;
     }
 }
 
