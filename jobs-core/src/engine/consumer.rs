@@ -5,12 +5,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use std::task::Poll;
+
 use futures_util::StreamExt;
 use tokio::sync::{mpsc, watch};
-use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use super::dispatch::{self, JobRuntime};
+use super::dispatch::{self, JobRuntime, Received};
+use super::handlers::Handlers;
 use super::settle::{self, SettleOnce};
 use super::slots;
 use crate::broker::{BrokerBehaviour, FailedReturn};
@@ -200,14 +202,27 @@ async fn serve(
     } = consumer;
     let (outcomes, outcomes_rx) = mpsc::unbounded_channel();
     let mut settling = tokio::spawn(settle::run(settler, outcomes_rx, failed_return));
-    let mut handlers = JoinSet::new();
+    let mut handlers = Handlers::new();
     let (lost, lost_rx) = watch::channel(false);
     let abandon = Abandon {
         stop: stop.clone(),
         lost: lost_rx,
         paused: paused.clone(),
     };
+    // Settled exactly once from here on, whatever happens to the task: a verdict, or a requeue
+    // when the task ends without one.
+    let mut spawn = |delivery: crate::transport::Delivery| {
+        let settle = SettleOnce::new(delivery.tag, outcomes.clone());
+        let runtime = Arc::clone(runtime);
+        let abandon = abandon.clone();
+        let received = Received::new(delivery);
+        // Boxed: the task is moved on spawn, and these copies of a large future cost more
+        // than one allocation.
+        handlers.spawn(Box::pin(handle(runtime, received, settle, abandon)));
+    };
     let mut pausing = paused.clone();
+    // What the loop below checks between deliveries, read without registering any waiter.
+    let (stop_now, pause_now) = (stop.clone(), paused.clone());
     // One wait each for the loop's lifetime: a new one per delivery would register a waiter
     // each time.
     let ended = {
@@ -217,7 +232,7 @@ async fn serve(
         tokio::pin!(pause);
         // A signal whose sender is gone never pauses.
         let mut can_pause = true;
-        loop {
+        'serve: loop {
             tokio::select! {
                 biased;
                 _ = &mut stopping => break Ended::Stopped,
@@ -228,28 +243,27 @@ async fn serve(
                 // The settle pipeline ends early only when the channel refused a settlement:
                 // nothing more it holds can be settled, so this consumer is of no use.
                 _ = &mut settling => break Ended::Settling,
-                Some(joined) = handlers.join_next(), if !handlers.is_empty() => {
-                    if let Err(err) = joined
-                        && err.is_panic()
-                    {
-                        // Its `SettleOnce` gave the delivery back as failed as the task unwound,
-                        // so that a delivery that panics every time meets the delivery limit.
-                        tracing::error!(error = %err, "a handler task panicked outside the handler; its delivery was requeued");
-                    }
-                }
                 next = deliveries.next() => match next {
-                    // Settled exactly once from here on, whatever happens to the task: a
-                    // verdict, or a requeue when the task ends without one.
-                    Some(delivery) => {
-                        let settle = SettleOnce::new(delivery.tag, outcomes.clone());
-                        let runtime = Arc::clone(runtime);
-                        let abandon = abandon.clone();
-                        // Boxed: the task is moved on spawn and overwritten when reaped, and these
-                        // copies of a large future cost more than one allocation.
-                        handlers.spawn(Box::pin(handle(runtime, delivery, settle, abandon)));
-                    }
+                    Some(delivery) => spawn(delivery),
                     None => break Ended::Stream,
                 },
+            }
+            // Then every delivery already there, checking the same conditions without polling
+            // the waits above once per delivery, which cost more than the delivery itself.
+            while stop_now.borrow().is_none()
+                && !(can_pause && *pause_now.borrow())
+                && !settling.is_finished()
+            {
+                let next = std::future::poll_fn(|cx| match deliveries.poll_next_unpin(cx) {
+                    Poll::Ready(next) => Poll::Ready(Some(next)),
+                    Poll::Pending => Poll::Ready(None),
+                })
+                .await;
+                match next {
+                    Some(Some(delivery)) => spawn(delivery),
+                    Some(None) => break 'serve Ended::Stream,
+                    None => break,
+                }
             }
         }
     };
@@ -270,7 +284,7 @@ async fn serve(
         // slot go back to the queue (their `Abandon` saw the pause). Shutdown meanwhile makes
         // this a shutdown, with its deadline.
         let drained = tokio::select! {
-            () = async { while handlers.join_next().await.is_some() {} } => true,
+            () = handlers.idle() => true,
             _ = stop.wait_for(Option::is_some) => false,
         };
         if drained {
@@ -286,7 +300,7 @@ async fn serve(
         // Finish what is running in the background while a new consumer attaches; the broker
         // redelivers what the dead channel cannot settle.
         tokio::spawn(async move {
-            while handlers.join_next().await.is_some() {}
+            handlers.idle().await;
             drop(lost);
             if ended != Ended::Settling {
                 let _ = settling.await;
@@ -296,11 +310,9 @@ async fn serve(
     }
 
     let deadline = stop.borrow().unwrap_or_else(Instant::now);
-    let drained = tokio::time::timeout_at(deadline, async {
-        while handlers.join_next().await.is_some() {}
-    })
-    .await
-    .is_ok();
+    let drained = tokio::time::timeout_at(deadline, handlers.idle())
+        .await
+        .is_ok();
     if !drained {
         tracing::warn!(
             queue = runtime.settings.job().queue(),
@@ -321,26 +333,37 @@ async fn serve(
 /// run it, and report the verdict.
 async fn handle(
     runtime: Arc<JobRuntime>,
-    delivery: crate::transport::Delivery,
+    received: Received,
     settle: SettleOnce,
     mut abandon: Abandon,
 ) {
     // With a prefetch above the concurrency, a delivery waits for a handler slot; at shutdown,
     // or once its channel is gone, it is not started, and goes back (the `SettleOnce`'s drop).
-    let _permit = match &runtime.permits {
-        Some(permits) => tokio::select! {
-            biased;
-            () = abandon.lost_stopped_or_paused() => return,
-            permit = Arc::clone(permits).acquire_owned() => permit.ok(),
-        },
-        None => None,
+    // The waits below are boxed: each serves jobs with an option set, and unboxed they would
+    // grow every delivery's task, which is copied as it is made.
+    // `None` when the delivery is not to start; a closed semaphore bounds nothing.
+    let permit = match &runtime.permits {
+        Some(permits) => {
+            Box::pin(async {
+                tokio::select! {
+                    biased;
+                    () = abandon.lost_stopped_or_paused() => None,
+                    permit = Arc::clone(permits).acquire_owned() => Some(permit.ok()),
+                }
+            })
+            .await
+        }
+        None => Some(None),
+    };
+    let Some(_permit) = permit else {
+        return;
     };
     if abandon.is_lost() {
         return;
     }
     // While the kill switch is half-open, one delivery runs as the probe and the others wait.
     let _admission = match &runtime.switch {
-        Some(switch) => match switch.admit(&mut abandon).await {
+        Some(switch) => match Box::pin(switch.admit(&mut abandon)).await {
             Some(admission) => Some(admission),
             None => return,
         },
@@ -348,10 +371,10 @@ async fn handle(
     };
     // A job with a rate starts only with a ticket.
     if let Some(tickets) = &runtime.tickets
-        && !tickets.take(&mut abandon).await
+        && !Box::pin(tickets.take(&mut abandon)).await
     {
         return;
     }
-    let verdict = dispatch::process(&runtime, delivery, &mut abandon).await;
+    let verdict = dispatch::process(&runtime, received, &mut abandon).await;
     settle.send(verdict);
 }

@@ -110,29 +110,57 @@ impl JobRuntime {
     }
 }
 
+/// What a handler's deadline is when its timeout is too long to add to the clock: about 30
+/// years, as tokio's own `timeout` does.
+const FAR_FUTURE: Duration = Duration::from_secs(86_400 * 365 * 30);
+
+/// A delivery as its task holds it: the envelope shared from the start, as the handler's
+/// context shares it, so that the task (copied as it is made, a copy per nested call) carries
+/// a pointer rather than the whole message at each level.
+pub(crate) struct Received {
+    pub(crate) redelivered: bool,
+    pub(crate) origin: Origin,
+    pub(crate) envelope: Arc<Envelope>,
+}
+
+impl Received {
+    /// The parts of `delivery` its task needs; its tag stays with the serve loop.
+    pub(crate) fn new(delivery: Delivery) -> Self {
+        let Delivery {
+            redelivered,
+            exchange,
+            routing_key,
+            envelope,
+            ..
+        } = delivery;
+        Self {
+            redelivered,
+            origin: Origin {
+                exchange,
+                routing_key,
+            },
+            envelope: Arc::new(envelope),
+        }
+    }
+}
+
 /// Handles one delivery and says how to settle it.
 pub(crate) async fn process(
     runtime: &JobRuntime,
-    delivery: Delivery,
+    received: Received,
     abandon: &mut Abandon,
 ) -> Verdict {
-    let Delivery {
+    let Received {
         redelivered,
-        exchange,
-        routing_key,
+        origin,
         envelope,
-        ..
-    } = delivery;
-    let origin = Origin {
-        exchange,
-        routing_key,
-    };
+    } = received;
     // A redelivery of a failure this worker decided but could not publish: publish the
     // decision, without running the handler again.
     if redelivered && let Some(decision) = remembered(runtime, &envelope) {
         return Box::pin(settle_failure(
             runtime,
-            envelope,
+            Arc::unwrap_or_clone(envelope),
             decision,
             origin,
             abandon,
@@ -154,7 +182,7 @@ fn remembered(runtime: &JobRuntime, envelope: &Envelope) -> Option<Decision> {
 /// Runs the delivery to a verdict.
 async fn run(
     runtime: &JobRuntime,
-    envelope: Envelope,
+    envelope: Arc<Envelope>,
     redelivered: bool,
     origin: Origin,
     abandon: &mut Abandon,
@@ -168,7 +196,6 @@ async fn run(
         &origin.routing_key,
         redelivered,
     );
-    let envelope = Arc::new(envelope);
     let mut trace = None;
     let classified = classify(
         job,
@@ -224,16 +251,26 @@ async fn run(
         attempt
     );
     let running = otel_span.attach(trace.scope(AssertUnwindSafe(running).catch_unwind()));
-    let result = tokio::time::timeout(timeout, running.instrument(span)).await;
-    let elapsed = started.elapsed();
+    // One read of the clock for the deadline and the duration; tokio's own far future
+    // stands in for a timeout too long to add.
+    let deadline = started
+        .checked_add(timeout)
+        .unwrap_or_else(|| started + FAR_FUTURE);
+    let result = tokio::time::timeout_at(deadline, running.instrument(span)).await;
     let failure = match result {
         Ok(Ok(Ok(body))) => {
+            // Read only for observers: a clock read is a fair share of a no-op job's cost.
+            let elapsed = (!runtime.observers.is_empty()).then(|| started.elapsed());
             if reply::address(&envelope).is_some() {
-                reply::ok(runtime, &envelope, body).await;
+                // Boxed: only calls reply, and the reply's publish would otherwise more than
+                // double every delivery's task, which is copied as it is made.
+                Box::pin(reply::ok(runtime, &envelope, body)).await;
             }
             // Ended before the event: an observer that hears of it may flush the exporter.
             otel_span.succeeded();
-            runtime.emit(message_id, attempt, EventKind::Succeeded { elapsed });
+            if let Some(elapsed) = elapsed {
+                runtime.emit(message_id, attempt, EventKind::Succeeded { elapsed });
+            }
             runtime.count_attempt(false);
             return Verdict::Ack;
         }
@@ -253,6 +290,7 @@ async fn run(
         ),
     };
 
+    let elapsed = started.elapsed();
     runtime.count_attempt(true);
     let settings = &runtime.settings;
     let mut failure = failure;

@@ -30,6 +30,7 @@ mod dispatch;
 mod durable;
 mod events;
 mod failure;
+mod handlers;
 mod kill_switch;
 mod pauses;
 mod rate;
