@@ -178,6 +178,21 @@ impl Framework {
         self.produce(count, pacer, Delays::None).await
     }
 
+    /// Enqueues jobs `0..count` with one `enqueue_all`, from one task.
+    ///
+    /// # Errors
+    ///
+    /// When any job was not enqueued.
+    pub async fn publish_batch(&self, count: u64) -> anyhow::Result<()> {
+        let job = self.job;
+        jobs_core::enqueue_all(
+            &self.producer,
+            (0..count).map(|seq| Enqueue::new(job, BenchJob::new(seq))),
+        )
+        .await?;
+        Ok(())
+    }
+
     /// Enqueues jobs `0..count` unpaced, as [`publish`](Self::publish) does, each with its
     /// delay of `delays` (`.delay(d)` on the same `Enqueue`).
     ///

@@ -65,7 +65,15 @@ pub struct Options {
     #[arg(
         long,
         value_delimiter = ',',
-        default_values = ["publish", "consume", "end-to-end", "latency", "delayed-publish", "retry"]
+        default_values = [
+            "publish",
+            "batch-publish",
+            "consume",
+            "end-to-end",
+            "latency",
+            "delayed-publish",
+            "retry",
+        ]
     )]
     pub measures: Vec<Measure>,
     /// The delay of the delayed enqueues (`delayed-publish`), in seconds: 1 has the cascade
@@ -143,6 +151,9 @@ pub struct Options {
 pub enum Measure {
     /// Publish-only throughput.
     Publish,
+    /// Publish-only throughput of one batch of `--n` jobs: the framework's `enqueue_all`
+    /// against raw lapin's publisher, which always pipelines its confirms.
+    BatchPublish,
     /// Consume-only throughput, from the queue the publish filled (so it needs `publish`).
     Consume,
     /// Producer and consumer at the same time.
@@ -221,6 +232,8 @@ pub(crate) trait Client {
     type Running;
     /// Publishes jobs `0..count` and returns once all are confirmed.
     async fn publish(&self, count: u64, pacer: Option<Pacer>) -> anyhow::Result<()>;
+    /// Publishes jobs `0..count` as one batch and returns once all are confirmed.
+    async fn publish_batch(&self, count: u64) -> anyhow::Result<()>;
     /// Starts consuming; each handled job reaches the [`SINK`].
     async fn start(&self, count: u64) -> anyhow::Result<Self::Running>;
     /// Stops the consumer once the sink has seen every job.
@@ -236,6 +249,10 @@ impl Client for Raw {
 
     async fn publish(&self, count: u64, pacer: Option<Pacer>) -> anyhow::Result<()> {
         Raw::publish(self, count, pacer).await
+    }
+
+    async fn publish_batch(&self, count: u64) -> anyhow::Result<()> {
+        Raw::publish(self, count, None).await
     }
 
     async fn start(&self, count: u64) -> anyhow::Result<Self::Running> {
@@ -260,6 +277,10 @@ impl Client for Framework {
 
     async fn publish(&self, count: u64, pacer: Option<Pacer>) -> anyhow::Result<()> {
         Framework::publish(self, count, pacer).await
+    }
+
+    async fn publish_batch(&self, count: u64) -> anyhow::Result<()> {
+        Framework::publish_batch(self, count).await
     }
 
     async fn start(&self, _count: u64) -> anyhow::Result<Self::Running> {
@@ -301,6 +322,7 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
     // The measures of the first table, and the delayed publish, which shares their clients.
     let main_measures = [
         Measure::Publish,
+        Measure::BatchPublish,
         Measure::Consume,
         Measure::EndToEnd,
         Measure::Latency,
@@ -548,6 +570,11 @@ async fn measure(
         add_throughput("consume", consumed);
         drained(client).await?;
     } else {
+        client.purge().await?;
+    }
+    if runs(Measure::BatchPublish) {
+        let (published, ()) = timed(n, client.publish_batch(n)).await?;
+        add_throughput("batch publish", published);
         client.purge().await?;
     }
     if runs(Measure::EndToEnd) {

@@ -23,7 +23,7 @@ async fn every_measure_of_both_clients_yields_a_figure() {
         "--latency-secs",
         "1",
         "--measures",
-        "publish,consume,end-to-end,latency,delayed-publish,retry,delay-spread",
+        "publish,batch-publish,consume,end-to-end,latency,delayed-publish,retry,delay-spread",
         "--retry-n",
         "200",
         "--spread-jobs",
@@ -43,6 +43,7 @@ async fn every_measure_of_both_clients_yields_a_figure() {
     for queue in ["classic", "quorum"] {
         for measure in [
             "publish rate",
+            "batch publish rate",
             "consume rate",
             "end-to-end rate",
             "end-to-end CPU",
