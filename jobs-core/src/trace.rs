@@ -113,9 +113,10 @@ impl TraceContext {
         CURRENT.try_with(|current| *current).ok()
     }
 
-    /// Runs `future` with this as the [`current`](Self::current) context.
-    pub(crate) async fn scope<F: Future>(self, future: F) -> F::Output {
-        CURRENT.scope(self, future).await
+    /// Runs `future` with this as the [`current`](Self::current) context. Not an `async fn`,
+    /// which would hold `future` twice in every delivery's task.
+    pub(crate) fn scope<F: Future>(self, future: F) -> impl Future<Output = F::Output> {
+        CURRENT.scope(self, future)
     }
 
     /// The `traceparent` of a message published now: a child of the current context; none

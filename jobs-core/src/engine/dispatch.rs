@@ -256,7 +256,7 @@ async fn run(
     let deadline = started
         .checked_add(timeout)
         .unwrap_or_else(|| started + FAR_FUTURE);
-    let result = tokio::time::timeout_at(deadline, running.instrument(span)).await;
+    let result = super::deadline::within(deadline, running.instrument(span)).await;
     let failure = match result {
         Ok(Ok(Ok(body))) => {
             // Read only for observers: a clock read is a fair share of a no-op job's cost.

@@ -26,6 +26,7 @@
 
 pub(crate) mod classify;
 mod consumer;
+mod deadline;
 mod dispatch;
 mod durable;
 mod events;
