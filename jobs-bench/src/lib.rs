@@ -24,9 +24,13 @@
 //! A fifth table measures the transactional outbox ([`outbox`]): plain enqueues against jobs
 //! written in PostgreSQL transactions and published by the outbox relay, throughput and
 //! hand-over-to-handler latency, on the same broker and queue.
+//!
+//! With `--check-floors`, the run ends by checking the figures against the project's
+//! performance floors ([`floors`]) and fails when one is not kept.
 
 pub mod calls;
 pub mod delays;
+pub mod floors;
 pub mod framework;
 pub mod measure;
 pub mod message;

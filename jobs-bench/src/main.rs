@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use clap::Parser as _;
 use jobs_bench::Options;
 use jobs_bench::report::{calls_table, cascade_table, outbox_table, scale_table, table};
+use jobs_bench::{Report, floors};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -29,11 +30,33 @@ async fn main() -> ExitCode {
                     println!("{}", outbox_table(&report.outbox));
                 }
             }
+            if options.check_floors {
+                return check_floors(&report);
+            }
             ExitCode::SUCCESS
         }
         Err(error) => {
             eprintln!("jobs-bench: {error:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Prints each floor's outcome; fails when one was not kept.
+fn check_floors(report: &Report) -> ExitCode {
+    let checked = floors::check(&report.rows);
+    #[allow(
+        clippy::print_stdout,
+        reason = "the floors' outcomes are the program's output"
+    )]
+    for outcome in &checked {
+        println!("{outcome}");
+    }
+    let below = checked.iter().filter(|outcome| !outcome.kept).count();
+    if below == 0 {
+        ExitCode::SUCCESS
+    } else {
+        eprintln!("jobs-bench: {below} of {} floors not kept", checked.len());
+        ExitCode::FAILURE
     }
 }

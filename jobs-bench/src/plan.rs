@@ -140,6 +140,10 @@ pub struct Options {
     /// `--latency-secs`).
     #[arg(long, value_delimiter = ',', default_values_t = [1_000])]
     pub outbox_rates: Vec<u32>,
+    /// Checks the figures against the performance floors ([`crate::floors`]) and fails when
+    /// one is not kept.
+    #[arg(long)]
+    pub check_floors: bool,
     /// The pid of `--url`'s broker VM (`beam.smp`), for its CPU in the `scale-out` rows
     /// [default: the one `beam.smp` that is not a private node, if there is exactly one].
     #[arg(long)]
