@@ -39,6 +39,7 @@ pub mod pace;
 pub mod plan;
 pub mod raw;
 pub mod report;
+pub mod rounds;
 pub mod scale_out;
 pub mod sink;
 pub mod tracker;

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use clap::Parser as _;
 use jobs_bench::Options;
 use jobs_bench::report::{calls_table, cascade_table, outbox_table, scale_table, table};
-use jobs_bench::{Report, floors};
+use jobs_bench::{Report, floors, rounds};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -16,6 +16,9 @@ async fn main() -> ExitCode {
             {
                 if !report.rows.is_empty() {
                     println!("{}", table(&report.rows));
+                }
+                if !report.rounds.is_empty() {
+                    println!("{}", rounds::table(&report.rounds));
                 }
                 if !report.cascade.is_empty() {
                     println!("{}", cascade_table(&report.cascade));

@@ -21,6 +21,7 @@ use crate::raw::Raw;
 use crate::report::{
     CallRow, CascadeRow, OutboxRow, Report, Row, Samples, ScaleRow, ScaleSample, Side,
 };
+use crate::rounds::{Round, RoundsRow};
 use crate::scale_out::ScaleSetup;
 use crate::sink::SINK;
 use crate::{QueueKind, calls, delays, outbox};
@@ -48,8 +49,12 @@ pub struct Options {
     #[arg(long, value_delimiter = ',', default_values_t = [1_000, 10_000])]
     pub rates: Vec<u32>,
     /// How long each paced latency measurement lasts, in seconds.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 2)]
     pub latency_secs: u64,
+    /// Paced latency rounds per rate, queue and run, raw lapin and the framework one right
+    /// after the other in each ([`crate::rounds`]).
+    #[arg(long, default_value_t = 5)]
+    pub latency_rounds: usize,
     /// Where to write the results as JSON.
     #[arg(long, default_value = "jobs-bench.json")]
     pub json: PathBuf,
@@ -228,6 +233,8 @@ struct Results<'a> {
     scale_rows: &'a [ScaleRow],
     scale_samples: &'a [ScaleSample],
     outbox_rows: &'a [OutboxRow],
+    latency_rounds: usize,
+    round_rows: &'a [RoundsRow],
 }
 
 /// One client under measurement: raw lapin or the framework.
@@ -393,6 +400,9 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
                     ClientKind::Grpc => {}
                 }
             }
+            if runs(Measure::Latency) {
+                latency_rounds(&raw, &framework, kind.name(), run, options, &mut samples).await?;
+            }
             if framework_runs && runs(Measure::DelayedPublish) {
                 let delayed_first = run % 2 == 1;
                 let (queue, n) = (kind.name(), options.n);
@@ -411,6 +421,12 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
             )
             .await?;
             measure(&memory, "memory", Side::Framework, options, &mut samples).await?;
+            if runs(Measure::Latency) {
+                for &rate in &options.rates {
+                    let latency = paced(&memory, rate, options.latency_secs).await?;
+                    add_latency(&mut samples, "memory", rate, Side::Framework, latency);
+                }
+            }
         }
         if framework_runs && (runs(Measure::Retry) || runs(Measure::DelaySpread)) {
             cascade_measures(options, run, &mut samples).await?;
@@ -436,6 +452,7 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
         calls: samples.call_rows(),
         scale: samples.scale_rows(),
         outbox: samples.outbox_rows(),
+        rounds: samples.round_rows(),
     };
     let results = Results {
         n: options.n,
@@ -466,6 +483,8 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
         scale_rows: &report.scale,
         scale_samples: samples.scale_samples(),
         outbox_rows: &report.outbox,
+        latency_rounds: options.latency_rounds,
+        round_rows: &report.rounds,
     };
     let json = serde_json::to_string_pretty(&results)?;
     std::fs::write(&options.json, json)
@@ -584,27 +603,62 @@ async fn measure(
     if runs(Measure::EndToEnd) {
         end_to_end(client, n, &mut add_throughput).await?;
     }
-    if runs(Measure::Latency) {
-        for &rate in &options.rates {
-            let latency = paced(client, rate, options.latency_secs).await?;
-            let label = format!("{rate}/s");
-            samples.add(
-                queue,
-                &format!("p50 latency at {label}"),
-                "µs",
-                side,
-                latency.p50_us,
-            );
-            samples.add(
-                queue,
-                &format!("p99 latency at {label}"),
-                "µs",
-                side,
-                latency.p99_us,
-            );
+    Ok(())
+}
+
+/// `--latency-rounds` rounds of paced latency at each rate, each round raw lapin and the
+/// framework one right after the other, which goes first alternating; with both clients, each
+/// round's p99s are paired.
+async fn latency_rounds(
+    raw: &Raw,
+    framework: &Framework,
+    queue: &str,
+    run: usize,
+    options: &Options,
+    samples: &mut Samples,
+) -> anyhow::Result<()> {
+    for &rate in &options.rates {
+        for round in 0..options.latency_rounds {
+            let mut order = [ClientKind::Raw, ClientKind::Framework];
+            if (run + round) % 2 == 1 {
+                order.reverse();
+            }
+            let (mut raw_p99, mut framework_p99) = (None, None);
+            for client in order.into_iter().filter(|c| options.clients.contains(c)) {
+                match client {
+                    ClientKind::Raw => {
+                        let latency = paced(raw, rate, options.latency_secs).await?;
+                        raw_p99 = Some(latency.p99_us);
+                        add_latency(samples, queue, rate, Side::Raw, latency);
+                    }
+                    ClientKind::Framework => {
+                        let latency = paced(framework, rate, options.latency_secs).await?;
+                        framework_p99 = Some(latency.p99_us);
+                        add_latency(samples, queue, rate, Side::Framework, latency);
+                    }
+                    ClientKind::Grpc => {}
+                }
+            }
+            if let (Some(raw_p99_us), Some(framework_p99_us)) = (raw_p99, framework_p99) {
+                samples.add_round(Round {
+                    queue: queue.to_owned(),
+                    rate,
+                    raw_p99_us,
+                    framework_p99_us,
+                });
+            }
         }
     }
     Ok(())
+}
+
+/// One paced measurement's p50 and p99, as rows of the first table.
+fn add_latency(samples: &mut Samples, queue: &str, rate: u32, side: Side, latency: Latency) {
+    let label = format!("{rate}/s");
+    let p50 = format!("p50 latency at {label}");
+    samples.add(queue, &p50, "µs", side, latency.p50_us);
+    let p99 = format!("p99 latency at {label}");
+    samples.add(queue, &p99, "µs", side, latency.p99_us);
 }
 
 async fn end_to_end(

@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use crate::measure::median;
+use crate::rounds::{Round, RoundsRow};
 
 /// Which client a figure belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -121,6 +122,8 @@ pub struct Samples {
     scale: Vec<ScaleSample>,
     /// Plain enqueues, then the outbox.
     outbox: Columns<Line, 2>,
+    /// Every paired latency round, in the order they ran.
+    rounds: Vec<Round>,
 }
 
 impl Samples {
@@ -187,6 +190,17 @@ impl Samples {
             Caller::Grpc => 2,
         };
         self.calls.add(line, column, value);
+    }
+
+    /// Adds one paired latency round.
+    pub fn add_round(&mut self, round: Round) {
+        self.rounds.push(round);
+    }
+
+    /// The latency rounds, one row per queue and rate.
+    #[must_use]
+    pub fn round_rows(&self) -> Vec<RoundsRow> {
+        crate::rounds::rows(&self.rounds)
     }
 
     /// Adds one run of a scale-out row.
@@ -446,6 +460,8 @@ pub struct Report {
     pub scale: Vec<ScaleRow>,
     /// The outbox: plain enqueues against through PostgreSQL and the relay.
     pub outbox: Vec<OutboxRow>,
+    /// Tail latency in paired rounds: raw lapin against the framework.
+    pub rounds: Vec<RoundsRow>,
 }
 
 /// The table, in Markdown so that it pastes into the README as it is.

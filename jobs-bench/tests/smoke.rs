@@ -22,6 +22,8 @@ async fn every_measure_of_both_clients_yields_a_figure() {
         "500",
         "--latency-secs",
         "1",
+        "--latency-rounds",
+        "2",
         "--measures",
         "publish,batch-publish,consume,end-to-end,latency,delayed-publish,retry,delay-spread",
         "--retry-n",
@@ -57,6 +59,17 @@ async fn every_measure_of_both_clients_yields_a_figure() {
             assert!(row.framework.is_some_and(|v| v > 0.0), "{row:?}");
             assert!(row.ratio.is_some(), "{row:?}");
         }
+    }
+    // Latency in paired rounds: two per queue at the one rate.
+    for queue in ["classic", "quorum"] {
+        let round = report
+            .rounds
+            .iter()
+            .find(|row| row.queue == queue && row.rate == 500)
+            .unwrap_or_else(|| panic!("no latency rounds for {queue}: {:#?}", report.rounds));
+        assert_eq!(round.rounds, 2, "{round:?}");
+        assert!(round.raw_p99_us.median > 0.0, "{round:?}");
+        assert!(round.framework_p99_us.median > 0.0, "{round:?}");
     }
     let memory = rows
         .iter()
