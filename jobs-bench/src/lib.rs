@@ -7,6 +7,9 @@
 //! the client's CPU per job, then send-to-handle latency when paced. The medians of the runs go
 //! into a table with the framework/raw ratio on each row, and into JSON.
 //!
+//! The in-memory transport's rows (`memory`) are set against a bare baseline ([`bare`]) in the
+//! raw column: the same encoded jobs down a tokio channel, a task per message decoding them.
+//!
 //! A second table puts figures on delays and retries, for the framework alone ([`delays`]):
 //! plain against delayed enqueues, backoff retries through the job's own retry queue against
 //! `retry_after` retries through the delay cascade, and how late jobs with many distinct delays
@@ -28,6 +31,7 @@
 //! With `--check-floors`, the run ends by checking the figures against the project's
 //! performance floors ([`floors`]) and fails when one is not kept.
 
+pub mod bare;
 pub mod calls;
 pub mod delays;
 pub mod floors;

@@ -14,6 +14,7 @@ use jobs_outbox::testing::DEFAULT_POSTGRES_URL;
 use serde::Serialize;
 use tokio::task::JoinHandle;
 
+use crate::bare::Bare;
 use crate::framework::Framework;
 use crate::measure::{Latency, Throughput, as_f64, timed};
 use crate::pace::Pacer;
@@ -420,7 +421,16 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
                 options.producers,
             )
             .await?;
+            // The bare baseline stands in the raw column: the ratio is memory/baseline. They
+            // take turns going first, as the broker's clients do.
+            let bare = Bare::new(options.producers);
+            if run % 2 == 0 {
+                measure(&bare, "memory", Side::Raw, options, &mut samples).await?;
+            }
             measure(&memory, "memory", Side::Framework, options, &mut samples).await?;
+            if run % 2 == 1 {
+                measure(&bare, "memory", Side::Raw, options, &mut samples).await?;
+            }
             if runs(Measure::Latency) {
                 for &rate in &options.rates {
                     let latency = paced(&memory, rate, options.latency_secs).await?;
