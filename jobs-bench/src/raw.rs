@@ -1,8 +1,12 @@
 //! The reference: raw lapin with the framework's guarantees and the best pipelining lapin allows.
 //!
-//! Persistent messages on a durable queue, publisher confirms with up to [`IN_FLIGHT`] publishes
-//! awaiting theirs, and a consumer at prefetch [`PREFETCH`] that acks each job after handling it
-//! without awaiting the ack in line: the ack futures run beside the delivery stream.
+//! Messages with the properties of the wire contract (content type, `type`, a UUID v7
+//! `message_id`, `timestamp`; persistent) on a durable queue, publisher confirms with up to
+//! [`IN_FLIGHT`] publishes awaiting theirs, and a consumer at prefetch [`PREFETCH`] that acks
+//! each job after handling it without awaiting the ack in line: the ack futures run beside the
+//! delivery stream.
+
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, bail, ensure};
 use futures_util::StreamExt as _;
@@ -44,6 +48,9 @@ pub struct Raw {
     publishing: Connection,
     consuming: Connection,
     queue: String,
+    /// The `type` property: the name of the framework's job on the same kind of queue, so
+    /// that both clients' messages carry the same bytes.
+    job_name: &'static str,
 }
 
 impl Raw {
@@ -159,6 +166,7 @@ impl Raw {
             publishing,
             consuming,
             queue,
+            job_name: crate::framework::bench_job(kind).name(),
         };
         raw.purge().await?;
         Ok(raw)
@@ -175,9 +183,13 @@ impl Raw {
         channel
             .confirm_select(ConfirmSelectOptions::default())
             .await?;
+        // What the wire contract has every job carry, as a careful lapin user would write it:
+        // the properties every message shares built once and cloned, and per message a UUID v7
+        // encoded on the stack and the time in seconds.
         let properties = BasicProperties::default()
             .with_delivery_mode(2)
-            .with_content_type("application/x-protobuf".into());
+            .with_content_type("application/x-protobuf".into())
+            .with_type(self.job_name.into());
         let options = BasicPublishOptions {
             mandatory: true,
             immediate: false,
@@ -209,8 +221,13 @@ impl Raw {
                 check(confirmed)?;
             }
             let body = BenchJob::new(seq).encode_to_vec();
-            let (channel, routing_key, properties) =
-                (&channel, routing_key.clone(), properties.clone());
+            let mut id = [0; uuid::fmt::Hyphenated::LENGTH];
+            let id = uuid::Uuid::now_v7().hyphenated().encode_lower(&mut id);
+            let properties = properties
+                .clone()
+                .with_message_id(ShortString::from(&*id))
+                .with_timestamp(unix_now());
+            let (channel, routing_key) = (&channel, routing_key.clone());
             in_flight.push(async move {
                 channel
                     .basic_publish(EXCHANGE.into(), routing_key, options, &body, properties)
@@ -321,6 +338,13 @@ async fn consume_until(
     tokio::time::sleep(ACK_LINGER).await;
     channel.close(200, "consumed".into()).await?;
     Ok(())
+}
+
+/// Seconds since the Unix epoch: the `timestamp` property.
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 fn check(confirm: lapin::Result<Confirmation>) -> anyhow::Result<()> {
