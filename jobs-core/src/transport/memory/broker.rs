@@ -1,6 +1,6 @@
 //! The broker's state behind one lock, and the path of a message from publish to a consumer.
 
-use std::collections::HashMap;
+use std::collections::VecDeque;
 use std::fmt;
 use std::mem;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
@@ -12,6 +12,7 @@ use tokio::time::Instant;
 use super::dead_letter::Reason;
 use super::exchange::{Exchange, ExchangeId};
 use super::idle::IdleSignal;
+use super::names::NameMap;
 use super::queue::{Message, Queue, QueueId};
 use super::reply_to::Requesters;
 use crate::broker::BrokerVersion;
@@ -65,9 +66,9 @@ impl fmt::Debug for Shared {
 pub(super) struct Broker {
     /// Declared exchanges; the default exchange `""` is implicit.
     pub(super) exchanges: Vec<Exchange>,
-    pub(super) exchange_ids: HashMap<String, ExchangeId>,
+    pub(super) exchange_ids: NameMap<ExchangeId>,
     pub(super) queues: Vec<Queue>,
-    pub(super) queue_ids: HashMap<String, QueueId>,
+    pub(super) queue_ids: NameMap<QueueId>,
     pub(super) next_consumer: u64,
     /// The number of the last subscription's queue, `amq.gen-<n>`.
     pub(super) next_subscription: u64,
@@ -79,6 +80,12 @@ pub(super) struct Broker {
     pub(super) log: Option<Vec<Publish>>,
     /// Reused buffer of routing results.
     scratch: Vec<QueueId>,
+    /// Dead letters sent and not yet forwarded to their queues; see [`Broker::holding`].
+    pub(super) held: VecDeque<(Vec<QueueId>, Message)>,
+    /// Whether dead letters are being held rather than forwarded at once.
+    pub(super) holding: bool,
+    /// Whether the held dead letters are being forwarded.
+    pub(super) forwarding: bool,
     idle: Arc<IdleSignal>,
     /// Back to the shared state, for the expiry timers this state spawns.
     pub(super) shared: Weak<Shared>,
@@ -100,15 +107,18 @@ impl Broker {
     ) -> Self {
         Self {
             exchanges: Vec::new(),
-            exchange_ids: HashMap::new(),
+            exchange_ids: NameMap::default(),
             queues: Vec::new(),
-            queue_ids: HashMap::new(),
+            queue_ids: NameMap::default(),
             next_consumer: 1,
             next_subscription: 0,
             requesters: Requesters::default(),
             busy_queues: 0,
             log: recording.then(Vec::new),
             scratch: Vec::new(),
+            held: VecDeque::new(),
+            holding: false,
+            forwarding: false,
             idle,
             shared,
             runtime: Handle::try_current().ok(),
@@ -196,11 +206,38 @@ impl Broker {
     }
 
     /// Puts a copy of `message` in each of `targets` (the body is shared, not copied), then
-    /// lets each deliver it and apply its length limit. Every queue takes the message before
-    /// any of them acts on it, as in RabbitMQ, where a publish reaches all its queues at once
-    /// and what a queue then dead-letters (a head dropped for the new message, say) is a
-    /// publish of its own, reaching the other queues after the message that caused it.
+    /// lets each deliver it and apply its length limit, then forwards what they dead-lettered.
+    ///
+    /// Every queue takes the message before any of them acts on it, as in RabbitMQ, where a
+    /// publish reaches all its queues at once and what a queue then dead-letters (a head
+    /// dropped for the new message, say) is a publish of its own, reaching the other queues
+    /// after the message that caused it. Classic queues take it, act on it and have their dead
+    /// letters forwarded before quorum queues take it, as RabbitMQ 3.10.8 was seen to do:
+    /// there a classic queue's dead letter reaches a quorum queue ahead of the publish that
+    /// caused it (the channel's enqueue to a quorum queue goes through Ra; a race in principle,
+    /// which no application should rely on either way).
     pub(super) fn enqueue_all(&mut self, targets: &[QueueId], message: Message) {
+        let quorum = targets
+            .iter()
+            .filter(|&&queue| self.queues[queue].args.quorum)
+            .count();
+        if quorum == 0 || quorum == targets.len() {
+            self.take_and_drain(targets, message);
+        } else {
+            let (classic, quorum): (Vec<QueueId>, Vec<QueueId>) = targets
+                .iter()
+                .partition(|&&queue| !self.queues[queue].args.quorum);
+            self.take_and_drain(&classic, message.clone());
+            self.forward_held();
+            self.take_and_drain(&quorum, message);
+        }
+        self.forward_held();
+    }
+
+    /// Puts `message` in each of `targets`, then lets each deliver it and apply its length
+    /// limit, holding what they dead-letter.
+    fn take_and_drain(&mut self, targets: &[QueueId], message: Message) {
+        let holding = mem::replace(&mut self.holding, true);
         if let Some((&last, rest)) = targets.split_last() {
             for &queue in rest {
                 self.push(queue, message.clone());
@@ -212,6 +249,7 @@ impl Broker {
                 self.drain(queue);
             }
         }
+        self.holding = holding;
     }
 
     /// Appends a message to a queue (behind the messages of its priority and above, in a queue

@@ -1,7 +1,6 @@
 //! Binding rules of the four exchange types, compiled at bind time so a publish only compares.
 
-use std::collections::HashMap;
-
+use super::names::NameMap;
 use crate::envelope::{HeaderValue, Headers};
 use crate::error::{Error, Result};
 use crate::job::ExchangeKind;
@@ -12,7 +11,7 @@ use crate::topology::argument;
 #[derive(Debug)]
 pub(super) enum Router<T> {
     /// Destinations by exact binding key.
-    Direct(HashMap<String, Vec<T>>),
+    Direct(NameMap<Vec<T>>),
     /// Binding patterns.
     Topic(Vec<(TopicPattern, T)>),
     /// Every bound destination.
@@ -25,7 +24,7 @@ impl<T: Copy> Router<T> {
     /// A router with no bindings, for an exchange of type `kind`.
     pub(super) fn new(kind: ExchangeKind) -> Self {
         match kind {
-            ExchangeKind::Direct => Self::Direct(HashMap::new()),
+            ExchangeKind::Direct => Self::Direct(NameMap::default()),
             ExchangeKind::Topic => Self::Topic(Vec::new()),
             ExchangeKind::Fanout => Self::Fanout(Vec::new()),
             ExchangeKind::Headers => Self::Headers(Vec::new()),
