@@ -28,6 +28,10 @@
 //! written in PostgreSQL transactions and published by the outbox relay, throughput and
 //! hand-over-to-handler latency, on the same broker and queue.
 //!
+//! A sixth pair of tables measures cost as work grows ([`growth`]): one worker process serving
+//! 1, 10 and 100 job types (startup, idle CPU and memory, throughput), and one draining
+//! backlogs of 10,000 to 1,000,000 jobs (peak memory, drain rate).
+//!
 //! With `--check-floors`, the run ends by checking the figures against the project's
 //! performance floors ([`floors`]) and fails when one is not kept.
 
@@ -36,6 +40,7 @@ pub mod calls;
 pub mod delays;
 pub mod floors;
 pub mod framework;
+pub mod growth;
 pub mod measure;
 pub mod message;
 pub mod outbox;

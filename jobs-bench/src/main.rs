@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use clap::Parser as _;
 use jobs_bench::Options;
+use jobs_bench::growth::report::{backlog_table, types_table};
 use jobs_bench::report::{calls_table, cascade_table, outbox_table, scale_table, table};
 use jobs_bench::{Report, floors, rounds};
 
@@ -31,6 +32,12 @@ async fn main() -> ExitCode {
                 }
                 if !report.outbox.is_empty() {
                     println!("{}", outbox_table(&report.outbox));
+                }
+                if !report.growth_types.is_empty() {
+                    println!("{}", types_table(&report.growth_types));
+                }
+                if !report.growth_backlogs.is_empty() {
+                    println!("{}", backlog_table(&report.growth_backlogs));
                 }
             }
             if options.check_floors {

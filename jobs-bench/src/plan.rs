@@ -16,6 +16,7 @@ use tokio::task::JoinHandle;
 
 use crate::bare::Bare;
 use crate::framework::Framework;
+use crate::growth::report::{BacklogRow, GrowthSamples, TypesRow};
 use crate::measure::{Latency, Throughput, as_f64, timed};
 use crate::pace::Pacer;
 use crate::raw::Raw;
@@ -150,6 +151,17 @@ pub struct Options {
     /// one is not kept.
     #[arg(long)]
     pub check_floors: bool,
+    /// Job types of the `growth` measure's rows: a worker process serving the first K of its
+    /// hundred generated job types.
+    #[arg(long, value_delimiter = ',', default_values_t = [1, 10, 100])]
+    pub growth_types: Vec<usize>,
+    /// Backlogs of the `growth` measure's rows: jobs waiting in one queue before a worker
+    /// process starts draining it.
+    #[arg(long, value_delimiter = ',', default_values_t = [10_000, 100_000, 1_000_000])]
+    pub growth_backlogs: Vec<u64>,
+    /// How long the `growth` measure's workers idle while their CPU is taken, in seconds.
+    #[arg(long, default_value_t = 5)]
+    pub idle_secs: u64,
     /// The pid of `--url`'s broker VM (`beam.smp`), for its CPU in the `scale-out` rows
     /// [default: the one `beam.smp` that is not a private node, if there is exactly one].
     #[arg(long)]
@@ -190,6 +202,10 @@ pub enum Measure {
     /// outbox relay: throughput and latency (`--postgres-url`; not run by default, as it needs
     /// a PostgreSQL).
     Outbox,
+    /// One worker process serving 1, 10 and 100 job types (`--growth-types`: startup, idle
+    /// CPU and memory, throughput) and draining backlogs of 10,000 to 1,000,000 jobs
+    /// (`--growth-backlogs`: peak memory, drain rate); not run by default.
+    Growth,
 }
 
 /// A client the plan can run.
@@ -224,6 +240,9 @@ struct Results<'a> {
     outbox_relay_batch: u32,
     outbox_notify: bool,
     outbox_rates: &'a [u32],
+    growth_types: &'a [usize],
+    growth_backlogs: &'a [u64],
+    idle_secs: u64,
     url: String,
     postgres_url: String,
     cpus: usize,
@@ -236,6 +255,9 @@ struct Results<'a> {
     outbox_rows: &'a [OutboxRow],
     latency_rounds: usize,
     round_rows: &'a [RoundsRow],
+    growth_types_rows: &'a [TypesRow],
+    growth_backlog_rows: &'a [BacklogRow],
+    growth_samples: &'a GrowthSamples,
 }
 
 /// One client under measurement: raw lapin or the framework.
@@ -456,6 +478,10 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
         // Its own runs, so that each setup's broker starts once.
         crate::scale_out::measure(options, &mut samples).await?;
     }
+    if runs(Measure::Growth) {
+        // Its own runs, each row a worker process of its own.
+        crate::growth::measure(options, samples.growth_mut()).await?;
+    }
     let report = Report {
         rows: samples.rows(),
         cascade: samples.cascade_rows(),
@@ -463,6 +489,8 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
         scale: samples.scale_rows(),
         outbox: samples.outbox_rows(),
         rounds: samples.round_rows(),
+        growth_types: samples.growth().types_rows(),
+        growth_backlogs: samples.growth().backlog_rows(),
     };
     let results = Results {
         n: options.n,
@@ -483,6 +511,9 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
         outbox_relay_batch: options.outbox_relay_batch,
         outbox_notify: options.outbox_notify,
         outbox_rates: &options.outbox_rates,
+        growth_types: &options.growth_types,
+        growth_backlogs: &options.growth_backlogs,
+        idle_secs: options.idle_secs,
         url: redact_url(&options.url),
         postgres_url: redact_url(&options.postgres_url),
         cpus: std::thread::available_parallelism().map_or(0, usize::from),
@@ -495,6 +526,9 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
         outbox_rows: &report.outbox,
         latency_rounds: options.latency_rounds,
         round_rows: &report.rounds,
+        growth_types_rows: &report.growth_types,
+        growth_backlog_rows: &report.growth_backlogs,
+        growth_samples: samples.growth(),
     };
     let json = serde_json::to_string_pretty(&results)?;
     std::fs::write(&options.json, json)

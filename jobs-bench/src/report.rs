@@ -4,6 +4,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
+use crate::growth::report::{BacklogRow, GrowthSamples, TypesRow};
 use crate::measure::median;
 use crate::rounds::{Round, RoundsRow};
 
@@ -124,6 +125,8 @@ pub struct Samples {
     outbox: Columns<Line, 2>,
     /// Every paired latency round, in the order they ran.
     rounds: Vec<Round>,
+    /// Every run of every growth row.
+    growth: GrowthSamples,
 }
 
 impl Samples {
@@ -246,6 +249,17 @@ impl Samples {
                 }
             })
             .collect()
+    }
+
+    /// Every run of every growth row.
+    #[must_use]
+    pub fn growth(&self) -> &GrowthSamples {
+        &self.growth
+    }
+
+    /// Where the growth measure adds its runs.
+    pub fn growth_mut(&mut self) -> &mut GrowthSamples {
+        &mut self.growth
     }
 
     /// Every run of every scale-out row.
@@ -462,6 +476,10 @@ pub struct Report {
     pub outbox: Vec<OutboxRow>,
     /// Tail latency in paired rounds: raw lapin against the framework.
     pub rounds: Vec<RoundsRow>,
+    /// Growth: one worker serving more job types.
+    pub growth_types: Vec<TypesRow>,
+    /// Growth: one worker draining longer backlogs.
+    pub growth_backlogs: Vec<BacklogRow>,
 }
 
 /// The table, in Markdown so that it pastes into the README as it is.

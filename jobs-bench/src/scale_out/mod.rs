@@ -172,7 +172,7 @@ async fn declare(place: &Place) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn connect(url: &str) -> anyhow::Result<Arc<AmqpTransport>> {
+pub(crate) async fn connect(url: &str) -> anyhow::Result<Arc<AmqpTransport>> {
     let connecting = AmqpTransport::builder(url)
         .connection_name("jobs-bench scale-out")
         .connect();
@@ -328,7 +328,7 @@ fn drain(
 }
 
 /// `jobs-bench-worker`: `--worker-binary`, or beside this program.
-fn worker_binary(options: &Options) -> anyhow::Result<PathBuf> {
+pub(crate) fn worker_binary(options: &Options) -> anyhow::Result<PathBuf> {
     let binary = match &options.worker_binary {
         Some(binary) => binary.clone(),
         None => std::env::current_exe()?.with_file_name("jobs-bench-worker"),
@@ -342,7 +342,7 @@ fn worker_binary(options: &Options) -> anyhow::Result<PathBuf> {
 }
 
 /// The user and system CPU seconds of `pids` so far, from `/proc/PID/stat`.
-fn cpu_seconds(pids: &[u32]) -> anyhow::Result<f64> {
+pub(crate) fn cpu_seconds(pids: &[u32]) -> anyhow::Result<f64> {
     let ticks = clock_ticks();
     let mut total = 0;
     for &pid in pids {
