@@ -219,6 +219,17 @@ impl Framework {
                     let (next, producer, job) =
                         (Arc::clone(&next), self.producer.clone(), self.job);
                     producers.push(tokio::spawn(async move {
+                        if window == 1 {
+                            // As a request handler enqueues: awaiting it in line, with no
+                            // stream of futures around a single one.
+                            loop {
+                                let seq = next.fetch_add(1, Ordering::Relaxed);
+                                if seq >= count {
+                                    return Ok(());
+                                }
+                                enqueue(job, &producer, seq, delays).await?;
+                            }
+                        }
                         let mut in_flight = FuturesUnordered::new();
                         loop {
                             while in_flight.len() < window {
