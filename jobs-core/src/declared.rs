@@ -9,6 +9,7 @@
 //! other arguments, declared by a worker with other defaults, is taken as it is.
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{PoisonError, RwLock};
 
 use crate::error::{Error, Result};
@@ -23,6 +24,10 @@ pub(crate) struct Declared {
     defaults: JobDefaults,
     /// By address: a `Job` is a `static`, one per `#[job]`.
     done: RwLock<HashSet<usize>>,
+    /// The address of the job found declared last, 0 for none. Most producers enqueue one job
+    /// over and over: a plain load then answers, where the lock's read would write its
+    /// counter's cache line on every enqueue, from every thread enqueueing.
+    last: AtomicUsize,
     /// Held while a job is declared, so that concurrent first enqueues declare it once; it
     /// holds whether the delay cascade was declared.
     declaring: tokio::sync::Mutex<bool>,
@@ -34,6 +39,7 @@ impl Declared {
         Self {
             defaults,
             done: RwLock::new(HashSet::new()),
+            last: AtomicUsize::new(0),
             declaring: tokio::sync::Mutex::new(false),
         }
     }
@@ -91,10 +97,20 @@ impl Declared {
     }
 
     fn is_done(&self, job: &'static Job) -> bool {
-        self.done
+        let key = key(job);
+        // Acquire: whoever stored it had finished the declare, and this enqueue comes after.
+        if self.last.load(Ordering::Acquire) == key {
+            return true;
+        }
+        let done = self
+            .done
             .read()
             .unwrap_or_else(PoisonError::into_inner)
-            .contains(&key(job))
+            .contains(&key);
+        if done {
+            self.last.store(key, Ordering::Release);
+        }
+        done
     }
 }
 
