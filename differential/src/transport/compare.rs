@@ -39,7 +39,7 @@ pub fn differences(memory: &Observation, rabbitmq: &Observation) -> Vec<String> 
         }
     }
     for ((queue, mem), (_, rmq)) in memory.drained.iter().zip(&rabbitmq.drained) {
-        if mem != rmq {
+        if by_sender(mem) != by_sender(rmq) {
             found.push(format!(
                 "at the end, queue {queue} holds, head first:\n  in memory:   {}\n  on RabbitMQ: {}",
                 list(mem),
@@ -48,6 +48,32 @@ pub fn differences(memory: &Observation, rabbitmq: &Observation) -> Vec<String> 
         }
     }
     found
+}
+
+/// A queue's messages sender by sender, each sender's in order, tags left out (the module
+/// docs' rule 7): the client's publishes under `""`, and what each queue dead-lettered
+/// under its name, from the newest `x-death` entry.
+fn by_sender(seen: &[Seen]) -> BTreeMap<&str, Vec<Seen>> {
+    let mut senders: BTreeMap<&str, Vec<Seen>> = BTreeMap::new();
+    for message in seen {
+        let sender = message
+            .headers
+            .iter()
+            .find(|(name, _)| name == "x-death")
+            .and_then(|(_, deaths)| newest_death_queue(deaths))
+            .unwrap_or("");
+        senders.entry(sender).or_default().push(Seen {
+            tag: 0,
+            ..message.clone()
+        });
+    }
+    senders
+}
+
+/// The queue of the first (newest) entry of a rendered `x-death` array.
+fn newest_death_queue(deaths: &str) -> Option<&str> {
+    let (_, rest) = deaths.split_once("queue: \"")?;
+    rest.split_once('"').map(|(queue, _)| queue)
 }
 
 fn compare_deliveries(
@@ -102,4 +128,51 @@ pub fn transcript(observation: &Observation) -> String {
         let _ = writeln!(out, "  end: {queue} holds {}", list(seen));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seen(id: &str, tag: u64, from: Option<&str>) -> Seen {
+        Seen {
+            id: id.to_owned(),
+            tag,
+            redelivered: false,
+            exchange: "x0".to_owned(),
+            routing_key: String::new(),
+            headers: from
+                .map(|queue| {
+                    (
+                        "x-death".to_owned(),
+                        format!("[{{count: 1, exchange: \"x0\", queue: \"{queue}\"}}]"),
+                    )
+                })
+                .into_iter()
+                .collect(),
+        }
+    }
+
+    fn drained(messages: Vec<Seen>) -> Observation {
+        Observation {
+            drained: vec![("q0".to_owned(), messages)],
+            ..Observation::default()
+        }
+    }
+
+    #[test]
+    fn a_queue_is_compared_sender_by_sender() {
+        let publish_first = drained(vec![seen("m1", 1, None), seen("m0", 2, Some("q1"))]);
+        let dead_letter_first = drained(vec![seen("m0", 1, Some("q1")), seen("m1", 2, None)]);
+        assert!(differences(&publish_first, &dead_letter_first).is_empty());
+        let swapped = drained(vec![seen("m2", 1, Some("q1")), seen("m1", 2, Some("q1"))]);
+        let kept = drained(vec![seen("m1", 1, Some("q1")), seen("m2", 2, Some("q1"))]);
+        assert_eq!(
+            differences(&swapped, &kept).len(),
+            1,
+            "one sender's order is compared"
+        );
+        let missing = drained(vec![seen("m1", 1, None)]);
+        assert_eq!(differences(&publish_first, &missing).len(), 1);
+    }
 }

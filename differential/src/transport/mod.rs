@@ -94,6 +94,15 @@
 //!    the next step, so a delivery counts in the step that caused it, not the instant it
 //!    arrived.
 //! 6. **Errors** are compared by kind: their texts differ between transports.
+//! 7. **Senders into one queue.** At the end, a queue's messages are compared sender by
+//!    sender, each sender's in order: the client's publishes, and what each queue
+//!    dead-lettered into it (the newest `x-death` entry's queue). How the senders interleave
+//!    is not compared: RabbitMQ keeps the order of each sender (a channel, or a queue process
+//!    dead-lettering) and promises none between them, and 3.10.8 was seen to interleave the
+//!    same senders either way (a channel's enqueue and a classic queue's dead letter racing
+//!    to a quorum queue's Ra leader; two classic queues dead-lettering into a third). Delivery
+//!    tags there are positions, so they are left out with the interleaving. Deliveries to
+//!    consumers are still compared in order, step by step.
 //!
 //! # Divergences found
 //!
@@ -119,6 +128,14 @@
 //! * a quorum queue dead-lettered several heads it dropped at once in queue order; RabbitMQ
 //!   3.10 sends them last first, each drop prepending its dead-letter effect (fixed, as 3.10
 //!   does);
+//! * two classic queues dead-lettering into each other's length limit through one fanout
+//!   ended with their messages in another order: the in-memory broker forwarded a dead letter,
+//!   and what it caused, before the next one was sent; RabbitMQ's queues exchange them as
+//!   messages, in the order sent (fixed: breadth first);
+//! * a publish to a quorum queue and to a full classic queue dead-lettering into the quorum
+//!   one: RabbitMQ 3.10.8 put the dead letter ahead of the publish there in one scenario, and
+//!   behind it in another (a race, so not emulated; rule 7), and two classic queues
+//!   dead-lettering into a third interleaved either way (rule 7);
 //! * a quorum `reject-publish` queue with a length limit refuses and takes publishes as
 //!   RabbitMQ 3.10 tells each channel, asynchronously: not emulated, and left out (quorum
 //!   queues get `drop-head`, and none with at-least-once dead-lettering has a length limit);

@@ -211,26 +211,9 @@ impl Broker {
     /// Every queue takes the message before any of them acts on it, as in RabbitMQ, where a
     /// publish reaches all its queues at once and what a queue then dead-letters (a head
     /// dropped for the new message, say) is a publish of its own, reaching the other queues
-    /// after the message that caused it. Classic queues take it, act on it and have their dead
-    /// letters forwarded before quorum queues take it, as RabbitMQ 3.10.8 was seen to do:
-    /// there a classic queue's dead letter reaches a quorum queue ahead of the publish that
-    /// caused it (the channel's enqueue to a quorum queue goes through Ra; a race in principle,
-    /// which no application should rely on either way).
+    /// after the message that caused it.
     pub(super) fn enqueue_all(&mut self, targets: &[QueueId], message: Message) {
-        let quorum = targets
-            .iter()
-            .filter(|&&queue| self.queues[queue].args.quorum)
-            .count();
-        if quorum == 0 || quorum == targets.len() {
-            self.take_and_drain(targets, message);
-        } else {
-            let (classic, quorum): (Vec<QueueId>, Vec<QueueId>) = targets
-                .iter()
-                .partition(|&&queue| !self.queues[queue].args.quorum);
-            self.take_and_drain(&classic, message.clone());
-            self.forward_held();
-            self.take_and_drain(&quorum, message);
-        }
+        self.take_and_drain(targets, message);
         self.forward_held();
     }
 

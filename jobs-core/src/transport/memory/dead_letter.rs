@@ -88,7 +88,43 @@ impl Broker {
             expires_at: None,
             ..message
         };
-        self.enqueue_all(&targets, message);
+        self.held.push_back((targets, message));
+        if !self.holding {
+            self.forward_held();
+        }
+    }
+
+    /// Runs `act` with the dead letters it sends held, then forwards them in the order sent
+    /// (unless an outer call holds them still).
+    ///
+    /// A dead letter is a publish of its own, from the queue that sent it, so it reaches its
+    /// queues after whatever was already on its way: several heads one operation drops all
+    /// leave before the first of them lands anywhere, and a dead letter that makes another
+    /// queue dead-letter in turn is forwarded after those sent before it, breadth first. On
+    /// RabbitMQ each queue is a process and each dead letter a message between them; two
+    /// queues dead-lettering into each other's length limit end in this order.
+    pub(super) fn holding<R>(&mut self, act: impl FnOnce(&mut Self) -> R) -> R {
+        let holding = std::mem::replace(&mut self.holding, true);
+        let result = act(self);
+        self.holding = holding;
+        if !holding {
+            self.forward_held();
+        }
+        result
+    }
+
+    /// Forwards the held dead letters to their queues in the order sent, and those they
+    /// cause after them. Does nothing when a forward is already under way: that one goes on
+    /// with them.
+    pub(super) fn forward_held(&mut self) {
+        if self.forwarding {
+            return;
+        }
+        self.forwarding = true;
+        while let Some((targets, message)) = self.held.pop_front() {
+            self.enqueue_all(&targets, message);
+        }
+        self.forwarding = false;
     }
 
     /// Gives unacked messages back to queue `id`: `requeued` by a settlement (nack or reject
@@ -150,8 +186,10 @@ impl Broker {
         }
         // Before the queue delivers again and finds its expired messages, as RabbitMQ 3.10's
         // `return` does.
-        for message in past_limit {
-            self.dead_letter(id, message, Reason::DeliveryLimit);
-        }
+        self.holding(|broker| {
+            for message in past_limit {
+                broker.dead_letter(id, message, Reason::DeliveryLimit);
+            }
+        });
     }
 }

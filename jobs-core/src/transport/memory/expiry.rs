@@ -39,19 +39,21 @@ impl Broker {
     /// Dead-letters the messages at the head of queue `id` whose time has come, and returns
     /// when the next one expires; `None` when no message is waiting, which stops the timer.
     fn expire(&mut self, id: QueueId, now: Instant) -> Option<Instant> {
-        let next = loop {
-            let queue = &mut self.queues[id];
-            let Some(at) = queue.ready.front().and_then(|m| m.expires_at) else {
-                queue.timer = None;
-                break None;
-            };
-            if at > now {
-                break Some(at);
+        let next = self.holding(|broker| {
+            loop {
+                let queue = &mut broker.queues[id];
+                let Some(at) = queue.ready.front().and_then(|m| m.expires_at) else {
+                    queue.timer = None;
+                    break None;
+                };
+                if at > now {
+                    break Some(at);
+                }
+                if let Some(message) = queue.ready.pop_front() {
+                    broker.dead_letter(id, message, Reason::Expired);
+                }
             }
-            if let Some(message) = queue.ready.pop_front() {
-                self.dead_letter(id, message, Reason::Expired);
-            }
-        };
+        });
         // Fewer ready messages may reopen a quorum queue that refuses publishes.
         self.apply_limit(id);
         self.refresh(id);

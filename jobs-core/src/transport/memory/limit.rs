@@ -103,9 +103,11 @@ impl Broker {
                     // reverse: each drop prepends its dead-letter effect.
                     dropped.reverse();
                 }
-                for head in dropped {
-                    self.dead_letter(id, head, Reason::MaxLen);
-                }
+                self.holding(|broker| {
+                    for head in dropped {
+                        broker.dead_letter(id, head, Reason::MaxLen);
+                    }
+                });
             }
             Overflow::RejectPublish => {
                 let queue = &mut self.queues[id];

@@ -247,3 +247,31 @@ async fn a_quorum_queue_dead_letters_past_its_delivery_limit_before_what_expired
     drop(consumer);
     assert_eq!(queued(&broker, "dead"), ["new", "old"]);
 }
+
+#[test]
+fn two_queues_dead_lettering_into_each_others_length_limit_forward_breadth_first() {
+    // Two classic queues of two messages each, bound to one fanout, dead-lettering their
+    // dropped heads to it: each dead letter reaches the other queue after those sent before
+    // it, as messages between RabbitMQ's queue processes do, and a message that would come
+    // back to a queue it died in is dropped there (no rejection in the cycle).
+    let full = |name| {
+        queue(
+            name,
+            &[
+                ("x-max-length", 2i64.into()),
+                ("x-dead-letter-exchange", "fan".into()),
+            ],
+        )
+    };
+    let broker = broker_with(&Topology {
+        exchanges: vec![exchange("fan", ExchangeKind::Fanout)],
+        queues: vec![full("q1"), full("q2")],
+        bindings: vec![binding("q1", "fan", ""), binding("q2", "fan", "")],
+        ..Topology::default()
+    });
+    for id in ["m1", "m2", "m3"] {
+        publish(&broker, publish_to("fan", "", message(id))).unwrap();
+    }
+    assert_eq!(queued(&broker, "q1"), ["m2", "m3"]);
+    assert_eq!(queued(&broker, "q2"), ["m2", "m3"]);
+}
