@@ -929,6 +929,78 @@ async fn an_unconfirmed_publish_arrives_and_an_unroutable_one_is_lost_quietly() 
     cleanup(&url, &[&name], &[]).await;
 }
 
+#[tokio::test]
+async fn a_request_is_answered_on_the_channel_it_came_on_before_its_ack() {
+    let Some(url) = jobs_core::testing::broker_url() else {
+        return;
+    };
+    let transport = AmqpTransport::connect(&url).await.unwrap();
+    let name = unique(PREFIX, "requests");
+    transport
+        .declare(&classic(&name), Declare::Create)
+        .await
+        .unwrap();
+    let mut requester = transport.requester().await.unwrap();
+    let mut consumer = transport.consume(&name, 1).await.unwrap();
+
+    // A plain message carries no reply channel; a request does.
+    transport
+        .publish(to_queue(&name, with_id("plain")))
+        .await
+        .unwrap();
+    let plain = next(&mut consumer).await;
+    assert!(plain.reply.is_none());
+    consumer
+        .settler
+        .settle(Settlement::Ack {
+            tag: plain.tag,
+            multiple: false,
+        })
+        .await
+        .unwrap();
+    let mut request = with_id("request");
+    request.properties.correlation_id = Some("c-1".to_owned());
+    requester
+        .publisher
+        .publish(to_queue(&name, request))
+        .await
+        .unwrap();
+    let delivery = next(&mut consumer).await;
+    let reply_to = delivery.envelope.properties.reply_to.clone().unwrap();
+    let channel = delivery
+        .reply
+        .clone()
+        .expect("a request has a reply channel");
+    let mut answer = with_id("answer");
+    answer.properties.correlation_id = Some("c-1".to_owned());
+    channel
+        .0
+        .reply(Publish {
+            exchange: "".into(),
+            routing_key: reply_to.into(),
+            mandatory: false,
+            envelope: answer,
+        })
+        .await
+        .unwrap();
+    consumer
+        .settler
+        .settle(Settlement::Ack {
+            tag: delivery.tag,
+            multiple: false,
+        })
+        .await
+        .unwrap();
+    let reply = tokio::time::timeout(WAIT, requester.replies.next())
+        .await
+        .expect("no reply in time")
+        .expect("the reply stream ended");
+    assert_eq!(reply.properties.correlation_id.as_deref(), Some("c-1"));
+    assert_eq!(reply.properties.message_id.as_deref(), Some("answer"));
+    eventually_ready(&transport, &name, 0).await;
+    cleanup(&url, &[&name], &[]).await;
+}
+
 /// Waits until `queue` holds `ready` messages, [`WAIT`] at most.
 async fn eventually_ready(transport: &AmqpTransport, queue: &str, ready: u64) {
     let reached = tokio::time::timeout(WAIT, async {

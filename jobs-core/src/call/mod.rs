@@ -12,6 +12,11 @@
 //! `x-jobs-error` as in an error queue, and an empty body. A caller in any language can make
 //! the request and read the reply from these.
 //!
+//! On RabbitMQ the worker publishes the reply on the channel the request came on, without a
+//! confirm, and then acks the request there: the channel's order has the broker take the
+//! reply before the ack, so nothing waits for a confirm, and the worker's side of a call is
+//! one connection's work, as a hand-written RPC server's would be.
+//!
 //! # Failures and retries
 //!
 //! A call fails with [`CallError::Failed`] when the job fails for good: a fatal error, its last

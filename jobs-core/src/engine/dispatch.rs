@@ -131,6 +131,7 @@ impl Received {
             exchange,
             routing_key,
             envelope,
+            reply,
             ..
         } = delivery;
         Self {
@@ -138,6 +139,7 @@ impl Received {
             origin: Origin {
                 exchange,
                 routing_key,
+                reply,
             },
             envelope: Arc::new(envelope),
         }
@@ -264,7 +266,7 @@ async fn run(
             if reply::address(&envelope).is_some() {
                 // Boxed: only calls reply, and the reply's publish would otherwise more than
                 // double every delivery's task, which is copied as it is made.
-                Box::pin(reply::ok(runtime, &envelope, body)).await;
+                Box::pin(reply::ok(runtime, &envelope, origin.reply.as_ref(), body)).await;
             }
             // Ended before the event: an observer that hears of it may flush the exporter.
             otel_span.succeeded();
@@ -442,7 +444,8 @@ async fn settle_failure(
                     && reply::address(&envelope).is_some()
                 {
                     let failure = &decision.failure;
-                    reply::failed(runtime, &envelope, failure.kind, &failure.error).await;
+                    let on = origin.reply.as_ref();
+                    reply::failed(runtime, &envelope, on, failure.kind, &failure.error).await;
                 }
                 return Verdict::Ack;
             }

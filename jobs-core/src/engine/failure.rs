@@ -8,7 +8,7 @@ use crate::envelope::{Envelope, Headers, header};
 use crate::job_error::FailureKind;
 use crate::producer::unix_now;
 use crate::trace::TraceContext;
-use crate::transport::Publish;
+use crate::transport::{Publish, ReplyChannel};
 
 /// The longest `x-jobs-error` value; longer chains are cut at a character boundary.
 pub(crate) const MAX_ERROR_LEN: usize = 4096;
@@ -41,6 +41,8 @@ impl Failure {
 pub(crate) struct Origin {
     pub(crate) exchange: Cow<'static, str>,
     pub(crate) routing_key: Cow<'static, str>,
+    /// For a call, the channel it came on, where its reply goes when the transport offers it.
+    pub(crate) reply: Option<ReplyChannel>,
 }
 
 impl Origin {
@@ -191,6 +193,7 @@ mod tests {
         let from = |exchange: &'static str, key: &'static str| Origin {
             exchange: exchange.into(),
             routing_key: key.into(),
+            reply: None,
         };
         let mut headers = Headers::new();
         from("uploads", "oss").record(&mut headers);

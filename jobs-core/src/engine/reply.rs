@@ -10,7 +10,7 @@ use super::dispatch::JobRuntime;
 use crate::call::{REPLY_FAILED, REPLY_OK};
 use crate::envelope::{CONTENT_TYPE, Envelope, HeaderValue, Headers, Properties, header};
 use crate::job_error::FailureKind;
-use crate::transport::Publish;
+use crate::transport::{Publish, ReplyChannel};
 
 /// Where the reply to `envelope` goes, when it is a call: its `reply_to` and correlation id.
 pub(super) fn address(envelope: &Envelope) -> Option<(&str, &str)> {
@@ -32,26 +32,39 @@ pub(super) fn deadline(envelope: &Envelope) -> Option<SystemTime> {
     UNIX_EPOCH.checked_add(Duration::from_millis(u64::try_from(ms).ok()?))
 }
 
-/// Sends the reply message `body` to the caller of `envelope`, if it is a call.
-pub(super) async fn ok(runtime: &JobRuntime, envelope: &Envelope, body: Bytes) {
+/// Sends the reply message `body` to the caller of `envelope`, if it is a call, on `channel`
+/// (the one the request came on) when the transport offers it.
+pub(super) async fn ok(
+    runtime: &JobRuntime,
+    envelope: &Envelope,
+    channel: Option<&ReplyChannel>,
+    body: Bytes,
+) {
     let headers = Headers::from_iter([(header::REPLY, HeaderValue::from(REPLY_OK))]);
-    send(runtime, envelope, headers, body).await;
+    send(runtime, envelope, channel, headers, body).await;
 }
 
 /// Tells the caller of `envelope`, if it is a call, that the job failed for good.
 pub(super) async fn failed(
     runtime: &JobRuntime,
     envelope: &Envelope,
+    channel: Option<&ReplyChannel>,
     kind: FailureKind,
     error: &str,
 ) {
     let mut headers = Headers::from_iter([(header::REPLY, HeaderValue::from(REPLY_FAILED))]);
     headers.insert(header::ERROR_KIND, kind.as_str());
     headers.insert(header::ERROR, error);
-    send(runtime, envelope, headers, Bytes::new()).await;
+    send(runtime, envelope, channel, headers, Bytes::new()).await;
 }
 
-async fn send(runtime: &JobRuntime, envelope: &Envelope, headers: Headers, body: Bytes) {
+async fn send(
+    runtime: &JobRuntime,
+    envelope: &Envelope,
+    channel: Option<&ReplyChannel>,
+    headers: Headers,
+    body: Bytes,
+) {
     let Some((reply_to, correlation_id)) = address(envelope) else {
         return;
     };
@@ -73,11 +86,18 @@ async fn send(runtime: &JobRuntime, envelope: &Envelope, headers: Headers, body:
             body,
         },
     };
-    let sent = runtime
-        .producer
-        .transport()
-        .publish_unconfirmed(publish)
-        .await;
+    // On the request's own channel where there is one: the ack that follows goes out behind
+    // the reply on that channel, and the worker's side of the call stays on one connection.
+    let sent = match channel {
+        Some(channel) => channel.0.reply(publish).await,
+        None => {
+            runtime
+                .producer
+                .transport()
+                .publish_unconfirmed(publish)
+                .await
+        }
+    };
     if let Err(error) = sent {
         // The job's outcome stands; the caller times out.
         tracing::warn!(

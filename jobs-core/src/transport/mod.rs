@@ -26,6 +26,7 @@ use std::borrow::Cow;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use futures_core::Stream;
 
@@ -310,6 +311,31 @@ pub struct Delivery {
     pub routing_key: Cow<'static, str>,
     /// The message.
     pub envelope: Envelope,
+    /// For a request (a message with `reply_to`), where its reply can go on the channel the
+    /// request came on, when the transport offers that; `None` otherwise.
+    pub reply: Option<ReplyChannel>,
+}
+
+/// Publishes replies on the channel a consumer's deliveries come on. Transport plumbing.
+pub trait Reply: Send + Sync + fmt::Debug {
+    /// Publishes `publish` on the consumer's channel, without a confirm, and resolves once it
+    /// is written: a settlement sent after it on that channel reaches the broker after it.
+    ///
+    /// # Errors
+    ///
+    /// The publish's own errors ([`Error::HeadersTooLarge`](crate::Error::HeadersTooLarge),
+    /// names too long), or a connection error when the channel is gone.
+    fn reply(&self, publish: Publish) -> BoxFuture<'static, Result<()>>;
+}
+
+/// A [`Reply`] shared by the deliveries of one consumer; equal when it is the same one.
+#[derive(Clone, Debug)]
+pub struct ReplyChannel(pub Arc<dyn Reply>);
+
+impl PartialEq for ReplyChannel {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
 }
 
 /// What to tell the broker about a delivery.

@@ -3,6 +3,7 @@
 use std::borrow::Cow;
 use std::fmt;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use futures_core::Stream;
@@ -16,12 +17,15 @@ use lapin::types::{FieldTable, ShortString};
 use super::connection::Link;
 use super::convert;
 use super::error_map::{self, Subject};
+use super::publish::{Names, send};
 use crate::error::Result;
-use crate::transport::{BoxFuture, Consumer, Delivery, Settle, Settlement};
+use crate::transport::{
+    BoxFuture, Consumer, Delivery, Publish, Reply, ReplyChannel, Settle, Settlement,
+};
 
 pub(super) async fn consume(link: &Link, queue: &str, prefetch: u16) -> Result<Consumer> {
     let name = convert::short("queue", queue)?;
-    let channel = link.channel().await?;
+    let (channel, frame_max) = link.channel_and_frame_max().await?;
     let failed = |err| error_map::map(&err, Subject::Queue(queue));
     channel
         .basic_qos(prefetch, qos_options())
@@ -37,9 +41,14 @@ pub(super) async fn consume(link: &Link, queue: &str, prefetch: u16) -> Result<C
         .await
         .map_err(failed)?;
     let tag = consumer.tag();
+    let reply = ReplyChannel(Arc::new(ChannelReply {
+        channel: channel.clone(),
+        frame_max,
+    }));
     Ok(Consumer {
         deliveries: Box::pin(Deliveries {
             consumer: Some(consumer),
+            reply,
         }),
         settler: Box::new(Settler { channel, tag }),
     })
@@ -57,6 +66,8 @@ pub(super) fn qos_options() -> BasicQosOptions {
 /// consumer again, and a new consumer would number its deliveries from 1 again.
 struct Deliveries {
     consumer: Option<lapin::Consumer>,
+    /// Handed to each request delivered, for its reply.
+    reply: ReplyChannel,
 }
 
 impl Stream for Deliveries {
@@ -68,13 +79,21 @@ impl Stream for Deliveries {
         };
         match Pin::new(consumer).poll_next(cx) {
             Poll::Pending => Poll::Pending,
-            Poll::Ready(Some(Ok(delivery))) => Poll::Ready(Some(Delivery {
-                tag: delivery.delivery_tag,
-                redelivered: delivery.redelivered,
-                exchange: Cow::Owned(delivery.exchange.into()),
-                routing_key: Cow::Owned(delivery.routing_key.into()),
-                envelope: convert::envelope_from_amqp(&delivery.properties, delivery.data),
-            })),
+            Poll::Ready(Some(Ok(delivery))) => {
+                let reply = delivery
+                    .properties
+                    .reply_to()
+                    .is_some()
+                    .then(|| self.reply.clone());
+                Poll::Ready(Some(Delivery {
+                    tag: delivery.delivery_tag,
+                    redelivered: delivery.redelivered,
+                    exchange: Cow::Owned(delivery.exchange.into()),
+                    routing_key: Cow::Owned(delivery.routing_key.into()),
+                    envelope: convert::envelope_from_amqp(&delivery.properties, delivery.data),
+                    reply,
+                }))
+            }
             Poll::Ready(Some(Err(err))) => {
                 let queue = self.consumer.take().map(|c| c.queue());
                 tracing::warn!(?queue, error = %err, "consumer lost its channel");
@@ -85,6 +104,34 @@ impl Stream for Deliveries {
                 Poll::Ready(None)
             }
         }
+    }
+}
+
+/// Replies on the consumer's channel, without confirms (a consumer's channel is not in
+/// confirm mode): the channel's order delivers a reply to the broker before the ack that
+/// follows it, so the ack needs no confirm of the reply to wait for, and one connection
+/// carries the worker's whole side of a call.
+struct ChannelReply {
+    channel: Channel,
+    frame_max: usize,
+}
+
+impl fmt::Debug for ChannelReply {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ChannelReply")
+            .field("channel", &self.channel.id())
+            .finish()
+    }
+}
+
+impl Reply for ChannelReply {
+    fn reply(&self, publish: Publish) -> BoxFuture<'static, Result<()>> {
+        let channel = self.channel.clone();
+        let frame_max = self.frame_max;
+        Box::pin(async move {
+            let names = Names::of(&publish)?;
+            send(&channel, frame_max, names, publish, false).await
+        })
     }
 }
 

@@ -307,6 +307,8 @@ impl Broker {
                 exchange: message.exchange.clone(),
                 routing_key: message.routing_key.clone(),
                 envelope,
+                // Replies go through `publish_unconfirmed`, which is as immediate here.
+                reply: None,
             };
             if consumer.send(delivery) {
                 consumer.next_tag += 1;
