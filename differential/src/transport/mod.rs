@@ -131,7 +131,10 @@
 //! * two classic queues dead-lettering into each other's length limit through one fanout
 //!   ended with their messages in another order: the in-memory broker forwarded a dead letter,
 //!   and what it caused, before the next one was sent; RabbitMQ's queues exchange them as
-//!   messages, in the order sent (fixed: breadth first);
+//!   messages, in the order sent (fixed: breadth first); that fix first decided at sending
+//!   whether a full `reject-publish` queue takes a dead letter, so two sent at once both got
+//!   in, where RabbitMQ's queue takes the first and refuses the second as each arrives (found
+//!   by the next long run, fixed);
 //! * a publish to a quorum queue and to a full classic queue dead-lettering into the quorum
 //!   one: RabbitMQ 3.10.8 put the dead letter ahead of the publish there in one scenario, and
 //!   behind it in another (a race, so not emulated; rule 7), and two classic queues

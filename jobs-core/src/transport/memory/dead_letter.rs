@@ -79,7 +79,6 @@ impl Broker {
                 !cycle
             });
         }
-        targets.retain(|&target| self.queues[target].takes_dead_letter());
         let message = Message {
             exchange: Cow::Owned(exchange),
             routing_key,
@@ -121,7 +120,10 @@ impl Broker {
             return;
         }
         self.forwarding = true;
-        while let Some((targets, message)) = self.held.pop_front() {
+        while let Some((mut targets, message)) = self.held.pop_front() {
+            // A queue decides as the dead letter arrives, after those before it: a full
+            // `reject-publish` queue takes the first of two and drops the second.
+            targets.retain(|&target| self.queues[target].takes_dead_letter());
             self.enqueue_all(&targets, message);
         }
         self.forwarding = false;

@@ -36,7 +36,7 @@
 //! in which a quorum queue dead-letters what it drops at once, its delivery limit's
 //! dead-letters coming before what a return finds expired, a classic
 //! queue's length limit applied to returned messages before delivery, dead letters forwarded
-//! breadth first), or is RabbitMQ's own race or bug, listed in the table as not emulated (how
+//! breadth first, a full queue deciding on each dead letter as it arrives), or is RabbitMQ's own race or bug, listed in the table as not emulated (how
 //! messages from different senders interleave in a queue, a consumer's
 //! double credit, two single-active-consumer hand-overs, a quorum `reject-publish` queue's
 //! asynchronous refusals); the at-least-once limit was known before.

@@ -275,3 +275,38 @@ fn two_queues_dead_lettering_into_each_others_length_limit_forward_breadth_first
     assert_eq!(queued(&broker, "q1"), ["m2", "m3"]);
     assert_eq!(queued(&broker, "q2"), ["m2", "m3"]);
 }
+
+#[test]
+fn a_full_queue_refuses_the_dead_letters_that_arrive_past_its_limit_one_by_one() {
+    // A channel's close sends two messages past a quorum queue's delivery limit of 0 to a
+    // classic `reject-publish` queue with room for one more: it takes the first and the
+    // second, arriving after it, finds it full and is dropped.
+    let broker = broker_with(&Topology {
+        queues: vec![
+            queue(
+                "full",
+                &[
+                    ("x-max-length", 3i64.into()),
+                    ("x-overflow", "reject-publish".into()),
+                ],
+            ),
+            quorum(
+                "limited",
+                &[
+                    ("x-delivery-limit", 0i64.into()),
+                    ("x-dead-letter-exchange", "".into()),
+                    ("x-dead-letter-routing-key", "full".into()),
+                ],
+            ),
+        ],
+        ..Topology::default()
+    });
+    let mut consumer = consume(&broker, "limited", 0);
+    send(&broker, "full", "m6");
+    send(&broker, "full", "m7");
+    send(&broker, "limited", "m8");
+    send(&broker, "limited", "m9");
+    assert_eq!(ids(&ready(&mut consumer)), ["m8", "m9"]);
+    drop(consumer);
+    assert_eq!(queued(&broker, "full"), ["m6", "m7", "m8"]);
+}
