@@ -5,16 +5,16 @@
 //! these jobs too) as a process of its own, so that the benchmark's memory and CPU stay out of
 //! the figures, which come from `/proc/PID/stat` and `/proc/PID/status`.
 //!
-//! * **Job types** (`--growth-types`): the worker serves the first K of [`job::TYPES`], each a
+//! * **Job types** (`--growth-types`): the worker serves the first K of the 100 generated jobs (`job::TYPES`), each a
 //!   no-op on a classic queue of its own, their queues deleted before it starts. Startup is from
 //!   spawning the process to `/readyz` answering 200 (every job's topology declared and its
-//!   consumer attached). The worker then idles for [`SETTLE`] plus `--idle-secs`; idle CPU is
+//!   consumer attached). The worker then idles for 2 s (`SETTLE`) plus `--idle-secs`; idle CPU is
 //!   over the latter (from its threads' `schedstat`, to the nanosecond), and idle RSS is
 //!   `VmRSS` at its end. Last, the benchmark enqueues `--n`
 //!   jobs spread evenly over the K types with one `enqueue_all`, and the rate is from its first
 //!   enqueue to the worker's summed `jobs_succeeded_total` reaching `--n`.
 //! * **Backlogs** (`--growth-backlogs`): the benchmark fills the queue of
-//!   [`job::growth_backlog`] (classic, prefetch 100), then starts the worker and samples its
+//!   `job::growth_backlog` (classic, prefetch 100), then starts the worker and samples its
 //!   `VmHWM` until the queue is drained. The drain rate counts only the jobs handled once the
 //!   worker was ready. A worker that holds what it has prefetched, and nothing per job it has
 //!   settled, has the same peak however long the backlog.
