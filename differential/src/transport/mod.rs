@@ -60,7 +60,8 @@
 //! whole number of ticks plus a half, so a message expires half-way between two steps and
 //! never races with one; the generator keeps expired messages from reaching a queue with a
 //! TTL, where they would expire on a tick. On RabbitMQ, a step that starts more than
-//! [`Timing::late`] after its tick in a scenario with a TTL makes the run inconclusive, and the
+//! [`Timing::late`] after its tick in a scenario with a TTL (or whose operation ends that late,
+//! when what follows never matches) makes the run inconclusive, and the
 //! case runs again (five times at most); the test fails when more than one case in twenty
 //! stays inconclusive.
 //!

@@ -567,6 +567,11 @@ impl Run<'_> {
     /// (after the step before, in the in-memory run), or a consumer of such a queue holds one
     /// it may give back.
     fn check_late(&mut self, index: usize, what: &str) {
+        self.check_late_at(index, what, Instant::now());
+    }
+
+    /// [`check_late`](Self::check_late) for something that happened `at`.
+    fn check_late_at(&mut self, index: usize, what: &str, at: Instant) {
         if self.expected.is_none() || self.diverged || self.observation.overrun.is_some() {
             return;
         }
@@ -590,7 +595,7 @@ impl Run<'_> {
         if !waiting && !held {
             return;
         }
-        let late = Instant::now().saturating_duration_since(self.tick_start());
+        let late = at.saturating_duration_since(self.tick_start());
         if late > self.timing.late {
             self.observation.overrun = Some(format!(
                 "`{what}` at tick {} came {late:?} after it",
@@ -603,7 +608,8 @@ impl Run<'_> {
     /// in memory, on RabbitMQ once they match the expected ones or the settle time is up.
     async fn settle(&mut self, index: usize, observed: &mut StepObservation) {
         let expected = self.expected.and_then(|e| e.steps.get(index));
-        let deadline = Instant::now() + self.timing.settle;
+        let looked = Instant::now();
+        let deadline = looked + self.timing.settle;
         loop {
             self.take_ready(&mut observed.deliveries);
             let Some(expected) = expected else {
@@ -618,7 +624,13 @@ impl Run<'_> {
             }
             if Instant::now() >= deadline {
                 observed.queues = self.queue_counts().await;
-                self.diverged = true;
+                // The step's operation itself ended too late after its tick (a slow machine
+                // closing a channel, say): an expiry may have come first, so the run proves
+                // nothing rather than showing a difference.
+                self.check_late_at(index + 1, &format!("observing step {index}"), looked);
+                if self.observation.overrun.is_none() {
+                    self.diverged = true;
+                }
                 return;
             }
             self.wait_for_delivery(&mut observed.deliveries).await;
