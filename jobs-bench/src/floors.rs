@@ -81,7 +81,7 @@ impl fmt::Display for Checked {
             measure,
             rule,
         } = self.floor;
-        let verdict = if self.kept { "ok" } else { "BELOW FLOOR" };
+        let verdict = if self.kept { "ok" } else { "NOT KEPT" };
         let (what, bound) = match rule {
             Rule::RatioAtLeast(bound) => ("ratio", format!(">= {bound}")),
             Rule::RatioAtMost(bound) => ("ratio", format!("<= {bound}")),
@@ -173,7 +173,7 @@ mod tests {
         assert!(
             checked[0]
                 .to_string()
-                .starts_with("BELOW FLOOR: classic end-to-end rate")
+                .starts_with("NOT KEPT: classic end-to-end rate")
         );
     }
 }
