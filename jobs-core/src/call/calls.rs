@@ -2,7 +2,7 @@
 //! all, its replies matched to their callers by correlation id.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -14,17 +14,22 @@ use super::{CallError, REPLY_FAILED};
 use crate::envelope::{Envelope, HeaderValue, header};
 use crate::error::Error;
 use crate::job_error::FailureKind;
-use crate::producer::{MessageId, Producer};
+use crate::producer::Producer;
 use crate::transport::{Publish, PublishRequest, ReplyStream, Transport};
 
 /// The callers waiting, by correlation id.
-type Pending = Arc<Mutex<HashMap<String, oneshot::Sender<Envelope>>>>;
+type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Envelope>>>>;
 
 /// A producer's calls: the requester is opened at the first call, and again after its
 /// channel closed.
 #[derive(Default)]
 pub(crate) struct Calls {
-    session: tokio::sync::Mutex<Option<Arc<Session>>>,
+    /// The session calls go through: read under a lock held for a pointer copy, so that
+    /// concurrent callers do not queue behind each other as on an async lock.
+    session: Mutex<Option<Arc<Session>>>,
+    /// Held while a session opens, so that callers arriving meanwhile wait for it rather than
+    /// open one each.
+    opening: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for Calls {
@@ -37,6 +42,9 @@ impl std::fmt::Debug for Calls {
 struct Session {
     publisher: Box<dyn PublishRequest>,
     pending: Pending,
+    /// The next call's correlation id. A counter is enough: replies reach only this session's
+    /// own reply address, so its ids need to be unique within the session alone.
+    next_id: AtomicU64,
     /// Set when the reply stream ended: the session is not used again.
     closed: Arc<AtomicBool>,
     /// Dropped with the session, which stops its reader (and closes the channel).
@@ -54,75 +62,76 @@ impl Calls {
     ) -> Result<Bytes, CallError> {
         let started = tokio::time::Instant::now();
         let session = self.session(producer.transport().as_ref()).await?;
-        let correlation_id = MessageId::generate().as_str().to_owned();
+        let id = session.next_id.fetch_add(1, Ordering::Relaxed);
         let deadline = producer.transport().now() + timeout;
         let deadline_ms = deadline.duration_since(UNIX_EPOCH).map_or(0, |since| {
             i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
         });
         let properties = &mut request.envelope.properties;
-        properties.correlation_id = Some(correlation_id.clone());
+        properties.correlation_id = Some(id.to_string());
         properties
             .headers
             .insert(header::DEADLINE, HeaderValue::from(deadline_ms));
 
         let (sender, mut reply) = oneshot::channel();
-        lock(&session.pending).insert(correlation_id.clone(), sender);
+        lock(&session.pending).insert(id, sender);
         let confirm_timeout = producer.options().confirm_timeout;
-        let publish = tokio::time::timeout(confirm_timeout, session.publisher.publish(request));
-        let mut publish = std::pin::pin!(publish);
+        let mut publish = session.publisher.publish(request);
+        // One timer for the whole call: the confirm's deadline until the publish is done,
+        // then the reply's.
+        let timer = tokio::time::sleep_until(started + confirm_timeout);
+        let mut timer = std::pin::pin!(timer);
+        let mut published = false;
         // The reply proves the request arrived, so it ends the wait for the broker's confirm
         // too. On a classic queue that confirm usually comes after the reply: the broker
         // confirms a persistent message once the worker acked it (or it reached the disk),
         // which a worker does only after its reply.
         let mut reply_closed = false;
-        let replied = loop {
+        loop {
             tokio::select! {
                 biased;
                 received = &mut reply, if !reply_closed => match received {
-                    Ok(envelope) => break Some(envelope),
+                    Ok(envelope) => return reply_body(envelope),
                     // The session ended: the publish says whether the request went out.
+                    Err(_) if published => return Err(CallError::Disconnected),
                     Err(_) => reply_closed = true,
                 },
-                published = &mut publish => {
-                    let published = published.unwrap_or(Err(Error::Timeout {
-                        after: confirm_timeout,
-                    }));
-                    if let Err(error) = published {
-                        lock(&session.pending).remove(&correlation_id);
+                sent = &mut publish, if !published => {
+                    if let Err(error) = sent {
+                        lock(&session.pending).remove(&id);
                         if matches!(error, Error::Connection(_)) {
                             session.closed.store(true, Ordering::Release);
                         }
                         return Err(CallError::Request(error));
                     }
-                    break None;
+                    if reply_closed {
+                        return Err(CallError::Disconnected);
+                    }
+                    published = true;
+                    timer.as_mut().reset(started + timeout);
                 }
-            }
-        };
-        if let Some(envelope) = replied {
-            return reply_body(envelope);
-        }
-        if reply_closed {
-            return Err(CallError::Disconnected);
-        }
-        let left = timeout.saturating_sub(started.elapsed());
-        match tokio::time::timeout(left, reply).await {
-            Ok(Ok(envelope)) => reply_body(envelope),
-            Ok(Err(_)) => Err(CallError::Disconnected),
-            Err(_) => {
-                // A reply that comes later finds no caller, and is dropped.
-                lock(&session.pending).remove(&correlation_id);
-                Err(CallError::Timeout { after: timeout })
+                () = timer.as_mut() => {
+                    lock(&session.pending).remove(&id);
+                    if published {
+                        // A reply that comes later finds no caller, and is dropped.
+                        return Err(CallError::Timeout { after: timeout });
+                    }
+                    return Err(CallError::Request(Error::Timeout {
+                        after: confirm_timeout,
+                    }));
+                }
             }
         }
     }
 
-    /// The open session, or a new one.
+    /// The session to call through: the open one, or a new one after the last closed.
     async fn session(&self, transport: &dyn Transport) -> Result<Arc<Session>, CallError> {
-        let mut slot = self.session.lock().await;
-        if let Some(session) = slot.as_ref()
-            && !session.closed.load(Ordering::Acquire)
-        {
-            return Ok(Arc::clone(session));
+        if let Some(session) = self.open_session() {
+            return Ok(session);
+        }
+        let _opening = self.opening.lock().await;
+        if let Some(session) = self.open_session() {
+            return Ok(session);
         }
         let requester = transport.requester().await.map_err(CallError::Request)?;
         let pending = Pending::default();
@@ -137,11 +146,20 @@ impl Calls {
         let session = Arc::new(Session {
             publisher: requester.publisher,
             pending,
+            next_id: AtomicU64::new(0),
             closed,
             _stop: stop,
         });
-        *slot = Some(Arc::clone(&session));
+        *lock(&self.session) = Some(Arc::clone(&session));
         Ok(session)
+    }
+
+    /// The current session, unless there is none or it closed.
+    fn open_session(&self) -> Option<Arc<Session>> {
+        lock(&self.session)
+            .as_ref()
+            .filter(|session| !session.closed.load(Ordering::Acquire))
+            .map(Arc::clone)
     }
 }
 
@@ -159,11 +177,13 @@ async fn read_replies(
             reply = replies.next() => reply,
         };
         let Some(reply) = reply else { break };
-        let Some(id) = reply.properties.correlation_id.as_deref() else {
-            continue;
-        };
         // None: the caller gave up, or the reply is not for us; dropped quietly.
-        let caller = lock(&pending).remove(id);
+        let caller = reply
+            .properties
+            .correlation_id
+            .as_deref()
+            .and_then(|id| id.parse::<u64>().ok())
+            .and_then(|id| lock(&pending).remove(&id));
         if let Some(caller) = caller {
             let _ = caller.send(reply);
         }
