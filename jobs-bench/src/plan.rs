@@ -550,6 +550,7 @@ async fn leave_no_queues(options: &Options) -> anyhow::Result<()> {
         queues.extend(Framework::job_queues(job)?);
     }
     queues.extend(outbox::queues()?);
+    queues.extend(calls::queues()?);
     Raw::delete(&options.url, &queues)
         .await
         .context("deleting the benchmark's queues")

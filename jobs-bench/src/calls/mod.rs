@@ -79,6 +79,21 @@ fn call_job(kind: QueueKind) -> &'static jobs_core::Job {
     }
 }
 
+/// Every queue the calls measure declares: its jobs' and raw lapin's, for the benchmark to
+/// delete when it is done.
+///
+/// # Errors
+///
+/// When a job's topology cannot be listed.
+pub(crate) fn queues() -> anyhow::Result<Vec<String>> {
+    let mut queues = Vec::new();
+    for kind in [QueueKind::Classic, QueueKind::Quorum] {
+        queues.extend(Framework::job_queues(call_job(kind))?);
+        queues.push(raw::queue(kind));
+    }
+    Ok(queues)
+}
+
 /// One way to make a call, shared by every caller task of a measurement.
 pub(crate) trait Calling: Send + Sync + 'static {
     /// Sends request `seq` and waits for its reply, which must carry the same `seq`.
