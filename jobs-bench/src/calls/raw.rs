@@ -1,20 +1,24 @@
 //! Request and reply by hand with raw lapin, over RabbitMQ's direct reply-to, with the
-//! framework's guarantees for the request.
+//! framework's guarantees for the request and the wire of `docs/calls.md`, as its pika client
+//! and server send it.
 //!
 //! * The client: one channel in confirm mode that consumes `amq.rabbitmq.reply-to` with no-ack
 //!   (before its first request, as the broker requires). A call publishes its request
-//!   persistent and `mandatory` with `reply_to` and a correlation id (a counter), and waits
+//!   persistent and `mandatory` with `reply_to`, a correlation id (a counter), the job's
+//!   `type`, a fresh `message_id`, a `timestamp` and the `x-jobs-deadline` header, and waits
 //!   for its reply, which one reader task hands over by correlation id, and for the broker's
 //!   confirm until the reply comes (a negative confirm or a returned request fails the call).
 //! * The server: a channel on a connection of its own, consuming the durable queue at prefetch
 //!   [`PREFETCH`] with manual acks. Each request is decoded and its reply encoded in line; the
-//!   reply is published to the default exchange with the request's `reply_to` as routing key,
-//!   then the request is acked on the same channel, so the broker has the reply before the
-//!   ack. Neither is awaited in line: those futures run beside the delivery stream.
+//!   reply, with `x-jobs-reply = ok`, is published to the default exchange with the request's
+//!   `reply_to` as routing key, then the request is acked on the same channel, so the broker
+//!   has the reply before the ack. Neither is awaited in line: those futures run beside the
+//!   delivery stream.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, bail, ensure};
 use futures_util::StreamExt as _;
@@ -40,6 +44,10 @@ const EXCHANGE: &str = "bench.calls.raw";
 /// The pseudo-queue of direct reply-to.
 const REPLY_TO: &str = "amq.rabbitmq.reply-to";
 const CONTENT_TYPE: &str = "application/x-protobuf";
+/// The requests' `type`: the name a worker knows the job by.
+const JOB_NAME: &str = "bench_call_raw";
+/// How long a caller waits, as the framework's default: its requests' deadline.
+const CALL_TIMEOUT_MS: u64 = 30_000;
 /// How long the server's channel stays open after its last ack; see `serve`.
 const ACK_LINGER: std::time::Duration = std::time::Duration::from_millis(250);
 
@@ -59,7 +67,14 @@ pub(super) struct RawCalls {
 }
 
 /// The callers waiting, by correlation id.
-type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Vec<u8>>>>>;
+type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Reply>>>>;
+
+/// A reply's body, and whether its `x-jobs-reply` header says `ok` (or is missing, which
+/// counts as `ok`).
+struct Reply {
+    body: Vec<u8>,
+    ok: bool,
+}
 
 /// The client half: requests out and replies in, on one channel.
 pub(super) struct RawClient {
@@ -128,6 +143,7 @@ impl RawCalls {
             properties: BasicProperties::default()
                 .with_delivery_mode(2)
                 .with_content_type(CONTENT_TYPE.into())
+                .with_type(JOB_NAME.into())
                 .with_reply_to(REPLY_TO.into()),
             next_id: AtomicU64::new(0),
             pending,
@@ -170,10 +186,26 @@ impl Calling for RawClient {
         let (sender, reply) = oneshot::channel();
         lock(&self.pending).insert(id, sender);
         let body = BenchJob::new(seq).encode_to_vec();
+        let mut message_id = uuid::Uuid::encode_buffer();
+        let message_id = uuid::Uuid::now_v7()
+            .hyphenated()
+            .encode_lower(&mut message_id);
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        let deadline_ms = now.as_millis().saturating_add(u128::from(CALL_TIMEOUT_MS));
+        let mut headers = FieldTable::default();
+        headers.insert(
+            "x-jobs-deadline".into(),
+            AMQPValue::LongLongInt(i64::try_from(deadline_ms).unwrap_or(i64::MAX)),
+        );
         let properties = self
             .properties
             .clone()
-            .with_correlation_id(id.to_string().into());
+            .with_correlation_id(id.to_string().into())
+            .with_message_id(ShortString::from(&*message_id))
+            .with_timestamp(now.as_secs())
+            .with_headers(headers);
         let mandatory = BasicPublishOptions {
             mandatory: true,
             immediate: false,
@@ -208,7 +240,8 @@ impl Calling for RawClient {
             None => reply.await,
         }
         .context("the reply channel closed")?;
-        let reply = BenchJob::decode(reply.as_slice())?;
+        ensure!(reply.ok, "call {seq} failed");
+        let reply = BenchJob::decode(reply.body.as_slice())?;
         ensure!(
             reply.seq == seq,
             "call {seq} got the reply to {}",
@@ -229,7 +262,15 @@ async fn read_replies(mut replies: Consumer, pending: Pending) {
             .and_then(|id| id.as_str().parse::<u64>().ok());
         let caller = id.and_then(|id| lock(&pending).remove(&id));
         if let Some(caller) = caller {
-            let _ = caller.send(reply.data);
+            let ok = reply.properties.headers().as_ref().is_none_or(|headers| {
+                headers.inner().get("x-jobs-reply").is_none_or(|value| {
+                    matches!(value, AMQPValue::LongString(text) if text.as_bytes() == b"ok")
+                })
+            });
+            let _ = caller.send(Reply {
+                body: reply.data,
+                ok,
+            });
         }
     }
     lock(&pending).clear();
@@ -257,9 +298,12 @@ async fn serve(
                 else {
                     bail!("a request without reply_to or correlation_id");
                 };
+                let mut headers = FieldTable::default();
+                headers.insert("x-jobs-reply".into(), AMQPValue::LongString("ok".into()));
                 let properties = BasicProperties::default()
                     .with_content_type(CONTENT_TYPE.into())
-                    .with_correlation_id(correlation_id);
+                    .with_correlation_id(correlation_id)
+                    .with_headers(headers);
                 let (channel, tag) = (&channel, delivery.delivery_tag);
                 replies.push(async move {
                     channel
