@@ -1,6 +1,7 @@
 //! The batch enqueue scenario, written once and run on every transport: `enqueue_all` of
 //! thousands of jobs returns their ids in order and each is handled once, and a batch with a
-//! job refused in the middle says which one while the others still run.
+//! job refused in the middle, by the producer or by the broker, says which one while the others
+//! still run.
 #![allow(
     clippy::missing_panics_doc,
     clippy::missing_errors_doc,
@@ -83,7 +84,8 @@ const LIMIT: usize = 1_024;
 
 /// A batch of [`BATCH`] jobs comes back as that many distinct ids in order, and exactly those
 /// are handled, once each; in a batch of three whose middle job is over the size limit, the
-/// error names that job as too large and the other two are enqueued and handled.
+/// error names that job as too large and the other two are enqueued and handled; and so it is
+/// when the broker returns the middle job as unroutable while the others are in flight.
 pub async fn a_batch_is_enqueued_whole_and_a_refused_job_is_named(transport: Arc<dyn Transport>) {
     let within = Duration::from_secs(60);
     let handled = Arc::new(Handled::default());
@@ -151,6 +153,43 @@ pub async fn a_batch_is_enqueued_whole_and_a_refused_job_is_named(transport: Arc
         after,
         HashSet::from(["tests-batches-0", "tests-batches-2"]),
         "the two others ran, and nothing else"
+    );
+
+    // The broker's refusal, in the middle of the pipelined publishes: a routing key nothing is
+    // bound to comes back as unroutable (mandatory), and only that job fails.
+    let returned = jobs_core::enqueue_all(
+        &engine,
+        (3..6).map(|at| {
+            let job = line::with(padded(at, 0)).message_id(format!("tests-batches-{at}"));
+            if at == 4 {
+                job.routing_key("tests.batches.nowhere")
+            } else {
+                job
+            }
+        }),
+    )
+    .await
+    .expect_err("the middle job is unroutable");
+    let outcomes = returned.outcomes();
+    assert_eq!(returned.failed(), 1, "{returned}");
+    assert!(
+        matches!(&outcomes[0], Ok(id) if id.as_str() == "tests-batches-3"),
+        "{outcomes:?}"
+    );
+    assert!(
+        matches!(&outcomes[1], Err(error) if error.is_unroutable()),
+        "{outcomes:?}"
+    );
+    assert!(
+        matches!(&outcomes[2], Ok(id) if id.as_str() == "tests-batches-5"),
+        "{outcomes:?}"
+    );
+    let seen = handled.until(batch + 4, within).await;
+    let after: HashSet<&str> = seen[batch + 2..].iter().map(String::as_str).collect();
+    assert_eq!(
+        after,
+        HashSet::from(["tests-batches-3", "tests-batches-5"]),
+        "the two routable ones ran, and nothing else"
     );
     engine.shutdown(Duration::from_secs(5)).await;
 }
