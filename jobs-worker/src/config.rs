@@ -25,6 +25,9 @@ pub(crate) const DEFAULT_METRICS_ADDR: &str = "0.0.0.0:9090";
 /// How long in-flight jobs may run on after a shutdown signal, when not configured: under
 /// Kubernetes' 30 s grace period.
 pub(crate) const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(25);
+/// How long a starting worker keeps trying a broker that does not answer, when not
+/// configured: long enough for a broker started beside it to boot.
+pub(crate) const DEFAULT_CONNECT_RETRY: Duration = Duration::from_secs(120);
 /// The connection name the broker shows when none is configured.
 pub(crate) const DEFAULT_CONNECTION_NAME: &str = "jobs-worker";
 /// How old inbox records and unique keys get before the outbox relay prunes them.
@@ -73,6 +76,10 @@ pub struct WorkerConfig {
     pub prefetch: Option<u16>,
     /// How long in-flight jobs may run on after a shutdown signal.
     pub shutdown_timeout: Duration,
+    /// How long a starting worker keeps trying to connect while the broker cannot be reached;
+    /// zero gives up at the first failure. A refused TLS handshake or a configuration error
+    /// is never retried.
+    pub connect_retry: Duration,
     /// The broker's consumer timeout, which every job's timeout must stay under; `None` for
     /// the engine's (RabbitMQ's default of 30 minutes unless the application set another).
     pub broker_consumer_timeout: Option<Duration>,
@@ -116,6 +123,7 @@ impl fmt::Debug for WorkerConfig {
             .field("concurrency", &self.concurrency)
             .field("prefetch", &self.prefetch)
             .field("shutdown_timeout", &self.shutdown_timeout)
+            .field("connect_retry", &self.connect_retry)
             .field("broker_consumer_timeout", &self.broker_consumer_timeout)
             .field("metrics_addr", &self.metrics_addr)
             .field("log_format", &self.log_format)
@@ -143,6 +151,7 @@ impl Default for WorkerConfig {
             concurrency: None,
             prefetch: None,
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
+            connect_retry: DEFAULT_CONNECT_RETRY,
             broker_consumer_timeout: None,
             metrics_addr: DEFAULT_METRICS_ADDR
                 .parse()
@@ -222,6 +231,14 @@ impl WorkerConfig {
         self
     }
 
+    /// How long a starting worker keeps trying a broker that cannot be reached; zero gives up
+    /// at the first failure.
+    #[must_use]
+    pub fn with_connect_retry(mut self, retry: Duration) -> Self {
+        self.connect_retry = retry;
+        self
+    }
+
     /// This configuration as a `--config` file would set it, the URL's password hidden; what
     /// is left to each job is a comment.
     pub(crate) fn to_toml(&self) -> String {
@@ -254,6 +271,10 @@ impl WorkerConfig {
         line(format!(
             "shutdown_timeout = {}",
             quoted(&humantime::format_duration(self.shutdown_timeout).to_string())
+        ));
+        line(format!(
+            "connect_retry = {}",
+            quoted(&humantime::format_duration(self.connect_retry).to_string())
         ));
         line(match self.broker_consumer_timeout {
             Some(timeout) => format!(
@@ -317,6 +338,7 @@ impl WorkerConfig {
             concurrency,
             prefetch,
             shutdown_timeout,
+            connect_retry,
             broker_consumer_timeout,
             metrics_addr,
             log_format,
@@ -363,6 +385,9 @@ impl WorkerConfig {
         self.prefetch = prefetch.map(NonZeroU16::get).or(self.prefetch);
         if let Some(HumanDuration(timeout)) = shutdown_timeout {
             self.shutdown_timeout = timeout;
+        }
+        if let Some(HumanDuration(retry)) = connect_retry {
+            self.connect_retry = retry;
         }
         if let Some(HumanDuration(timeout)) = broker_consumer_timeout {
             self.broker_consumer_timeout = Some(timeout);
@@ -450,6 +475,15 @@ pub(crate) struct Settings {
         value_name = "DURATION"
     )]
     pub(crate) shutdown_timeout: Option<HumanDuration>,
+    /// How long a starting worker keeps trying a broker that cannot be reached, backing off
+    /// between attempts; 0s gives up at the first failure [default: 2m].
+    #[arg(
+        long,
+        global = true,
+        env = "JOBS_CONNECT_RETRY",
+        value_name = "DURATION"
+    )]
+    pub(crate) connect_retry: Option<HumanDuration>,
     /// The broker's consumer_timeout (rabbitmq.conf), when not RabbitMQ's default: a job whose
     /// timeout is at or above it is refused at startup [default: 30m].
     #[arg(

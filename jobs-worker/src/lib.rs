@@ -30,6 +30,7 @@
 
 mod cli;
 mod config;
+mod connect;
 mod dashboard;
 mod error;
 mod fleet;

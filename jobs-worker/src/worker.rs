@@ -208,6 +208,7 @@ impl WorkerBuilder {
     ///
     /// When there are no jobs to serve, a job takes a [`State<T>`](jobs_core::State) the
     /// worker was not given, the metrics address cannot be bound, the broker cannot be reached
+    /// within the configuration's `connect_retry` (or refuses the login or the TLS handshake),
     /// or the topology cannot be declared.
     pub async fn run(self) -> Result<()> {
         let config = self.config.clone();
@@ -311,11 +312,26 @@ impl WorkerBuilder {
             Source::Url(connect) => {
                 let url = redact_url(&config.url);
                 tracing::info!(url = %url, connection_name = %config.connection_name, "connecting");
-                let transport = connect
-                    .connect()
-                    .await
-                    .map_err(|source| Error::Connect { url, source })?;
-                (Arc::new(transport.clone()), Some(transport))
+                let connecting = crate::connect::connect(&connect, &url, config.connect_retry);
+                // A broker slow to come up must not hold back a request to stop.
+                let stopped = tokio::select! {
+                    connected = connecting => {
+                        let transport =
+                            connected.map_err(|source| Error::Connect { url, source })?;
+                        Ok(transport)
+                    }
+                    signalled = &mut signal.0 => Err(stop_by_signal(signalled)),
+                    () = &mut asked => Err(("the shutdown signal", Ok(()))),
+                };
+                match stopped {
+                    Ok(transport) => (Arc::new(transport.clone()), Some(transport)),
+                    Err((name, outcome)) => {
+                        tracing::info!(signal = name, "stopped before the broker could be reached");
+                        #[cfg(feature = "otel")]
+                        telemetry.shut_down().await;
+                        return outcome;
+                    }
+                }
             }
         };
         let started = engine
@@ -353,11 +369,7 @@ impl WorkerBuilder {
 
         // Without signal handling there is no way to stop gracefully later: stop now.
         let (name, outcome) = tokio::select! {
-            signalled = &mut signal.0 => match signalled {
-                Ok(Ok(name)) => (name, Ok(())),
-                Ok(Err(source)) => ("none", Err(Error::Signals(source))),
-                Err(_) => ("none", Ok(())),
-            },
+            signalled = &mut signal.0 => stop_by_signal(signalled),
             () = &mut asked => ("the shutdown signal", Ok(())),
         };
         tracing::info!(
@@ -385,6 +397,18 @@ impl WorkerBuilder {
     pub(crate) fn with_config(mut self, config: WorkerConfig) -> Self {
         self.config = config;
         self
+    }
+}
+
+/// The signal task's end as the signal's name and the run's outcome: without signal handling
+/// there is no way to stop gracefully later, so its failure stops the worker too.
+fn stop_by_signal(
+    signalled: std::result::Result<std::io::Result<&'static str>, tokio::task::JoinError>,
+) -> (&'static str, Result<()>) {
+    match signalled {
+        Ok(Ok(name)) => (name, Ok(())),
+        Ok(Err(source)) => ("none", Err(Error::Signals(source))),
+        Err(_) => ("none", Ok(())),
     }
 }
 
@@ -470,7 +494,8 @@ mod tests {
         let (broker, metrics_addr) = (free_addr(), free_addr());
         let config = WorkerConfig::default()
             .with_url(format!("amqp://guest:guest@{broker}/%2f"))
-            .with_metrics_addr(metrics_addr);
+            .with_metrics_addr(metrics_addr)
+            .with_connect_retry(Duration::ZERO);
         let err = Worker::builder()
             .config(config)
             .jobs([&nothing::JOB])
