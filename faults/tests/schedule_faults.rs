@@ -443,4 +443,9 @@ async fn a_one_second_schedule_survives_its_active_scheduler_killed_twice() {
     );
     transport.close().await;
     let _ = std::fs::remove_dir_all(&dir);
+    // Its queues go, with the schedule's: the suite must not leave every job's queues on the
+    // shared broker. Best effort: a queue left behind fails nothing.
+    if let Err(err) = jobs_core::testing::delete_job_queues(&url, &[job]).await {
+        eprintln!("the schedule's queues stay on the broker: {err}");
+    }
 }

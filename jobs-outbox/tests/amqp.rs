@@ -148,4 +148,9 @@ async fn committed_jobs_reach_rabbitmq_once_and_their_effect_happens_once() {
     stop.send(()).unwrap();
     running.await.unwrap().unwrap();
     engine.shutdown(Duration::from_secs(5)).await;
+    // A run leaves the shared broker as it found it; best effort, as a queue left behind
+    // fails nothing.
+    if let Err(err) = jobs_core::testing::delete_job_queues(&url, &[&ship_on_rabbitmq::JOB]).await {
+        eprintln!("the test's queues stay on the broker: {err}");
+    }
 }

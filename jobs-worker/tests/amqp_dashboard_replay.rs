@@ -14,7 +14,7 @@ use jobs_core::error_queue::{Action, ErrorQueue};
 use jobs_core::transport::amqp::AmqpTransport;
 use jobs_core::{JobContext, JobError, Producer, job};
 use jobs_worker::{DashboardToken, WorkerConfig};
-use support::{Running, WAIT, count_becomes, delete_queues, free_addr, request};
+use support::{Running, WAIT, count_becomes, delete_job_queues, delete_queues, free_addr, request};
 
 const TOKEN: &str = "a-token-of-24-characters";
 const WORK: &str = "jobs-worker.replay-ledger";
@@ -136,5 +136,5 @@ async fn replaying_a_group_while_failures_arrive_loses_and_repeats_nothing() {
 
     worker.stop().await;
     broker.close().await;
-    delete_queues(&[WORK, ERR]);
+    delete_job_queues(&url, &ledgered::JOB).await;
 }

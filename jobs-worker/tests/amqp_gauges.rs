@@ -13,7 +13,7 @@ use jobs_core::transport::Transport;
 use jobs_core::transport::amqp::AmqpTransport;
 use jobs_core::{JobError, Producer, job};
 use jobs_worker::{DashboardToken, WorkerConfig};
-use support::{Running, WAIT, count_becomes, delete_queues, free_addr, get};
+use support::{Running, WAIT, count_becomes, delete_job_queues, delete_queues, free_addr, get};
 
 #[derive(Clone, PartialEq, prost::Message)]
 struct Order {
@@ -128,5 +128,5 @@ async fn queue_gauges_equal_the_brokers_counts_and_the_fleet_reports_its_counter
 
     worker.stop().await;
     broker.close().await;
-    delete_queues(&[WORK, ERR]);
+    delete_job_queues(&url, &doomed::JOB).await;
 }

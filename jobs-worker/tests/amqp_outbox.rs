@@ -13,7 +13,7 @@ use jobs_core::{JobError, job};
 use jobs_outbox::OutboxEnqueue as _;
 use jobs_worker::WorkerConfig;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use support::{Running, WAIT, delete_queues, free_addr, get};
+use support::{Running, WAIT, delete_job_queues, delete_queues, free_addr, get};
 
 #[derive(Clone, PartialEq, prost::Message)]
 struct Order {
@@ -115,5 +115,5 @@ async fn the_worker_relays_committed_jobs_and_handles_them() {
     .await;
     assert!(emptied.is_ok(), "every relayed row is deleted");
     worker.stop().await;
-    delete_queues(&[WORK, &format!("{WORK}.err")]);
+    delete_job_queues(&url, &ship_from_outbox::JOB).await;
 }

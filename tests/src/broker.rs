@@ -1,4 +1,4 @@
-//! Faults the `amqp_*` tests inflict on their own connections.
+//! Faults the `amqp_*` tests inflict on their own connections, and the deletion of their queues.
 
 /// Closes, with `rabbitmqctl`, the broker-side connections whose client-provided name is
 /// `name`; only ours, since the names are unique per test. Returns how many it closed.
@@ -56,5 +56,16 @@ pub fn delete_queues(names: &[&str]) {
             .args(["delete_queue", name])
             .output()
             .expect("rabbitmqctl runs");
+    }
+}
+
+/// Deletes the work, retry, error and slot queues of `jobs` on the broker at `url`, when a
+/// test is done with them: a run should leave the shared broker as it found it, since idle
+/// quorum queues cost the broker CPU and file descriptors. Best effort: a failed deletion is
+/// reported on stderr and fails no test. Call it once whatever used the queues has stopped,
+/// and only for jobs no other test of the binary still serves.
+pub async fn delete_job_queues(url: &str, jobs: &[&'static jobs_core::Job]) {
+    if let Err(err) = jobs_core::testing::delete_job_queues(url, jobs).await {
+        eprintln!("the test's queues stay on the broker: {err}");
     }
 }

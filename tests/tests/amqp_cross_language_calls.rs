@@ -6,7 +6,8 @@
 //! repository.
 //!
 //! The jobs have this test's own exchange and queues: `amqp_calls` serves and purges
-//! `tests.calls.answer` from another process, possibly at the same time.
+//! `tests.calls.answer` from another process, possibly at the same time. Each test deletes its
+//! job's queues when it is done with them.
 //!
 //! Needs python3 with pika, protobuf and grpcio-tools (`scripts/foreign-deps` installs them).
 //! Without them it skips, naming what is missing, or fails under `JOBS_REQUIRE_BROKER=1`.
@@ -25,6 +26,7 @@ use jobs_core::engine::{Engine, EngineBuilder};
 use jobs_core::transport::amqp::AmqpTransport;
 use jobs_core::transport::{Declare, Transport};
 use jobs_core::{CallError, FailureKind, JobContext, JobError, Producer, job};
+use jobs_tests::broker::delete_job_queues;
 use jobs_tests::calls::{self, Answer, Question};
 
 /// How long a caller, on either side, waits for its replies; the Python worker waits twice as
@@ -127,6 +129,7 @@ async fn a_python_client_calls_a_rust_job() {
         assert_eq!(replies[id], expected, "call {id} ({ask} {n})");
     }
     engine.shutdown(Duration::from_secs(5)).await;
+    delete_job_queues(&url, &[&crosslang_answer::JOB]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -217,6 +220,8 @@ async fn rust_callers_call_a_job_a_python_worker_serves() {
         .collect();
     assert_eq!(served.lines().count(), seen.len(), "{served}");
     assert_eq!(seen, wanted, "{served}");
+    // serve.py has exited, its requests served.
+    delete_job_queues(&url, &[&python_answer::JOB]).await;
 }
 
 /// Declares `builder`'s topology on `transport` and empties `queues` of whatever an earlier run

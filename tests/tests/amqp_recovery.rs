@@ -7,7 +7,7 @@ use jobs_core::engine::Engine;
 use jobs_core::testing::{Outcome, Recorder};
 use jobs_core::transport::amqp::AmqpTransport;
 use jobs_core::{JobError, MessageId, job};
-use jobs_tests::broker::close_connections_named;
+use jobs_tests::broker::{close_connections_named, delete_job_queues};
 
 /// A ping.
 #[derive(Clone, PartialEq, prost::Message)]
@@ -56,7 +56,7 @@ async fn a_worker_whose_connections_are_closed_five_times_keeps_consuming() {
         return;
     };
     let name = format!("jobs-test-recovery-{}", MessageId::generate());
-    let transport = AmqpTransport::builder(url)
+    let transport = AmqpTransport::builder(url.as_str())
         .connection_name(name)
         .connect()
         .await
@@ -81,4 +81,6 @@ async fn a_worker_whose_connections_are_closed_five_times_keeps_consuming() {
         handled(&recorder, &id).await;
     }
     engine.shutdown(Duration::from_secs(5)).await;
+    // A run leaves the shared broker as it found it.
+    delete_job_queues(&url, &[&recovery_ping::JOB]).await;
 }

@@ -9,6 +9,7 @@ use jobs_core::engine::Engine;
 use jobs_core::testing::{Outcome, Recorder};
 use jobs_core::transport::amqp::AmqpTransport;
 use jobs_core::{JobError, job};
+use jobs_tests::broker::delete_job_queues;
 
 /// A unit of simulated work.
 #[derive(Clone, PartialEq, prost::Message)]
@@ -102,4 +103,6 @@ async fn a_worker_stopped_mid_run_loses_no_confirmed_job() {
         runs - ids.len()
     );
     second.shutdown(Duration::from_secs(5)).await;
+    // A run leaves the shared broker as it found it.
+    delete_job_queues(&url, &[&restart_work::JOB]).await;
 }

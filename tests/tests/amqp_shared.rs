@@ -1,9 +1,13 @@
 //! The shared outcome scenarios on RabbitMQ: the same outcomes as on the in-memory broker.
+//!
+//! Each test's job is its own in this binary, so each test deletes its job's queues once its
+//! engines have stopped: a run leaves the shared broker as it found it.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use jobs_core::transport::amqp::AmqpTransport;
+use jobs_tests::broker::delete_job_queues;
 use jobs_tests::scenarios::{self, Suite};
 
 /// One test, so the scenarios never share the job's queue with another engine.
@@ -28,6 +32,7 @@ async fn the_shared_scenarios_give_the_same_outcomes_on_rabbitmq() {
     scenarios::too_large_is_refused(&suite).await;
 
     suite.engine.shutdown(Duration::from_secs(5)).await;
+    delete_job_queues(&url, &[&scenarios::shared_work::JOB]).await;
 }
 
 /// On its own queue, so beside the shared scenarios.
@@ -52,6 +57,7 @@ async fn high_priority_jobs_overtake_the_backlog_on_rabbitmq() {
     };
     let transport = AmqpTransport::connect(&url).await.expect("connected");
     jobs_tests::priorities::high_priority_jobs_overtake_the_backlog(Arc::new(transport)).await;
+    delete_job_queues(&url, &[&jobs_tests::priorities::ranked::JOB]).await;
 }
 
 /// On its own queue, so beside the shared scenarios. The bound: every worker stops
@@ -67,6 +73,7 @@ async fn a_pause_holds_every_worker_until_resumed_on_rabbitmq() {
         Duration::from_secs(2),
     )
     .await;
+    delete_job_queues(&url, &[&jobs_tests::pauses::pausable::JOB]).await;
 }
 
 /// On its own queue, so beside the shared scenarios; a short cool-down, on real time.
@@ -81,6 +88,7 @@ async fn failing_half_its_attempts_trips_the_switch_and_a_probe_closes_it_on_rab
         Duration::from_secs(2),
     )
     .await;
+    delete_job_queues(&url, &[&jobs_tests::kill_switch::call_dependency::JOB]).await;
 }
 
 /// On its own queue, so beside the shared scenarios; a connection per engine, as per process.
@@ -97,4 +105,6 @@ async fn three_workers_never_run_more_than_the_limit_on_rabbitmq() {
         }
     })
     .await;
+    // With the slot queues of its `max_running`.
+    delete_job_queues(&url, &[&jobs_tests::limits::limited::JOB]).await;
 }

@@ -17,7 +17,7 @@ use jobs_core::Producer;
 use jobs_core::testing::broker_url;
 use jobs_core::transport::Transport;
 use jobs_core::transport::amqp::AmqpTransport;
-use jobs_tests::broker::close_connections_named;
+use jobs_tests::broker::{close_connections_named, delete_job_queues};
 
 const WORKER: &str = env!("CARGO_BIN_EXE_jobs-test-worker");
 
@@ -172,7 +172,6 @@ fn get(port: u16, path: &str) -> Option<(u16, String)> {
     Some((status, body))
 }
 
-/// A producer on the broker, with the test jobs' topology declared and `queue` emptied.
 /// Waits until `queue` holds `ready` messages ready for delivery: a quorum queue applies a
 /// closed channel's returns a moment after the worker exits.
 async fn ready_becomes(transport: &AmqpTransport, queue: &str, ready: u64, worker: &Worker) {
@@ -191,26 +190,22 @@ async fn ready_becomes(transport: &AmqpTransport, queue: &str, ready: u64, worke
     }
 }
 
-async fn producer(url: &str, queue: &str) -> (AmqpTransport, Producer) {
+/// A producer on the broker, with `job`'s topology declared and its queue emptied. Only its
+/// own: each test deletes its job's queues at its end, which must not race another test's
+/// declaration of them.
+async fn producer(url: &str, job: &'static jobs_core::Job) -> (AmqpTransport, Producer) {
     let transport = AmqpTransport::builder(url)
         .connection_name("jobs-worker-test-producer")
         .connect()
         .await
         .unwrap();
-    let settings: Vec<_> = [
-        &jobs::term_job::JOB,
-        &jobs::kill_job::JOB,
-        &jobs::ready_job::JOB,
-    ]
-    .into_iter()
-    .map(|job| jobs_core::JobSettings::resolve(job, &jobs_core::JobDefaults::default()))
-    .collect();
-    let topology = jobs_core::topology::Topology::for_jobs(&settings).unwrap();
+    let settings = jobs_core::JobSettings::resolve(job, &jobs_core::JobDefaults::default());
+    let topology = jobs_core::topology::Topology::for_jobs([&settings]).unwrap();
     transport
         .declare(&topology, jobs_core::transport::Declare::Create)
         .await
         .unwrap();
-    transport.purge(queue).await.unwrap();
+    transport.purge(job.queue()).await.unwrap();
     let producer = Producer::new(Arc::new(transport.clone()));
     (transport, producer)
 }
@@ -219,7 +214,7 @@ async fn producer(url: &str, queue: &str) -> (AmqpTransport, Producer) {
 async fn sigterm_finishes_running_jobs_requeues_the_rest_and_exits_0() {
     let Some(url) = broker_url() else { return };
     let queue = jobs::term_job::QUEUE;
-    let (transport, producer) = producer(&url, queue).await;
+    let (transport, producer) = producer(&url, &jobs::term_job::JOB).await;
 
     // Short jobs: the three running at SIGTERM finish within the deadline.
     let mut worker = Worker::start(&url, &["--jobs", "term_job", "--shutdown-timeout", "5s"]);
@@ -353,13 +348,14 @@ async fn sigterm_finishes_running_jobs_requeues_the_rest_and_exits_0() {
     ready_becomes(&transport, queue, 1, &worker).await;
     transport.purge(queue).await.unwrap();
     transport.close().await;
+    delete_job_queues(&url, &[&jobs::term_job::JOB]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_loses_nothing_and_metrics_count_what_was_handled() {
     let Some(url) = broker_url() else { return };
     let queue = jobs::kill_job::QUEUE;
-    let (transport, producer) = producer(&url, queue).await;
+    let (transport, producer) = producer(&url, &jobs::kill_job::JOB).await;
 
     let mut first = Worker::start(&url, &["--jobs", "kill_job"]);
     first.wait_ready();
@@ -412,13 +408,13 @@ async fn sigkill_loses_nothing_and_metrics_count_what_was_handled() {
     assert!(second.exit(Duration::from_secs(10)).success());
     assert_eq!(transport.message_count(queue).await.unwrap(), 0);
     transport.close().await;
+    delete_job_queues(&url, &[&jobs::kill_job::JOB]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readyz_is_false_while_the_connection_is_cut() {
     let Some(url) = broker_url() else { return };
-    let queue = jobs::ready_job::QUEUE;
-    let (transport, producer) = producer(&url, queue).await;
+    let (transport, producer) = producer(&url, &jobs::ready_job::JOB).await;
     let name = format!("jobs-worker-ready-{}", std::process::id());
     let mut worker = Worker::start(&url, &["--jobs", "ready_job", "--connection-name", &name]);
     worker.wait_ready();
@@ -445,6 +441,7 @@ async fn readyz_is_false_while_the_connection_is_cut() {
     worker.signal("TERM");
     assert!(worker.exit(Duration::from_secs(10)).success());
     transport.close().await;
+    delete_job_queues(&url, &[&jobs::ready_job::JOB]).await;
 }
 
 /// Everything a run prints, with `args` and `env`.

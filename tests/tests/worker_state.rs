@@ -183,6 +183,8 @@ async fn a_worker_given_state_serves_handlers_that_read_it_on_rabbitmq() {
         &["--url", &url, "--connection-name", "jobs-state-test"],
     );
     served_then_stopped(&recorder, &ids, &book, running).await;
+    // Gone again once the worker has stopped: a run leaves the shared broker as it found it.
+    jobs_tests::broker::delete_job_queues(&url, &[&sign_guestbook::JOB]).await;
 }
 
 #[tokio::test]

@@ -63,6 +63,15 @@ pub(crate) fn delete_queues(queues: &[&str]) {
     }
 }
 
+/// Deletes every queue of `job` (work, retry and error) on the broker at `url`, once the test
+/// is done with them: a run leaves the shared broker as it found it. Best effort: a failed
+/// deletion is reported on stderr and fails no test.
+pub(crate) async fn delete_job_queues(url: &str, job: &'static jobs_core::Job) {
+    if let Err(err) = jobs_core::testing::delete_job_queues(url, &[job]).await {
+        eprintln!("the queues of {} stay on the broker: {err}", job.name());
+    }
+}
+
 /// A worker running in this process with `config`, serving `job`, until [`Running::stop`].
 pub(crate) struct Running {
     stop: tokio::sync::oneshot::Sender<()>,
