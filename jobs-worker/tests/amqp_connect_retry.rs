@@ -17,7 +17,7 @@ use std::time::Duration;
 use jobs_core::transport::amqp::AmqpTransport;
 use jobs_core::{JobError, Producer, job};
 use jobs_worker::{Worker, WorkerConfig};
-use support::{WAIT, delete_queues, free_addr, request};
+use support::{WAIT, delete_job_queues, free_addr, request};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, oneshot};
 
@@ -36,12 +36,6 @@ async fn knock(_: Knock) -> Result<(), JobError> {
     HANDLED.notify_one();
     Ok(())
 }
-
-/// The job's queues, to delete before and after.
-const QUEUES: [&str; 2] = [
-    "jobs-worker.connect-retry.knock",
-    "jobs-worker.connect-retry.knock.err",
-];
 
 /// A TCP front on a port of its own, in front of the broker at `broker`.
 struct Front {
@@ -150,7 +144,7 @@ async fn a_worker_started_before_its_broker_answers_keeps_trying_then_serves() {
     let Some(url) = jobs_core::testing::broker_url() else {
         return;
     };
-    delete_queues(&QUEUES);
+    delete_job_queues(&url, &knock::JOB).await;
     let (_, broker_addr) = through_front(&url, 0);
     let front = Front::start(broker_addr).await;
     let (front_url, _) = through_front(&url, front.port);
@@ -186,7 +180,7 @@ async fn a_worker_started_before_its_broker_answers_keeps_trying_then_serves() {
     let _ = stop.send(());
     worker.await.unwrap().unwrap();
     broker.close().await;
-    delete_queues(&QUEUES);
+    delete_job_queues(&url, &knock::JOB).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
