@@ -125,12 +125,12 @@ impl fmt::Debug for ChannelReply {
 }
 
 impl Reply for ChannelReply {
-    fn reply(&self, publish: Publish) -> BoxFuture<'static, Result<()>> {
+    fn reply(&self, mut publish: Publish) -> BoxFuture<'static, Result<()>> {
         let channel = self.channel.clone();
         let frame_max = self.frame_max;
         Box::pin(async move {
             let names = Names::of(&publish)?;
-            send(&channel, frame_max, names, publish, false).await
+            send(&channel, frame_max, names, &mut publish, false).await
         })
     }
 }

@@ -103,7 +103,7 @@ impl PublishRequest for RequestPublisher {
             let names = Names::of(&publish)?;
             // A nack is not followed by a new channel, as on the transport's publishing
             // channel: this one is the requester's address.
-            publish::send(&channel, frame_max, names, publish, true).await
+            publish::send(&channel, frame_max, names, &mut publish, true).await
         })
     }
 }
