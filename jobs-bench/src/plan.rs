@@ -60,8 +60,10 @@ pub struct Options {
     /// Where to write the results as JSON.
     #[arg(long, default_value = "jobs-bench.json")]
     pub json: PathBuf,
-    /// Producer tasks of the framework, sharing the 1,000 enqueues in flight: 1,000 is one
-    /// enqueue per task, as request handlers would each enqueue one job.
+    /// Producer tasks of each client, sharing the 1,000 publishes in flight: 1,000 is one
+    /// publish per task awaiting its confirm in line, as request handlers would each enqueue
+    /// one job; 1 is one task pipelining them all. Raw lapin and the framework run in the same
+    /// shape, so that their CPU per job compares the clients, not the shapes.
     #[arg(long, default_value_t = 1_000)]
     pub producers: usize,
     /// Leaves out the in-memory transport.
@@ -398,7 +400,8 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
         for &kind in queues {
             let raw = Raw::connect(&options.url, kind)
                 .await
-                .context("raw lapin")?;
+                .context("raw lapin")?
+                .with_producers(options.producers);
             let transport = AmqpTransport::builder(options.url.as_str())
                 .connection_name("jobs-bench framework")
                 .connect()

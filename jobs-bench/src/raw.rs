@@ -6,6 +6,8 @@
 //! each job after handling it without awaiting the ack in line: the ack futures run beside the
 //! delivery stream.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, bail, ensure};
@@ -51,6 +53,8 @@ pub struct Raw {
     /// The `type` property: the name of the framework's job on the same kind of queue, so
     /// that both clients' messages carry the same bytes.
     job_name: &'static str,
+    /// The tasks an unpaced publish runs in; see [`with_producers`](Self::with_producers).
+    producers: usize,
 }
 
 impl Raw {
@@ -167,13 +171,24 @@ impl Raw {
             consuming,
             queue,
             job_name: crate::framework::bench_job(kind).name(),
+            producers: 1,
         };
         raw.purge().await?;
         Ok(raw)
     }
 
-    /// Publishes jobs `0..count` with confirms, paced by `pacer` when it is set, and returns
-    /// once every one is confirmed.
+    /// Runs unpaced publishes from `producers` tasks sharing the [`IN_FLIGHT`] publishes in
+    /// flight, as the framework's are run: 1 (the default) is one task pipelining them all,
+    /// [`IN_FLIGHT`] a task per publish in flight, each awaiting its confirm in line.
+    #[must_use]
+    pub fn with_producers(mut self, producers: usize) -> Self {
+        self.producers = producers.clamp(1, IN_FLIGHT);
+        self
+    }
+
+    /// Publishes jobs `0..count` with confirms and returns once every one is confirmed: paced
+    /// by `pacer` from one task; unpaced from [`producers`](Self::with_producers) tasks sharing
+    /// [`IN_FLIGHT`] publishes in flight, the shape the framework's producers are measured in.
     ///
     /// # Errors
     ///
@@ -183,62 +198,27 @@ impl Raw {
         channel
             .confirm_select(ConfirmSelectOptions::default())
             .await?;
-        // What the wire contract has every job carry, as a careful lapin user would write it:
-        // the properties every message shares built once and cloned, and per message a UUID v7
-        // encoded on the stack and the time in seconds.
-        let properties = BasicProperties::default()
-            .with_delivery_mode(2)
-            .with_content_type("application/x-protobuf".into())
-            .with_type(self.job_name.into());
-        let options = BasicPublishOptions {
-            mandatory: true,
-            immediate: false,
-        };
-        let routing_key = ShortString::from(self.queue.as_str());
-        // A publish is in flight from the moment it is handed to lapin: `basic_publish`
-        // resolves once lapin has written the frames, and the confirm after that. Both stages
-        // run inside the window, so neither is awaited in line.
-        let mut in_flight = FuturesUnordered::new();
-        for seq in 0..count {
-            if let Some(pacer) = &pacer {
-                // The publishes in flight are futures: they only progress while polled, so
-                // drive them while waiting for the next one's turn.
-                let due = tokio::time::sleep_until(pacer.due(seq));
-                tokio::pin!(due);
-                loop {
-                    tokio::select! {
-                        biased;
-                        () = &mut due => break,
-                        Some(confirmed) = in_flight.next(), if !in_flight.is_empty() => {
-                            check(confirmed)?;
-                        }
-                    }
-                }
+        let publisher = Arc::new(Publisher::new(channel, self.job_name, &self.queue));
+        if pacer.is_some() || self.producers == 1 {
+            publisher.pipelined(0..count, IN_FLIGHT, pacer).await?;
+        } else {
+            let next = Arc::new(AtomicU64::new(0));
+            let window = (IN_FLIGHT / self.producers).max(1);
+            let mut tasks = Vec::with_capacity(self.producers);
+            for _ in 0..self.producers {
+                let (publisher, next) = (Arc::clone(&publisher), Arc::clone(&next));
+                tasks.push(tokio::spawn(async move {
+                    publisher.shared(&next, count, window).await
+                }));
             }
-            if in_flight.len() >= IN_FLIGHT
-                && let Some(confirmed) = in_flight.next().await
-            {
-                check(confirmed)?;
+            for task in tasks {
+                task.await??;
             }
-            let body = BenchJob::new(seq).encode_to_vec();
-            let mut id = [0; uuid::fmt::Hyphenated::LENGTH];
-            let id = uuid::Uuid::now_v7().hyphenated().encode_lower(&mut id);
-            let properties = properties
-                .clone()
-                .with_message_id(ShortString::from(&*id))
-                .with_timestamp(unix_now());
-            let (channel, routing_key) = (&channel, routing_key.clone());
-            in_flight.push(async move {
-                channel
-                    .basic_publish(EXCHANGE.into(), routing_key, options, &body, properties)
-                    .await?
-                    .await
-            });
         }
-        while let Some(confirmed) = in_flight.next().await {
-            check(confirmed)?;
+        let channel = Arc::into_inner(publisher).map(|publisher| publisher.channel);
+        if let Some(channel) = channel {
+            channel.close(200, "published".into()).await?;
         }
-        channel.close(200, "published".into()).await?;
         Ok(())
     }
 
@@ -301,6 +281,120 @@ impl Raw {
         for connection in [self.publishing, self.consuming] {
             // The benchmark is over: a failed close changes no figure.
             let _ = connection.close(200, "done".into()).await;
+        }
+    }
+}
+
+/// One confirm-mode channel and what every raw publish on it shares.
+struct Publisher {
+    channel: Channel,
+    /// What the wire contract has every job carry, as a careful lapin user would write it:
+    /// the properties every message shares built once and cloned per message.
+    properties: BasicProperties,
+    routing_key: ShortString,
+}
+
+impl Publisher {
+    fn new(channel: Channel, job_name: &str, queue: &str) -> Self {
+        Self {
+            channel,
+            properties: BasicProperties::default()
+                .with_delivery_mode(2)
+                .with_content_type("application/x-protobuf".into())
+                .with_type(job_name.into()),
+            routing_key: ShortString::from(queue),
+        }
+    }
+
+    /// Publishes job `seq` and waits for its confirm: per message, a UUID v7 encoded on the
+    /// stack and the time in seconds. A publish is in flight from the moment it is handed to
+    /// lapin: `basic_publish` resolves once lapin has written the frames, the confirm after.
+    async fn publish(&self, seq: u64) -> anyhow::Result<()> {
+        let body = BenchJob::new(seq).encode_to_vec();
+        let mut id = [0; uuid::fmt::Hyphenated::LENGTH];
+        let id = uuid::Uuid::now_v7().hyphenated().encode_lower(&mut id);
+        let properties = self
+            .properties
+            .clone()
+            .with_message_id(ShortString::from(&*id))
+            .with_timestamp(unix_now());
+        let options = BasicPublishOptions {
+            mandatory: true,
+            immediate: false,
+        };
+        let confirm = self
+            .channel
+            .basic_publish(
+                EXCHANGE.into(),
+                self.routing_key.clone(),
+                options,
+                &body,
+                properties,
+            )
+            .await?
+            .await;
+        check(confirm)
+    }
+
+    /// Publishes `jobs` from this one task, up to `window` awaiting their confirm, each
+    /// started no sooner than `pacer` has it due.
+    async fn pipelined(
+        &self,
+        jobs: std::ops::Range<u64>,
+        window: usize,
+        pacer: Option<Pacer>,
+    ) -> anyhow::Result<()> {
+        let mut in_flight = FuturesUnordered::new();
+        for seq in jobs {
+            if let Some(pacer) = &pacer {
+                // The publishes in flight are futures: they only progress while polled, so
+                // drive them while waiting for the next one's turn.
+                let due = tokio::time::sleep_until(pacer.due(seq));
+                tokio::pin!(due);
+                loop {
+                    tokio::select! {
+                        biased;
+                        () = &mut due => break,
+                        Some(confirmed) = in_flight.next(), if !in_flight.is_empty() => {
+                            confirmed?;
+                        }
+                    }
+                }
+            }
+            if in_flight.len() >= window
+                && let Some(confirmed) = in_flight.next().await
+            {
+                confirmed?;
+            }
+            in_flight.push(self.publish(seq));
+        }
+        while let Some(confirmed) = in_flight.next().await {
+            confirmed?;
+        }
+        Ok(())
+    }
+
+    /// One of several tasks taking the next job number from `next` until `count`, with up to
+    /// `window` publishes of its own in flight; a window of one awaits each in line, as a
+    /// request handler would.
+    async fn shared(&self, next: &AtomicU64, count: u64, window: usize) -> anyhow::Result<()> {
+        let take = || Some(next.fetch_add(1, Ordering::Relaxed)).filter(|&seq| seq < count);
+        if window == 1 {
+            while let Some(seq) = take() {
+                self.publish(seq).await?;
+            }
+            return Ok(());
+        }
+        let mut in_flight = FuturesUnordered::new();
+        loop {
+            while in_flight.len() < window {
+                let Some(seq) = take() else { break };
+                in_flight.push(self.publish(seq));
+            }
+            match in_flight.next().await {
+                Some(confirmed) => confirmed?,
+                None => return Ok(()),
+            }
         }
     }
 }

@@ -35,7 +35,8 @@ struct Options {
     /// Jobs to publish.
     #[arg(long, default_value_t = 20_000)]
     n: u64,
-    /// The framework's producer tasks sharing the 1,000 enqueues in flight, as in `jobs-bench`.
+    /// The producer tasks sharing the 1,000 publishes in flight, for either client, as in
+    /// `jobs-bench`.
     #[arg(long, default_value_t = IN_FLIGHT)]
     producers: usize,
     /// The broker.
@@ -78,7 +79,10 @@ async fn publish(options: &Options) -> anyhow::Result<jobs_bench::measure::Throu
     let (url, kind, n) = (options.url.as_str(), options.queue, options.n);
     match options.client {
         ClientKind::Raw => {
-            let raw = Raw::connect(url, kind).await.context("raw lapin")?;
+            let raw = Raw::connect(url, kind)
+                .await
+                .context("raw lapin")?
+                .with_producers(options.producers);
             raw.publish(1, None).await?;
             raw.purge().await?;
             let (throughput, ()) = timed(n, raw.publish(n, None)).await?;
