@@ -389,6 +389,10 @@ async fn bad_inputs_go_to_the_error_queue_on_first_delivery_with_memory_bounded(
     assert_eq!(report.handled, handled_count);
     assert_eq!(report.failed, dead);
     transport.close().await;
+    // The shared broker keeps none of the job's queues once the scenario is done with them.
+    if let Err(err) = jobs_core::testing::delete_job_queues(&url, &[job]).await {
+        eprintln!("the test's queues stay on the broker: {err}");
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -556,6 +560,10 @@ async fn hostile_headers_and_terminal_escapes_are_handled_or_parked_with_the_rea
     report.check("hostile headers (27,973 wide, 10,000 deep)", 0);
     assert_eq!((report.handled, report.failed), (2, 4));
     transport.close().await;
+    // The shared broker keeps none of the job's queues once the scenario is done with them.
+    if let Err(err) = jobs_core::testing::delete_job_queues(&url, &[job]).await {
+        eprintln!("the test's queues stay on the broker: {err}");
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
 

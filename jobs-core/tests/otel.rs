@@ -277,4 +277,7 @@ async fn a_job_retried_twice_on_rabbitmq_is_one_producer_span_and_three_consumer
     engine.shutdown(Duration::from_secs(5)).await;
     jobs_core::otel::clear_tracer_provider();
     otlp::shut_down(provider).await;
+    if let Err(err) = jobs_core::testing::delete_job_queues(&url, &[&flaky::JOB]).await {
+        eprintln!("the test's queues stay on the broker: {err}");
+    }
 }

@@ -20,4 +20,5 @@ async fn the_call_scenarios_give_the_same_outcomes_on_rabbitmq() {
     calls::a_call_nobody_can_receive_is_unroutable(&suite).await;
     calls::a_late_reply_is_dropped(&suite).await;
     suite.shutdown().await;
+    jobs_tests::broker::delete_job_queues(&url, &[&calls::answer::JOB]).await;
 }

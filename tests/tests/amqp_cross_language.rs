@@ -293,6 +293,7 @@ async fn jobs_from_python_and_go_are_handled_and_bad_bodies_are_read_back_from_g
     assert_eq!(again, "", "the reader acked what it read");
 
     engine.shutdown(Duration::from_secs(5)).await;
+    jobs_tests::broker::delete_job_queues(&url, &[&transfer_to_oss::JOB]).await;
 }
 
 /// What one producer printed: its jobs' message ids with the file each carries, and its bad

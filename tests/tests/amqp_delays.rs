@@ -23,4 +23,5 @@ async fn the_delay_scenarios_give_the_same_outcomes_on_rabbitmq() {
     delays::the_same_level_five_times_never_drops_the_job(&suite).await;
 
     suite.engine.shutdown(Duration::from_secs(5)).await;
+    jobs_tests::broker::delete_job_queues(&url, &[&delays::later::JOB]).await;
 }
