@@ -418,6 +418,7 @@ pub(super) async fn replay(
             })
             .await;
         listings.remove(&name);
+        dashboard.overview.clear();
         let walked = match walked {
             Ok(walked) => walked,
             Err(jobs_core::Error::NotFound { .. }) => continue,
@@ -466,6 +467,7 @@ pub(super) async fn delete(
         .await
         .map_err(|err| ApiError::broker("cannot read the error queue", &err))?;
     listings.remove(&name);
+    dashboard.overview.clear();
     stopped(&walked)?;
     if walked.removed == 0 {
         return Err(ApiError::new(
@@ -499,6 +501,7 @@ pub(super) async fn purge(
         .await
         .map_err(|err| ApiError::broker("cannot purge the error queue", &err))?;
     listings.remove(&name);
+    dashboard.overview.clear();
     tracing::info!(queue = %name, purged, "dashboard: purged an error queue");
     Ok(Json(serde_json::json!({ "purged": purged })))
 }

@@ -8,6 +8,7 @@
 mod errors;
 mod guard;
 mod overview;
+mod shared_read;
 #[cfg(test)]
 mod tests;
 
@@ -44,6 +45,8 @@ pub(crate) struct Dashboard {
     pub(crate) name: String,
     /// Error-queue reads and actions, one at a time.
     pub(crate) errors: errors::Errors,
+    /// The last overview, shared by every viewer for a moment; cleared by each action.
+    overview: shared_read::SharedRead,
 }
 
 impl Dashboard {
@@ -62,6 +65,7 @@ impl Dashboard {
             fleet,
             name,
             errors: errors::Errors::default(),
+            overview: shared_read::SharedRead::default(),
         }
     }
 

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, header};
+use axum::response::{IntoResponse as _, Response};
 use futures_util::future::join_all;
 use jobs_core::JobSettings;
 use jobs_core::control;
@@ -81,15 +82,32 @@ struct ScheduleInfo {
     next: Option<i64>,
 }
 
-/// `GET /api/overview`.
-pub(super) async fn overview(State(dashboard): State<Arc<Dashboard>>) -> Json<Overview> {
+/// `GET /api/overview`: one reading of the broker serves every viewer for a moment (see
+/// [`SharedRead`](super::shared_read::SharedRead)).
+pub(super) async fn overview(State(dashboard): State<Arc<Dashboard>>) -> Response {
+    let body = dashboard
+        .overview
+        .get(async || match serde_json::to_vec(&read(&dashboard).await) {
+            Ok(json) => Bytes::from(json),
+            Err(err) => {
+                // Strings, numbers and lists: not expected to happen.
+                tracing::error!(error = %err, "dashboard: the overview did not serialize");
+                Bytes::from_static(b"{}")
+            }
+        })
+        .await;
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+/// Reads the overview from the broker and the fleet's reports.
+async fn read(dashboard: &Dashboard) -> Overview {
     let transport = dashboard.transport.get().cloned();
     let now = Instant::now();
     let jobs = join_all(
         dashboard
             .jobs
             .iter()
-            .map(|settings| job_info(&dashboard, transport.as_deref(), settings, now)),
+            .map(|settings| job_info(dashboard, transport.as_deref(), settings, now)),
     )
     .await;
     let wall = transport
@@ -103,7 +121,7 @@ pub(super) async fn overview(State(dashboard): State<Arc<Dashboard>>) -> Json<Ov
             .unwrap_or_default(),
         None => Vec::new(),
     };
-    Json(Overview {
+    Overview {
         worker: WorkerInfo {
             name: dashboard.name.clone(),
             actions: dashboard.token.is_some(),
@@ -112,7 +130,7 @@ pub(super) async fn overview(State(dashboard): State<Arc<Dashboard>>) -> Json<Ov
         jobs,
         workers: dashboard.fleet.workers(now),
         delayed,
-    })
+    }
 }
 
 async fn job_info(
@@ -213,6 +231,7 @@ async fn set_paused(
         control::resume(transport.as_ref(), name).await
     };
     changed.map_err(|err| ApiError::broker("cannot change the job's state", &err))?;
+    dashboard.overview.clear();
     tracing::info!(job = name, paused, "dashboard: job state changed");
     Ok(Json(serde_json::json!({ "paused": paused })))
 }

@@ -301,6 +301,10 @@ async fn groups_detail_replay_delete_purge_and_pause() {
     .enqueue(&app)
     .await
     .unwrap();
+    // One reading serves every viewer for a moment; the next one sees the delayed job.
+    let (_, cached) = get(&router, "/api/overview").await;
+    assert_eq!(cached["delayed"], json!([]), "{cached}");
+    tokio::time::advance(super::shared_read::FRESH_FOR).await;
     let (_, overview) = get(&router, "/api/overview").await;
     let delayed = overview["delayed"].as_array().unwrap();
     assert_eq!(delayed.len(), 1, "{overview}");
