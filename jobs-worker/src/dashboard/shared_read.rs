@@ -7,6 +7,7 @@
 //! read wait for it instead of reading again. An action clears it, so that the next poll shows
 //! what the action did.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
@@ -23,6 +24,9 @@ pub(super) struct SharedRead {
     last: Mutex<Option<(Instant, Bytes)>>,
     /// Held while a reading is taken, so that viewers arriving meanwhile share it.
     reading: tokio::sync::Mutex<()>,
+    /// Counts the clears: a reading begun before an action cleared the last one may show the
+    /// state before the action, so it is served to whoever asked but not kept.
+    clears: AtomicU64,
 }
 
 impl SharedRead {
@@ -39,15 +43,20 @@ impl SharedRead {
         if let Some(fresh) = self.fresh() {
             return fresh;
         }
-        let taken = Instant::now();
+        let (taken, clears) = (Instant::now(), self.clears.load(Ordering::SeqCst));
         let body = read().await;
-        *self.slot() = Some((taken, body.clone()));
+        let mut slot = self.slot();
+        if self.clears.load(Ordering::SeqCst) == clears {
+            *slot = Some((taken, body.clone()));
+        }
         body
     }
 
-    /// Forgets the last reading: the next request reads the broker.
+    /// Forgets the last reading, and any being taken: the next request reads the broker.
     pub(super) fn clear(&self) {
-        *self.slot() = None;
+        let mut slot = self.slot();
+        self.clears.fetch_add(1, Ordering::SeqCst);
+        *slot = None;
     }
 
     fn fresh(&self) -> Option<Bytes> {
@@ -102,5 +111,18 @@ mod tests {
         shared.clear();
         assert_eq!(read(&shared, &reads).await, "3");
         assert_eq!(reads.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reading_begun_before_a_clear_is_not_kept() {
+        let (shared, reads) = (SharedRead::default(), AtomicUsize::new(0));
+        let (before, ()) = tokio::join!(read(&shared, &reads), async {
+            // The reading takes 100 ms; the action ends in the middle of it.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            shared.clear();
+        });
+        assert_eq!(before, "1");
+        assert_eq!(read(&shared, &reads).await, "2");
+        assert_eq!(read(&shared, &reads).await, "2");
     }
 }
