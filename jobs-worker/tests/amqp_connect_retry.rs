@@ -48,6 +48,15 @@ struct Front {
 }
 
 impl Front {
+    /// A front, closed, before the broker at `url`, and the URL that reaches the broker
+    /// through it.
+    async fn before(url: &str) -> (Self, String) {
+        let (_, broker) = through_front(url, 0);
+        let front = Self::start(broker).await;
+        let (front_url, _) = through_front(url, front.port);
+        (front, front_url)
+    }
+
     async fn start(broker: String) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
@@ -145,9 +154,7 @@ async fn a_worker_started_before_its_broker_answers_keeps_trying_then_serves() {
         return;
     };
     delete_job_queues(&url, &knock::JOB).await;
-    let (_, broker_addr) = through_front(&url, 0);
-    let front = Front::start(broker_addr).await;
-    let (front_url, _) = through_front(&url, front.port);
+    let (front, front_url) = Front::before(&url).await;
     let config = config(front_url).with_connect_retry(Duration::from_secs(120));
     let addr = config.metrics_addr;
     let (stop, worker) = spawn_worker(config);
@@ -188,9 +195,7 @@ async fn a_stop_request_ends_the_wait_for_the_broker() {
     let Some(url) = jobs_core::testing::broker_url() else {
         return;
     };
-    let (_, broker_addr) = through_front(&url, 0);
-    let front = Front::start(broker_addr).await;
-    let (front_url, _) = through_front(&url, front.port);
+    let (front, front_url) = Front::before(&url).await;
     let (stop, worker) =
         spawn_worker(config(front_url).with_connect_retry(Duration::from_secs(120)));
     front.until_attempts(1).await;
@@ -207,9 +212,7 @@ async fn a_worker_without_connect_retry_gives_up_at_the_first_failure() {
     let Some(url) = jobs_core::testing::broker_url() else {
         return;
     };
-    let (_, broker_addr) = through_front(&url, 0);
-    let front = Front::start(broker_addr).await;
-    let (front_url, _) = through_front(&url, front.port);
+    let (front, front_url) = Front::before(&url).await;
     let (_stop, worker) = spawn_worker(config(front_url).with_connect_retry(Duration::ZERO));
     let outcome = tokio::time::timeout(WAIT, worker)
         .await

@@ -133,20 +133,9 @@ pub async fn a_batch_is_enqueued_whole_and_a_refused_job_is_named(transport: Arc
     )
     .await
     .expect_err("the middle job is too large");
-    let outcomes = refused.outcomes();
-    assert_eq!(refused.failed(), 1, "{refused}");
-    assert!(
-        matches!(&outcomes[0], Ok(id) if id.as_str() == "tests-batches-0"),
-        "{outcomes:?}"
-    );
-    assert!(
-        matches!(&outcomes[1], Err(Error::TooLarge { .. })),
-        "{outcomes:?}"
-    );
-    assert!(
-        matches!(&outcomes[2], Ok(id) if id.as_str() == "tests-batches-2"),
-        "{outcomes:?}"
-    );
+    only_the_middle_failed(&refused, [0, 2], |error| {
+        matches!(error, Error::TooLarge { .. })
+    });
     let seen = handled.until(batch + 2, within).await;
     let after: HashSet<&str> = seen[batch..].iter().map(String::as_str).collect();
     assert_eq!(
@@ -170,20 +159,7 @@ pub async fn a_batch_is_enqueued_whole_and_a_refused_job_is_named(transport: Arc
     )
     .await
     .expect_err("the middle job is unroutable");
-    let outcomes = returned.outcomes();
-    assert_eq!(returned.failed(), 1, "{returned}");
-    assert!(
-        matches!(&outcomes[0], Ok(id) if id.as_str() == "tests-batches-3"),
-        "{outcomes:?}"
-    );
-    assert!(
-        matches!(&outcomes[1], Err(error) if error.is_unroutable()),
-        "{outcomes:?}"
-    );
-    assert!(
-        matches!(&outcomes[2], Ok(id) if id.as_str() == "tests-batches-5"),
-        "{outcomes:?}"
-    );
+    only_the_middle_failed(&returned, [3, 5], Error::is_unroutable);
     let seen = handled.until(batch + 4, within).await;
     let after: HashSet<&str> = seen[batch + 2..].iter().map(String::as_str).collect();
     assert_eq!(
@@ -192,4 +168,28 @@ pub async fn a_batch_is_enqueued_whole_and_a_refused_job_is_named(transport: Arc
         "the two routable ones ran, and nothing else"
     );
     engine.shutdown(Duration::from_secs(5)).await;
+}
+
+/// `refused`, a batch of three, enqueued its first and last jobs, numbered `enqueued`, and
+/// failed its middle one with an error `middle` accepts.
+fn only_the_middle_failed(
+    refused: &jobs_core::EnqueueAllError,
+    enqueued: [u32; 2],
+    middle: impl Fn(&Error) -> bool,
+) {
+    let outcomes = refused.outcomes();
+    assert_eq!(refused.failed(), 1, "{refused}");
+    let id = |n: u32| format!("tests-batches-{n}");
+    assert!(
+        matches!(&outcomes[0], Ok(done) if done.as_str() == id(enqueued[0])),
+        "{outcomes:?}"
+    );
+    assert!(
+        matches!(&outcomes[1], Err(error) if middle(error)),
+        "{outcomes:?}"
+    );
+    assert!(
+        matches!(&outcomes[2], Ok(done) if done.as_str() == id(enqueued[1])),
+        "{outcomes:?}"
+    );
 }
