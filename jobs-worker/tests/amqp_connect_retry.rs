@@ -11,7 +11,7 @@
 mod support;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use jobs_core::transport::amqp::AmqpTransport;
@@ -19,7 +19,7 @@ use jobs_core::{JobError, Producer, job};
 use jobs_worker::{Worker, WorkerConfig};
 use support::{WAIT, delete_job_queues, free_addr, request};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Notify, oneshot};
+use tokio::sync::{Notify, oneshot, watch};
 
 #[derive(Clone, PartialEq, prost::Message)]
 struct Knock {}
@@ -40,8 +40,8 @@ async fn knock(_: Knock) -> Result<(), JobError> {
 /// A TCP front on a port of its own, in front of the broker at `broker`.
 struct Front {
     port: u16,
-    /// Connections accepted, forwarded or not.
-    attempts: Arc<AtomicUsize>,
+    /// Connections accepted, forwarded or not; watched, so a test waits on the count itself.
+    attempts: watch::Receiver<usize>,
     /// Whether connections go through to the broker; until then each is dropped at once.
     forward: Arc<AtomicBool>,
     task: tokio::task::JoinHandle<()>,
@@ -60,13 +60,13 @@ impl Front {
     async fn start(broker: String) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
-        let attempts = Arc::new(AtomicUsize::new(0));
+        let (counted, attempts) = watch::channel(0);
         let forward = Arc::new(AtomicBool::new(false));
         let task = tokio::spawn({
-            let (attempts, forward) = (Arc::clone(&attempts), Arc::clone(&forward));
+            let forward = Arc::clone(&forward);
             async move {
                 while let Ok((mut client, _)) = listener.accept().await {
-                    attempts.fetch_add(1, Ordering::SeqCst);
+                    counted.send_modify(|count| *count += 1);
                     if !forward.load(Ordering::SeqCst) {
                         continue;
                     }
@@ -88,18 +88,18 @@ impl Front {
     }
 
     fn attempts(&self) -> usize {
-        self.attempts.load(Ordering::SeqCst)
+        *self.attempts.borrow()
     }
 
     /// Waits until at least `n` connections came in.
     async fn until_attempts(&self, n: usize) {
-        let reached = tokio::time::timeout(WAIT, async {
-            while self.attempts() < n {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        })
-        .await;
-        assert!(reached.is_ok(), "{} attempts, not {n}", self.attempts());
+        let mut attempts = self.attempts.clone();
+        let reached = tokio::time::timeout(WAIT, attempts.wait_for(|&count| count >= n)).await;
+        assert!(
+            matches!(reached, Ok(Ok(_))),
+            "{} attempts, not {n}",
+            self.attempts()
+        );
     }
 }
 
