@@ -59,7 +59,8 @@
 //! the scenario's start plus its ticks, virtually in memory, really on RabbitMQ. A TTL is a
 //! whole number of ticks plus a half, so a message expires half-way between two steps and
 //! never races with one; the generator keeps expired messages from reaching a queue with a
-//! TTL, where they would expire on a tick. On RabbitMQ, a step that starts more than
+//! TTL, where they would expire on a tick, and keeps two TTL queues from dead-lettering into a
+//! common queue, where two messages expiring at the same half-tick would race. On RabbitMQ, a step that starts more than
 //! [`Timing::late`] after its tick in a scenario with a TTL (or whose operation ends that late,
 //! when what follows never matches) makes the run inconclusive, and the
 //! case runs again (five times at most); the test fails when more than one case in twenty
@@ -140,6 +141,11 @@
 //!   one: RabbitMQ 3.10.8 put the dead letter ahead of the publish there in one scenario, and
 //!   behind it in another (a race, so not emulated; rule 7), and two classic queues
 //!   dead-lettering into a third interleaved either way (rule 7);
+//! * two queues with a TTL dead-lettering into one full `reject-publish` queue: a message
+//!   published to one of them two ticks before another with a TTL two ticks shorter expires at
+//!   the same moment, and which dead letter the full queue kept was RabbitMQ's race, where the
+//!   in-memory broker expires its queues in a fixed order (not a broker difference: the
+//!   generator keeps TTL queues from sharing a dead-letter target);
 //! * a quorum `reject-publish` queue with a length limit refuses and takes publishes as
 //!   RabbitMQ 3.10 tells each channel, asynchronously: not emulated, and left out (quorum
 //!   queues get `drop-head`, and none with at-least-once dead-lettering has a length limit);

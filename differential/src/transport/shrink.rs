@@ -9,7 +9,8 @@
 use std::collections::BTreeMap;
 
 use super::generator::{
-    keep_at_least_once_away_from_full_queues, keep_expiry_away_from_ttl_queues,
+    keep_at_least_once_away_from_full_queues, keep_expiries_from_meeting,
+    keep_expiry_away_from_ttl_queues,
 };
 use super::scenario::{Key, Scenario, Step};
 
@@ -82,6 +83,7 @@ pub fn candidates(scenario: &Scenario) -> Vec<Scenario> {
     out.into_iter()
         .map(|mut candidate| {
             keep_expiry_away_from_ttl_queues(&mut candidate);
+            keep_expiries_from_meeting(&mut candidate);
             keep_at_least_once_away_from_full_queues(&mut candidate);
             candidate
         })
