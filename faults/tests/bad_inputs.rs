@@ -521,7 +521,7 @@ async fn hostile_headers_and_terminal_escapes_are_handled_or_parked_with_the_rea
     assert!(peak < 100 * 1024, "peak RSS {peak} KiB");
 
     for delivery in drain(&transport, &error_queue, 4, Duration::from_secs(60)).await {
-        let letter = jobs_core::FailedJob::new(delivery.envelope);
+        let letter = jobs_core::FailedJob::new(std::sync::Arc::unwrap_or_clone(delivery.envelope));
         let id: u64 = letter
             .message_id()
             .and_then(|m| m.split('-').nth(1)?.parse().ok())

@@ -256,7 +256,7 @@ impl Run {
     async fn drain_errors(&self, job: &'static Job, n: usize, check: impl Fn(&FailedJob)) {
         let queue = format!("{}.err", job.queue());
         for delivery in drain(&self.transport, &queue, n, SETTLE).await {
-            let letter = FailedJob::new(delivery.envelope);
+            let letter = FailedJob::new(Arc::unwrap_or_clone(delivery.envelope));
             check(&letter);
             let id = Step::decode(letter.envelope().body.clone()).map_or(u64::MAX, |s| s.id);
             self.ledger.failed(id);

@@ -207,7 +207,7 @@ impl ErrorQueue {
                     received += 1;
                     receiving = received < count;
                     walked.visited += 1;
-                    let letter = FailedJob::new(delivery.envelope);
+                    let letter = FailedJob::new(Arc::unwrap_or_clone(delivery.envelope));
                     let action = visit(&letter);
                     pending.push_back(self.act(delivery.tag, &letter, action));
                 }

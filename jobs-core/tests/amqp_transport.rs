@@ -111,7 +111,7 @@ async fn publish_consume_ack_round_trip_keeps_properties_and_headers() {
     assert!(!delivery.redelivered);
     assert_eq!(delivery.exchange, "");
     assert_eq!(delivery.routing_key, name);
-    assert_eq!(delivery.envelope, envelope);
+    assert_eq!(*delivery.envelope, envelope);
     consumer
         .settler
         .settle(Settlement::Ack {

@@ -136,7 +136,7 @@ impl Suite {
                 });
                 settled.await.expect("acked");
                 if delivery.envelope.properties.message_id.as_deref() == Some(id) {
-                    return Some(FailedJob::new(delivery.envelope));
+                    return Some(FailedJob::new(Arc::unwrap_or_clone(delivery.envelope)));
                 }
             }
             None

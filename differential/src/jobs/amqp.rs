@@ -343,7 +343,7 @@ async fn read_all(admin: &AmqpTransport, queue: &str) -> Result<Vec<FailedJob>, 
                 multiple: false,
             });
             acked.await?;
-            letters.push(FailedJob::new(delivery.envelope));
+            letters.push(FailedJob::new(Arc::unwrap_or_clone(delivery.envelope)));
         }
         Ok::<_, RunError>(())
     })

@@ -141,7 +141,7 @@ impl Received {
                 routing_key,
                 reply,
             },
-            envelope: Arc::new(envelope),
+            envelope,
         }
     }
 }

@@ -309,8 +309,9 @@ pub struct Delivery {
     pub exchange: Cow<'static, str>,
     /// The routing key it was published (or dead-lettered) with.
     pub routing_key: Cow<'static, str>,
-    /// The message.
-    pub envelope: Envelope,
+    /// The message, shared: the in-memory broker hands over the message it keeps for a
+    /// redelivery without copying it, and the engine's handler context shares it as it is.
+    pub envelope: Arc<Envelope>,
     /// For a request (a message with `reply_to`), where its reply can go on the channel the
     /// request came on, when the transport offers that; `None` otherwise.
     pub reply: Option<ReplyChannel>,

@@ -90,7 +90,10 @@ impl Stream for Deliveries {
                     redelivered: delivery.redelivered,
                     exchange: Cow::Owned(delivery.exchange.into()),
                     routing_key: Cow::Owned(delivery.routing_key.into()),
-                    envelope: convert::envelope_from_amqp(&delivery.properties, delivery.data),
+                    envelope: Arc::new(convert::envelope_from_amqp(
+                        &delivery.properties,
+                        delivery.data,
+                    )),
                     reply,
                 }))
             }

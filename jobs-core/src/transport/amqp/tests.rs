@@ -107,6 +107,7 @@ async fn request(
         .envelope
         .properties
         .reply_to
+        .clone()
         .expect("the request carries no reply-to");
     assert!(
         address.starts_with(ADDRESS_PREFIX),

@@ -16,6 +16,7 @@ use super::names::NameMap;
 use super::queue::{Message, Queue, QueueId};
 use super::reply_to::Requesters;
 use crate::broker::BrokerVersion;
+use crate::envelope::Envelope;
 use crate::error::{Error, Result};
 use crate::transport::{Delivery, Publish};
 
@@ -294,13 +295,17 @@ impl Broker {
             let quorum = queue.args.quorum;
             let consumer = &mut queue.consumers[index];
             let tag = consumer.next_tag;
-            let mut envelope = message.envelope.clone();
-            if quorum && message.returns > 0 {
+            let envelope = if quorum && message.returns > 0 {
+                // The count is the delivery's, not the message's: the copy carries it.
+                let mut envelope = Envelope::clone(&message.envelope);
                 envelope
                     .properties
                     .headers
                     .insert("x-delivery-count", message.returns);
-            }
+                Arc::new(envelope)
+            } else {
+                Arc::clone(&message.envelope)
+            };
             let delivery = Delivery {
                 tag,
                 redelivered: message.redelivered,

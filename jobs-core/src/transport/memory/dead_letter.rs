@@ -1,6 +1,7 @@
 //! Dead-lettering, and returning unacked messages under a quorum queue's delivery limit.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use super::broker::Broker;
 use super::death::{self, Death};
@@ -42,7 +43,7 @@ impl Broker {
             return;
         };
         death::record(
-            &mut message.envelope.properties.headers,
+            &mut Arc::make_mut(&mut message.envelope).properties.headers,
             &Death {
                 reason,
                 queue: &queue.name,

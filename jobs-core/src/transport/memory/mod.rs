@@ -182,7 +182,7 @@ impl MemoryTransport {
             broker.queues[id]
                 .ready
                 .iter()
-                .map(|m| m.envelope.clone())
+                .map(|m| Envelope::clone(&m.envelope))
                 .collect()
         })
     }

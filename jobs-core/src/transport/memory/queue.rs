@@ -25,7 +25,8 @@ pub(super) struct Message {
     pub(super) exchange: Cow<'static, str>,
     /// The routing key it was published (or dead-lettered) with.
     pub(super) routing_key: Cow<'static, str>,
-    pub(super) envelope: Envelope,
+    /// Shared with the deliveries of it: a delivery is a pointer, not a copy.
+    pub(super) envelope: Arc<Envelope>,
     /// Its place in its queue: ready messages are always in `(rank, seq)` order, so a
     /// returned message goes back where it was, and expiry order is queue order.
     pub(super) seq: u64,
@@ -50,7 +51,7 @@ impl Message {
         Self {
             exchange,
             routing_key,
-            envelope,
+            envelope: Arc::new(envelope),
             seq: 0,
             rank: 0,
             redelivered: false,

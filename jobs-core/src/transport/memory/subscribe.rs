@@ -100,7 +100,7 @@ impl Stream for NoAck {
                     multiple: false,
                 });
                 drop(settled.now_or_never());
-                Poll::Ready(Some(delivery.envelope))
+                Poll::Ready(Some(Arc::unwrap_or_clone(delivery.envelope)))
             }
             Poll::Ready(None) => Poll::Ready(None),
             Poll::Pending => Poll::Pending,

@@ -38,7 +38,7 @@ async fn deliveries_carry_the_exchange_and_key_they_were_published_with() {
         ("ex", "a.b")
     );
     assert!(!delivery.redelivered);
-    assert_eq!(delivery.envelope, message("m"));
+    assert_eq!(*delivery.envelope, message("m"));
 }
 
 #[tokio::test]

@@ -95,7 +95,7 @@ async fn a_reply_to_the_address_arrives_on_the_stream_and_in_no_queue() {
     let mut server = consume(&broker, "rpc", 1);
     request(&requester, publish_to("", "rpc", message("req"))).unwrap();
     let delivery = ready(&mut server).pop().unwrap();
-    let address = delivery.envelope.properties.reply_to.unwrap();
+    let address = delivery.envelope.properties.reply_to.clone().unwrap();
     reply(&broker, &address, "answer").unwrap();
     ack(&server, delivery.tag);
     assert_eq!(replies(&mut requester), ["answer"]);
