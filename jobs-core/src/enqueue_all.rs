@@ -19,8 +19,9 @@ use futures_util::{FutureExt as _, StreamExt as _};
 
 use crate::error::Error;
 use crate::job::JobMessage;
+use crate::message_id::MessageId;
 use crate::otel;
-use crate::producer::{Enqueue, MessageId, Producer};
+use crate::producer::{Enqueue, Producer};
 
 /// Publishes a batch keeps unconfirmed at most: enough to keep the broker busy across a round
 /// trip, few enough that a batch of millions holds a bounded number of encoded messages.

@@ -105,6 +105,7 @@ mod failed_job;
 mod handler;
 mod job;
 mod job_error;
+mod message_id;
 #[cfg(feature = "otel")]
 #[cfg_attr(docsrs, doc(cfg(feature = "otel")))]
 pub mod otel;
@@ -135,7 +136,8 @@ pub use extract::{FromJobContext, State, StateType};
 pub use failed_job::FailedJob;
 pub use job::{ExchangeKind, HeaderBinding, HeaderMatch, Job, JobMessage, JobOptions, QueueType};
 pub use job_error::{FailureKind, JobError};
-pub use producer::{Enqueue, MessageId, Prepared, Producer, ProducerOptions};
+pub use message_id::MessageId;
+pub use producer::{Enqueue, Prepared, Producer, ProducerOptions};
 pub use settings::{JobDefaults, JobSettings, KillSwitch};
 pub use tls_failure::TlsFailure;
 pub use trace::TraceContext;

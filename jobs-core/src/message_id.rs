@@ -1,0 +1,142 @@
+//! Message ids: what `enqueue` returns and every attempt of the job carries.
+//!
+//! A generated id is a UUID v7: 48 bits of Unix milliseconds, then 74 random bits, so ids sort
+//! by the millisecond they were made in. The random bits come from a generator per thread,
+//! seeded from the standard library's random keys: making one takes no lock and no system call,
+//! where `uuid::Uuid::now_v7` takes a process-wide lock for a counter the ids do not need, which
+//! cost 6 % of an in-memory job.
+
+use std::cell::Cell;
+use std::collections::hash_map::RandomState;
+use std::fmt;
+use std::hash::BuildHasher;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// The id of an enqueued job: its `message_id`, kept across retries.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct MessageId(String);
+
+impl MessageId {
+    /// A new unique id: a UUID v7, so ids sort by the millisecond they were made in.
+    #[must_use]
+    pub fn generate() -> Self {
+        Self::generate_at(SystemTime::now())
+    }
+
+    /// [`MessageId::generate`] with the clock already read, for a publish that reads it once
+    /// for the id and its timestamp.
+    pub(crate) fn generate_at(now: SystemTime) -> Self {
+        let millis = now.duration_since(UNIX_EPOCH).map_or(0, |since| {
+            u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+        });
+        let (high, low) = RANDOM.with(|state| {
+            let mut seed = state.get();
+            let pair = (wyrand(&mut seed), wyrand(&mut seed));
+            state.set(seed);
+            pair
+        });
+        let mut random = [0; 10];
+        random[..8].copy_from_slice(&high.to_le_bytes());
+        random[8..].copy_from_slice(&low.to_le_bytes()[..2]);
+        let uuid = uuid::Builder::from_unix_timestamp_millis(millis, &random).into_uuid();
+        // Encoded into a stack buffer: `to_string` goes through `fmt`, which costs more.
+        let mut text = [0; uuid::fmt::Hyphenated::LENGTH];
+        Self(uuid.hyphenated().encode_lower(&mut text).to_owned())
+    }
+
+    /// An id the caller chose.
+    pub(crate) fn given(id: String) -> Self {
+        Self(id)
+    }
+
+    /// The id as text.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+thread_local! {
+    /// This thread's random state: the standard library's random keys for this process, told
+    /// apart per thread by the thread's id, so that no two threads share a sequence.
+    static RANDOM: Cell<u64> =
+        Cell::new(RandomState::new().hash_one(std::thread::current().id()));
+}
+
+/// wyrand: a fast 64-bit generator with a 64-bit state, good enough to keep ids apart (not
+/// for secrets).
+fn wyrand(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0xa076_1d64_78bd_642f);
+    let product = u128::from(*state) * u128::from(*state ^ 0xe703_7ed1_a0b4_28db);
+    let [high, low] = [product >> 64, product & u128::from(u64::MAX)]
+        .map(|half| u64::try_from(half).unwrap_or_default());
+    high ^ low
+}
+
+impl fmt::Display for MessageId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<MessageId> for String {
+    fn from(id: MessageId) -> Self {
+        id.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn a_generated_id_is_a_uuid_v7_of_its_millisecond() {
+        let at = UNIX_EPOCH + Duration::from_millis(1_764_000_000_123);
+        let id = MessageId::generate_at(at);
+        let uuid = uuid::Uuid::parse_str(id.as_str()).expect("a UUID");
+        assert_eq!(uuid.get_version_num(), 7);
+        assert_eq!(uuid.get_variant(), uuid::Variant::RFC4122);
+        let (seconds, nanos) = uuid.get_timestamp().expect("a v7 timestamp").to_unix();
+        assert_eq!((seconds, nanos / 1_000_000), (1_764_000_000, 123));
+        assert_eq!(id.as_str(), id.as_str().to_lowercase());
+    }
+
+    #[test]
+    fn ids_of_one_millisecond_differ_on_every_thread_and_sort_by_millisecond() {
+        let at = UNIX_EPOCH + Duration::from_millis(1_764_000_000_000);
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                std::thread::spawn(move || {
+                    (0..10_000)
+                        .map(|_| String::from(MessageId::generate_at(at)))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let mut seen = HashSet::new();
+        for thread in threads {
+            for id in thread.join().expect("the thread ran") {
+                assert!(seen.insert(id), "an id came twice");
+            }
+        }
+        assert_eq!(seen.len(), 40_000);
+        let earlier = MessageId::generate_at(at);
+        let later = MessageId::generate_at(at + Duration::from_millis(1));
+        assert!(earlier < later);
+    }
+
+    #[test]
+    fn a_given_id_and_a_generated_one_compare_as_text() {
+        let generated = MessageId::generate();
+        let given = MessageId::given(generated.as_str().to_owned());
+        assert_eq!(generated, given);
+        assert_eq!(format!("{generated}"), given.as_str());
+        assert_eq!(
+            format!("{given:?}"),
+            format!("MessageId({:?})", given.as_str())
+        );
+    }
+}
