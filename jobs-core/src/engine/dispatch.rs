@@ -146,32 +146,35 @@ impl Received {
     }
 }
 
-/// Handles one delivery and says how to settle it.
-pub(crate) async fn process(
+/// A redelivery of a failure this worker decided but could not publish: its decision, to
+/// publish without running the handler again ([`replay`]); `None` for a delivery to [`run`].
+///
+/// Two steps rather than one `async fn` around both: an `async fn` keeps its arguments for its
+/// whole life, so a wrapper would hold a second copy of the delivery in every task.
+pub(crate) fn decided_before(runtime: &JobRuntime, received: &Received) -> Option<Decision> {
+    if !received.redelivered {
+        return None;
+    }
+    remembered(runtime, &received.envelope)
+}
+
+/// Publishes the remembered `decision` of a redelivered failure; see [`decided_before`].
+pub(crate) async fn replay(
     runtime: &JobRuntime,
     received: Received,
+    decision: Decision,
     abandon: &mut Abandon,
 ) -> Verdict {
-    let Received {
-        redelivered,
-        origin,
-        envelope,
-    } = received;
-    // A redelivery of a failure this worker decided but could not publish: publish the
-    // decision, without running the handler again.
-    if redelivered && let Some(decision) = remembered(runtime, &envelope) {
-        return Box::pin(settle_failure(
-            runtime,
-            Arc::unwrap_or_clone(envelope),
-            decision,
-            origin,
-            abandon,
-            false,
-            ProcessSpan::none(),
-        ))
-        .await;
-    }
-    run(runtime, envelope, redelivered, origin, abandon).await
+    settle_failure(
+        runtime,
+        Arc::unwrap_or_clone(received.envelope),
+        decision,
+        received.origin,
+        abandon,
+        false,
+        ProcessSpan::none(),
+    )
+    .await
 }
 
 /// The decision remembered for this delivery, when its outcome was decided before.
@@ -182,7 +185,7 @@ fn remembered(runtime: &JobRuntime, envelope: &Envelope) -> Option<Decision> {
 }
 
 /// Runs the delivery to a verdict.
-async fn run(
+pub(crate) async fn run(
     runtime: &JobRuntime,
     envelope: Arc<Envelope>,
     redelivered: bool,
