@@ -281,6 +281,52 @@ async fn a_queue_with_other_arguments_is_a_mismatch() {
     cleanup(&url, &[&name], &[]).await;
 }
 
+/// A declaration spreads its steps over several channels at once; of two mismatches it still
+/// reports the earlier one, as one channel declaring in order would.
+#[tokio::test]
+async fn of_many_queues_the_earliest_mismatch_is_the_error() {
+    let Some(url) = jobs_core::testing::broker_url() else {
+        return;
+    };
+    let transport = AmqpTransport::connect(&url).await.unwrap();
+    let names: Vec<String> = (0..20)
+        .map(|n| unique(PREFIX, &format!("many{n}")))
+        .collect();
+    let typed = |quorum: &[usize]| Topology {
+        queues: names
+            .iter()
+            .enumerate()
+            .map(|(n, name)| {
+                let kind = if quorum.contains(&n) { "quorum" } else { "classic" };
+                queue(name, [(argument::QUEUE_TYPE, kind)].into_iter().collect())
+            })
+            .collect(),
+        ..Topology::default()
+    };
+    transport
+        .declare(&typed(&[]), Declare::Create)
+        .await
+        .unwrap();
+    // Of 20 steps over 8 channels, 6 and 13 go on two channels, 5 and 13 on one.
+    for (quorum, earliest) in [([13, 6], 6), ([13, 5], 5)] {
+        let err = transport
+            .declare(&typed(&quorum), Declare::Create)
+            .await
+            .unwrap_err();
+        let Error::QueueMismatch { queue, .. } = &err else {
+            panic!("{err:?}");
+        };
+        assert_eq!(queue, &names[earliest]);
+    }
+    // Neither failure poisons the next declaration.
+    transport
+        .declare(&typed(&[]), Declare::Verify)
+        .await
+        .unwrap();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    cleanup(&url, &refs, &[]).await;
+}
+
 #[tokio::test]
 async fn an_exchange_of_another_kind_is_a_topology_error() {
     let Some(url) = jobs_core::testing::broker_url() else {
