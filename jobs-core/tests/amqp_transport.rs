@@ -297,7 +297,11 @@ async fn of_many_queues_the_earliest_mismatch_is_the_error() {
             .iter()
             .enumerate()
             .map(|(n, name)| {
-                let kind = if quorum.contains(&n) { "quorum" } else { "classic" };
+                let kind = if quorum.contains(&n) {
+                    "quorum"
+                } else {
+                    "classic"
+                };
                 queue(name, [(argument::QUEUE_TYPE, kind)].into_iter().collect())
             })
             .collect(),
