@@ -3,7 +3,8 @@
 //! passes the same level again and again is never dropped.
 //!
 //! On the in-memory broker under a paused clock, delays are exact; on RabbitMQ a job starts
-//! within [`DelaySuite::tolerance`] after it is due.
+//! within [`DelaySuite::tolerance`] after it is due, or up to 1 % of its delay before, while
+//! Erlang corrects its clock after the machine's was stepped.
 #![allow(
     clippy::missing_panics_doc,
     clippy::missing_errors_doc,
@@ -97,8 +98,18 @@ impl DelaySuite {
     }
 
     fn assert_on_time(&self, what: &str, waited: Duration, due: Duration) {
+        // On a real clock (a tolerance above zero) a delay is the broker's queue TTL, timed by
+        // Erlang's clock. After the machine's clock is stepped, Erlang corrects its own by
+        // running up to 1 % fast or slow until it agrees again (`time_correction`, seen here:
+        // 678 ms behind the OS, catching up 11 ms a second), so a job may start that much early
+        // by this test's clock. On virtual time, delays are exact.
+        let early = if self.tolerance.is_zero() {
+            Duration::ZERO
+        } else {
+            due / 100
+        };
         assert!(
-            waited >= due && waited <= due + self.tolerance,
+            waited + early >= due && waited <= due + self.tolerance,
             "{what}: started {waited:?} after, for a delay of {due:?} (tolerance {:?})",
             self.tolerance
         );
