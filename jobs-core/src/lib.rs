@@ -113,6 +113,7 @@ pub mod otel;
 #[path = "otel/off.rs"]
 mod otel;
 mod producer;
+mod random;
 pub mod registry;
 pub mod schedule;
 mod settings;
