@@ -280,3 +280,32 @@ async fn disconnect_counts_one_return_per_message_however_many_consumers() {
         "a's message is not handed to b before b's channel closes too"
     );
 }
+
+/// A publish yields now and then, as a socket write does: a loop of publishes lets the other
+/// tasks of its runtime run, here a consumer on the same thread, rather than piling every
+/// message into the queue first.
+#[tokio::test(flavor = "current_thread")]
+async fn a_loop_of_publishes_lets_a_consumer_on_its_thread_run() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let broker = queues(&["q"]);
+    let mut consumer = consume(&broker, "q", 0);
+    let received = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&received);
+    tokio::spawn(async move {
+        while consumer.deliveries.next().await.is_some() {
+            counted.fetch_add(1, Ordering::Relaxed);
+        }
+    });
+    for n in 0..1_000 {
+        broker
+            .publish(publish_to("", "q", message(&n.to_string())))
+            .await
+            .unwrap();
+    }
+    assert!(
+        received.load(Ordering::Relaxed) > 0,
+        "the consumer never ran while the loop published"
+    );
+}
