@@ -58,6 +58,10 @@ pub struct Producer {
 
 struct Inner {
     transport: Arc<dyn Transport>,
+    /// The same transport when it is RabbitMQ's: a publish then runs in the enqueue's own
+    /// future instead of a boxed one (see [`Producer::publish`]).
+    #[cfg(feature = "amqp")]
+    amqp: Option<crate::transport::amqp::AmqpTransport>,
     options: ProducerOptions,
     /// `None` when [`ProducerOptions::declare`] is off.
     declared: Option<Declared>,
@@ -105,14 +109,7 @@ impl Producer {
         let declared = options
             .declare
             .then(|| Declared::new(JobDefaults::default()));
-        Self {
-            inner: Arc::new(Inner {
-                transport,
-                options,
-                declared,
-                calls: Calls::default(),
-            }),
-        }
+        Self::from_parts(transport, options, declared)
     }
 
     /// A producer over RabbitMQ at `url` (`amqp://user:password@host:port/vhost`), with the
@@ -137,6 +134,23 @@ impl Producer {
         Ok(Self::new(Arc::new(transport)))
     }
 
+    fn from_parts(
+        transport: Arc<dyn Transport>,
+        options: ProducerOptions,
+        declared: Option<Declared>,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                #[cfg(feature = "amqp")]
+                amqp: transport.as_amqp().cloned(),
+                transport,
+                options,
+                declared,
+                calls: Calls::default(),
+            }),
+        }
+    }
+
     /// The engine's producer: it declares with the engine's `defaults`, and not the engine's
     /// own `jobs`, declared at start; with `declare` off, nothing.
     pub(crate) fn for_engine(
@@ -148,14 +162,7 @@ impl Producer {
         let declared = options
             .declare
             .then(|| Declared::new(defaults.clone()).already(jobs));
-        Self {
-            inner: Arc::new(Inner {
-                transport,
-                options,
-                declared,
-                calls: Calls::default(),
-            }),
-        }
+        Self::from_parts(transport, options, declared)
     }
 
     /// Declares `job`'s exchange, work queue, error queue and binding, once per producer (and
@@ -197,7 +204,17 @@ impl Producer {
     /// transport reports: unroutable, nacked, connection errors.
     pub async fn publish(&self, publish: Publish) -> Result<()> {
         let after = self.inner.options.confirm_timeout;
-        match tokio::time::timeout(after, self.inner.transport.publish(publish)).await {
+        let published = async {
+            // On RabbitMQ the publish's future (over 2 KiB, most of it lapin's) lives in this
+            // one rather than in a box of its own: one allocation less per publish, which one
+            // worker thread made and another freed once the confirm came back.
+            #[cfg(feature = "amqp")]
+            if let Some(amqp) = &self.inner.amqp {
+                return amqp.publish_in_place(publish).await;
+            }
+            self.inner.transport.publish(publish).await
+        };
+        match tokio::time::timeout(after, published).await {
             Ok(result) => result,
             Err(_) => Err(Error::Timeout { after }),
         }

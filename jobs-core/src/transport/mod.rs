@@ -78,6 +78,14 @@ pub trait Transport: Send + Sync + fmt::Debug + 'static {
         self.publish(publish)
     }
 
+    /// This transport as the RabbitMQ one, when it is: a [`Producer`](crate::Producer) then
+    /// publishes without boxing each publish. `None` by default.
+    #[cfg(feature = "amqp")]
+    #[doc(hidden)]
+    fn as_amqp(&self) -> Option<&amqp::AmqpTransport> {
+        None
+    }
+
     /// Starts a consumer on `queue` with at most `prefetch` unsettled deliveries.
     ///
     /// # Errors

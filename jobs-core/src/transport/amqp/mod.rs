@@ -356,6 +356,16 @@ impl AmqpTransportBuilder {
     }
 }
 
+impl AmqpTransport {
+    /// [`Transport::publish`], as a future the caller holds in place rather than a boxed one.
+    pub(crate) fn publish_in_place(
+        &self,
+        publish: Publish,
+    ) -> impl Future<Output = Result<()>> + Send + 'static {
+        publish::publish(Arc::clone(&self.inner.publisher), publish)
+    }
+}
+
 impl Transport for AmqpTransport {
     fn declare<'a>(&'a self, topology: &'a Topology, mode: Declare) -> BoxFuture<'a, Result<()>> {
         // A round trip per exchange, queue and binding: a topology of a hundred jobs takes well
@@ -384,6 +394,10 @@ impl Transport for AmqpTransport {
 
     fn publish(&self, publish: Publish) -> BoxFuture<'static, Result<()>> {
         Box::pin(publish::publish(Arc::clone(&self.inner.publisher), publish))
+    }
+
+    fn as_amqp(&self) -> Option<&AmqpTransport> {
+        Some(self)
     }
 
     fn publish_unconfirmed(&self, publish: Publish) -> BoxFuture<'static, Result<()>> {
