@@ -3,6 +3,7 @@
 use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -214,11 +215,36 @@ impl Producer {
             }
             self.inner.transport.publish(publish).await
         };
-        match tokio::time::timeout(after, published).await {
-            Ok(result) => result,
-            Err(_) => Err(Error::Timeout { after }),
-        }
+        confirmed_within(after, published).await
     }
+}
+
+/// `published`'s outcome, or [`Error::Timeout`] when it takes longer than `after`.
+///
+/// The timer starts when the publish first has to wait: one that is done when first polled (an
+/// in-memory publish always is, and a refused one) never reads the clock nor touches tokio's
+/// timer wheel, about 1,000 of the 11,000 instructions an in-memory job cost. On RabbitMQ
+/// every publish waits for its confirm, so its timer starts at once, as
+/// `tokio::time::timeout`'s would.
+async fn confirmed_within(
+    after: Duration,
+    published: impl Future<Output = Result<()>>,
+) -> Result<()> {
+    let mut published = std::pin::pin!(published);
+    let mut timer = std::pin::pin!(None::<tokio::time::Sleep>);
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(result) = published.as_mut().poll(cx) {
+            return Poll::Ready(result);
+        }
+        if timer.is_none() {
+            timer.set(Some(tokio::time::sleep(after)));
+        }
+        match timer.as_mut().as_pin_mut() {
+            Some(timer) => timer.poll(cx).map(|()| Err(Error::Timeout { after })),
+            None => Poll::Pending,
+        }
+    })
+    .await
 }
 
 impl AsRef<Producer> for Producer {

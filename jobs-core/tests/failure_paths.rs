@@ -1,6 +1,6 @@
-//! The engine's own failure paths on the in-memory broker, on virtual time: outcome publishes
-//! that fail for a while, observers that panic, and deliveries whose consumer is gone before
-//! they start.
+//! The engine's own failure paths on the in-memory broker, on virtual time: an enqueue never
+//! confirmed, outcome publishes that fail for a while, observers that panic, and deliveries
+//! whose consumer is gone before they start.
 //!
 //! Publishes fail through [`Faulty`], a transport that passes everything to a
 //! [`MemoryTransport`] except the publishes to the queues it is told to refuse, which the broker
@@ -95,6 +95,38 @@ fn work(key: &str, fail_first: u32) -> Work {
 
 fn retry_queue() -> String {
     format!("{}.retry.1", flaky::QUEUE)
+}
+
+/// An enqueue the broker never confirms fails after the producer's confirm timeout, measured
+/// from when it first waited; the next one goes through. (A publish done at once starts no
+/// timer at all: the in-memory broker's never waits.)
+#[tokio::test(start_paused = true)]
+async fn an_enqueue_the_broker_never_confirms_fails_after_the_confirm_timeout() {
+    let s = setup().await;
+    s.faulty.stall_publishes.store(true, Ordering::Relaxed);
+    let confirm_timeout = s.engine.producer().options().confirm_timeout;
+    let started = tokio::time::Instant::now();
+    // Bounded, so that an enqueue that never times out fails the test rather than hangs it.
+    let result = tokio::time::timeout(confirm_timeout * 2, flaky::enqueue(&s.engine, work("a", 0)))
+        .await
+        .expect("the enqueue gives up on its own");
+    assert!(
+        matches!(result, Err(jobs_core::Error::Timeout { after }) if after == confirm_timeout),
+        "{result:?}"
+    );
+    assert_eq!(started.elapsed(), confirm_timeout);
+
+    s.faulty.stall_publishes.store(false, Ordering::Relaxed);
+    let started = tokio::time::Instant::now();
+    flaky::enqueue(&s.engine, work("b", 0)).await.unwrap();
+    assert_eq!(started.elapsed(), Duration::ZERO);
+    s.faulty.broker.until_idle().await;
+    assert!(
+        s.runs.of("a").is_empty(),
+        "the stalled job never reached the queue"
+    );
+    assert_eq!(s.runs.of("b"), [1]);
+    s.engine.shutdown(Duration::from_secs(1)).await;
 }
 
 #[tokio::test(start_paused = true)]

@@ -18,8 +18,9 @@ const REPLY_TO: &str = "amq.rabbitmq.reply-to";
 /// Publishes to these queues (through the default exchange) are nacked while listed, as a
 /// RabbitMQ queue with a `reject-publish` length limit does; messages with more headers than
 /// `header_limit` are refused as larger than a frame; replies to calls are nacked while
-/// `refuse_replies` is set; call requests are never confirmed while `stall_requests` is; and
-/// subscriptions fail while `refuse_subscriptions` is.
+/// `refuse_replies` is set; call requests are never confirmed while `stall_requests` is, nor
+/// any other publish while `stall_publishes` is; and subscriptions fail while
+/// `refuse_subscriptions` is.
 #[derive(Debug, Default)]
 pub(crate) struct Faulty {
     /// Where everything else goes.
@@ -31,6 +32,8 @@ pub(crate) struct Faulty {
     pub(crate) refuse_replies: AtomicBool,
     /// Leave every call request unconfirmed, forever.
     pub(crate) stall_requests: Arc<AtomicBool>,
+    /// Leave every publish unconfirmed, forever, as on a connection that hangs.
+    pub(crate) stall_publishes: AtomicBool,
     /// Fail every subscription, as a broker that does not answer in time.
     pub(crate) refuse_subscriptions: AtomicBool,
 }
@@ -81,6 +84,9 @@ impl Transport for Faulty {
                 limit,
             };
             return Box::pin(std::future::ready(Err(too_large)));
+        }
+        if self.stall_publishes.load(Ordering::Relaxed) {
+            return Box::pin(std::future::pending());
         }
         if self.refuses(&publish) {
             return Box::pin(std::future::ready(Err(Error::Nacked {
