@@ -331,6 +331,56 @@ async fn of_many_queues_the_earliest_mismatch_is_the_error() {
     cleanup(&url, &refs, &[]).await;
 }
 
+/// A declaration that cannot open all its channels (on a connection allowed only a few) fails
+/// with that error and runs no step; the channels it did open are closed, so failing again and
+/// again leaks none, and a declaration that needs one channel then goes through.
+#[tokio::test]
+async fn a_declaration_whose_channels_cannot_all_open_fails_and_leaks_none() {
+    let Some(url) = jobs_core::testing::broker_url() else {
+        return;
+    };
+    let separator = if url.contains('?') { '&' } else { '?' };
+    let limited = format!("{url}{separator}channel_max=4");
+    let transport = AmqpTransport::connect(&limited).await.unwrap();
+    let names: Vec<String> = (0..8)
+        .map(|n| unique(PREFIX, &format!("lanes{n}")))
+        .collect();
+    // Eight queues: eight steps of one kind, so eight channels wanted.
+    let eight = Topology {
+        queues: names
+            .iter()
+            .map(|name| {
+                queue(
+                    name,
+                    [(argument::QUEUE_TYPE, "classic")].into_iter().collect(),
+                )
+            })
+            .collect(),
+        ..Topology::default()
+    };
+    for _ in 0..5 {
+        let err = transport
+            .declare(&eight, Declare::Create)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, Error::Connection(reason) if reason.to_string().contains("channel")),
+            "{err:?}"
+        );
+    }
+    // No step ran: none of the eight queues exists.
+    let unlimited = AmqpTransport::connect(&url).await.unwrap();
+    for name in &names {
+        let missing = unlimited.message_count(name).await.unwrap_err();
+        assert!(matches!(missing, Error::NotFound { .. }), "{missing:?}");
+    }
+    transport
+        .declare(&classic(&names[0]), Declare::Create)
+        .await
+        .expect("a declaration on one channel goes through: the failed ones leaked none");
+    cleanup(&url, &[&names[0]], &[]).await;
+}
+
 #[tokio::test]
 async fn an_exchange_of_another_kind_is_a_topology_error() {
     let Some(url) = jobs_core::testing::broker_url() else {
