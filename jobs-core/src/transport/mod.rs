@@ -79,7 +79,8 @@ pub trait Transport: Send + Sync + fmt::Debug + 'static {
     }
 
     /// This transport as the RabbitMQ one, when it is: a [`Producer`](crate::Producer) then
-    /// publishes without boxing each publish. `None` by default.
+    /// publishes without boxing each publish. `None` by default, which a transport wrapping
+    /// another keeps: forwarding its inner transport's answer would bypass its own `publish`.
     #[cfg(feature = "amqp")]
     #[doc(hidden)]
     fn as_amqp(&self) -> Option<&amqp::AmqpTransport> {
