@@ -204,18 +204,45 @@ impl Producer {
     /// [`Error::Timeout`] when no confirm comes within the confirm timeout, and whatever the
     /// transport reports: unroutable, nacked, connection errors.
     pub async fn publish(&self, publish: Publish) -> Result<()> {
-        let after = self.inner.options.confirm_timeout;
-        let published = async {
-            // On RabbitMQ the publish's future (over 2 KiB, most of it lapin's) lives in this
-            // one rather than in a box of its own: one allocation less per publish, which one
-            // worker thread made and another freed once the confirm came back.
-            #[cfg(feature = "amqp")]
-            if let Some(amqp) = &self.inner.amqp {
-                return amqp.publish_in_place(publish).await;
-            }
-            self.inner.transport.publish(publish).await
-        };
-        confirmed_within(after, published).await
+        #[cfg(feature = "amqp")]
+        if let Some(amqp) = self.amqp() {
+            return self.publish_in_place(amqp, publish).await;
+        }
+        self.publish_boxed(publish).await
+    }
+
+    /// The producer's transport when it is RabbitMQ's, for [`publish_in_place`](Self::publish_in_place).
+    #[cfg(feature = "amqp")]
+    pub(crate) fn amqp(&self) -> Option<&crate::transport::amqp::AmqpTransport> {
+        self.inner.amqp.as_ref()
+    }
+
+    /// [`publish`](Self::publish) on RabbitMQ: the publish's future (over 2 KiB, most of it
+    /// lapin's) lives in the caller's rather than in a box of its own, one allocation less per
+    /// publish, which one worker thread made and another freed once the confirm came back.
+    #[cfg(feature = "amqp")]
+    pub(crate) fn publish_in_place(
+        &self,
+        amqp: &crate::transport::amqp::AmqpTransport,
+        publish: Publish,
+    ) -> impl Future<Output = Result<()>> + Send + 'static {
+        confirmed_within(
+            self.inner.options.confirm_timeout,
+            amqp.publish_in_place(publish),
+        )
+    }
+
+    /// [`publish`](Self::publish) through the transport's boxed future: a small one to hold,
+    /// which a caller keeping many publishes in flight on another transport wants
+    /// ([`enqueue_all`](crate::enqueue_all) allocates each one it holds).
+    pub(crate) fn publish_boxed(
+        &self,
+        publish: Publish,
+    ) -> impl Future<Output = Result<()>> + Send + 'static {
+        confirmed_within(
+            self.inner.options.confirm_timeout,
+            self.inner.transport.publish(publish),
+        )
     }
 }
 
