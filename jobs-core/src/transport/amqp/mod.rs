@@ -393,7 +393,7 @@ impl Transport for AmqpTransport {
     }
 
     fn publish(&self, publish: Publish) -> BoxFuture<'static, Result<()>> {
-        Box::pin(publish::publish(Arc::clone(&self.inner.publisher), publish))
+        Box::pin(self.publish_in_place(publish))
     }
 
     fn as_amqp(&self) -> Option<&AmqpTransport> {
