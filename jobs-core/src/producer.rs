@@ -59,10 +59,6 @@ pub struct Producer {
 
 struct Inner {
     transport: Arc<dyn Transport>,
-    /// The same transport when it is RabbitMQ's: a publish then runs in the enqueue's own
-    /// future instead of a boxed one (see [`Producer::publish`]).
-    #[cfg(feature = "amqp")]
-    amqp: Option<crate::transport::amqp::AmqpTransport>,
     options: ProducerOptions,
     /// `None` when [`ProducerOptions::declare`] is off.
     declared: Option<Declared>,
@@ -110,7 +106,14 @@ impl Producer {
         let declared = options
             .declare
             .then(|| Declared::new(JobDefaults::default()));
-        Self::from_parts(transport, options, declared)
+        Self {
+            inner: Arc::new(Inner {
+                transport,
+                options,
+                declared,
+                calls: Calls::default(),
+            }),
+        }
     }
 
     /// A producer over RabbitMQ at `url` (`amqp://user:password@host:port/vhost`), with the
@@ -135,23 +138,6 @@ impl Producer {
         Ok(Self::new(Arc::new(transport)))
     }
 
-    fn from_parts(
-        transport: Arc<dyn Transport>,
-        options: ProducerOptions,
-        declared: Option<Declared>,
-    ) -> Self {
-        Self {
-            inner: Arc::new(Inner {
-                #[cfg(feature = "amqp")]
-                amqp: transport.as_amqp().cloned(),
-                transport,
-                options,
-                declared,
-                calls: Calls::default(),
-            }),
-        }
-    }
-
     /// The engine's producer: it declares with the engine's `defaults`, and not the engine's
     /// own `jobs`, declared at start; with `declare` off, nothing.
     pub(crate) fn for_engine(
@@ -163,7 +149,14 @@ impl Producer {
         let declared = options
             .declare
             .then(|| Declared::new(defaults.clone()).already(jobs));
-        Self::from_parts(transport, options, declared)
+        Self {
+            inner: Arc::new(Inner {
+                transport,
+                options,
+                declared,
+                calls: Calls::default(),
+            }),
+        }
     }
 
     /// Declares `job`'s exchange, work queue, error queue and binding, once per producer (and
@@ -211,10 +204,11 @@ impl Producer {
         self.publish_boxed(publish).await
     }
 
-    /// The producer's transport when it is RabbitMQ's, for [`publish_in_place`](Self::publish_in_place).
+    /// The producer's transport when it is RabbitMQ's, for
+    /// [`publish_in_place`](Self::publish_in_place).
     #[cfg(feature = "amqp")]
     pub(crate) fn amqp(&self) -> Option<&crate::transport::amqp::AmqpTransport> {
-        self.inner.amqp.as_ref()
+        self.inner.transport.as_amqp()
     }
 
     /// [`publish`](Self::publish) on RabbitMQ: the publish's future (over 2 KiB, most of it
