@@ -17,6 +17,9 @@ const EXIT_WITHIN: Duration = Duration::from_secs(30);
 /// How often the drain is checked: each check reads the worker's whole `/metrics`, a few lines
 /// per job type, which a tighter loop would make a cost of the row.
 const POLL: Duration = Duration::from_millis(50);
+/// How often the first handled job is looked for: the drain is timed from it, so the poll
+/// bounds how many jobs go untimed.
+const FIRST_POLL: Duration = Duration::from_millis(5);
 /// The series of handled jobs, one per job type.
 const SUCCEEDED: &str = "jobs_succeeded_total{";
 
@@ -64,6 +67,21 @@ impl Worker {
             .filter(|line| line.starts_with(SUCCEEDED))
             .filter_map(|line| line.rsplit_once(' ')?.1.trim().parse::<u64>().ok())
             .sum())
+    }
+
+    /// Waits until the worker has handled its first job, and returns how many it has handled
+    /// by then. Its metrics endpoint may not answer yet when this starts.
+    pub(super) fn wait_first_handled(&mut self) -> anyhow::Result<u64> {
+        let started = Instant::now();
+        loop {
+            if let Ok(handled @ 1..) = self.handled() {
+                return Ok(handled);
+            }
+            if started.elapsed() > READY_WITHIN {
+                bail!("the worker handled no job within {READY_WITHIN:?}");
+            }
+            std::thread::sleep(FIRST_POLL);
+        }
     }
 
     /// Waits until the worker has handled `target` jobs in all.
