@@ -156,34 +156,55 @@ impl Ended {
 /// Why a delivery that has not settled yet should give up: its consumer is gone (the broker
 /// took the delivery back), or shutdown began; and, for one that has not started, the job
 /// was paused. Each handler task holds one.
+///
+/// The signals are shared by the consumer's tasks behind one `Arc`: a handler task takes one
+/// count on it where three signals of its own took six, each a write to a line every core
+/// shares, and a delivery that is never abandoned only reads them.
 #[derive(Clone, Debug)]
-pub(crate) struct Abandon {
+pub(crate) struct Abandon(Arc<Signals>);
+
+#[derive(Debug)]
+struct Signals {
     stop: StopSignal,
+    /// Changes once, to `true`, when the consumer is gone.
     lost: watch::Receiver<bool>,
     paused: PauseSignal,
 }
 
 impl Abandon {
+    fn new(stop: StopSignal, lost: watch::Receiver<bool>, paused: PauseSignal) -> Self {
+        Self(Arc::new(Signals { stop, lost, paused }))
+    }
+
     /// Whether the consumer is gone: the broker has requeued every delivery it held, so
     /// working on one any further only makes a duplicate.
     pub(crate) fn is_lost(&self) -> bool {
-        *self.lost.borrow()
+        // The signal only ever changes to `true`, so a change is the loss; reading the version
+        // takes no lock, where reading the value does. A closed signal is read as it was left.
+        match self.0.lost.has_changed() {
+            Ok(changed) => changed,
+            Err(_) => *self.0.lost.borrow(),
+        }
     }
 
     /// Resolves once the consumer is gone.
-    pub(crate) async fn lost(&mut self) {
+    pub(crate) async fn lost(&self) {
         // An error means the serve loop is gone, which only happens after it marked the loss.
-        let _ = self.lost.wait_for(|lost| *lost).await;
+        let _ = self.0.lost.clone().wait_for(|lost| *lost).await;
     }
 
     /// Resolves once the consumer is gone, shutdown began or the job was paused: a delivery
     /// waiting for a handler slot then goes back to the queue rather than start.
-    pub(crate) async fn lost_stopped_or_paused(&mut self) {
-        let stop = &mut self.stop;
+    pub(crate) async fn lost_stopped_or_paused(&self) {
+        let (mut stop, mut lost, mut paused) = (
+            self.0.stop.clone(),
+            self.0.lost.clone(),
+            self.0.paused.clone(),
+        );
         tokio::select! {
             () = async { let _ = stop.wait_for(Option::is_some).await; } => {}
-            _ = self.lost.wait_for(|lost| *lost) => {}
-            Ok(_) = self.paused.wait_for(|paused| *paused) => {}
+            _ = lost.wait_for(|lost| *lost) => {}
+            Ok(_) = paused.wait_for(|paused| *paused) => {}
         }
     }
 }
@@ -204,11 +225,7 @@ async fn serve(
     let mut settling = tokio::spawn(settle::run(settler, outcomes_rx, failed_return));
     let mut handlers = Handlers::new();
     let (lost, lost_rx) = watch::channel(false);
-    let abandon = Abandon {
-        stop: stop.clone(),
-        lost: lost_rx,
-        paused: paused.clone(),
-    };
+    let abandon = Abandon::new(stop.clone(), lost_rx, paused.clone());
     // Settled exactly once from here on, whatever happens to the task: a verdict, or a requeue
     // when the task ends without one.
     let mut spawn = |delivery: crate::transport::Delivery| {
@@ -336,7 +353,7 @@ async fn handle(
     runtime: Arc<JobRuntime>,
     received: Received,
     settle: SettleOnce,
-    mut abandon: Abandon,
+    abandon: Abandon,
 ) {
     // With a prefetch above the concurrency, a delivery waits for a handler slot; at shutdown,
     // or once its channel is gone, it is not started, and goes back (the `SettleOnce`'s drop).
@@ -364,7 +381,7 @@ async fn handle(
     }
     // While the kill switch is half-open, one delivery runs as the probe and the others wait.
     let _admission = match &runtime.switch {
-        Some(switch) => match Box::pin(switch.admit(&mut abandon)).await {
+        Some(switch) => match Box::pin(switch.admit(&abandon)).await {
             Some(admission) => Some(admission),
             None => return,
         },
@@ -372,13 +389,13 @@ async fn handle(
     };
     // A job with a rate starts only with a ticket.
     if let Some(tickets) = &runtime.tickets
-        && !Box::pin(tickets.take(&mut abandon)).await
+        && !Box::pin(tickets.take(&abandon)).await
     {
         return;
     }
     if let Some(decision) = dispatch::decided_before(&runtime, &received) {
         // Boxed: a rare path must not grow every delivery's task.
-        let verdict = Box::pin(dispatch::replay(&runtime, received, decision, &mut abandon)).await;
+        let verdict = Box::pin(dispatch::replay(&runtime, received, decision, &abandon)).await;
         settle.send(verdict);
         return;
     }
@@ -387,6 +404,6 @@ async fn handle(
         origin,
         envelope,
     } = received;
-    let verdict = dispatch::run(&runtime, envelope, redelivered, origin, &mut abandon).await;
+    let verdict = dispatch::run(&runtime, envelope, redelivered, origin, &abandon).await;
     settle.send(verdict);
 }

@@ -163,7 +163,7 @@ pub(crate) async fn replay(
     runtime: &JobRuntime,
     received: Received,
     decision: Decision,
-    abandon: &mut Abandon,
+    abandon: &Abandon,
 ) -> Verdict {
     settle_failure(
         runtime,
@@ -190,7 +190,7 @@ pub(crate) async fn run(
     envelope: Arc<Envelope>,
     redelivered: bool,
     origin: Origin,
-    abandon: &mut Abandon,
+    abandon: &Abandon,
 ) -> Verdict {
     let job = runtime.settings.job();
     // The attempt's consumer span, when the `otel` feature is on and a tracer is set.
@@ -363,7 +363,7 @@ async fn settle_failure(
     envelope: Envelope,
     mut decision: Decision,
     origin: Origin,
-    abandon: &mut Abandon,
+    abandon: &Abandon,
     started: bool,
     span: ProcessSpan,
 ) -> Verdict {

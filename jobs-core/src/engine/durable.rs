@@ -44,7 +44,7 @@ pub(crate) async fn publish(
     producer: &crate::Producer,
     publish: Publish,
     timeout: Duration,
-    abandon: &mut Abandon,
+    abandon: &Abandon,
     mut failed: impl FnMut(&crate::Error, Duration),
 ) -> Result<(), NotPublished> {
     let give_up_at = Instant::now() + timeout;

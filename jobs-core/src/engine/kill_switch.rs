@@ -90,7 +90,7 @@ impl Switch {
     /// Waits until a delivery may run: at once while closed; while half-open, when it is the
     /// probe or the probe closed the switch. `None` when it should not run: the switch opened,
     /// or the delivery was abandoned (its consumer stops as the switch opens).
-    pub(crate) async fn admit(self: &Arc<Self>, abandon: &mut Abandon) -> Option<Admission> {
+    pub(crate) async fn admit(self: &Arc<Self>, abandon: &Abandon) -> Option<Admission> {
         loop {
             let notified = self.changed.notified();
             tokio::pin!(notified);

@@ -48,14 +48,14 @@ impl Tickets {
 
     /// Waits for a ticket and uses it up; `false` when the delivery was abandoned first (its
     /// consumer is gone, shutdown began, or the job was paused).
-    pub(crate) async fn take(&self, abandon: &mut Abandon) -> bool {
+    pub(crate) async fn take(&self, abandon: &Abandon) -> bool {
         self.waiting.fetch_add(1, Ordering::AcqRel);
         let taken = self.wait(abandon).await;
         self.waiting.fetch_sub(1, Ordering::AcqRel);
         taken
     }
 
-    async fn wait(&self, abandon: &mut Abandon) -> bool {
+    async fn wait(&self, abandon: &Abandon) -> bool {
         let mut slot = tokio::select! {
             slot = self.consumer.lock() => slot,
             () = abandon.lost_stopped_or_paused() => return false,
