@@ -6,7 +6,9 @@
 //! through the baseline, and prints each one's median and the ratio memory/baseline. The
 //! baseline is the least a broker-less job system can do: the same protobuf bytes `enqueue`
 //! publishes, encoded per job, sent down a tokio channel to a loop that spawns a task per message
-//! to decode it.
+//! to decode it. `JOBS_BENCH_ONLY=memory` or `=baseline` runs one side alone, and
+//! `JOBS_BENCH_RUNTIME=current_thread` both on tokio's current-thread runtime (what
+//! `#[tokio::test]` uses) in place of two worker threads.
 #![allow(
     clippy::print_stdout,
     missing_docs,
@@ -122,9 +124,17 @@ fn main() -> jobs_core::Result<()> {
     let mut args = std::env::args().skip(1).filter(|a| a != "--bench");
     let jobs: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(100_000);
     let runs: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(5).max(1);
-    // Two workers, as on the reference 2-core machine.
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    // Two workers, as on the reference 2-core machine; or, with JOBS_BENCH_RUNTIME set to
+    // `current_thread`, the one thread of `#[tokio::test]`'s default runtime.
+    let current_thread = std::env::var("JOBS_BENCH_RUNTIME").is_ok_and(|r| r == "current_thread");
+    let mut builder = if current_thread {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        builder.worker_threads(2);
+        builder
+    };
+    let runtime = builder
         .enable_time()
         .build()
         .map_err(|e| jobs_core::Error::Config(e.to_string()))?;
