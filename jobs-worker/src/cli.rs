@@ -138,17 +138,7 @@ pub(crate) async fn run(
     match command {
         Command::Run => match worker.run().await {
             Ok(()) => ExitCode::SUCCESS,
-            Err(
-                err @ (Error::NoJobs
-                | Error::UnknownJob { .. }
-                | Error::TlsCa { .. }
-                | Error::TlsFile { .. }
-                | Error::TlsIdentity { .. }
-                | Error::Start(
-                    jobs_core::Error::MissingState { .. }
-                    | jobs_core::Error::ConsumerTimeout { .. },
-                )),
-            ) => {
+            Err(err) if err.is_configuration() => {
                 let err = anyhow::Error::from(err);
                 eprintln!("{program}: {}", scrub(&format!("{err:#}")));
                 ExitCode::from(CONFIG)

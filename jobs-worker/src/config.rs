@@ -103,6 +103,17 @@ pub struct WorkerConfig {
     /// exports nothing.
     #[cfg(feature = "otel")]
     pub otlp_endpoint: Option<String>,
+    /// A PEM file of CA certificates to trust for an `https://` OTLP endpoint, besides the
+    /// system's.
+    #[cfg(feature = "otel")]
+    pub otlp_ca: Option<PathBuf>,
+    /// A PEM file of the client certificate (chain) to present to an `https://` OTLP endpoint,
+    /// with [`otlp_key`](Self::otlp_key).
+    #[cfg(feature = "otel")]
+    pub otlp_cert: Option<PathBuf>,
+    /// A PEM file of the OTLP client certificate's private key; only its path is ever shown.
+    #[cfg(feature = "otel")]
+    pub otlp_key: Option<PathBuf>,
     /// The PostgreSQL URL of the application's outbox: the worker runs its relay, publishing
     /// the jobs written there (see the `jobs-outbox` crate); printed only through
     /// [`redact_url`].
@@ -133,7 +144,11 @@ impl fmt::Debug for WorkerConfig {
             .field("dashboard", &self.dashboard)
             .field("dashboard_token", &self.dashboard_token);
         #[cfg(feature = "otel")]
-        debug.field("otlp_endpoint", &self.otlp_endpoint);
+        debug
+            .field("otlp_endpoint", &self.otlp_endpoint)
+            .field("otlp_ca", &self.otlp_ca)
+            .field("otlp_cert", &self.otlp_cert)
+            .field("otlp_key", &self.otlp_key);
         #[cfg(feature = "outbox")]
         debug
             .field("outbox_url", &self.outbox_url.as_deref().map(redact_url))
@@ -164,6 +179,12 @@ impl Default for WorkerConfig {
             dashboard_token: None,
             #[cfg(feature = "otel")]
             otlp_endpoint: None,
+            #[cfg(feature = "otel")]
+            otlp_ca: None,
+            #[cfg(feature = "otel")]
+            otlp_cert: None,
+            #[cfg(feature = "otel")]
+            otlp_key: None,
             #[cfg(feature = "outbox")]
             outbox_url: None,
             #[cfg(feature = "outbox")]
@@ -216,11 +237,35 @@ impl WorkerConfig {
         self
     }
 
-    /// Exports the engine's spans over OTLP/gRPC to `endpoint` (`http://collector:4317`).
+    /// Exports the engine's spans over OTLP/gRPC to `endpoint`: `http://collector:4317` in
+    /// plain text, `https://collector:4317` over TLS.
     #[cfg(feature = "otel")]
     #[must_use]
     pub fn with_otlp_endpoint(mut self, endpoint: impl Into<String>) -> Self {
         self.otlp_endpoint = Some(endpoint.into());
+        self
+    }
+
+    /// Trusts the CA certificates of the PEM file at `path` for an `https://` OTLP endpoint,
+    /// besides the system's.
+    #[cfg(feature = "otel")]
+    #[must_use]
+    pub fn with_otlp_ca(mut self, path: impl Into<PathBuf>) -> Self {
+        self.otlp_ca = Some(path.into());
+        self
+    }
+
+    /// Presents the client certificate of the PEM files at `cert` and `key` to an `https://`
+    /// OTLP endpoint that asks for one (mutual TLS).
+    #[cfg(feature = "otel")]
+    #[must_use]
+    pub fn with_otlp_client_certificate(
+        mut self,
+        cert: impl Into<PathBuf>,
+        key: impl Into<PathBuf>,
+    ) -> Self {
+        self.otlp_cert = Some(cert.into());
+        self.otlp_key = Some(key.into());
         self
     }
 
@@ -311,10 +356,22 @@ impl WorkerConfig {
             None => "# dashboard_token: none, the dashboard is read-only".to_owned(),
         });
         #[cfg(feature = "otel")]
-        line(match &self.otlp_endpoint {
-            Some(endpoint) => format!("otlp_endpoint = {}", quoted(endpoint)),
-            None => "# otlp_endpoint: none, no spans are exported".to_owned(),
-        });
+        {
+            line(match &self.otlp_endpoint {
+                Some(endpoint) => format!("otlp_endpoint = {}", quoted(endpoint)),
+                None => "# otlp_endpoint: none, no spans are exported".to_owned(),
+            });
+            line(match &self.otlp_ca {
+                Some(path) => format!("otlp_ca = {}", quoted(&path.to_string_lossy())),
+                None => "# otlp_ca: the system's certificates only".to_owned(),
+            });
+            for (key, path) in [("otlp_cert", &self.otlp_cert), ("otlp_key", &self.otlp_key)] {
+                line(match path {
+                    Some(path) => format!("{key} = {}", quoted(&path.to_string_lossy())),
+                    None => format!("# {key}: none, no client certificate"),
+                });
+            }
+        }
         #[cfg(feature = "outbox")]
         {
             line(match &self.outbox_url {
@@ -349,6 +406,12 @@ impl WorkerConfig {
             dashboard_token,
             #[cfg(feature = "otel")]
             otlp_endpoint,
+            #[cfg(feature = "otel")]
+            otlp_ca,
+            #[cfg(feature = "otel")]
+            otlp_cert,
+            #[cfg(feature = "otel")]
+            otlp_key,
             #[cfg(feature = "outbox")]
             outbox_url,
             #[cfg(feature = "outbox")]
@@ -400,17 +463,22 @@ impl WorkerConfig {
         self.dashboard = dashboard.unwrap_or(self.dashboard);
         self.dashboard_token = dashboard_token.or(self.dashboard_token);
         #[cfg(feature = "otel")]
-        if let Some(endpoint) = otlp_endpoint {
-            // The exporter is built without TLS: an https:// endpoint is refused here, where the
-            // error names the setting, rather than when the worker starts.
-            if !endpoint.starts_with("http://") {
-                return Err(ConfigError::new(
-                    "otlp_endpoint",
-                    &endpoint,
-                    "expected a plain-text gRPC URL, as http://collector:4317 (no TLS)",
-                ));
+        {
+            if let Some(endpoint) = otlp_endpoint {
+                // Refused here, where the error names the setting, rather than when the worker
+                // starts: without a scheme the exporter would pick one itself.
+                if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
+                    return Err(ConfigError::new(
+                        "otlp_endpoint",
+                        &endpoint,
+                        "expected a gRPC URL, as http://collector:4317 or https://collector:4317",
+                    ));
+                }
+                self.otlp_endpoint = Some(endpoint);
             }
-            self.otlp_endpoint = Some(endpoint);
+            self.otlp_ca = otlp_ca.or(self.otlp_ca);
+            self.otlp_cert = otlp_cert.or(self.otlp_cert);
+            self.otlp_key = otlp_key.or(self.otlp_key);
         }
         #[cfg(feature = "outbox")]
         if let Some(url) = outbox_url {
@@ -533,6 +601,36 @@ pub(crate) struct Settings {
         value_name = "URL"
     )]
     pub(crate) otlp_endpoint: Option<String>,
+    /// A PEM file of CA certificates to trust for an https:// --otlp-endpoint, besides the
+    /// system's.
+    #[cfg(feature = "otel")]
+    #[arg(
+        long,
+        global = true,
+        env = "OTEL_EXPORTER_OTLP_CERTIFICATE",
+        value_name = "FILE"
+    )]
+    pub(crate) otlp_ca: Option<PathBuf>,
+    /// A PEM file of the client certificate for an https:// --otlp-endpoint that asks for one
+    /// (with --otlp-key) [default: none].
+    #[cfg(feature = "otel")]
+    #[arg(
+        long,
+        global = true,
+        env = "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE",
+        value_name = "FILE"
+    )]
+    pub(crate) otlp_cert: Option<PathBuf>,
+    /// A PEM file of the OTLP client certificate's private key (with --otlp-cert)
+    /// [default: none].
+    #[cfg(feature = "otel")]
+    #[arg(
+        long,
+        global = true,
+        env = "OTEL_EXPORTER_OTLP_CLIENT_KEY",
+        value_name = "FILE"
+    )]
+    pub(crate) otlp_key: Option<PathBuf>,
     /// The PostgreSQL URL of the application's outbox (jobs-outbox): the worker relays the jobs
     /// written there to the broker; prefer JOBS_OUTBOX_URL or the file, as for --url
     /// [default: none, no relay].
@@ -824,7 +922,17 @@ mod tests {
                 .contains("otlp_endpoint = \"http://collector:4317\"")
         );
         assert_eq!(WorkerConfig::default().otlp_endpoint, None);
-        for bad in ["collector:4317", "https://collector:4317"] {
+        let tls = WorkerConfig::default()
+            .apply(file(
+                "otlp_endpoint = \"https://collector:4317\"\notlp_ca = \"/etc/jobs/otlp-ca.pem\"",
+            ))
+            .unwrap();
+        assert_eq!(tls.otlp_endpoint.as_deref(), Some("https://collector:4317"));
+        assert!(
+            tls.to_toml()
+                .contains("otlp_ca = \"/etc/jobs/otlp-ca.pem\"")
+        );
+        for bad in ["collector:4317", "grpc://collector:4317"] {
             let bad = Settings {
                 otlp_endpoint: Some(bad.to_owned()),
                 ..Settings::default()

@@ -52,10 +52,10 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    /// The `tls_cert` or `tls_key` file could not be read (its contents are never shown).
+    /// A certificate or key file could not be read (its contents are never shown).
     #[error("could not read the {key} file {path}")]
     TlsFile {
-        /// The setting: `tls_cert` or `tls_key`.
+        /// The setting: `tls_cert`, `tls_key`, `otlp_ca`, `otlp_cert` or `otlp_key`.
         key: &'static str,
         /// The file.
         path: std::path::PathBuf,
@@ -63,11 +63,32 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    /// Only one of `tls_cert` and `tls_key` is set: a client certificate needs both.
-    #[error("a client certificate needs tls_cert and tls_key; {missing} is not set")]
+    /// Only one of a client certificate's two files is set (`tls_cert` and `tls_key`, or
+    /// `otlp_cert` and `otlp_key`): it needs both.
+    #[error("a client certificate needs its certificate and its key; {missing} is not set")]
     TlsIdentity {
         /// The one not set.
         missing: &'static str,
+    },
+    /// An OTLP TLS file holds no PEM of what it is for (its contents are never shown).
+    #[cfg(feature = "otel")]
+    #[error("the {key} file {path} holds no PEM {expected}")]
+    OtlpPem {
+        /// The setting: `otlp_ca`, `otlp_cert` or `otlp_key`.
+        key: &'static str,
+        /// The file.
+        path: std::path::PathBuf,
+        /// What it should hold.
+        expected: &'static str,
+    },
+    /// A TLS file is set for an OTLP endpoint that is not `https://`, which would ignore it.
+    #[cfg(feature = "otel")]
+    #[error("{setting} is set, but the OTLP endpoint {endpoint} is not https://")]
+    OtlpPlainText {
+        /// The TLS setting: `otlp_ca`, `otlp_cert` or `otlp_key`.
+        setting: &'static str,
+        /// The endpoint.
+        endpoint: String,
     },
     /// The OTLP exporter could not be built for the configured endpoint.
     #[cfg(feature = "otel")]
@@ -79,6 +100,25 @@ pub enum Error {
         #[source]
         source: opentelemetry_otlp::ExporterBuildError,
     },
+}
+
+impl Error {
+    /// Whether a setting is wrong (exit code 3): another try with the same ones fails the same.
+    pub(crate) fn is_configuration(&self) -> bool {
+        match self {
+            Self::NoJobs
+            | Self::UnknownJob { .. }
+            | Self::TlsCa { .. }
+            | Self::TlsFile { .. }
+            | Self::TlsIdentity { .. }
+            | Self::Start(
+                jobs_core::Error::MissingState { .. } | jobs_core::Error::ConsumerTimeout { .. },
+            ) => true,
+            #[cfg(feature = "otel")]
+            Self::OtlpPlainText { .. } | Self::OtlpPem { .. } => true,
+            _ => false,
+        }
+    }
 }
 
 /// `Result` with this crate's [`Error`].

@@ -58,15 +58,18 @@ pub(crate) struct Receiver {
 impl Receiver {
     /// Starts a receiver on a free port of 127.0.0.1.
     pub(crate) fn start() -> Self {
+        Self::start_with(Server::builder(), "http")
+    }
+
+    /// Starts a receiver on a free port of 127.0.0.1 with `server`'s settings (its TLS, for
+    /// one), its endpoint a `scheme://` URL.
+    pub(crate) fn start_with(server: Server, scheme: &str) -> Self {
         let incoming = TcpIncoming::bind("127.0.0.1:0".parse().unwrap()).unwrap();
-        let endpoint = format!("http://{}", incoming.local_addr().unwrap());
+        let endpoint = format!("{scheme}://{}", incoming.local_addr().unwrap());
         let received = Arc::new(Received::default());
         let service = TraceServiceServer::new(Collector(Arc::clone(&received)));
         let server = tokio::spawn(async move {
-            Server::builder()
-                .serve_with_incoming(service, incoming)
-                .await
-                .unwrap();
+            server.serve_with_incoming(service, incoming).await.unwrap();
         });
         Self {
             endpoint,
