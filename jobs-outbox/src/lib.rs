@@ -13,8 +13,10 @@
 //!   key ([`Error::Duplicate`]).
 //! * **Tests.** [`MemoryOutbox`] has the same rules without a database.
 //!
-//! [`migrate`] creates the tables ([`SCHEMA`] is the SQL). The guide is `docs/outbox.md`.
+//! [`migrate`] creates the tables ([`SCHEMA`] is the SQL); [`oldest_waiting`] and the relay's
+//! counters are for monitoring. The guide is `docs/outbox.md`.
 
+mod backlog;
 mod enqueue;
 mod error;
 mod inbox;
@@ -23,6 +25,7 @@ mod relay;
 mod row;
 mod schema;
 
+pub use backlog::oldest_waiting;
 pub use enqueue::{OutboxEnqueue, OutboxTx, Unique};
 pub use error::{Error, Result};
 pub use inbox::{InboxExt, InboxStore, InboxTx, prune};

@@ -38,6 +38,7 @@ pub struct Relay {
     producer: Producer,
     options: RelayOptions,
     published: Arc<AtomicU64>,
+    pushed_back: Arc<AtomicU64>,
 }
 
 /// How a [`Relay`] works.
@@ -70,6 +71,7 @@ impl Relay {
                 prune_after: None,
             },
             published: Arc::default(),
+            pushed_back: Arc::default(),
         }
     }
 
@@ -116,6 +118,14 @@ impl Relay {
     #[must_use]
     pub fn published(&self) -> u64 {
         self.published.load(Ordering::Relaxed)
+    }
+
+    /// Publishes that failed for a reason of their own (no queue bound, a message too large),
+    /// each pushing its row back to be tried again later, since it was made. Rows the broker
+    /// could not take at all (unreachable, slow) are not counted: they stay due, untouched.
+    #[must_use]
+    pub fn pushed_back(&self) -> u64 {
+        self.pushed_back.load(Ordering::Relaxed)
     }
 
     /// Runs until `shutdown` completes: a pass whenever a transaction that wrote jobs commits,
@@ -251,6 +261,7 @@ impl Relay {
                     .bind(self.options.max_backoff.as_secs_f64())
                     .execute(&mut *tx)
                     .await?;
+                    self.pushed_back.fetch_add(1, Ordering::Relaxed);
                 }
             }
         }

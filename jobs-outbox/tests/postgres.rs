@@ -288,9 +288,13 @@ async fn a_row_that_cannot_be_published_stays_with_its_error() {
         .await
         .unwrap();
     tx.commit().await.unwrap();
+    assert!(
+        jobs_outbox::oldest_waiting(&pool).await.unwrap().is_some(),
+        "a row waits"
+    );
     let relay = Relay::new(pool.clone(), app.producer().clone());
     assert_eq!(relay.run_once().await.unwrap(), 1);
-    assert_eq!(relay.published(), 0);
+    assert_eq!((relay.published(), relay.pushed_back()), (0, 1));
     let (attempts, error, due_later): (i32, Option<String>, bool) =
         sqlx::query_as("SELECT attempts, last_error, next_attempt_at > now() FROM jobs_outbox")
             .fetch_one(&pool)
@@ -303,6 +307,42 @@ async fn a_row_that_cannot_be_published_stays_with_its_error() {
     );
     assert!(due_later, "tried again after a backoff");
     assert_eq!(relay.run_once().await.unwrap(), 0, "not due yet");
+    assert_eq!(relay.pushed_back(), 1);
+}
+
+#[tokio::test]
+async fn the_oldest_waiting_job_is_the_outbox_lag_and_an_empty_outbox_has_none() {
+    let Some(pool) = fresh_pool("outbox_lag").await else {
+        return;
+    };
+    assert_eq!(jobs_outbox::oldest_waiting(&pool).await.unwrap(), None);
+    let mut tx = pool.begin().await.unwrap();
+    invoice::with(Order { id: 1 })
+        .enqueue_in(&mut tx)
+        .await
+        .unwrap();
+    invoice::with(Order { id: 2 })
+        .enqueue_in(&mut tx)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    // The first row as if written a minute ago: the lag is its age, not the newest row's.
+    sqlx::query(
+        "UPDATE jobs_outbox SET created_at = now() - interval '60 seconds' \
+         WHERE id = (SELECT min(id) FROM jobs_outbox)",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let lag = jobs_outbox::oldest_waiting(&pool).await.unwrap().unwrap();
+    assert!(lag >= Duration::from_secs(60), "{lag:?}");
+    assert!(lag < Duration::from_secs(3600), "{lag:?}");
+
+    let app = app();
+    let relay = Relay::new(pool.clone(), app.producer().clone());
+    assert_eq!(relay.run_once().await.unwrap(), 2);
+    assert_eq!(relay.published(), 2);
+    assert_eq!(jobs_outbox::oldest_waiting(&pool).await.unwrap(), None);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -252,7 +252,9 @@ async fn relay_outbox(worker: &WorkerBuilder) -> anyhow::Result<ExitCode> {
             tracing::warn!(%error, "outbox relay: cannot handle signals");
         }
     };
-    crate::outbox::relay(url, config.outbox_prune_after, producer, stopped).await;
+    // Alone, the relay serves no `/metrics`: its status goes nowhere.
+    let status = crate::outbox::RelayStatus::default();
+    crate::outbox::relay(url, config.outbox_prune_after, producer, &status, stopped).await;
     Ok(ExitCode::SUCCESS)
 }
 

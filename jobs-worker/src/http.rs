@@ -54,6 +54,9 @@ pub(crate) struct Probes {
     pub(crate) transport: Arc<OnceLock<Arc<dyn Transport>>>,
     /// The last queue gauges read from the broker, and when.
     pub(crate) gauges: Arc<tokio::sync::Mutex<Option<(tokio::time::Instant, String)>>>,
+    /// The outbox relay the worker runs, if it runs one.
+    #[cfg(feature = "outbox")]
+    pub(crate) outbox: Option<Arc<crate::outbox::RelayStatus>>,
 }
 
 /// The routes: the probes, the metrics, and the dashboard when there is one.
@@ -80,6 +83,10 @@ async fn readyz(State(probes): State<Probes>) -> impl IntoResponse {
 async fn metrics(State(probes): State<Probes>) -> impl IntoResponse {
     let mut body = probes.metrics.render() + &crate::metrics::paused_gauge(&(probes.paused)());
     body.push_str(&queue_gauges(&probes).await);
+    #[cfg(feature = "outbox")]
+    if let Some(outbox) = &probes.outbox {
+        body.push_str(&outbox.render().await);
+    }
     (
         [(
             header::CONTENT_TYPE,
@@ -180,6 +187,8 @@ mod tests {
             jobs: Arc::new(Vec::new()),
             transport: Arc::new(OnceLock::new()),
             gauges: Arc::default(),
+            #[cfg(feature = "outbox")]
+            outbox: None,
         }
     }
 

@@ -1,15 +1,81 @@
 //! The outbox relay (the `jobs-outbox` crate) run by the worker with `--outbox-url`, beside
 //! its jobs, or alone with the `outbox-relay` command.
 
+use std::fmt::Write as _;
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use jobs_core::Producer;
 use jobs_core::transport::redact_url;
 use jobs_outbox::Relay;
+use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 
 /// The wait before the relay connects to PostgreSQL again after it could not.
 const RECONNECT: Duration = Duration::from_secs(5);
+/// How long `/metrics` waits for the outbox's oldest row before reporting the database down.
+const LAG_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What `/metrics` reports of the relay: its counters, and the outbox's lag read from the
+/// database at each scrape. Empty until the relay has connected.
+#[derive(Debug, Default)]
+pub(crate) struct RelayStatus(Mutex<Option<(Relay, PgPool)>>);
+
+impl RelayStatus {
+    /// The relay's gauges and counters in the Prometheus text format: `jobs_outbox_up` (the
+    /// database answered this scrape), `jobs_outbox_oldest_seconds` (the outbox's lag),
+    /// `jobs_outbox_published_total` and `jobs_outbox_pushed_back_total`.
+    pub(crate) async fn render(&self) -> String {
+        let relay = self
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let oldest = match &relay {
+            Some((_, pool)) => tokio::time::timeout(LAG_TIMEOUT, jobs_outbox::oldest_waiting(pool))
+                .await
+                .ok()
+                .and_then(Result::ok),
+            None => None,
+        };
+        let mut out = String::new();
+        let mut metric = |name: &str, kind: &str, help: &str, value: String| {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+            );
+        };
+        metric(
+            "jobs_outbox_up",
+            "gauge",
+            "1 when the outbox's database answered this scrape; 0 before the relay connects or while the database does not answer.",
+            u8::from(oldest.is_some()).to_string(),
+        );
+        if let Some(oldest) = oldest {
+            metric(
+                "jobs_outbox_oldest_seconds",
+                "gauge",
+                "How long the oldest job in the outbox has waited to be relayed; 0 when it is empty.",
+                oldest.unwrap_or_default().as_secs_f64().to_string(),
+            );
+        }
+        if let Some((relay, _)) = relay {
+            metric(
+                "jobs_outbox_published_total",
+                "counter",
+                "Jobs the relay published with a confirm and deleted from the outbox.",
+                relay.published().to_string(),
+            );
+            metric(
+                "jobs_outbox_pushed_back_total",
+                "counter",
+                "Outbox rows whose publish failed for a reason of their own, kept to be tried again later.",
+                relay.pushed_back().to_string(),
+            );
+        }
+        out
+    }
+}
 
 /// Relays the outbox at `url` with `producer` until `shutdown` completes. A database that
 /// cannot be reached or migrated is logged and tried again every few seconds: the worker's
@@ -18,15 +84,16 @@ pub(crate) async fn relay(
     url: String,
     prune_after: Duration,
     producer: Producer,
+    status: &RelayStatus,
     shutdown: impl Future<Output = ()>,
 ) {
     tokio::pin!(shutdown);
     let shown = redact_url(&url);
     loop {
         let connecting = async {
-            // One connection for the pass's transaction, one to listen.
+            // One connection for the pass's transaction, one to listen, one for `/metrics`.
             let pool = PgPoolOptions::new()
-                .max_connections(2)
+                .max_connections(3)
                 .connect(&url)
                 .await?;
             jobs_outbox::migrate(&pool).await?;
@@ -47,11 +114,43 @@ pub(crate) async fn relay(
             },
         };
         tracing::info!(url = %shown, "outbox relay: relaying");
-        let relay = Relay::new(pool, producer.clone()).prune_after(prune_after);
+        let relay = Relay::new(pool.clone(), producer.clone()).prune_after(prune_after);
+        *status.0.lock().unwrap_or_else(PoisonError::into_inner) = Some((relay.clone(), pool));
         // `run` only returns when shut down: it logs and rides out database and broker errors.
         if let Err(error) = relay.run(&mut shutdown).await {
             tracing::warn!(%error, "outbox relay stopped");
         }
         return;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use jobs_core::transport::memory::MemoryTransport;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn an_outbox_not_connected_or_not_answering_is_reported_down_without_a_lag() {
+        let status = RelayStatus::default();
+        let before = status.render().await;
+        assert!(before.contains("\njobs_outbox_up 0\n"), "{before}");
+        assert!(!before.contains("jobs_outbox_oldest_seconds"), "{before}");
+        assert!(!before.contains("jobs_outbox_published_total"), "{before}");
+
+        // Nothing listens on port 1: each look at the database fails at once.
+        let pool = PgPoolOptions::new()
+            .acquire_timeout(Duration::from_secs(1))
+            .connect_lazy("postgres://jobs@127.0.0.1:1/outbox")
+            .unwrap();
+        let producer = Producer::new(Arc::new(MemoryTransport::new()));
+        *status.0.lock().unwrap() = Some((Relay::new(pool.clone(), producer), pool));
+        let down = status.render().await;
+        assert!(down.contains("\njobs_outbox_up 0\n"), "{down}");
+        assert!(!down.contains("jobs_outbox_oldest_seconds"), "{down}");
+        assert!(down.contains("\njobs_outbox_published_total 0\n"), "{down}");
+        assert!(down.contains("\njobs_outbox_pushed_back_total 0\n"), "{down}");
     }
 }

@@ -249,6 +249,11 @@ impl WorkerBuilder {
                 addr: config.metrics_addr,
                 source,
             })?;
+        #[cfg(feature = "outbox")]
+        let relay_status = config
+            .outbox_url
+            .is_some()
+            .then(|| Arc::new(crate::outbox::RelayStatus::default()));
         let shared = Arc::clone(&running);
         let probes = Probes {
             ready: Arc::new(move || {
@@ -279,6 +284,8 @@ impl WorkerBuilder {
             jobs: Arc::clone(&settings),
             transport: Arc::clone(&broker),
             gauges: Arc::default(),
+            #[cfg(feature = "outbox")]
+            outbox: relay_status.clone(),
         };
         let dashboard = config.dashboard.then(|| {
             Arc::new(Dashboard::new(
@@ -353,14 +360,24 @@ impl WorkerBuilder {
         });
         // The outbox's relay publishes with the engine's producer, beside the jobs.
         #[cfg(feature = "outbox")]
-        let _relay = config.outbox_url.clone().map(|url| {
-            AbortOnDrop(tokio::spawn(crate::outbox::relay(
-                url,
-                config.outbox_prune_after,
-                started.producer().clone(),
-                std::future::pending(),
-            )))
-        });
+        let _relay = config
+            .outbox_url
+            .clone()
+            .zip(relay_status)
+            .map(|(url, status)| {
+                let (prune_after, producer) =
+                    (config.outbox_prune_after, started.producer().clone());
+                AbortOnDrop(tokio::spawn(async move {
+                    crate::outbox::relay(
+                        url,
+                        prune_after,
+                        producer,
+                        &status,
+                        std::future::pending(),
+                    )
+                    .await;
+                }))
+            });
         let names: Vec<&str> = started.jobs().iter().map(|s| s.job().name()).collect();
         let nodes = transport.nodes().await;
         tracing::info!(jobs = ?names, nodes = ?nodes, "worker ready");

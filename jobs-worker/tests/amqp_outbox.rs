@@ -1,5 +1,5 @@
 //! A worker with `--outbox-url` relays the jobs applications commit to their outbox, and
-//! handles them: the rolled-back ones never reach the broker.
+//! handles them: the rolled-back ones never reach the broker; its `/metrics` reports the relay.
 //!
 //! Needs RabbitMQ (`JOBS_AMQP_URL`) and PostgreSQL (`JOBS_POSTGRES_URL`); without them the test
 //! skips, unless `JOBS_REQUIRE_BROKER` or `JOBS_REQUIRE_POSTGRES` makes it fail.
@@ -114,6 +114,25 @@ async fn the_worker_relays_committed_jobs_and_handles_them() {
     })
     .await;
     assert!(emptied.is_ok(), "every relayed row is deleted");
+    // The relay's metrics: its count goes up just after its commit, so waited for, bounded.
+    let metrics = tokio::time::timeout(WAIT, async {
+        loop {
+            let metrics = get(addr, "/metrics").await;
+            if metrics.contains("\njobs_outbox_published_total 10\n") {
+                return metrics;
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("the relay's count of published jobs");
+    for line in [
+        "\njobs_outbox_up 1\n",
+        "\njobs_outbox_oldest_seconds 0\n",
+        "\njobs_outbox_pushed_back_total 0\n",
+    ] {
+        assert!(metrics.contains(line), "{line:?} in {metrics}");
+    }
     worker.stop().await;
     delete_job_queues(&url, &ship_from_outbox::JOB).await;
 }
