@@ -151,6 +151,9 @@ mod tests {
         assert!(down.contains("\njobs_outbox_up 0\n"), "{down}");
         assert!(!down.contains("jobs_outbox_oldest_seconds"), "{down}");
         assert!(down.contains("\njobs_outbox_published_total 0\n"), "{down}");
-        assert!(down.contains("\njobs_outbox_pushed_back_total 0\n"), "{down}");
+        assert!(
+            down.contains("\njobs_outbox_pushed_back_total 0\n"),
+            "{down}"
+        );
     }
 }
