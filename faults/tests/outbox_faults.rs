@@ -232,6 +232,16 @@ async fn relay_and_broker_killed(node: &mut PrivateNode, db: Database) {
     .await;
     eprintln!("{scenario}: all handled after {:?}", begun.elapsed());
     settle(&engine, &db, &scenario).await;
+    // The relay process's own `/metrics` say so too: its database answers, nothing waits.
+    let metrics = relay
+        .get("/metrics")
+        .map(|(_, body)| body)
+        .unwrap_or_default();
+    assert!(
+        metrics.contains("\njobs_outbox_up 1\n")
+            && metrics.contains("\njobs_outbox_oldest_seconds 0\n"),
+        "{scenario}: the relay's /metrics: {metrics}"
+    );
     terminate(&mut relay);
     engine.shutdown(Duration::from_secs(10)).await;
 

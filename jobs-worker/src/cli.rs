@@ -235,6 +235,16 @@ async fn relay_outbox(worker: &WorkerBuilder) -> anyhow::Result<ExitCode> {
         eprintln!("outbox-relay: set --outbox-url, JOBS_OUTBOX_URL or `outbox_url` in the file");
         return Ok(ExitCode::from(CONFIG));
     };
+    // Its probes and metrics, on the worker's address: bound first, as the worker does, so
+    // that a port in use fails at once.
+    let listener = tokio::net::TcpListener::bind(config.metrics_addr)
+        .await
+        .with_context(|| format!("could not listen on {}", config.metrics_addr))?;
+    let status = Arc::new(crate::outbox::RelayStatus::default());
+    let server = tokio::spawn(crate::http::serve(
+        listener,
+        crate::outbox::router(Arc::clone(&status)),
+    ));
     let transport: Arc<dyn Transport> = match worker.given_transport() {
         Some(given) => Arc::clone(given),
         None => Arc::new(
@@ -252,9 +262,8 @@ async fn relay_outbox(worker: &WorkerBuilder) -> anyhow::Result<ExitCode> {
             tracing::warn!(%error, "outbox relay: cannot handle signals");
         }
     };
-    // Alone, the relay serves no `/metrics`: its status goes nowhere.
-    let status = crate::outbox::RelayStatus::default();
     crate::outbox::relay(url, config.outbox_prune_after, producer, &status, stopped).await;
+    server.abort();
     Ok(ExitCode::SUCCESS)
 }
 

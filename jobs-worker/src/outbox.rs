@@ -2,9 +2,14 @@
 //! its jobs, or alone with the `outbox-relay` command.
 
 use std::fmt::Write as _;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
 use jobs_core::Producer;
 use jobs_core::transport::redact_url;
 use jobs_outbox::Relay;
@@ -22,6 +27,14 @@ const LAG_TIMEOUT: Duration = Duration::from_secs(5);
 pub(crate) struct RelayStatus(Mutex<Option<(Relay, PgPool)>>);
 
 impl RelayStatus {
+    /// Whether the relay has connected to the database (and made its tables).
+    fn connected(&self) -> bool {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_some()
+    }
+
     /// The relay's gauges and counters in the Prometheus text format: `jobs_outbox_up` (the
     /// database answered this scrape), `jobs_outbox_oldest_seconds` (the outbox's lag),
     /// `jobs_outbox_published_total` and `jobs_outbox_pushed_back_total`.
@@ -77,6 +90,35 @@ impl RelayStatus {
     }
 }
 
+/// The routes of the relay run alone (`outbox-relay`): `/healthz`, `/readyz` (200 once the
+/// relay has connected to the database) and `/metrics` (the relay's, as a worker adds them to
+/// its own).
+pub(crate) fn router(status: Arc<RelayStatus>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .with_state(status)
+}
+
+async fn readyz(State(status): State<Arc<RelayStatus>>) -> impl IntoResponse {
+    if status.connected() {
+        (StatusCode::OK, "ready\n")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+    }
+}
+
+async fn metrics(State(status): State<Arc<RelayStatus>>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        status.render().await,
+    )
+}
+
 /// Relays the outbox at `url` with `producer` until `shutdown` completes. A database that
 /// cannot be reached or migrated is logged and tried again every few seconds: the worker's
 /// jobs go on meanwhile, and the rows wait in the outbox.
@@ -126,11 +168,52 @@ pub(crate) async fn relay(
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
+    use axum::body::Body;
+    use axum::http::Request;
     use jobs_core::transport::memory::MemoryTransport;
+    use tower::ServiceExt as _;
 
     use super::*;
+
+    async fn get(router: &Router, path: &str) -> (StatusCode, String) {
+        let response = router
+            .clone()
+            .oneshot(Request::get(path).body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let status = response.status();
+        let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        (status, String::from_utf8(body.to_vec()).unwrap())
+    }
+
+    #[tokio::test]
+    async fn the_relay_alone_is_ready_once_connected_and_serves_its_metrics() {
+        let status = Arc::new(RelayStatus::default());
+        let router = router(Arc::clone(&status));
+        assert_eq!(get(&router, "/healthz").await.0, StatusCode::OK);
+        assert_eq!(
+            get(&router, "/readyz").await.0,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        let (code, metrics) = get(&router, "/metrics").await;
+        assert_eq!(code, StatusCode::OK);
+        assert!(metrics.contains("\njobs_outbox_up 0\n"), "{metrics}");
+
+        let pool = PgPoolOptions::new()
+            .acquire_timeout(Duration::from_secs(1))
+            .connect_lazy("postgres://jobs@127.0.0.1:1/outbox")
+            .unwrap();
+        let producer = Producer::new(Arc::new(MemoryTransport::new()));
+        *status.0.lock().unwrap() = Some((Relay::new(pool.clone(), producer), pool));
+        assert_eq!(get(&router, "/readyz").await.0, StatusCode::OK);
+        let (_, metrics) = get(&router, "/metrics").await;
+        assert!(
+            metrics.contains("\njobs_outbox_published_total 0\n"),
+            "{metrics}"
+        );
+    }
 
     #[tokio::test]
     async fn an_outbox_not_connected_or_not_answering_is_reported_down_without_a_lag() {
