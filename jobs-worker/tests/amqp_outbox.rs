@@ -86,17 +86,12 @@ async fn the_worker_relays_committed_jobs_and_handles_them() {
     let broker = Arc::new(AmqpTransport::connect(&url).await.unwrap());
     let worker = Running::start(config, &ship_from_outbox::JOB, &broker, WORK).await;
 
-    let handled = tokio::time::timeout(WAIT, async {
-        loop {
-            let metrics = get(addr, "/metrics").await;
-            if metrics.contains("jobs_succeeded_total{job=\"ship_from_outbox\"} 10\n") {
-                return metrics;
-            }
-            tokio::task::yield_now().await;
-        }
-    })
-    .await
-    .expect("the 10 committed jobs handled");
+    let handled = metrics_with(
+        addr,
+        "jobs_succeeded_total{job=\"ship_from_outbox\"} 10\n",
+        "the 10 committed jobs handled",
+    )
+    .await;
     assert!(!handled.contains("jobs_failed_total{job=\"ship_from_outbox\"} 1"));
     // A row is deleted in the relay's commit after its confirm, which a fast handler can
     // beat: wait for it, bounded.
@@ -115,17 +110,12 @@ async fn the_worker_relays_committed_jobs_and_handles_them() {
     .await;
     assert!(emptied.is_ok(), "every relayed row is deleted");
     // The relay's metrics: its count goes up just after its commit, so waited for, bounded.
-    let metrics = tokio::time::timeout(WAIT, async {
-        loop {
-            let metrics = get(addr, "/metrics").await;
-            if metrics.contains("\njobs_outbox_published_total 10\n") {
-                return metrics;
-            }
-            tokio::task::yield_now().await;
-        }
-    })
-    .await
-    .expect("the relay's count of published jobs");
+    let metrics = metrics_with(
+        addr,
+        "\njobs_outbox_published_total 10\n",
+        "the relay's count of published jobs",
+    )
+    .await;
     for line in [
         "\njobs_outbox_up 1\n",
         "\njobs_outbox_oldest_seconds 0\n",
@@ -135,4 +125,19 @@ async fn the_worker_relays_committed_jobs_and_handles_them() {
     }
     worker.stop().await;
     delete_job_queues(&url, &ship_from_outbox::JOB).await;
+}
+
+/// The worker's `/metrics` once they contain `line`, waited for at most [`WAIT`].
+async fn metrics_with(addr: std::net::SocketAddr, line: &str, what: &str) -> String {
+    tokio::time::timeout(WAIT, async {
+        loop {
+            let metrics = get(addr, "/metrics").await;
+            if metrics.contains(line) {
+                return metrics;
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{what}: {line:?} not in /metrics within {WAIT:?}"))
 }

@@ -27,17 +27,15 @@ async fn ping(_ping: Ping) -> Result<(), JobError> {
     Ok(())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_worker_with_an_otlp_endpoint_exports_its_spans_and_flushes_them_at_shutdown() {
-    let receiver = Receiver::start();
+/// Runs a worker with `config` on the in-memory broker, has it handle one `ping` with message
+/// id `id` and shut down (no flush: its shutdown sends what is left), and waits for
+/// `receiver` to get the attempt's consumer span, which it returns.
+async fn run_one_ping(config: WorkerConfig, receiver: &Receiver, id: &'static str) -> Span {
     let transport: Arc<dyn Transport> = Arc::new(MemoryTransport::new());
     let recorder = Arc::new(Recorder::new());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let config = WorkerConfig::default()
-        .with_metrics_addr("127.0.0.1:0".parse().unwrap())
-        .with_otlp_endpoint(receiver.endpoint());
     let worker = Worker::builder()
-        .config(config)
+        .config(config.with_metrics_addr("127.0.0.1:0".parse().unwrap()))
         .jobs([&ping::JOB])
         .transport(Arc::clone(&transport))
         .observer(recorder.clone())
@@ -48,27 +46,32 @@ async fn a_worker_with_an_otlp_endpoint_exports_its_spans_and_flushes_them_at_sh
 
     // The worker's tracer is set before its engine takes deliveries; this enqueue, before or
     // after that, is served once the engine runs.
-    let id = "worker-otel-1";
     ping::with(Ping {})
         .message_id(id)
         .enqueue(&Producer::new(Arc::clone(&transport)))
         .await
         .unwrap();
     recorder.finished(id, WAIT).await.unwrap();
-    // No flush here: the worker's shutdown sends what is left.
     stop.send(()).unwrap();
     running.await.unwrap().unwrap();
 
     // The producer's `publish` span carries the same message id when the enqueue ran after
-    // the worker set its tracer; the consumer's span is the one this test is about.
+    // the worker set its tracer; the consumer's span is the one these tests are about.
     let process = format!("process {}", ping::QUEUE);
     let is_consumer =
         |span: &Span| span.name == process && text(span, "messaging.message.id") == Some(id);
     let spans = receiver
         .wait_for(WAIT, |spans| spans.iter().any(is_consumer))
         .await;
-    let consumer = spans.iter().find(|span| is_consumer(span)).unwrap();
-    assert_eq!(text(consumer, "jobs.outcome"), Some("succeeded"));
+    spans.into_iter().find(|span| is_consumer(span)).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_with_an_otlp_endpoint_exports_its_spans_and_flushes_them_at_shutdown() {
+    let receiver = Receiver::start();
+    let config = WorkerConfig::default().with_otlp_endpoint(receiver.endpoint());
+    let consumer = run_one_ping(config, &receiver, "worker-otel-1").await;
+    assert_eq!(text(&consumer, "jobs.outcome"), Some("succeeded"));
 }
 
 /// A CA, and what it signed: a collector's certificate for 127.0.0.1 and a client's, as PEM,
@@ -140,40 +143,12 @@ async fn a_worker_exports_to_an_https_collector_trusting_its_ca_with_a_client_ce
         .identity(Identity::from_pem(&pki.server.0, &pki.server.1))
         .client_ca_root(Certificate::from_pem(&pki.ca));
     let receiver = Receiver::start_with(Server::builder().tls_config(tls).unwrap(), "https");
-    let transport: Arc<dyn Transport> = Arc::new(MemoryTransport::new());
-    let recorder = Arc::new(Recorder::new());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let config = WorkerConfig::default()
-        .with_metrics_addr("127.0.0.1:0".parse().unwrap())
         .with_otlp_endpoint(receiver.endpoint())
         .with_otlp_ca(&pki.ca_file)
         .with_otlp_client_certificate(&pki.client_files.0, &pki.client_files.1);
-    let worker = Worker::builder()
-        .config(config)
-        .jobs([&ping::JOB])
-        .transport(Arc::clone(&transport))
-        .observer(recorder.clone())
-        .shutdown_signal(async {
-            let _ = stopped.await;
-        });
-    let running = tokio::spawn(worker.run());
-
-    let id = "worker-otel-tls-1";
-    ping::with(Ping {})
-        .message_id(id)
-        .enqueue(&Producer::new(Arc::clone(&transport)))
-        .await
-        .unwrap();
-    recorder.finished(id, WAIT).await.unwrap();
-    stop.send(()).unwrap();
-    running.await.unwrap().unwrap();
-
-    let process = format!("process {}", ping::QUEUE);
-    let is_consumer =
-        |span: &Span| span.name == process && text(span, "messaging.message.id") == Some(id);
-    receiver
-        .wait_for(WAIT, |spans| spans.iter().any(is_consumer))
-        .await;
+    let consumer = run_one_ping(config, &receiver, "worker-otel-tls-1").await;
+    assert_eq!(text(&consumer, "jobs.outcome"), Some("succeeded"));
 }
 
 #[tokio::test]
