@@ -235,6 +235,10 @@ async fn relay_outbox(worker: &WorkerBuilder) -> anyhow::Result<ExitCode> {
         eprintln!("outbox-relay: set --outbox-url, JOBS_OUTBOX_URL or `outbox_url` in the file");
         return Ok(ExitCode::from(CONFIG));
     };
+    // Before anything else, as the worker does: a signal sent while the relay starts asks
+    // for a graceful stop.
+    let signals =
+        crate::shutdown::Signals::install().context("could not install signal handlers")?;
     // Its probes and metrics, on the worker's address: bound first, as the worker does, so
     // that a port in use fails at once.
     let listener = tokio::net::TcpListener::bind(config.metrics_addr)
@@ -255,12 +259,9 @@ async fn relay_outbox(worker: &WorkerBuilder) -> anyhow::Result<ExitCode> {
         ),
     };
     let producer = jobs_core::Producer::new(transport);
-    let signal = crate::shutdown::first_signal();
     let stopped = async {
-        if let Err(error) = signal.await {
-            // Without signal handling the relay cannot stop gracefully; it stops now.
-            tracing::warn!(%error, "outbox relay: cannot handle signals");
-        }
+        let name = signals.first().await;
+        tracing::info!(signal = name, "outbox relay: stopping");
     };
     crate::outbox::relay(url, config.outbox_prune_after, producer, &status, stopped).await;
     server.abort();

@@ -4,25 +4,34 @@
 /// The exit code after a second signal: 128 + SIGINT, as shells report an interrupt.
 pub(crate) const FORCED_EXIT: i32 = 130;
 
-/// Waits for the first SIGTERM or SIGINT, then arms the second: from then on, another signal
-/// exits the process at once with [`FORCED_EXIT`].
-///
-/// # Errors
-///
-/// When the signal handlers cannot be installed.
-pub(crate) async fn first_signal() -> std::io::Result<&'static str> {
-    let mut signals = Signals::new()?;
-    let name = signals.next().await;
-    tokio::spawn(async move {
-        let name = signals.next().await;
-        tracing::warn!(signal = name, "second signal: exiting now");
-        std::process::exit(FORCED_EXIT);
-    });
-    Ok(name)
+impl Signals {
+    /// Installs the handlers now, so that a signal sent from here on is seen, even one that
+    /// arrives before anything waits for it: the default action (death by the signal) no
+    /// longer applies once this returns.
+    ///
+    /// # Errors
+    ///
+    /// When the signal handlers cannot be installed.
+    pub(crate) fn install() -> std::io::Result<Self> {
+        Self::new()
+    }
+
+    /// Waits for the first SIGTERM or SIGINT, then arms the second: from then on, another
+    /// signal exits the process at once with [`FORCED_EXIT`].
+    pub(crate) async fn first(mut self) -> &'static str {
+        let name = self.next().await;
+        tokio::spawn(async move {
+            let name = self.next().await;
+            tracing::warn!(signal = name, "second signal: exiting now");
+            std::process::exit(FORCED_EXIT);
+        });
+        name
+    }
 }
 
+/// The process's SIGTERM and SIGINT handlers.
 #[cfg(unix)]
-struct Signals {
+pub(crate) struct Signals {
     term: tokio::signal::unix::Signal,
     int: tokio::signal::unix::Signal,
 }
@@ -45,8 +54,9 @@ impl Signals {
     }
 }
 
+/// The process's Ctrl-C handler.
 #[cfg(not(unix))]
-struct Signals;
+pub(crate) struct Signals;
 
 #[cfg(not(unix))]
 impl Signals {

@@ -211,6 +211,10 @@ impl WorkerBuilder {
     /// within the configuration's `connect_retry` (or refuses the login or the TLS handshake),
     /// or the topology cannot be declared.
     pub async fn run(self) -> Result<()> {
+        // First of all: a SIGTERM sent while the worker starts (an orchestrator scaling down
+        // a pod it just made) then asks for a graceful stop, which the connect below and the
+        // serve loop both answer, rather than killing the process by the default action.
+        let signals = shutdown::Signals::install().map_err(Error::Signals)?;
         let config = self.config.clone();
         let jobs = self.resolve_jobs()?;
         let settings = Arc::new(self.engine.jobs_settings(&jobs));
@@ -308,7 +312,7 @@ impl WorkerBuilder {
             "serving /healthz, /readyz, /metrics and the dashboard at /"
         );
 
-        let mut signal = AbortOnDrop(tokio::spawn(shutdown::first_signal()));
+        let mut signal = AbortOnDrop(tokio::spawn(signals.first()));
         let mut asked = self
             .shutdown
             .into_inner()
@@ -327,7 +331,7 @@ impl WorkerBuilder {
                             connected.map_err(|source| Error::Connect { url, source })?;
                         Ok(transport)
                     }
-                    signalled = &mut signal.0 => Err(stop_by_signal(signalled)),
+                    signalled = &mut signal.0 => Err((signal_name(signalled), Ok(()))),
                     () = &mut asked => Err(("the shutdown signal", Ok(()))),
                 };
                 match stopped {
@@ -384,10 +388,9 @@ impl WorkerBuilder {
         let _ = broker.set(transport);
         *running.lock().unwrap_or_else(PoisonError::into_inner) = Some(started);
 
-        // Without signal handling there is no way to stop gracefully later: stop now.
-        let (name, outcome) = tokio::select! {
-            signalled = &mut signal.0 => stop_by_signal(signalled),
-            () = &mut asked => ("the shutdown signal", Ok(())),
+        let name = tokio::select! {
+            signalled = &mut signal.0 => signal_name(signalled),
+            () = &mut asked => "the shutdown signal",
         };
         tracing::info!(
             signal = name,
@@ -407,7 +410,7 @@ impl WorkerBuilder {
         #[cfg(feature = "otel")]
         telemetry.shut_down().await;
         tracing::info!("shut down");
-        outcome
+        Ok(())
     }
 
     /// This builder with the configuration `config`, for the command line.
@@ -417,16 +420,12 @@ impl WorkerBuilder {
     }
 }
 
-/// The signal task's end as the signal's name and the run's outcome: without signal handling
-/// there is no way to stop gracefully later, so its failure stops the worker too.
-fn stop_by_signal(
-    signalled: std::result::Result<std::io::Result<&'static str>, tokio::task::JoinError>,
-) -> (&'static str, Result<()>) {
-    match signalled {
-        Ok(Ok(name)) => (name, Ok(())),
-        Ok(Err(source)) => ("none", Err(Error::Signals(source))),
-        Err(_) => ("none", Ok(())),
-    }
+/// The name of the signal the signal task saw; a task that ended without one (it panicked,
+/// which it has no way to) stops the worker as a signal would.
+fn signal_name(
+    signalled: std::result::Result<&'static str, tokio::task::JoinError>,
+) -> &'static str {
+    signalled.unwrap_or("none")
 }
 
 /// Where the worker's transport comes from.

@@ -462,6 +462,34 @@ async fn readyz_is_false_while_the_connection_is_cut() {
     delete_job_queues(&url, &[&jobs::ready_job::JOB]).await;
 }
 
+/// The worker installs its signal handlers before it binds its port: a SIGTERM sent as soon
+/// as it serves `/healthz`, while it still waits for a broker that is not there, is a graceful
+/// stop with exit 0, not death by the signal's default action. Needs no broker.
+#[test]
+fn sigterm_while_the_broker_is_unreachable_stops_gracefully() {
+    // A port nothing listens on: the worker keeps trying it for its default 120 s.
+    let url = format!("amqp://guest:guest@127.0.0.1:{}/%2f", free_port());
+    let mut worker = Worker::start(&url, &[]);
+    worker.wait_for("/healthz 200", Duration::from_secs(20), |w| {
+        w.get("/healthz").is_some_and(|(status, _)| status == 200)
+    });
+    worker.signal("TERM");
+    let status = worker.exit(Duration::from_secs(10));
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "a SIGTERM while connecting exits 0 ({status}):\n{}",
+        worker.output()
+    );
+    assert!(
+        worker
+            .output()
+            .contains("stopped before the broker could be reached"),
+        "{}",
+        worker.output()
+    );
+}
+
 /// Everything a run prints, with `args` and `env`.
 fn run_output(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String) {
     let mut command = Command::new(WORKER);
