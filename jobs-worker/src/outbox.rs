@@ -13,6 +13,7 @@ use axum::routing::get;
 use jobs_core::Producer;
 use jobs_core::transport::redact_url;
 use jobs_outbox::Relay;
+use serde::Serialize;
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 
@@ -35,22 +36,35 @@ impl RelayStatus {
             .is_some()
     }
 
-    /// The relay's gauges and counters in the Prometheus text format: `jobs_outbox_up` (the
-    /// database answered this scrape), `jobs_outbox_oldest_seconds` (the outbox's lag),
-    /// `jobs_outbox_published_total` and `jobs_outbox_pushed_back_total`.
-    pub(crate) async fn render(&self) -> String {
+    /// One reading of the relay: its counters, and the outbox's lag read from the database,
+    /// waiting for it at most [`LAG_TIMEOUT`] (a database that hangs reads as down).
+    pub(crate) async fn read(&self) -> RelayReading {
         let relay = self
             .0
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
-        let oldest = match &relay {
-            Some((_, pool)) => tokio::time::timeout(LAG_TIMEOUT, jobs_outbox::oldest_waiting(pool))
-                .await
-                .ok()
-                .and_then(Result::ok),
-            None => None,
+        let Some((relay, pool)) = relay else {
+            return RelayReading::default();
         };
+        let oldest = tokio::time::timeout(LAG_TIMEOUT, jobs_outbox::oldest_waiting(&pool))
+            .await
+            .ok()
+            .and_then(Result::ok);
+        RelayReading {
+            connected: true,
+            up: oldest.is_some(),
+            oldest_seconds: oldest.map(|oldest| oldest.unwrap_or_default().as_secs_f64()),
+            published: relay.published(),
+            pushed_back: relay.pushed_back(),
+        }
+    }
+
+    /// The relay's gauges and counters in the Prometheus text format: `jobs_outbox_up` (the
+    /// database answered this scrape), `jobs_outbox_oldest_seconds` (the outbox's lag),
+    /// `jobs_outbox_published_total` and `jobs_outbox_pushed_back_total`.
+    pub(crate) async fn render(&self) -> String {
+        let reading = self.read().await;
         let mut out = String::new();
         let mut metric = |name: &str, kind: &str, help: &str, value: String| {
             let _ = writeln!(
@@ -62,32 +76,48 @@ impl RelayStatus {
             "jobs_outbox_up",
             "gauge",
             "1 when the outbox's database answered this scrape; 0 before the relay connects or while the database does not answer.",
-            u8::from(oldest.is_some()).to_string(),
+            u8::from(reading.up).to_string(),
         );
-        if let Some(oldest) = oldest {
+        if let Some(oldest) = reading.oldest_seconds {
             metric(
                 "jobs_outbox_oldest_seconds",
                 "gauge",
                 "How long the oldest job in the outbox has waited to be relayed; 0 when it is empty.",
-                oldest.unwrap_or_default().as_secs_f64().to_string(),
+                oldest.to_string(),
             );
         }
-        if let Some((relay, _)) = relay {
+        if reading.connected {
             metric(
                 "jobs_outbox_published_total",
                 "counter",
                 "Jobs the relay published with a confirm and deleted from the outbox.",
-                relay.published().to_string(),
+                reading.published.to_string(),
             );
             metric(
                 "jobs_outbox_pushed_back_total",
                 "counter",
                 "Outbox rows whose publish failed for a reason of their own, kept to be tried again later.",
-                relay.pushed_back().to_string(),
+                reading.pushed_back.to_string(),
             );
         }
         out
     }
+}
+
+/// What the relay's metrics and the dashboard show of it at one moment.
+#[derive(Debug, Default, Serialize)]
+pub(crate) struct RelayReading {
+    /// Whether the relay has connected to the database (and made its tables).
+    pub(crate) connected: bool,
+    /// Whether the database answered this reading.
+    pub(crate) up: bool,
+    /// How long the oldest row has waited, in seconds (0 when the outbox is empty); `None`
+    /// when the database did not answer.
+    pub(crate) oldest_seconds: Option<f64>,
+    /// Rows published with a confirm and deleted since the relay started.
+    pub(crate) published: u64,
+    /// Rows whose publish failed for a reason of their own, kept to be tried again.
+    pub(crate) pushed_back: u64,
 }
 
 /// The routes of the relay run alone (`outbox-relay`): `/healthz`, `/readyz` (200 once the

@@ -292,13 +292,16 @@ impl WorkerBuilder {
             outbox: relay_status.clone(),
         };
         let dashboard = config.dashboard.then(|| {
-            Arc::new(Dashboard::new(
+            let dashboard = Dashboard::new(
                 settings.to_vec(),
                 Arc::clone(&broker),
                 config.dashboard_token.clone(),
                 Arc::clone(&fleet),
                 config.connection_name.clone(),
-            ))
+            );
+            #[cfg(feature = "outbox")]
+            let dashboard = dashboard.with_outbox(relay_status.clone());
+            Arc::new(dashboard)
         });
         // Aborted on every way out of `run`, errors included: the port must not stay bound.
         let _server = AbortOnDrop(tokio::spawn(http::serve(

@@ -1,5 +1,6 @@
 //! A worker with `--outbox-url` relays the jobs applications commit to their outbox, and
-//! handles them: the rolled-back ones never reach the broker; its `/metrics` reports the relay.
+//! handles them: the rolled-back ones never reach the broker; its `/metrics` and its
+//! dashboard report the relay.
 //!
 //! Needs RabbitMQ (`JOBS_AMQP_URL`) and PostgreSQL (`JOBS_POSTGRES_URL`); without them the test
 //! skips, unless `JOBS_REQUIRE_BROKER` or `JOBS_REQUIRE_POSTGRES` makes it fail.
@@ -123,6 +124,20 @@ async fn the_worker_relays_committed_jobs_and_handles_them() {
     ] {
         assert!(metrics.contains(line), "{line:?} in {metrics}");
     }
+    // The dashboard's overview shows the same reading.
+    let overview: serde_json::Value =
+        serde_json::from_str(&get(addr, "/api/overview").await).expect("the overview's JSON");
+    assert_eq!(
+        overview["outbox"],
+        serde_json::json!({
+            "connected": true,
+            "up": true,
+            "oldest_seconds": 0.0,
+            "published": 10,
+            "pushed_back": 0,
+        }),
+        "{overview}"
+    );
     worker.stop().await;
     delete_job_queues(&url, &ship_from_outbox::JOB).await;
 }

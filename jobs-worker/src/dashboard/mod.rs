@@ -47,6 +47,9 @@ pub(crate) struct Dashboard {
     pub(crate) errors: errors::Errors,
     /// The last overview, shared by every viewer for a moment; cleared by each action.
     overview: shared_read::SharedRead,
+    /// The outbox relay the worker runs, if it runs one.
+    #[cfg(feature = "outbox")]
+    outbox: Option<Arc<crate::outbox::RelayStatus>>,
 }
 
 impl Dashboard {
@@ -66,7 +69,16 @@ impl Dashboard {
             name,
             errors: errors::Errors::default(),
             overview: shared_read::SharedRead::default(),
+            #[cfg(feature = "outbox")]
+            outbox: None,
         }
+    }
+
+    /// This dashboard showing the outbox relay `status` beside the jobs.
+    #[cfg(feature = "outbox")]
+    pub(crate) fn with_outbox(mut self, status: Option<Arc<crate::outbox::RelayStatus>>) -> Self {
+        self.outbox = status;
+        self
     }
 
     /// The broker, or a 503 while the worker is not connected yet.

@@ -30,6 +30,10 @@ pub(super) struct Overview {
     /// The levels of the delay cascade that hold delayed jobs (every job's: the levels are
     /// shared).
     delayed: Vec<Delayed>,
+    /// The outbox relay this worker runs; absent when it runs none.
+    #[cfg(feature = "outbox")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    outbox: Option<crate::outbox::RelayReading>,
 }
 
 #[derive(Debug, Serialize)]
@@ -108,19 +112,26 @@ async fn read(dashboard: &Dashboard) -> Overview {
             .jobs
             .iter()
             .map(|settings| job_info(dashboard, transport.as_deref(), settings, now)),
-    )
-    .await;
+    );
     let wall = transport
         .as_ref()
         .map_or_else(std::time::SystemTime::now, |transport| transport.now());
-    let delayed = match &transport {
-        // A count the broker refused leaves the levels out of this poll.
-        Some(transport) => queues::delayed(transport.as_ref())
-            .await
-            .map(|levels| levels.into_iter().map(Delayed::from).collect())
-            .unwrap_or_default(),
-        None => Vec::new(),
+    let delayed = async {
+        match &transport {
+            // A count the broker refused leaves the levels out of this poll.
+            Some(transport) => queues::delayed(transport.as_ref())
+                .await
+                .map(|levels| levels.into_iter().map(Delayed::from).collect())
+                .unwrap_or_default(),
+            None => Vec::new(),
+        }
     };
+    // The outbox beside the broker: a database that hangs costs the page its bound once, not
+    // on top of the broker's reads.
+    #[cfg(feature = "outbox")]
+    let (jobs, delayed, outbox) = tokio::join!(jobs, delayed, outbox(dashboard));
+    #[cfg(not(feature = "outbox"))]
+    let (jobs, delayed) = tokio::join!(jobs, delayed);
     Overview {
         worker: WorkerInfo {
             name: dashboard.name.clone(),
@@ -130,6 +141,17 @@ async fn read(dashboard: &Dashboard) -> Overview {
         jobs,
         workers: dashboard.fleet.workers(now),
         delayed,
+        #[cfg(feature = "outbox")]
+        outbox,
+    }
+}
+
+/// The outbox relay's reading, when the worker runs one.
+#[cfg(feature = "outbox")]
+async fn outbox(dashboard: &Dashboard) -> Option<crate::outbox::RelayReading> {
+    match &dashboard.outbox {
+        Some(status) => Some(status.read().await),
+        None => None,
     }
 }
 

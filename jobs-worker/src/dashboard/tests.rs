@@ -430,3 +430,42 @@ async fn before_the_broker_connects_reads_say_so_and_actions_are_refused_typed()
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     assert!(body["error"].as_str().unwrap().contains("not connected"));
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_overview_shows_the_outbox_relay_only_where_the_worker_runs_one() {
+    let app = TestApp::builder().job(&broken::JOB).build().unwrap();
+    let (status, overview) = get(&dashboard(&app, None), "/api/overview").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(overview.get("outbox").is_none(), "{overview}");
+
+    #[cfg(feature = "outbox")]
+    {
+        // A relay that has not reached its database yet: nothing read, nothing counted.
+        let transport: Arc<dyn Transport> = Arc::new(app.transport().clone());
+        let cell = Arc::new(OnceLock::new());
+        cell.set(transport).unwrap();
+        let router = routes(Arc::new(
+            Dashboard::new(
+                app.engine().jobs().to_vec(),
+                cell,
+                None,
+                Arc::new(Fleet::default()),
+                "test-worker".to_owned(),
+            )
+            .with_outbox(Some(Arc::default())),
+        ));
+        let (status, overview) = get(&router, "/api/overview").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(
+            overview["outbox"],
+            json!({
+                "connected": false,
+                "up": false,
+                "oldest_seconds": null,
+                "published": 0,
+                "pushed_back": 0,
+            }),
+            "{overview}"
+        );
+    }
+}
