@@ -1,7 +1,8 @@
 //! The dashboard in a browser: headless Chromium loads the page of a worker on RabbitMQ whose
 //! error queue holds 300 failures of 3 causes, sees 3 groups of 100, is refused a replay without
 //! the token, replays one group with it (that group is handled, the others stay), and deletes
-//! one message (exactly one gone). The broker's counts are checked after each action.
+//! one message (exactly one gone). The broker's counts are checked after each action. With a
+//! PostgreSQL, the worker also runs an outbox relay, and the page shows it up.
 //!
 //! Needs Debian's `chromium` and `chromium-driver` (scripts/foreign-deps installs them); skips
 //! without them or without a broker, unless `JOBS_REQUIRE_BROKER` is set.
@@ -104,6 +105,28 @@ async fn clean_up(url: &str) {
 }
 
 /// Polls the broker until `queue` holds `want` ready messages; fails after [`WAIT`].
+/// The URL of an outbox in a fresh schema of the test's PostgreSQL, or `None` without one
+/// (when `JOBS_REQUIRE_POSTGRES` is unset; with it, the test fails). The worker's relay makes
+/// the outbox's tables there.
+async fn outbox_url() -> Option<String> {
+    const SCHEMA: &str = "tests_dashboard_outbox";
+    let postgres = jobs_outbox::testing::postgres_url()?;
+    let pool = sqlx::PgPool::connect(&postgres)
+        .await
+        .expect("PostgreSQL answers");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "DROP SCHEMA IF EXISTS {SCHEMA} CASCADE; CREATE SCHEMA {SCHEMA};"
+    )))
+    .execute(&pool)
+    .await
+    .expect("a fresh schema");
+    pool.close().await;
+    let separator = if postgres.contains('?') { '&' } else { '?' };
+    Some(format!(
+        "{postgres}{separator}options=-csearch_path%3D{SCHEMA}"
+    ))
+}
+
 async fn wait_for_count(transport: &dyn Transport, queue: &str, want: u64, what: &str) {
     let deadline = Instant::now() + WAIT;
     loop {
@@ -253,6 +276,11 @@ async fn the_dashboard_groups_replays_and_deletes_failures_in_a_browser() {
         .with_connection_name("jobs-tests-dashboard")
         .with_metrics_addr(metrics_addr)
         .with_dashboard_token(DashboardToken::new(token.clone()).expect("a long enough token"));
+    let outbox = outbox_url().await;
+    let config = match &outbox {
+        Some(outbox) => config.with_outbox_url(outbox.clone()),
+        None => config,
+    };
     let worker = tokio::spawn(
         Worker::builder()
             .jobs([&dashboard_fail::JOB])
@@ -288,6 +316,19 @@ async fn the_dashboard_groups_replays_and_deletes_failures_in_a_browser() {
         &[(CAUSES[0], 100), (CAUSES[1], 100), (CAUSES[2], 100)],
         "3 groups of 100",
     );
+
+    // The relay's panel: its database answers and the outbox is empty.
+    if outbox.is_some() {
+        browser.wait_for(
+            "the outbox relay up, nothing waiting",
+            "const panel = document.querySelector('[data-testid=outbox]');\n\
+             const oldest = document.querySelector('[data-testid=outbox-oldest]');\n\
+             return panel.offsetParent !== null && panel.dataset.state === 'up'\n\
+               && oldest.textContent === 'none waiting';",
+            &[],
+            WAIT,
+        );
+    }
 
     // Without the token a replay is refused, and nothing moves.
     let replay = group_button(&browser, CAUSES[0], "replay-group");
