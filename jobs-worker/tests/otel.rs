@@ -27,10 +27,14 @@ async fn ping(_ping: Ping) -> Result<(), JobError> {
     Ok(())
 }
 
+/// Held by a test while its worker runs: a worker's tracer is the process's, so two at once
+/// would send each other's spans to the wrong collector.
+static ONE_TRACER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Runs a worker with `config` on the in-memory broker, has it handle one `ping` with message
-/// id `id` and shut down (no flush: its shutdown sends what is left), and waits for
-/// `receiver` to get the attempt's consumer span, which it returns.
-async fn run_one_ping(config: WorkerConfig, receiver: &Receiver, id: &'static str) -> Span {
+/// id `id`, and shuts it down (which sends the spans left), waiting at most [`WAIT`] for each.
+async fn ping_and_stop(config: WorkerConfig, id: &'static str) {
+    let _alone = ONE_TRACER.lock().await;
     let transport: Arc<dyn Transport> = Arc::new(MemoryTransport::new());
     let recorder = Arc::new(Recorder::new());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -53,8 +57,18 @@ async fn run_one_ping(config: WorkerConfig, receiver: &Receiver, id: &'static st
         .unwrap();
     recorder.finished(id, WAIT).await.unwrap();
     stop.send(()).unwrap();
-    running.await.unwrap().unwrap();
+    tokio::time::timeout(WAIT, running)
+        .await
+        .expect("the worker shuts down")
+        .unwrap()
+        .unwrap();
+}
 
+/// Runs a worker with `config` on the in-memory broker, has it handle one `ping` with message
+/// id `id` and shut down (no flush: its shutdown sends what is left), and waits for
+/// `receiver` to get the attempt's consumer span, which it returns.
+async fn run_one_ping(config: WorkerConfig, receiver: &Receiver, id: &'static str) -> Span {
+    ping_and_stop(config, id).await;
     // The producer's `publish` span carries the same message id when the enqueue ran after
     // the worker set its tracer; the consumer's span is the one these tests are about.
     let process = format!("process {}", ping::QUEUE);
@@ -149,6 +163,22 @@ async fn a_worker_exports_to_an_https_collector_trusting_its_ca_with_a_client_ce
         .with_otlp_client_certificate(&pki.client_files.0, &pki.client_files.1);
     let consumer = run_one_ping(config, &receiver, "worker-otel-tls-1").await;
     assert_eq!(text(&consumer, "jobs.outcome"), Some("succeeded"));
+}
+
+/// A collector whose certificate the worker cannot verify (its CA neither given nor among the
+/// system's roots): the worker sends it nothing, not even at its shutdown's flush, and runs
+/// its jobs and shuts down as it would without telemetry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_sends_nothing_to_a_collector_it_cannot_verify_and_runs_its_jobs_regardless() {
+    use tonic::transport::{Identity, Server, ServerTlsConfig};
+
+    let pki = Pki::new("otlp-untrusted");
+    let tls = ServerTlsConfig::new().identity(Identity::from_pem(&pki.server.0, &pki.server.1));
+    let receiver = Receiver::start_with(Server::builder().tls_config(tls).unwrap(), "https");
+    let config = WorkerConfig::default().with_otlp_endpoint(receiver.endpoint());
+    ping_and_stop(config, "worker-otel-untrusted-1").await;
+    // The shutdown flushed, or failed to: a span would be there by now.
+    assert_eq!(receiver.received(), 0);
 }
 
 #[tokio::test]

@@ -96,6 +96,11 @@ impl Receiver {
             .build()
     }
 
+    /// How many spans it has received so far.
+    pub(crate) fn received(&self) -> usize {
+        self.received.spans.lock().unwrap().len()
+    }
+
     /// Waits, at most `within`, until the spans received satisfy `done`, and returns them.
     ///
     /// # Panics
