@@ -102,7 +102,14 @@ impl WorkerProcess {
     /// not answer.
     #[must_use]
     pub fn get(&self, path: &str) -> Option<(u16, String)> {
-        http_get(self.port, path)
+        self.get_within(path, Duration::from_secs(5))
+    }
+
+    /// `GET path` as [`get`](Self::get), waiting up to `timeout` for the answer: for a probe
+    /// that is itself bounded by a timeout of the worker's.
+    #[must_use]
+    pub fn get_within(&self, path: &str, timeout: Duration) -> Option<(u16, String)> {
+        http_get(self.port, path, timeout)
     }
 
     /// Whether `/readyz` answers 200: every consumer attached.
@@ -252,9 +259,9 @@ fn free_port() -> io::Result<u16> {
         .port())
 }
 
-fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+fn http_get(port: u16, path: &str, timeout: Duration) -> Option<(u16, String)> {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    stream.set_read_timeout(Some(timeout)).ok()?;
     write!(
         stream,
         "GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"

@@ -4,7 +4,10 @@
 //! * two relays at once, no fault: no row is published twice;
 //! * half the transactions rolled back, the relay process killed (SIGKILL) three times and
 //!   restarted, the node killed and restarted once: exactly the committed jobs are handled, a
-//!   row published again keeps its message id, and the inbox makes each effect once.
+//!   row published again keeps its message id, and the inbox makes each effect once;
+//! * the relay's database black-holed while the application commits: the relay's `/metrics`
+//!   answer within their bound, saying the database is down, and once the network is back
+//!   every committed job is handled, once.
 //!
 //! The application's transactions write an order and its job (`enqueue_in`) and commit or roll
 //! back; an in-process engine handles the job, recording every delivery before the inbox. The
@@ -15,12 +18,13 @@ mod outbox_support;
 
 use std::time::{Duration, Instant};
 
+use jobs_faults::proxy::{FaultProxy, Mode, url_through};
 use jobs_faults::scenario::{sized, until, until_async};
 use jobs_faults::{Ledger, PrivateNode, skip_without_rabbitmq};
 use outbox_support::{
     BATCH, Database, Delivery, IN_FLIGHT, InProcessRelay, Moment, SETTLE, Seen, Written,
-    check_effects, engine, kill_in_pass, settle, start_relay, terminate, thousands, transactions,
-    wait_in_pass,
+    check_effects, engine, kill_in_pass, settle, start_relay, start_relay_at, terminate, thousands,
+    transactions, wait_in_pass,
 };
 
 /// The application's transactions running at once.
@@ -42,6 +46,9 @@ async fn the_outbox_sends_the_committed_jobs_once_each_and_their_effects_happen_
     let Some(kills_db) = Database::fresh("faults_outbox_kills").await else {
         return;
     };
+    let Some(hole_db) = Database::fresh("faults_outbox_hole").await else {
+        return;
+    };
     let started = Instant::now();
     let mut node = PrivateNode::start_new()
         .await
@@ -50,6 +57,7 @@ async fn the_outbox_sends_the_committed_jobs_once_each_and_their_effects_happen_
 
     two_relays_at_once(&node, relays_db).await;
     relay_and_broker_killed(&mut node, kills_db).await;
+    database_black_holed(&node, hole_db).await;
     eprintln!("outbox faults done in {:?}", started.elapsed());
 }
 
@@ -285,5 +293,122 @@ async fn relay_and_broker_killed(node: &mut PrivateNode, db: Database) {
         &scenario,
         RELAY_KILLS.len() as u64 * BATCH + BATCH + IN_FLIGHT,
     );
+    db.remove().await;
+}
+
+/// The relay process reaches its database through a proxy that turns into a black hole
+/// (forwarding nothing, keeping the connections open) while the application goes on
+/// committing: the relay's `/metrics` answer within their bound with `jobs_outbox_up 0`, the
+/// rows committed meanwhile wait in the outbox, and once the network is back the relay goes on
+/// where it stopped: every committed job handled, each effect once.
+async fn database_black_holed(node: &PrivateNode, db: Database) {
+    let total = sized(1_000, 4_000);
+    let scenario = format!(
+        "outbox: {} transactions, the relay's database black-holed",
+        thousands(total)
+    );
+    let first_id = 3_000_000;
+    let ledger = Ledger::new();
+    let seen = Seen::new(&ledger);
+    let engine = engine(&node.url(), "hole", &seen, &db).await;
+    let proxy = FaultProxy::start(db.server())
+        .await
+        .expect("the proxy starts");
+    let name = "relay_hole";
+    let mut relay = start_relay_at(&node.url(), &url_through(&db.url_for(name), proxy.addr()));
+    until_async(
+        &format!("{scenario}: {name} listens"),
+        Duration::from_secs(60),
+        || async { db.listening(name).await },
+    )
+    .await;
+
+    let begun = Instant::now();
+    let application = tokio::spawn(transactions(
+        db.pool().clone(),
+        ledger.clone(),
+        first_id..first_id + total,
+        |_| true,
+        CONCURRENCY,
+    ));
+    let relayed = || {
+        let (ledger, db) = (&ledger, &db);
+        async move { (ledger.confirmed_count() as u64).saturating_sub(db.outbox_rows().await) }
+    };
+    let mark = total / 4;
+    until_async(
+        &format!("{scenario}: {mark} relayed before the black hole"),
+        SETTLE,
+        || async { relayed().await >= mark },
+    )
+    .await;
+    proxy.set_mode(Mode::Freeze);
+    let frozen = Instant::now();
+    // The scrape waits for the outbox's lag at most 5 s, then says the database is down: a
+    // bound of the worker's, which the test's 30 s only back up.
+    let metrics = relay
+        .get_within("/metrics", Duration::from_secs(30))
+        .map(|(_, body)| body);
+    let scraped_in = frozen.elapsed();
+    let metrics = metrics.unwrap_or_else(|| {
+        panic!(
+            "{scenario}: /metrics did not answer in 30 s with the database black-holed:\n{}",
+            relay.output()
+        )
+    });
+    assert!(
+        metrics.contains("\njobs_outbox_up 0\n") && !metrics.contains("jobs_outbox_oldest_seconds"),
+        "{scenario}: /metrics with the database black-holed: {metrics}"
+    );
+    let written: Written = tokio::time::timeout(SETTLE, application)
+        .await
+        .expect("the transactions end in time")
+        .expect("the transactions do not panic");
+    let waiting = db.outbox_rows().await;
+    eprintln!(
+        "{scenario}: /metrics answered in {scraped_in:?} with the database black-holed; the \
+         application committed {} in {:?}; {waiting} rows waiting when the network came back, \
+         {:?} after it went",
+        written.committed.len(),
+        begun.elapsed(),
+        frozen.elapsed()
+    );
+    assert!(
+        waiting > 0,
+        "{scenario}: the relay relayed rows committed while it could not reach its database"
+    );
+    proxy.set_mode(Mode::Pass);
+    until(
+        &format!("{scenario}: every committed job handled"),
+        SETTLE,
+        || ledger.report().lost.is_empty(),
+    )
+    .await;
+    eprintln!("{scenario}: all handled after {:?}", begun.elapsed());
+    settle(&engine, &db, &scenario).await;
+    // The connection the timed-out scrape left behind serves again.
+    until(
+        &format!("{scenario}: /metrics say the database is back"),
+        Duration::from_secs(60),
+        || {
+            relay.get("/metrics").is_some_and(|(_, body)| {
+                body.contains("\njobs_outbox_up 1\n")
+                    && body.contains("\njobs_outbox_oldest_seconds 0\n")
+            })
+        },
+    )
+    .await;
+    relay.signal("TERM").expect("kill -TERM");
+    let status = relay
+        .wait_exit(Duration::from_secs(30))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(status.success(), "exit {status}:\n{}", relay.output());
+    assert!(!relay.output().contains("panicked"), "{}", relay.output());
+    engine.shutdown(Duration::from_secs(10)).await;
+
+    check_effects(&db, &written, &seen.deliveries(), &scenario).await;
+    // A pass cut off by the black hole before its commit is published again (one batch), and
+    // the engine's unacked deliveries may come again.
+    ledger.report().check(&scenario, BATCH + IN_FLIGHT);
     db.remove().await;
 }

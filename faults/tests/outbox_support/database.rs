@@ -76,6 +76,12 @@ impl Database {
         )
     }
 
+    /// The server's `host:port`, for a proxy in front of it.
+    pub(crate) fn server(&self) -> String {
+        let options: PgConnectOptions = self.url.parse().expect("a PostgreSQL URL");
+        format!("{}:{}", options.get_host(), options.get_port())
+    }
+
     /// A pool of `connections` in the schema, for an in-process relay: its own connections,
     /// as a relay process would have.
     pub(crate) async fn relay_pool(&self, application: &str, connections: u32) -> PgPool {

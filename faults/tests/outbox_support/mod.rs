@@ -20,7 +20,7 @@ use jobs_core::{JobContext, JobDefaults, JobError, JobSettings, State, job};
 use jobs_faults::Ledger;
 use jobs_outbox::{InboxExt as _, OutboxEnqueue as _};
 pub(crate) use relays::{
-    InProcessRelay, Moment, kill_in_pass, start_relay, terminate, wait_in_pass,
+    InProcessRelay, Moment, kill_in_pass, start_relay, start_relay_at, terminate, wait_in_pass,
 };
 use sqlx::PgPool;
 

@@ -24,15 +24,17 @@ const WORKER: &str = env!("CARGO_BIN_EXE_jobs-fault-worker");
 /// `application`. Not waited for: it connects to the broker, then to the database, then
 /// listens ([`Database::listening`]).
 pub(crate) fn start_relay(amqp_url: &str, db: &Database, application: &str) -> WorkerProcess {
-    let outbox_url = db.url_for(application);
+    start_relay_at(amqp_url, &db.url_for(application))
+}
+
+/// Starts the relay process as [`start_relay`] does, on the database at `outbox_url`: a URL
+/// of [`Database::url_for`], or one through a proxy.
+pub(crate) fn start_relay_at(amqp_url: &str, outbox_url: &str) -> WorkerProcess {
     WorkerProcess::start(
         Path::new(WORKER),
         amqp_url,
         &["outbox-relay"],
-        &[
-            ("JOBS_AMQP_URL", amqp_url),
-            ("JOBS_OUTBOX_URL", &outbox_url),
-        ],
+        &[("JOBS_AMQP_URL", amqp_url), ("JOBS_OUTBOX_URL", outbox_url)],
     )
     .expect("the relay process starts")
 }
