@@ -97,6 +97,7 @@ impl Receiver {
     }
 
     /// How many spans it has received so far.
+    #[allow(dead_code, reason = "for jobs-worker's tests, which share this file")]
     pub(crate) fn received(&self) -> usize {
         self.received.spans.lock().unwrap().len()
     }
