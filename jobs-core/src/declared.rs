@@ -96,7 +96,8 @@ impl Declared {
         Ok(())
     }
 
-    fn is_done(&self, job: &'static Job) -> bool {
+    /// Whether `job`'s topology is declared.
+    pub(crate) fn is_done(&self, job: &'static Job) -> bool {
         let key = key(job);
         // Acquire: whoever stored it had finished the declare, and this enqueue comes after.
         if self.last.load(Ordering::Acquire) == key {

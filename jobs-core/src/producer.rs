@@ -2,11 +2,14 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::task::Poll;
+use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
+#[cfg(feature = "amqp")]
+use futures_util::future::Either;
 
 use crate::call::Calls;
 use crate::declared::Declared;
@@ -159,6 +162,14 @@ impl Producer {
         }
     }
 
+    /// Whether [`declare`](Self::declare) has nothing left to do for `job`.
+    pub(crate) fn is_declared(&self, job: &'static Job) -> bool {
+        self.inner
+            .declared
+            .as_ref()
+            .is_none_or(|declared| declared.is_done(job))
+    }
+
     /// Declares `job`'s exchange, work queue, error queue and binding, once per producer (and
     /// not at all with [`ProducerOptions::declare`] off). [`Enqueue::enqueue`] does this
     /// itself; a relay that publishes messages prepared earlier ([`Enqueue::prepare`]) calls it.
@@ -196,12 +207,16 @@ impl Producer {
     ///
     /// [`Error::Timeout`] when no confirm comes within the confirm timeout, and whatever the
     /// transport reports: unroutable, nacked, connection errors.
-    pub async fn publish(&self, publish: Publish) -> Result<()> {
+    pub fn publish(&self, publish: Publish) -> impl Future<Output = Result<()>> + Send + 'static {
+        // A future returned, not an `async fn`'s: the enqueue that awaits it holds it in its
+        // own state, with no wrapper around it to move it into first.
         #[cfg(feature = "amqp")]
-        if let Some(amqp) = self.amqp() {
-            return self.publish_in_place(amqp, publish).await;
+        match self.amqp() {
+            Some(amqp) => Either::Left(self.publish_in_place(amqp, publish)),
+            None => Either::Right(self.publish_boxed(publish)),
         }
-        self.publish_boxed(publish).await
+        #[cfg(not(feature = "amqp"))]
+        self.publish_boxed(publish)
     }
 
     /// The producer's transport when it is RabbitMQ's, for
@@ -247,25 +262,49 @@ impl Producer {
 /// timer wheel, about 1,000 of the 11,000 instructions an in-memory job cost. On RabbitMQ
 /// every publish waits for its confirm, so its timer starts at once, as
 /// `tokio::time::timeout`'s would.
-async fn confirmed_within(
+///
+/// A future of its own rather than an `async fn`: the publish it wraps (over 2 KiB on
+/// RabbitMQ) is then moved once, into this, where an `async fn` moved it into its state and
+/// again into the pinned slot it polls it from.
+fn confirmed_within<F: Future<Output = Result<()>>>(
     after: Duration,
-    published: impl Future<Output = Result<()>>,
-) -> Result<()> {
-    let mut published = std::pin::pin!(published);
-    let mut timer = std::pin::pin!(None::<tokio::time::Sleep>);
-    std::future::poll_fn(|cx| {
-        if let Poll::Ready(result) = published.as_mut().poll(cx) {
+    published: F,
+) -> ConfirmedWithin<F> {
+    ConfirmedWithin {
+        published,
+        timer: None,
+        after,
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The future of [`confirmed_within`].
+    pub(crate) struct ConfirmedWithin<F> {
+        #[pin]
+        published: F,
+        #[pin]
+        timer: Option<tokio::time::Sleep>,
+        after: Duration,
+    }
+}
+
+impl<F: Future<Output = Result<()>>> Future for ConfirmedWithin<F> {
+    type Output = Result<()>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        let mut this = self.project();
+        if let Poll::Ready(result) = this.published.poll(cx) {
             return Poll::Ready(result);
         }
-        if timer.is_none() {
-            timer.set(Some(tokio::time::sleep(after)));
+        let after = *this.after;
+        if this.timer.is_none() {
+            this.timer.set(Some(tokio::time::sleep(after)));
         }
-        match timer.as_mut().as_pin_mut() {
+        match this.timer.as_pin_mut() {
             Some(timer) => timer.poll(cx).map(|()| Err(Error::Timeout { after })),
             None => Poll::Pending,
         }
-    })
-    .await
+    }
 }
 
 impl AsRef<Producer> for Producer {
@@ -398,7 +437,12 @@ impl<M: JobMessage> Enqueue<M> {
         let job = self.job;
         let (id, publish, span) = self.into_message(producer)?;
         let published = async {
-            producer.declare(job).await?;
+            // Checked before the declare's future is made: it is declared every time but the
+            // first, and that future, made, moved and dropped per enqueue, costs more than
+            // the check.
+            if !producer.is_declared(job) {
+                producer.declare(job).await?;
+            }
             producer.publish(publish).await
         }
         .await;
