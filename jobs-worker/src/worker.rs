@@ -209,7 +209,7 @@ impl WorkerBuilder {
     /// When there are no jobs to serve, a job takes a [`State<T>`](jobs_core::State) the
     /// worker was not given, the metrics address cannot be bound, the broker cannot be reached
     /// within the configuration's `connect_retry` (or refuses the login or the TLS handshake),
-    /// or the topology cannot be declared.
+    /// the topology cannot be declared, or the signal handlers cannot be installed.
     pub async fn run(self) -> Result<()> {
         // First of all: a SIGTERM sent while the worker starts (an orchestrator scaling down
         // a pod it just made) then asks for a graceful stop, which the connect below and the
@@ -334,16 +334,16 @@ impl WorkerBuilder {
                             connected.map_err(|source| Error::Connect { url, source })?;
                         Ok(transport)
                     }
-                    signalled = &mut signal.0 => Err((signal_name(signalled), Ok(()))),
-                    () = &mut asked => Err(("the shutdown signal", Ok(()))),
+                    signalled = &mut signal.0 => Err(signal_name(signalled)),
+                    () = &mut asked => Err("the shutdown signal"),
                 };
                 match stopped {
                     Ok(transport) => (Arc::new(transport.clone()), Some(transport)),
-                    Err((name, outcome)) => {
+                    Err(name) => {
                         tracing::info!(signal = name, "stopped before the broker could be reached");
                         #[cfg(feature = "otel")]
                         telemetry.shut_down().await;
-                        return outcome;
+                        return Ok(());
                     }
                 }
             }
