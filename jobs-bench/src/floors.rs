@@ -82,6 +82,7 @@ impl fmt::Display for Checked {
             rule,
         } = self.floor;
         let verdict = if self.kept { "ok" } else { "NOT KEPT" };
+        // Three decimals: a ratio that misses its floor by a hair must not print as the floor.
         let (what, bound) = match rule {
             Rule::RatioAtLeast(bound) => ("ratio", format!(">= {bound}")),
             Rule::RatioAtMost(bound) => ("ratio", format!("<= {bound}")),
@@ -90,7 +91,7 @@ impl fmt::Display for Checked {
         };
         write!(
             f,
-            "{verdict}: {queue} {measure}: {what} {:.2} (floor {bound})",
+            "{verdict}: {queue} {measure}: {what} {:.3} (floor {bound})",
             self.value
         )
     }

@@ -1,5 +1,5 @@
 //! `GET /api/overview` (every job, its queues, the fleet's counters and rates, pause and kill
-//! switch, schedule) and the pause and resume actions.
+//! switch, schedule; the delay levels; the outbox relay) and the pause and resume actions.
 
 use std::sync::Arc;
 
