@@ -134,7 +134,8 @@ impl Names {
 /// broker's confirm, otherwise once the message is written:
 /// [`Error::Unroutable`] for a returned `mandatory` message, [`Error::Nacked`] for a negative
 /// confirm, [`Error::HeadersTooLarge`] before anything is sent for a header table larger than
-/// a frame of `frame_max` bytes (0: no limit). It takes the properties out of `publish`.
+/// a frame of `frame_max` bytes (0: no limit). It takes the properties out of `publish`, and
+/// its body once sent.
 ///
 /// `publish` is borrowed, not taken: the caller's future already holds it, and a second copy in
 /// this one would make every publish's future larger by a `Publish`, a cost paid in its
@@ -166,7 +167,7 @@ pub(super) async fn send(
         mandatory: publish.mandatory,
         immediate: false,
     };
-    let failed = |err| {
+    let failed = |err, publish: &Publish| {
         refine(
             error_map::map(&err, Subject::Exchange(&publish.exchange)),
             publish,
@@ -181,11 +182,15 @@ pub(super) async fn send(
             properties,
         )
         .await
-        .map_err(failed)?;
+        .map_err(|err| failed(err, publish))?;
+    // lapin has copied the body into its frames: freed now rather than when the confirm comes
+    // back, so that publishes waiting for their confirms (a thousand of them, under load) do
+    // not each hold a body the size of the job.
+    drop(std::mem::take(&mut publish.envelope.body));
     if !confirmed {
         return Ok(());
     }
-    match confirm.await.map_err(failed)? {
+    match confirm.await.map_err(|err| failed(err, publish))? {
         Confirmation::Ack(None) => Ok(()),
         Confirmation::Ack(Some(_)) => Err(Error::Unroutable {
             exchange: publish.exchange.to_string(),
