@@ -201,7 +201,10 @@ impl Producer {
         &self.inner.options
     }
 
-    /// Publishes a prepared message and waits for the broker's confirm.
+    /// Publishes a prepared message and waits for the broker's confirm. The future owns what
+    /// it needs (it borrows neither the producer nor the message); await it for the outcome.
+    /// On RabbitMQ nothing is sent before it is first polled; another transport may start the
+    /// publish at this call, as the in-memory one does.
     ///
     /// # Errors
     ///
@@ -279,7 +282,7 @@ fn confirmed_within<F: Future<Output = Result<()>>>(
 
 pin_project_lite::pin_project! {
     /// The future of [`confirmed_within`].
-    pub(crate) struct ConfirmedWithin<F> {
+    struct ConfirmedWithin<F> {
         #[pin]
         published: F,
         #[pin]
