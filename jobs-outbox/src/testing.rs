@@ -1,4 +1,5 @@
-//! The PostgreSQL of tests that need one, or the reason they skip.
+//! The PostgreSQL of tests that need one, or the reason they skip, and a schema of a test's own
+//! on it.
 
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
@@ -36,6 +37,46 @@ pub fn postgres_url() -> Option<String> {
     None
 }
 
+/// Drops schema `schema` on the PostgreSQL at `url`, with everything in it, and creates it
+/// anew: a test's own, empty.
+///
+/// # Panics
+///
+/// When the server refuses the connection or the statements (a test has nothing to go on).
+pub async fn reset_schema(url: &str, schema: &str) {
+    let admin = sqlx::PgPool::connect(url)
+        .await
+        .expect("PostgreSQL accepts a connection");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema};"
+    )))
+    .execute(&admin)
+    .await
+    .expect("a fresh schema");
+    admin.close().await;
+}
+
+/// `url` with `schema` as its connections' `search_path`: what a pool, the worker's
+/// `--outbox-url` or a relay connects with to find the outbox's tables there.
+#[must_use]
+pub fn schema_url(url: &str, schema: &str) -> String {
+    let separator = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{separator}options=-csearch_path%3D{schema}")
+}
+
+/// The URL of schema `name` of the test's PostgreSQL ([`postgres_url`]), dropped and created
+/// anew ([`reset_schema`], [`schema_url`]), or `None` when no PostgreSQL answers: the test
+/// skips.
+///
+/// # Panics
+///
+/// As [`postgres_url`] and [`reset_schema`] do.
+pub async fn fresh_schema(name: &str) -> Option<String> {
+    let url = postgres_url()?;
+    reset_schema(&url, name).await;
+    Some(schema_url(&url, name))
+}
+
 /// `host:port` of a `postgres://` URL (the port 5432 when it has none); no credentials.
 fn host_port(url: &str) -> String {
     let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
@@ -52,7 +93,19 @@ fn host_port(url: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::host_port;
+    use super::{host_port, schema_url};
+
+    #[test]
+    fn a_schema_url_adds_its_search_path_to_the_query() {
+        assert_eq!(
+            schema_url("postgres://db/app", "s1"),
+            "postgres://db/app?options=-csearch_path%3Ds1"
+        );
+        assert_eq!(
+            schema_url("postgres://db/app?sslmode=disable", "s1"),
+            "postgres://db/app?sslmode=disable&options=-csearch_path%3Ds1"
+        );
+    }
 
     #[test]
     fn the_address_leaves_out_the_credentials() {

@@ -13,7 +13,7 @@ use jobs_core::transport::amqp::AmqpTransport;
 use jobs_core::{JobError, job};
 use jobs_outbox::OutboxEnqueue as _;
 use jobs_worker::WorkerConfig;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::postgres::PgPoolOptions;
 use support::{Running, WAIT, delete_job_queues, delete_queues, free_addr, get};
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -39,27 +39,15 @@ async fn the_worker_relays_committed_jobs_and_handles_them() {
     let Some(url) = jobs_core::testing::broker_url() else {
         return;
     };
-    let Some(postgres) = jobs_outbox::testing::postgres_url() else {
+    // The outbox in a schema of its own, which the worker's relay and the test both reach
+    // through its URL.
+    let Some(outbox_url) = jobs_outbox::testing::fresh_schema(SCHEMA).await else {
         return;
     };
     delete_queues(&[WORK, &format!("{WORK}.err")]);
-    // The outbox in a schema of its own: the worker's relay reaches it through the URL's
-    // `options`, the test through the pool's.
-    let options: PgConnectOptions = postgres.parse().unwrap();
     let pool = PgPoolOptions::new()
         .max_connections(2)
-        .connect_with(options.clone())
-        .await
-        .unwrap();
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-        "DROP SCHEMA IF EXISTS {SCHEMA} CASCADE; CREATE SCHEMA {SCHEMA};"
-    )))
-    .execute(&pool)
-    .await
-    .unwrap();
-    let pool = PgPoolOptions::new()
-        .max_connections(2)
-        .connect_with(options.options([("search_path", SCHEMA)]))
+        .connect(&outbox_url)
         .await
         .unwrap();
     jobs_outbox::migrate(&pool).await.unwrap();
@@ -76,8 +64,6 @@ async fn the_worker_relays_committed_jobs_and_handles_them() {
         }
     }
 
-    let separator = if postgres.contains('?') { '&' } else { '?' };
-    let outbox_url = format!("{postgres}{separator}options=-csearch_path%3D{SCHEMA}");
     let addr = free_addr();
     let config = WorkerConfig::default()
         .with_url(url.clone())

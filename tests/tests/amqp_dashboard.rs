@@ -105,28 +105,6 @@ async fn clean_up(url: &str) {
 }
 
 /// Polls the broker until `queue` holds `want` ready messages; fails after [`WAIT`].
-/// The URL of an outbox in a fresh schema of the test's PostgreSQL, or `None` without one
-/// (when `JOBS_REQUIRE_POSTGRES` is unset; with it, the test fails). The worker's relay makes
-/// the outbox's tables there.
-async fn outbox_url() -> Option<String> {
-    const SCHEMA: &str = "tests_dashboard_outbox";
-    let postgres = jobs_outbox::testing::postgres_url()?;
-    let pool = sqlx::PgPool::connect(&postgres)
-        .await
-        .expect("PostgreSQL answers");
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-        "DROP SCHEMA IF EXISTS {SCHEMA} CASCADE; CREATE SCHEMA {SCHEMA};"
-    )))
-    .execute(&pool)
-    .await
-    .expect("a fresh schema");
-    pool.close().await;
-    let separator = if postgres.contains('?') { '&' } else { '?' };
-    Some(format!(
-        "{postgres}{separator}options=-csearch_path%3D{SCHEMA}"
-    ))
-}
-
 async fn wait_for_count(transport: &dyn Transport, queue: &str, want: u64, what: &str) {
     let deadline = Instant::now() + WAIT;
     loop {
@@ -276,7 +254,8 @@ async fn the_dashboard_groups_replays_and_deletes_failures_in_a_browser() {
         .with_connection_name("jobs-tests-dashboard")
         .with_metrics_addr(metrics_addr)
         .with_dashboard_token(DashboardToken::new(token.clone()).expect("a long enough token"));
-    let outbox = outbox_url().await;
+    // The relay makes the outbox's tables in a schema of this test's own.
+    let outbox = jobs_outbox::testing::fresh_schema("tests_dashboard_outbox").await;
     let config = match &outbox {
         Some(outbox) => config.with_outbox_url(outbox.clone()),
         None => config,

@@ -32,19 +32,8 @@ impl Database {
     pub(crate) async fn fresh(name: &str) -> Option<Self> {
         let url = jobs_outbox::testing::postgres_url()?;
         let schema = format!("{name}_{}", std::process::id());
+        jobs_outbox::testing::reset_schema(&url, &schema).await;
         let options: PgConnectOptions = url.parse().expect("a PostgreSQL URL");
-        let admin = PgPoolOptions::new()
-            .max_connections(1)
-            .connect_with(options.clone())
-            .await
-            .expect("PostgreSQL accepts a connection");
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-            "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema};"
-        )))
-        .execute(&admin)
-        .await
-        .expect("a fresh schema");
-        admin.close().await;
         // The application's transactions and the handlers (32 at once) share these.
         let pool = PgPoolOptions::new()
             .max_connections(24)
