@@ -23,8 +23,8 @@ use jobs_faults::scenario::{sized, until, until_async};
 use jobs_faults::{Ledger, PrivateNode, skip_without_rabbitmq};
 use outbox_support::{
     BATCH, Database, Delivery, IN_FLIGHT, InProcessRelay, Moment, SETTLE, Seen, Written,
-    check_effects, engine, kill_in_pass, settle, start_relay, start_relay_at, terminate, thousands,
-    transactions, wait_in_pass,
+    all_handled, check_effects, engine, kill_in_pass, reports_an_empty_outbox, settle, start_relay,
+    start_relay_at, stop, terminate, thousands, transactions, wait_in_pass,
 };
 
 /// The application's transactions running at once.
@@ -232,24 +232,9 @@ async fn relay_and_broker_killed(node: &mut PrivateNode, db: Database) {
         begun.elapsed()
     );
     assert_eq!(written.committed.len() as u64, committed);
-    until(
-        &format!("{scenario}: every committed job handled"),
-        SETTLE,
-        || ledger.report().lost.is_empty(),
-    )
-    .await;
-    eprintln!("{scenario}: all handled after {:?}", begun.elapsed());
-    settle(&engine, &db, &scenario).await;
-    // The relay process's own `/metrics` say so too: its database answers, nothing waits.
-    let metrics = relay
-        .get("/metrics")
-        .map(|(_, body)| body)
-        .unwrap_or_default();
-    assert!(
-        metrics.contains("\njobs_outbox_up 1\n")
-            && metrics.contains("\njobs_outbox_oldest_seconds 0\n"),
-        "{scenario}: the relay's /metrics: {metrics}"
-    );
+    all_handled(&ledger, &engine, &db, &scenario, begun).await;
+    // The relay process's own `/metrics` say so too.
+    reports_an_empty_outbox(&relay, &scenario).await;
     terminate(&mut relay);
     engine.shutdown(Duration::from_secs(10)).await;
 
@@ -378,32 +363,10 @@ async fn database_black_holed(node: &PrivateNode, db: Database) {
         "{scenario}: the relay relayed rows committed while it could not reach its database"
     );
     proxy.set_mode(Mode::Pass);
-    until(
-        &format!("{scenario}: every committed job handled"),
-        SETTLE,
-        || ledger.report().lost.is_empty(),
-    )
-    .await;
-    eprintln!("{scenario}: all handled after {:?}", begun.elapsed());
-    settle(&engine, &db, &scenario).await;
+    all_handled(&ledger, &engine, &db, &scenario, begun).await;
     // The connection the timed-out scrape left behind serves again.
-    until(
-        &format!("{scenario}: /metrics say the database is back"),
-        Duration::from_secs(60),
-        || {
-            relay.get("/metrics").is_some_and(|(_, body)| {
-                body.contains("\njobs_outbox_up 1\n")
-                    && body.contains("\njobs_outbox_oldest_seconds 0\n")
-            })
-        },
-    )
-    .await;
-    relay.signal("TERM").expect("kill -TERM");
-    let status = relay
-        .wait_exit(Duration::from_secs(30))
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert!(status.success(), "exit {status}:\n{}", relay.output());
-    assert!(!relay.output().contains("panicked"), "{}", relay.output());
+    reports_an_empty_outbox(&relay, &scenario).await;
+    stop(&mut relay);
     engine.shutdown(Duration::from_secs(10)).await;
 
     check_effects(&db, &written, &seen.deliveries(), &scenario).await;

@@ -4,9 +4,30 @@
 use std::collections::{BTreeSet, HashMap};
 
 use jobs_core::engine::Engine;
-use jobs_faults::scenario::until_async;
+use jobs_faults::Ledger;
+use jobs_faults::scenario::{until, until_async};
+use std::time::Instant;
 
 use super::{Database, Delivery, SETTLE, Written, queues};
+
+/// Waits until every job the ledger confirmed (each committed transaction) has been handled,
+/// reporting when that was after `begun`, then until nothing is left to come ([`settle`]).
+pub(crate) async fn all_handled(
+    ledger: &Ledger,
+    engine: &Engine,
+    db: &Database,
+    scenario: &str,
+    begun: Instant,
+) {
+    until(
+        &format!("{scenario}: every committed job handled"),
+        SETTLE,
+        || ledger.report().lost.is_empty(),
+    )
+    .await;
+    eprintln!("{scenario}: all handled after {:?}", begun.elapsed());
+    settle(engine, db, scenario).await;
+}
 
 /// Waits until nothing is left to come: the outbox empty, and no message of the job waiting
 /// in its queues (a row published twice is then handled, and counted, before the tally).

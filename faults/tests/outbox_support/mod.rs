@@ -11,7 +11,7 @@ use std::ops::Range;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-pub(crate) use checks::{check_effects, settle};
+pub(crate) use checks::{all_handled, check_effects, settle};
 pub(crate) use database::Database;
 use futures_util::StreamExt as _;
 use jobs_core::engine::Engine;
@@ -20,7 +20,8 @@ use jobs_core::{JobContext, JobDefaults, JobError, JobSettings, State, job};
 use jobs_faults::Ledger;
 use jobs_outbox::{InboxExt as _, OutboxEnqueue as _};
 pub(crate) use relays::{
-    InProcessRelay, Moment, kill_in_pass, start_relay, start_relay_at, terminate, wait_in_pass,
+    InProcessRelay, Moment, kill_in_pass, reports_an_empty_outbox, start_relay, start_relay_at,
+    stop, terminate, wait_in_pass,
 };
 use sqlx::PgPool;
 

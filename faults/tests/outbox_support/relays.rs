@@ -8,7 +8,7 @@ use std::time::Duration;
 use jobs_core::Producer;
 use jobs_core::transport::amqp::AmqpTransport;
 use jobs_faults::WorkerProcess;
-use jobs_faults::scenario::until_async;
+use jobs_faults::scenario::{until, until_async};
 use jobs_outbox::Relay;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -97,15 +97,38 @@ pub(crate) async fn kill_in_pass(
     assert_used_the_database(relay);
 }
 
-/// Stops a relay process with SIGTERM: it exits 0 at once, having panicked nowhere.
+/// Stops a relay process with SIGTERM: it exits 0 at once, having panicked nowhere, and
+/// never failed to use the database.
 pub(crate) fn terminate(relay: &mut WorkerProcess) {
+    stop(relay);
+    assert_used_the_database(relay);
+}
+
+/// Stops a relay process with SIGTERM: it exits 0 at once, having panicked nowhere. For a
+/// relay whose database a fault did touch; [`terminate`] otherwise.
+pub(crate) fn stop(relay: &mut WorkerProcess) {
     relay.signal("TERM").expect("kill -TERM");
     let status = relay
         .wait_exit(Duration::from_secs(30))
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(status.success(), "exit {status}:\n{}", relay.output());
     assert!(!relay.output().contains("panicked"), "{}", relay.output());
-    assert_used_the_database(relay);
+}
+
+/// Waits, bounded, until the relay process's own `/metrics` say its database answers and
+/// nothing waits in the outbox.
+pub(crate) async fn reports_an_empty_outbox(relay: &WorkerProcess, scenario: &str) {
+    until(
+        &format!("{scenario}: the relay's /metrics say its database answers, nothing waits"),
+        Duration::from_secs(60),
+        || {
+            relay.get("/metrics").is_some_and(|(_, body)| {
+                body.contains("\njobs_outbox_up 1\n")
+                    && body.contains("\njobs_outbox_oldest_seconds 0\n")
+            })
+        },
+    )
+    .await;
 }
 
 /// Asserts that `relay` never failed to use the database, which no fault here touches: a
