@@ -5,17 +5,6 @@
 pub(crate) const FORCED_EXIT: i32 = 130;
 
 impl Signals {
-    /// Installs the handlers now, so that a signal sent from here on is seen, even one that
-    /// arrives before anything waits for it: the default action (death by the signal) no
-    /// longer applies once this returns.
-    ///
-    /// # Errors
-    ///
-    /// When the signal handlers cannot be installed.
-    pub(crate) fn install() -> std::io::Result<Self> {
-        Self::new()
-    }
-
     /// Waits for the first SIGTERM or SIGINT, then arms the second: from then on, another
     /// signal exits the process at once with [`FORCED_EXIT`].
     pub(crate) async fn first(mut self) -> &'static str {
@@ -38,7 +27,14 @@ pub(crate) struct Signals {
 
 #[cfg(unix)]
 impl Signals {
-    fn new() -> std::io::Result<Self> {
+    /// Installs the handlers now, so that a signal sent from here on is seen, even one that
+    /// arrives before anything waits for it: the default action (death by the signal) no
+    /// longer applies once this returns.
+    ///
+    /// # Errors
+    ///
+    /// When the signal handlers cannot be installed.
+    pub(crate) fn install() -> std::io::Result<Self> {
         use tokio::signal::unix::{SignalKind, signal};
         Ok(Self {
             term: signal(SignalKind::terminate())?,
@@ -60,8 +56,13 @@ pub(crate) struct Signals;
 
 #[cfg(not(unix))]
 impl Signals {
+    /// Nothing to install ahead: Ctrl-C is caught once [`first`](Self::first) waits for it.
+    ///
+    /// # Errors
+    ///
+    /// Never; the signature is unix's.
     #[allow(clippy::unnecessary_wraps, reason = "the same signature as on unix")]
-    fn new() -> std::io::Result<Self> {
+    pub(crate) fn install() -> std::io::Result<Self> {
         Ok(Self)
     }
 
