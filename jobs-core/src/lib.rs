@@ -13,8 +13,8 @@
 //!   confirms and `mandatory`, so `enqueue` returns `Ok` only once the broker holds the job.
 //!   An application that only enqueues connects one with `Producer::connect` (feature `amqp`)
 //!   and shares it.
-//! * [`Engine`](engine::Engine) serves jobs: one consumer per job queue, a task per delivery,
-//!   retries through per-delay retry queues, and an error queue (`Q.err`) with the reason.
+//! * [`Engine`](engine::Engine) serves jobs: one consumer per job queue, a pool of handler
+//!   tasks per consumer (up to its prefetch), retries through per-delay retry queues, and an error queue (`Q.err`) with the reason.
 //! * [`MemoryTransport`](transport::memory::MemoryTransport) is an in-process broker with
 //!   RabbitMQ's semantics, and [`testing::TestApp`] runs the real engine on it, on virtual time.
 //!

@@ -113,7 +113,7 @@ impl TraceContext {
     }
 
     /// Runs `future` with this as the [`current`](Self::current) context. Not an `async fn`,
-    /// which would hold `future` twice in every delivery's task.
+    /// which would hold `future` twice in every delivery's future.
     pub(crate) fn scope<F: Future>(self, future: F) -> impl Future<Output = F::Output> {
         CURRENT.scope(self, future)
     }

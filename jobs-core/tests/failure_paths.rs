@@ -1,6 +1,6 @@
 //! The engine's own failure paths on the in-memory broker, on virtual time: an enqueue never
-//! confirmed, outcome publishes that fail for a while, observers that panic, and deliveries
-//! whose consumer is gone before they start.
+//! confirmed, outcome publishes that fail for a while, observers and decoders that panic, and
+//! deliveries whose consumer is gone before they start.
 //!
 //! Publishes fail through [`Faulty`], a transport that passes everything to a
 //! [`MemoryTransport`] except the publishes to the queues it is told to refuse, which the broker
@@ -384,5 +384,110 @@ async fn an_engine_that_cannot_subscribe_at_start_hears_of_pauses_later() {
     tokio::time::timeout(Duration::from_secs(1), heard)
         .await
         .expect("the engine hears of the pause");
+    engine.shutdown(Duration::from_secs(1)).await;
+}
+
+/// A message whose decoding panics when its key is `"panic"`: a panic outside the handler,
+/// in the handler task.
+#[derive(Clone, Debug, Default, PartialEq)]
+struct Fragile(Work);
+
+/// Decodes of `Fragile` that panicked.
+static PANICS: AtomicUsize = AtomicUsize::new(0);
+
+impl prost::Message for Fragile {
+    fn encode_raw(&self, buf: &mut impl bytes::BufMut) {
+        self.0.encode_raw(buf);
+    }
+
+    fn merge_field(
+        &mut self,
+        tag: u32,
+        wire_type: prost::encoding::WireType,
+        buf: &mut impl bytes::Buf,
+        ctx: prost::encoding::DecodeContext,
+    ) -> Result<(), prost::DecodeError> {
+        self.0.merge_field(tag, wire_type, buf, ctx)?;
+        if self.0.key == "panic" {
+            PANICS.fetch_add(1, Ordering::Relaxed);
+            panic!("a decoder that panics");
+        }
+        Ok(())
+    }
+
+    fn encoded_len(&self) -> usize {
+        self.0.encoded_len()
+    }
+
+    fn clear(&mut self) {
+        self.0.clear();
+    }
+}
+
+#[job(exchange = "engine.faults", routing_key = "fragile", concurrency = 2)]
+async fn fragile(work: Fragile, ctx: JobContext) -> Result<(), JobError> {
+    ctx.state::<Arc<Runs>>()?
+        .0
+        .lock()
+        .unwrap()
+        .entry(work.0.key.clone())
+        .or_default()
+        .push(ctx.attempt());
+    Ok(())
+}
+
+/// A delivery whose handling panics outside the handler goes back as failed, each return
+/// counted, until the delivery limit dead-letters it; the consumer's handler tasks go on with
+/// the deliveries around it. On a broker of 4.3, where a plain requeue is not counted, so that
+/// one given back as anything but failed would go round for ever.
+#[tokio::test(start_paused = true)]
+async fn a_panic_outside_the_handler_meets_the_delivery_limit_and_the_others_still_run() {
+    let version = jobs_core::broker::BrokerVersion::parse("4.3.0").unwrap();
+    let broker = MemoryTransport::emulating(version);
+    let runs = Arc::new(Runs::default());
+    let engine = Engine::builder(Arc::new(broker.clone()))
+        .job(&fragile::JOB)
+        .defaults(jobs_core::JobDefaults {
+            delivery_limit: 3,
+            ..jobs_core::JobDefaults::default()
+        })
+        .state(Arc::clone(&runs))
+        .start()
+        .await
+        .unwrap();
+    fragile::enqueue(&engine, Fragile(work("panic", 0)))
+        .await
+        .unwrap();
+    for n in 0..20 {
+        fragile::enqueue(&engine, Fragile(work(&n.to_string(), 0)))
+            .await
+            .unwrap();
+    }
+    let error_queue = format!("{}.err", fragile::QUEUE);
+    // Three counted returns, and the fourth dead-letters; more means they were not counted.
+    while broker.queue_len(&error_queue) != Some(1) {
+        assert!(
+            PANICS.load(Ordering::Relaxed) <= 4,
+            "the delivery went round uncounted"
+        );
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(PANICS.load(Ordering::Relaxed), 4);
+    broker.until_idle().await;
+
+    for n in 0..20 {
+        assert_eq!(runs.of(&n.to_string()), [1], "job {n}");
+    }
+    assert!(runs.of("panic").is_empty());
+    let died = FailedJob::new(broker.messages(&error_queue)[0].clone());
+    assert_eq!(died.kind(), Some(FailureKind::DeliveryLimit));
+    assert_eq!(broker.queue_len(fragile::QUEUE), Some(0));
+    assert_eq!(broker.unacked(fragile::QUEUE), 0);
+    // And the consumer still serves.
+    fragile::enqueue(&engine, Fragile(work("after", 0)))
+        .await
+        .unwrap();
+    broker.until_idle().await;
+    assert_eq!(runs.of("after"), [1]);
     engine.shutdown(Duration::from_secs(1)).await;
 }

@@ -1,19 +1,19 @@
-//! One job's consumer: a supervisor that (re)attaches it, and the loop that hands each
-//! delivery to a handler task.
+//! One job's consumer: a supervisor that (re)attaches it, the loop that hands each delivery
+//! to the consumer's pool of handler tasks, and what each of those does with one.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::Poll;
 use std::time::Duration;
 
-use std::task::Poll;
-
-use futures_util::StreamExt;
+use futures_util::{FutureExt as _, StreamExt};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use super::dispatch::{self, JobRuntime, Received};
-use super::handlers::Handlers;
-use super::settle::{self, SettleOnce};
+use super::handlers::{Handlers, Worker};
+use super::settle::{self, SettleOnce, Verdict};
 use super::slots;
 use crate::broker::{BrokerBehaviour, FailedReturn};
 use crate::transport::{Consumer, Transport};
@@ -23,6 +23,9 @@ pub(crate) type StopSignal = watch::Receiver<Option<Instant>>;
 
 /// The longest wait between two attempts to attach a consumer.
 const MAX_ATTACH_BACKOFF: Duration = Duration::from_secs(30);
+
+/// A delivery as a worker takes it: what its handler needs, and its promise to be settled.
+type Queued = (Received, SettleOnce);
 
 /// `true` while the job is paused (see [`crate::control`]).
 pub(crate) type PauseSignal = watch::Receiver<bool>;
@@ -223,20 +226,17 @@ async fn serve(
     } = consumer;
     let (outcomes, outcomes_rx) = mpsc::unbounded_channel();
     let mut settling = tokio::spawn(settle::run(settler, outcomes_rx, failed_return));
-    let mut handlers = Handlers::new();
+    let mut handlers = Handlers::new(usize::from(runtime.prefetch));
     let (lost, lost_rx) = watch::channel(false);
     let abandon = Abandon::new(stop.clone(), lost_rx, paused.clone());
-    // Settled exactly once from here on, whatever happens to the task: a verdict, or a requeue
-    // when the task ends without one.
-    let mut spawn = |delivery: crate::transport::Delivery| {
+    // Settled exactly once from here on, whatever happens to it: a verdict, or a requeue when
+    // it is dropped without one.
+    let mut hand_over = |delivery: crate::transport::Delivery| {
         let settle = SettleOnce::new(delivery.tag, outcomes.clone());
-        let runtime = Arc::clone(runtime);
-        let abandon = abandon.clone();
         let received = Received::new(delivery);
-        // Boxed: the task is moved on spawn, and these copies of a large future cost more
-        // than one allocation. It stays under 1 KiB (976 bytes), which glibc's allocator serves
-        // from its per-thread cache; a larger one takes its slow path on every delivery.
-        handlers.spawn(Box::pin(handle(runtime, received, settle, abandon)));
+        handlers.push((received, settle), |queue| {
+            work(Arc::clone(runtime), abandon.clone(), queue)
+        });
     };
     let mut pausing = paused.clone();
     // What the loop below checks between deliveries, read without registering any waiter.
@@ -262,7 +262,7 @@ async fn serve(
                 // nothing more it holds can be settled, so this consumer is of no use.
                 _ = &mut settling => break Ended::Settling,
                 next = deliveries.next() => match next {
-                    Some(delivery) => spawn(delivery),
+                    Some(delivery) => hand_over(delivery),
                     None => break Ended::Stream,
                 },
             }
@@ -278,7 +278,7 @@ async fn serve(
                 })
                 .await;
                 match next {
-                    Some(Some(delivery)) => spawn(delivery),
+                    Some(Some(delivery)) => hand_over(delivery),
                     Some(None) => break 'serve Ended::Stream,
                     None => break,
                 }
@@ -347,18 +347,40 @@ async fn serve(
     Ended::Stopped
 }
 
-/// One delivery's task: wait for a handler slot when the prefetch is above the concurrency,
-/// run it, and report the verdict.
-async fn handle(
-    runtime: Arc<JobRuntime>,
-    received: Received,
-    settle: SettleOnce,
-    abandon: Abandon,
-) {
+/// A worker of the consumer's pool: handles the deliveries it is given, one at a time, until
+/// the pool closes.
+async fn work(runtime: Arc<JobRuntime>, abandon: Abandon, mut queue: Worker<Queued>) {
+    while let Some(((received, settle), _running)) = queue.next().await {
+        let handled = AssertUnwindSafe(handle(&runtime, received, &abandon))
+            .catch_unwind()
+            .await;
+        match handled {
+            Ok(Some(verdict)) => settle.send(verdict),
+            // Not started: the promise gives it back as it drops.
+            Ok(None) => drop(settle),
+            Err(_) => {
+                // Given back as failed, so that a delivery that panics every time meets the
+                // delivery limit.
+                tracing::error!(
+                    queue = runtime.settings.job().queue(),
+                    "a handler task panicked outside the handler; its delivery goes back as failed"
+                );
+                settle.send(Verdict::Failed);
+            }
+        }
+        // A worker whose deliveries never wait would otherwise keep its thread from the
+        // runtime's other tasks.
+        tokio::task::coop::consume_budget().await;
+    }
+}
+
+/// One delivery: wait for a handler slot when the prefetch is above the concurrency, run it,
+/// and say how to settle it; `None` when it is not to start, and goes back to the queue.
+async fn handle(runtime: &JobRuntime, received: Received, abandon: &Abandon) -> Option<Verdict> {
     // With a prefetch above the concurrency, a delivery waits for a handler slot; at shutdown,
-    // or once its channel is gone, it is not started, and goes back (the `SettleOnce`'s drop).
+    // or once its channel is gone, it is not started.
     // The waits below are boxed: each serves jobs with an option set, and unboxed they would
-    // grow every delivery's task, which is copied as it is made.
+    // grow every worker's future.
     // `None` when the delivery is not to start; a closed semaphore bounds nothing.
     let permit = match &runtime.permits {
         Some(permits) => {
@@ -373,37 +395,29 @@ async fn handle(
         }
         None => Some(None),
     };
-    let Some(_permit) = permit else {
-        return;
-    };
+    let _permit = permit?;
     if abandon.is_lost() {
-        return;
+        return None;
     }
     // While the kill switch is half-open, one delivery runs as the probe and the others wait.
     let _admission = match &runtime.switch {
-        Some(switch) => match Box::pin(switch.admit(&abandon)).await {
-            Some(admission) => Some(admission),
-            None => return,
-        },
+        Some(switch) => Some(Box::pin(switch.admit(abandon)).await?),
         None => None,
     };
     // A job with a rate starts only with a ticket.
     if let Some(tickets) = &runtime.tickets
-        && !Box::pin(tickets.take(&abandon)).await
+        && !Box::pin(tickets.take(abandon)).await
     {
-        return;
+        return None;
     }
-    if let Some(decision) = dispatch::decided_before(&runtime, &received) {
-        // Boxed: a rare path must not grow every delivery's task.
-        let verdict = Box::pin(dispatch::replay(&runtime, received, decision, &abandon)).await;
-        settle.send(verdict);
-        return;
+    if let Some(decision) = dispatch::decided_before(runtime, &received) {
+        // Boxed: a rare path must not grow every worker's future.
+        return Some(Box::pin(dispatch::replay(runtime, received, decision, abandon)).await);
     }
     let Received {
         redelivered,
         origin,
         envelope,
     } = received;
-    let verdict = dispatch::run(&runtime, envelope, redelivered, origin, &abandon).await;
-    settle.send(verdict);
+    Some(dispatch::run(runtime, envelope, redelivered, origin, abandon).await)
 }

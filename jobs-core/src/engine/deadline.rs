@@ -1,7 +1,7 @@
 //! A handler's deadline, with its timer made only for a handler that waits.
 //!
-//! `tokio::time::timeout` carries its timer inside the future, a few hundred bytes of every
-//! delivery's task (which is copied as it is made) and a timer set up per job. A handler that
+//! `tokio::time::timeout` carries its timer inside the future, a few hundred bytes more of the
+//! future every delivery builds in its handler task, and a timer set up per job. A handler that
 //! finishes at its first poll needs neither; one that waits pays one allocation for the timer,
 //! next to the waiting it does anyway.
 

@@ -268,7 +268,7 @@ pub(crate) async fn run(
             let elapsed = (!runtime.observers.is_empty()).then(|| started.elapsed());
             if reply::address(&envelope).is_some() {
                 // Boxed: only calls reply, and the reply's publish would otherwise more than
-                // double every delivery's task, which is copied as it is made.
+                // double the future every delivery builds in its handler task.
                 Box::pin(reply::ok(runtime, &envelope, origin.reply.as_ref(), body)).await;
             }
             // Ended before the event: an observer that hears of it may flush the exporter.
@@ -323,7 +323,7 @@ pub(crate) async fn run(
         elapsed,
     };
     let envelope = Arc::unwrap_or_clone(envelope);
-    // Boxed: a rare path must not grow every delivery's task, which is moved on spawn.
+    // Boxed: a rare path must not grow the future every delivery builds in its handler task.
     Box::pin(settle_failure(
         runtime, envelope, decision, origin, abandon, true, otel_span,
     ))

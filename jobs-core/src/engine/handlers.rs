@@ -1,95 +1,175 @@
-//! The handler tasks of one consumer: one task per delivery, counted so that the serve loop can
-//! wait for them, and abortable at the shutdown deadline.
+//! The handler tasks of one consumer: a pool of long-lived tasks that take deliveries from a
+//! queue, counted so that the serve loop can wait for the work in hand, and abortable at the
+//! shutdown deadline.
 //!
-//! A `JoinSet` did this before, at a cost per delivery the in-memory broker made plain: an entry
-//! allocated and locked into its lists, and a wake-up of the serve loop for each task that
-//! finished, just to reap it. Here a task that finishes only decrements a counter; the abort
-//! handles are kept in delivery order and dropped from the front as their tasks finish.
+//! A task per delivery did this before, at a cost the in-memory broker made plain: each
+//! delivery allocated its boxed future and tokio's task cell (an aligned allocation that
+//! glibc's per-thread cache never serves), and freed both on whichever thread ran it, about a
+//! sixth of a no-op job's instructions. A worker here is spawned once, when a delivery finds
+//! every worker busy and fewer than the prefetch run; after that a delivery costs a queue push
+//! and, when a worker waits, its wake-up.
 
 use std::collections::VecDeque;
 use std::future::Future;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use tokio::sync::Notify;
 use tokio::task::AbortHandle;
 
-/// Below this many abort handles kept, finished tasks behind an unfinished one are not looked
-/// for.
-const PRUNE_FLOOR: usize = 64;
-
-/// The running handler tasks of one consumer.
+/// The workers of one consumer, and the deliveries (`T`) waiting for one.
 #[derive(Debug)]
-pub(super) struct Handlers {
+pub(super) struct Handlers<T> {
+    shared: Arc<Shared<T>>,
     count: Arc<Count>,
-    /// Of the tasks spawned, oldest first; some may have finished.
-    aborts: VecDeque<AbortHandle>,
-    /// When `aborts` grows past this, the finished tasks anywhere in it are dropped.
-    prune_at: usize,
+    /// At most this many workers: the consumer's prefetch, the most deliveries it holds.
+    max_workers: usize,
+    /// Of every worker spawned; only an abort at shutdown uses them.
+    workers: Vec<AbortHandle>,
+}
+
+#[derive(Debug)]
+struct Shared<T> {
+    state: Mutex<State<T>>,
+    /// Wakes a waiting worker: one per queued delivery while any waits, all when closed.
+    wake: Notify,
+}
+
+#[derive(Debug)]
+struct State<T> {
+    queue: VecDeque<(T, Running)>,
+    /// Workers waiting for a delivery, less those already woken for one.
+    waiting: usize,
+    /// Workers alive.
+    workers: usize,
+    /// No more deliveries: waiting workers end.
+    closed: bool,
 }
 
 #[derive(Debug, Default)]
 struct Count {
+    /// Deliveries queued or being handled.
     running: AtomicUsize,
     /// Notified when `running` drops to zero.
     idle: Notify,
 }
 
-/// Held by each task until it ends, however it ends: finished, aborted or unwinding.
-struct Running(Arc<Count>);
+/// Held with each delivery until its worker is done with it, or it is dropped unhandled.
+#[derive(Debug)]
+pub(super) struct Running(Arc<Count>);
 
 impl Drop for Running {
     fn drop(&mut self) {
-        if std::thread::panicking() {
-            // tokio drops a task that panicked while the panic unwinds; its `SettleOnce` gave
-            // the delivery back as failed, so that one that panics every time meets the
-            // delivery limit.
-            tracing::error!(
-                "a handler task panicked outside the handler; its delivery was requeued"
-            );
-        }
         if self.0.running.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.0.idle.notify_waiters();
         }
     }
 }
 
-impl Handlers {
-    pub(super) fn new() -> Self {
+/// A worker's end of the queue.
+#[derive(Debug)]
+pub(super) struct Worker<T> {
+    shared: Arc<Shared<T>>,
+}
+
+impl<T> Shared<T> {
+    fn lock(&self) -> MutexGuard<'_, State<T>> {
+        // Nothing panics while the lock is held; a poisoned one is still consistent.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl<T> Worker<T> {
+    /// The next delivery, with the count it holds until it is handled; `None` once the pool is
+    /// closed.
+    pub(super) async fn next(&mut self) -> Option<(T, Running)> {
+        loop {
+            let woken = self.shared.wake.notified();
+            tokio::pin!(woken);
+            {
+                let mut state = self.shared.lock();
+                if let Some(next) = state.queue.pop_front() {
+                    return Some(next);
+                }
+                if state.closed {
+                    return None;
+                }
+                state.waiting += 1;
+                // Registered under the lock, so that the push that counts this worker as
+                // waiting, or the close, finds it among the waiters.
+                woken.as_mut().enable();
+            }
+            woken.await;
+        }
+    }
+}
+
+impl<T> Drop for Worker<T> {
+    fn drop(&mut self) {
+        self.shared.lock().workers -= 1;
+    }
+}
+
+impl<T: Send + 'static> Handlers<T> {
+    /// A pool of at most `max_workers` workers (at least one), none spawned yet.
+    pub(super) fn new(max_workers: usize) -> Self {
         Self {
+            shared: Arc::new(Shared {
+                state: Mutex::new(State {
+                    queue: VecDeque::new(),
+                    waiting: 0,
+                    workers: 0,
+                    closed: false,
+                }),
+                wake: Notify::new(),
+            }),
             count: Arc::default(),
-            aborts: VecDeque::new(),
-            prune_at: PRUNE_FLOOR,
+            max_workers: max_workers.max(1),
+            workers: Vec::new(),
         }
     }
 
-    /// Runs `task` as a task of its own.
-    pub(super) fn spawn(&mut self, task: impl Future<Output = ()> + Send + 'static) {
+    /// Queues `delivery` for a worker: wakes one that waits, or else spawns one with `work`
+    /// while fewer than the most run; otherwise a busy worker takes it when it is done.
+    pub(super) fn push<F, W>(&mut self, delivery: T, work: W)
+    where
+        W: FnOnce(Worker<T>) -> F,
+        F: Future<Output = ()> + Send + 'static,
+    {
         self.count.running.fetch_add(1, Ordering::AcqRel);
         let running = Running(Arc::clone(&self.count));
-        let spawned = tokio::spawn(async move {
-            let _running = running;
-            task.await;
-        });
-        self.aborts.push_back(spawned.abort_handle());
-        // Tasks mostly finish in the order they started, so this keeps the handles few; one
-        // long task at the front is stepped over by the occasional full pass.
-        while self.aborts.front().is_some_and(AbortHandle::is_finished) {
-            self.aborts.pop_front();
+        let (wake, spawn) = {
+            let mut state = self.shared.lock();
+            state.queue.push_back((delivery, running));
+            if state.waiting > 0 {
+                state.waiting -= 1;
+                (true, false)
+            } else if state.workers < self.max_workers {
+                state.workers += 1;
+                (false, true)
+            } else {
+                (false, false)
+            }
+        };
+        if wake {
+            // The worker that waited last: its stack is the likeliest to be in the cache.
+            self.shared.wake.notify_last();
         }
-        if self.aborts.len() > self.prune_at {
-            self.aborts.retain(|handle| !handle.is_finished());
-            self.prune_at = (self.aborts.len() * 2).max(PRUNE_FLOOR);
+        if spawn {
+            let worker = Worker {
+                shared: Arc::clone(&self.shared),
+            };
+            self.workers.push(tokio::spawn(work(worker)).abort_handle());
         }
     }
 
-    /// Resolves once no task runs.
+    /// Resolves once no delivery is queued or being handled.
     pub(super) async fn idle(&self) {
         let count = Arc::clone(&self.count);
         loop {
             let notified = count.idle.notified();
             tokio::pin!(notified);
-            // Registered before the count is read: a task that ends in between still wakes it.
+            // Registered before the count is read: a delivery handled in between still wakes it.
             notified.as_mut().enable();
             if count.running.load(Ordering::Acquire) == 0 {
                 return;
@@ -98,13 +178,36 @@ impl Handlers {
         }
     }
 
-    /// Aborts every task, and resolves once each is gone (its `SettleOnce` has requeued its
-    /// delivery).
+    /// Drops the queued deliveries unhandled, aborts every worker, and resolves once each is
+    /// gone (the promises of what they held have requeued it).
     pub(super) async fn shutdown(&mut self) {
-        for handle in self.aborts.drain(..) {
-            handle.abort();
+        drop(self.close());
+        for worker in self.workers.drain(..) {
+            worker.abort();
         }
         self.idle().await;
+    }
+}
+
+impl<T> Handlers<T> {
+    /// Closes the queue and wakes the waiting workers to end; returns what was still queued,
+    /// for the caller to drop outside the lock.
+    fn close(&self) -> VecDeque<(T, Running)> {
+        let unhandled = {
+            let mut state = self.shared.lock();
+            state.closed = true;
+            std::mem::take(&mut state.queue)
+        };
+        self.shared.wake.notify_waiters();
+        unhandled
+    }
+}
+
+impl<T> Drop for Handlers<T> {
+    fn drop(&mut self) {
+        // Idle workers end; a busy one ends once it is done with what it holds. What is still
+        // queued is dropped here, outside the lock, and its promise gives it back.
+        drop(self.close());
     }
 }
 
@@ -114,31 +217,58 @@ mod tests {
 
     use super::*;
 
+    async fn work(mut worker: Worker<tokio::sync::oneshot::Receiver<()>>) {
+        while let Some((wait, _running)) = worker.next().await {
+            let _ = wait.await;
+        }
+    }
+
     #[tokio::test]
-    async fn waits_for_every_task_and_aborts_what_is_left() {
-        let mut handlers = Handlers::new();
+    async fn waits_for_every_delivery_and_aborts_what_is_left() {
+        let mut handlers = Handlers::new(4);
         let (sender, receiver) = tokio::sync::oneshot::channel::<()>();
-        handlers.spawn(async move {
-            let _ = receiver.await;
-        });
-        // Finished tasks behind the one still running are dropped now and then.
+        handlers.push(receiver, work);
+        // A thousand more through the other workers, never more workers than the most.
         for _ in 0..1000 {
-            handlers.spawn(async {});
+            let (done, receiver) = tokio::sync::oneshot::channel::<()>();
+            drop(done);
+            handlers.push(receiver, work);
             tokio::task::yield_now().await;
-            assert!(
-                handlers.aborts.len() <= 2 * PRUNE_FLOOR + 2,
-                "{}",
-                handlers.aborts.len()
-            );
+            assert!(handlers.workers.len() <= 4, "{}", handlers.workers.len());
         }
         let idle = tokio::time::timeout(Duration::from_millis(20), handlers.idle()).await;
-        assert!(idle.is_err(), "one task still runs");
+        assert!(idle.is_err(), "one delivery is still being handled");
         drop(sender);
         handlers.idle().await;
 
-        handlers.spawn(std::future::pending());
+        // Every worker busy: the last of these waits in the queue, and is dropped unhandled.
+        let mut held = Vec::new();
+        for _ in 0..5 {
+            let (sender, receiver) = tokio::sync::oneshot::channel::<()>();
+            held.push(sender);
+            handlers.push(receiver, work);
+        }
         tokio::time::timeout(Duration::from_secs(5), handlers.shutdown())
             .await
-            .expect("an aborted task ends");
+            .expect("aborted workers end");
+        assert!(held.iter().all(tokio::sync::oneshot::Sender::is_closed));
+    }
+
+    #[tokio::test]
+    async fn a_dropped_pool_ends_its_waiting_workers() {
+        let mut handlers = Handlers::new(2);
+        let (done, receiver) = tokio::sync::oneshot::channel::<()>();
+        drop(done);
+        let (ended, ended_rx) = tokio::sync::oneshot::channel::<()>();
+        handlers.push(receiver, |worker| async move {
+            work(worker).await;
+            let _ = ended.send(());
+        });
+        handlers.idle().await;
+        drop(handlers);
+        tokio::time::timeout(Duration::from_secs(5), ended_rx)
+            .await
+            .expect("the worker ends")
+            .expect("and says so");
     }
 }
