@@ -130,7 +130,8 @@ impl<T: Send + 'static> Handlers<T> {
     }
 
     /// Queues `delivery` for a worker: wakes one that waits, or else spawns one with `work`
-    /// while fewer than the most run; otherwise a busy worker takes it when it is done.
+    /// while fewer than the most run; otherwise a busy worker takes it when it is done. After
+    /// [`shutdown`](Self::shutdown) it is dropped unhandled.
     pub(super) fn push<F, W>(&mut self, delivery: T, work: W)
     where
         W: FnOnce(Worker<T>) -> F,
@@ -140,6 +141,11 @@ impl<T: Send + 'static> Handlers<T> {
         let running = Running(Arc::clone(&self.count));
         let (wake, spawn) = {
             let mut state = self.shared.lock();
+            if state.closed {
+                drop(state);
+                drop((delivery, running));
+                return;
+            }
             state.queue.push_back((delivery, running));
             if state.waiting > 0 {
                 state.waiting -= 1;
@@ -252,6 +258,12 @@ mod tests {
             .await
             .expect("aborted workers end");
         assert!(held.iter().all(tokio::sync::oneshot::Sender::is_closed));
+
+        // Nothing is taken after the shutdown: it is dropped, and the count stays at zero.
+        let (sender, receiver) = tokio::sync::oneshot::channel::<()>();
+        handlers.push(receiver, work);
+        assert!(sender.is_closed());
+        handlers.idle().await;
     }
 
     #[tokio::test]
