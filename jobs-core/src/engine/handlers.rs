@@ -5,7 +5,7 @@
 //! A task per delivery did this before, at a cost the in-memory broker made plain: each
 //! delivery allocated its boxed future and tokio's task cell (an aligned allocation that
 //! glibc's per-thread cache never serves), and freed both on whichever thread ran it, about a
-//! sixth of a no-op job's instructions. A worker here is spawned once, when a delivery finds
+//! fifth of a no-op job's instructions. A worker here is spawned once, when a delivery finds
 //! every worker busy and fewer than the prefetch run; after that a delivery costs a queue push
 //! and, when a worker waits, its wake-up.
 
