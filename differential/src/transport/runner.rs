@@ -61,6 +61,20 @@ impl Default for Timing {
     }
 }
 
+impl Timing {
+    /// The same clock at half the speed: every tick, TTL, allowance for lateness and wait for
+    /// RabbitMQ twice as long. A scenario is the same at any speed (its TTLs are in ticks), so
+    /// a case the machine was too slow for at one speed can be decided at the other.
+    #[must_use]
+    pub fn slower(self) -> Self {
+        Self {
+            tick: self.tick * 2,
+            settle: self.settle * 2,
+            late: self.late * 2,
+        }
+    }
+}
+
 /// Why a run could not be carried out (as opposed to a broker behaving differently).
 #[derive(Debug)]
 pub struct RunError(String);
