@@ -24,7 +24,8 @@ pub(super) struct Handlers<T> {
     count: Arc<Count>,
     /// At most this many workers: the consumer's prefetch, the most deliveries it holds.
     max_workers: usize,
-    /// Of every worker spawned; only an abort at shutdown uses them.
+    /// Of every worker spawned, all alive until the pool closes (a worker catches what its
+    /// deliveries panic with); only an abort at shutdown uses them.
     workers: Vec<AbortHandle>,
 }
 
@@ -40,8 +41,6 @@ struct State<T> {
     queue: VecDeque<(T, Running)>,
     /// Workers waiting for a delivery, less those already woken for one.
     waiting: usize,
-    /// Workers alive.
-    workers: usize,
     /// No more deliveries: waiting workers end.
     closed: bool,
 }
@@ -104,12 +103,6 @@ impl<T> Worker<T> {
     }
 }
 
-impl<T> Drop for Worker<T> {
-    fn drop(&mut self) {
-        self.shared.lock().workers -= 1;
-    }
-}
-
 impl<T: Send + 'static> Handlers<T> {
     /// A pool of at most `max_workers` workers (at least one), none spawned yet.
     pub(super) fn new(max_workers: usize) -> Self {
@@ -118,7 +111,6 @@ impl<T: Send + 'static> Handlers<T> {
                 state: Mutex::new(State {
                     queue: VecDeque::new(),
                     waiting: 0,
-                    workers: 0,
                     closed: false,
                 }),
                 wake: Notify::new(),
@@ -150,8 +142,7 @@ impl<T: Send + 'static> Handlers<T> {
             if state.waiting > 0 {
                 state.waiting -= 1;
                 (true, false)
-            } else if state.workers < self.max_workers {
-                state.workers += 1;
+            } else if self.workers.len() < self.max_workers {
                 (false, true)
             } else {
                 (false, false)
