@@ -29,10 +29,10 @@ pub(crate) enum Verdict {
 }
 
 /// A delivery's promise to be settled exactly once: [`send`](Self::send) reports its verdict,
-/// and a task that ends without one requeues it as the promise drops: as failed when it
-/// panicked (a delivery that panics every time must meet the delivery limit), plainly when it
-/// was aborted at the shutdown deadline or gave the delivery up unrun. Without it, one unsettled tag would
-/// hold a prefetch slot for good and stop the ack coalescing from ever passing it.
+/// and one dropped without it (aborted at the shutdown deadline, given up unrun) requeues the
+/// delivery. A panic outside the handler is caught by the handler task, which sends
+/// [`Verdict::Failed`] itself. Without it, one unsettled tag would hold a prefetch slot for
+/// good and stop the ack coalescing from ever passing it.
 #[derive(Debug)]
 pub(crate) struct SettleOnce {
     tag: u64,
@@ -59,14 +59,7 @@ impl SettleOnce {
 impl Drop for SettleOnce {
     fn drop(&mut self) {
         if let Some(outcomes) = self.outcomes.take() {
-            // A task that panics is dropped while the panic unwinds (tokio drops the future
-            // inside its panic guard); an aborted one is not.
-            let verdict = if std::thread::panicking() {
-                Verdict::Failed
-            } else {
-                Verdict::Requeue
-            };
-            let _ = outcomes.send((self.tag, verdict));
+            let _ = outcomes.send((self.tag, Verdict::Requeue));
         }
     }
 }
@@ -362,14 +355,9 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_promise_dropped_by_a_panic_gives_the_delivery_back_as_failed() {
+    async fn a_promise_dropped_without_a_verdict_requeues_and_a_sent_one_is_not_sent_twice() {
         let (outcomes, mut received) = mpsc::unbounded_channel();
-        let panicking = SettleOnce::new(1, outcomes.clone());
-        let task = tokio::spawn(async move {
-            let _promise = panicking;
-            panic!("outside the handler");
-        });
-        assert!(task.await.unwrap_err().is_panic());
+        SettleOnce::new(1, outcomes.clone()).send(Verdict::Failed);
         let aborted = SettleOnce::new(2, outcomes.clone());
         let task = tokio::spawn(async move {
             let _promise = aborted;
