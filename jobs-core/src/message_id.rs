@@ -7,7 +7,7 @@
 //! 4 % of an in-memory job.
 
 use std::fmt;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::random::random_u64;
 
@@ -19,15 +19,13 @@ impl MessageId {
     /// A new unique id: a UUID v7, so ids sort by the millisecond they were made in.
     #[must_use]
     pub fn generate() -> Self {
-        Self::generate_at(SystemTime::now())
+        Self::generate_at(since_epoch(SystemTime::now()))
     }
 
-    /// [`MessageId::generate`] with the clock already read, for a publish that reads it once
-    /// for the id and its timestamp.
-    pub(crate) fn generate_at(now: SystemTime) -> Self {
-        let millis = now.duration_since(UNIX_EPOCH).map_or(0, |since| {
-            u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
-        });
+    /// [`MessageId::generate`] at `since_epoch`, the time since the Unix epoch: a publish
+    /// reads the clock and converts it once, for the id and its timestamp.
+    pub(crate) fn generate_at(since_epoch: Duration) -> Self {
+        let millis = u64::try_from(since_epoch.as_millis()).unwrap_or(u64::MAX);
         let (high, low) = (random_u64(), random_u64());
         let mut random = [0; 10];
         random[..8].copy_from_slice(&high.to_le_bytes());
@@ -48,6 +46,11 @@ impl MessageId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+/// `at` as the time since the Unix epoch; zero before 1970.
+pub(crate) fn since_epoch(at: SystemTime) -> Duration {
+    at.duration_since(UNIX_EPOCH).unwrap_or_default()
 }
 
 impl fmt::Display for MessageId {
@@ -71,8 +74,7 @@ mod tests {
 
     #[test]
     fn a_generated_id_is_a_uuid_v7_of_its_millisecond() {
-        let at = UNIX_EPOCH + Duration::from_millis(1_764_000_000_123);
-        let id = MessageId::generate_at(at);
+        let id = MessageId::generate_at(Duration::from_millis(1_764_000_000_123));
         let uuid = uuid::Uuid::parse_str(id.as_str()).expect("a UUID");
         assert_eq!(uuid.get_version_num(), 7);
         assert_eq!(uuid.get_variant(), uuid::Variant::RFC4122);
@@ -83,7 +85,7 @@ mod tests {
 
     #[test]
     fn ids_of_one_millisecond_differ_on_every_thread_and_sort_by_millisecond() {
-        let at = UNIX_EPOCH + Duration::from_millis(1_764_000_000_000);
+        let at = Duration::from_millis(1_764_000_000_000);
         let threads: Vec<_> = (0..4)
             .map(|_| {
                 std::thread::spawn(move || {

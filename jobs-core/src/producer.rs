@@ -5,7 +5,7 @@ use std::fmt;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 #[cfg(feature = "amqp")]
@@ -16,7 +16,7 @@ use crate::declared::Declared;
 use crate::envelope::{CONTENT_TYPE, Envelope, HeaderValue, Headers, Properties, header};
 use crate::error::{Error, Result};
 use crate::job::{Job, JobMessage};
-use crate::message_id::MessageId;
+use crate::message_id::{self, MessageId};
 use crate::otel::{self, PublishSpan};
 use crate::settings::JobDefaults;
 use crate::trace::TraceContext;
@@ -549,11 +549,11 @@ impl<M: JobMessage> Enqueue<M> {
                 crate::delay::seconds(time.duration_since(now).unwrap_or_default())?
             }
         };
-        // One read of the clock for the id and the timestamp.
-        let now = SystemTime::now();
+        // One read of the clock, converted once, for the id and the timestamp.
+        let since_epoch = message_id::since_epoch(SystemTime::now());
         let id = self
             .message_id
-            .map_or_else(|| MessageId::generate_at(now), MessageId::given);
+            .map_or_else(|| MessageId::generate_at(since_epoch), MessageId::given);
         let routing_key = self.routing_key.unwrap_or(Cow::Borrowed(job.routing_key()));
         let span = PublishSpan::start(job, &routing_key, id.as_str(), size, &self.headers);
         // With a producer span, the message names it; a `traceparent` the caller set is the
@@ -593,7 +593,7 @@ impl<M: JobMessage> Enqueue<M> {
             content_type: Some(Cow::Borrowed(CONTENT_TYPE)),
             kind: Some(Cow::Borrowed(job.name())),
             message_id: Some(String::from(id.as_str())),
-            timestamp: Some(unix_seconds(now)),
+            timestamp: Some(since_epoch.as_secs()),
             persistent: true,
             priority: self.priority,
             headers,
@@ -626,10 +626,5 @@ pub struct Prepared {
 
 /// Seconds since the Unix epoch.
 pub(crate) fn unix_now() -> u64 {
-    unix_seconds(SystemTime::now())
-}
-
-/// `at` as Unix seconds; 0 before 1970.
-fn unix_seconds(at: SystemTime) -> u64 {
-    at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+    message_id::since_epoch(SystemTime::now()).as_secs()
 }
