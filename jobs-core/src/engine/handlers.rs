@@ -8,11 +8,17 @@
 //! fifth of a no-op job's instructions. A worker here is spawned once, when a delivery finds
 //! every worker busy and fewer than the prefetch run; after that a delivery costs a queue push
 //! and, when a worker waits, its wake-up.
+//!
+//! The waiting workers' wakers are kept under the queue's own lock, not in a
+//! [`tokio::sync::Notify`]: a delivery then takes one lock where it took two (the queue's and
+//! the `Notify`'s own), and a waiting worker registers in the same critical section that found
+//! the queue empty.
 
 use std::collections::VecDeque;
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Poll, Waker};
 
 use tokio::sync::Notify;
 use tokio::task::AbortHandle;
@@ -32,15 +38,14 @@ pub(super) struct Handlers<T> {
 #[derive(Debug)]
 struct Shared<T> {
     state: Mutex<State<T>>,
-    /// Wakes a waiting worker: one per queued delivery while any waits, all when closed.
-    wake: Notify,
 }
 
 #[derive(Debug)]
 struct State<T> {
     queue: VecDeque<(T, Running)>,
-    /// Workers waiting for a delivery, less those already woken for one.
-    waiting: usize,
+    /// The wakers of the workers waiting for a delivery, the last to wait last; a push takes
+    /// one out and wakes it, a close wakes them all.
+    waiting: Vec<Waker>,
     /// No more deliveries: waiting workers end.
     closed: bool,
 }
@@ -81,25 +86,34 @@ impl<T> Shared<T> {
 impl<T> Worker<T> {
     /// The next delivery, with the count it holds until it is handled; `None` once the pool is
     /// closed.
-    pub(super) async fn next(&mut self) -> Option<(T, Running)> {
-        loop {
-            let woken = self.shared.wake.notified();
-            tokio::pin!(woken);
-            {
-                let mut state = self.shared.lock();
-                if let Some(next) = state.queue.pop_front() {
-                    return Some(next);
-                }
-                if state.closed {
-                    return None;
-                }
-                state.waiting += 1;
-                // Registered under the lock, so that the push that counts this worker as
-                // waiting, or the close, finds it among the waiters.
-                woken.as_mut().enable();
+    pub(super) fn next(&mut self) -> impl Future<Output = Option<(T, Running)>> + '_ {
+        // Where this worker's waker went in `waiting`: a push takes only the last one out, so
+        // the waker stays at that index for as long as it waits there.
+        let mut slot = None;
+        std::future::poll_fn(move |cx| {
+            let mut state = self.shared.lock();
+            if let Some(next) = state.queue.pop_front() {
+                return Poll::Ready(Some(next));
             }
-            woken.await;
-        }
+            if state.closed {
+                return Poll::Ready(None);
+            }
+            // Registered under the lock that found the queue empty, so that the next push or
+            // the close finds this worker among the waiting. Polled again with nothing queued
+            // (another worker took what it was woken for, or something else woke its task),
+            // it may still be registered: it is not registered twice.
+            let registered = slot.is_some_and(|index| {
+                state
+                    .waiting
+                    .get(index)
+                    .is_some_and(|waker: &Waker| waker.will_wake(cx.waker()))
+            });
+            if !registered {
+                slot = Some(state.waiting.len());
+                state.waiting.push(cx.waker().clone());
+            }
+            Poll::Pending
+        })
     }
 }
 
@@ -110,10 +124,9 @@ impl<T: Send + 'static> Handlers<T> {
             shared: Arc::new(Shared {
                 state: Mutex::new(State {
                     queue: VecDeque::new(),
-                    waiting: 0,
+                    waiting: Vec::new(),
                     closed: false,
                 }),
-                wake: Notify::new(),
             }),
             count: Arc::default(),
             max_workers: max_workers.max(1),
@@ -139,18 +152,15 @@ impl<T: Send + 'static> Handlers<T> {
                 return;
             }
             state.queue.push_back((delivery, running));
-            if state.waiting > 0 {
-                state.waiting -= 1;
-                (true, false)
-            } else if self.workers.len() < self.max_workers {
-                (false, true)
-            } else {
-                (false, false)
+            // The worker that waited last: its stack is the likeliest to be in the cache.
+            match state.waiting.pop() {
+                Some(waker) => (Some(waker), false),
+                None => (None, self.workers.len() < self.max_workers),
             }
         };
-        if wake {
-            // The worker that waited last: its stack is the likeliest to be in the cache.
-            self.shared.wake.notify_last();
+        // Woken outside the lock, which the worker takes as soon as it runs.
+        if let Some(waker) = wake {
+            waker.wake();
         }
         if spawn {
             let worker = Worker {
@@ -190,12 +200,17 @@ impl<T> Handlers<T> {
     /// Closes the queue and wakes the waiting workers to end; returns what was still queued,
     /// for the caller to drop outside the lock.
     fn close(&self) -> VecDeque<(T, Running)> {
-        let unhandled = {
+        let (unhandled, waiting) = {
             let mut state = self.shared.lock();
             state.closed = true;
-            std::mem::take(&mut state.queue)
+            (
+                std::mem::take(&mut state.queue),
+                std::mem::take(&mut state.waiting),
+            )
         };
-        self.shared.wake.notify_waiters();
+        for waker in waiting {
+            waker.wake();
+        }
         unhandled
     }
 }
@@ -255,6 +270,52 @@ mod tests {
         handlers.push(receiver, work);
         assert!(sender.is_closed());
         handlers.idle().await;
+    }
+
+    /// Lets every task that can run, run.
+    async fn run_the_others() {
+        for _ in 0..16 {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_worker_woken_for_a_delivery_another_took_waits_for_the_next() {
+        type Held = (Arc<AtomicUsize>, tokio::sync::oneshot::Receiver<()>);
+        async fn count_and_hold(mut worker: Worker<Held>) {
+            while let Some(((taken, wait), _running)) = worker.next().await {
+                taken.fetch_add(1, Ordering::AcqRel);
+                let _ = wait.await;
+            }
+        }
+        let taken = Arc::new(AtomicUsize::new(0));
+        let mut handlers = Handlers::new(2);
+        let deliver = |handlers: &mut Handlers<Held>| {
+            let (sender, receiver) = tokio::sync::oneshot::channel::<()>();
+            handlers.push((Arc::clone(&taken), receiver), count_and_hold);
+            sender
+        };
+        // Two workers, each holding one delivery.
+        let first = deliver(&mut handlers);
+        run_the_others().await;
+        let second = deliver(&mut handlers);
+        run_the_others().await;
+        assert_eq!(handlers.workers.len(), 2);
+        assert_eq!(taken.load(Ordering::Acquire), 2);
+        // The first worker's done and waits; the second is done just as a third delivery
+        // wakes the first: the second, scheduled first, takes it.
+        drop(first);
+        run_the_others().await;
+        drop(second);
+        let _third = deliver(&mut handlers);
+        run_the_others().await;
+        assert_eq!(taken.load(Ordering::Acquire), 3);
+        // The first worker found nothing and waits again: a fourth delivery wakes it.
+        let _fourth = deliver(&mut handlers);
+        run_the_others().await;
+        assert_eq!(taken.load(Ordering::Acquire), 4, "the fourth was taken");
+        assert_eq!(handlers.workers.len(), 2);
+        handlers.shutdown().await;
     }
 
     #[tokio::test]
