@@ -176,7 +176,7 @@ impl fmt::Debug for Schedule {
 
 /// Whole seconds since the Unix epoch; 0 before it.
 pub(crate) fn unix_seconds(time: SystemTime) -> u64 {
-    time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+    crate::message_id::since_epoch(time).as_secs()
 }
 
 /// `5m`, `1h30m`, `45s`.
